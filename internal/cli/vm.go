@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newVmCmd() *cobra.Command {
+func newVMCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "vm",
 		RunE: func(*cobra.Command, []string) error { return errors.New("vm: not written yet") },
