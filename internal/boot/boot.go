@@ -1,8 +1,225 @@
 // Package boot is the init's main sequence: the walk from the kernel command
-// line to power-off, one stage after the other.
+// line to power-off, one stage after the other. Each stage lives in its own
+// package; this one only strings them together and decides what a failure
+// means.
 package boot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/kmod"
+	"github.com/ociboot/ociboot/internal/netconf"
+	"github.com/ociboot/ociboot/internal/pid1"
+	"github.com/ociboot/ociboot/internal/pipeline"
+	"github.com/ociboot/ociboot/internal/runtime"
+	"golang.org/x/sys/unix"
+)
+
+// StatusLine is the format of the line boot2container users' tooling
+// matches to learn the pipeline's result.
+const StatusLine = "Execution is over, pipeline status: %d\n"
+
+// failDelay is how long a failed boot waits, so that a person can read the
+// error, before powering off (unless a poweroff delay was given).
+const failDelay = 5 * time.Second
+
+// stageError is a failure of one boot stage.
+type stageError struct {
+	stage string
+	err   error
+}
+
+func (e *stageError) Error() string { return e.stage + ": " + e.err.Error() }
+
+func stage(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &stageError{name, err}
+}
 
 // Main runs the init. It never returns.
 func Main() {
-	select {}
+	con := os.Stdout
+	if !pid1.RootMoved(os.Environ()) {
+		// The kernel's rootfs cannot be pivoted away from: move into a
+		// tmpfs and re-execute from there (does not return on success).
+		err := pid1.MoveRootToTmpfs("75%")
+		fail(con, nil, -1, stage("root", err))
+	}
+	if err := pid1.MountAPI(); err != nil {
+		fail(con, nil, -1, stage("mounts", err))
+	}
+	if err := pid1.SetupConsole(); err != nil {
+		fmt.Fprintf(con, "ociboot: console: %v (going on)\n", err)
+	}
+	reaper := pid1.NewReaper()
+	defer func() {
+		if p := recover(); p != nil {
+			fail(con, reaper, -1, fmt.Errorf("internal error: %v\n%s", p, debug.Stack()))
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var requested atomic.Int32 // a pid1.Action; PowerOff unless asked
+	go func() {
+		a := <-pid1.Requests()
+		requested.Store(int32(a))
+		fmt.Fprintf(con, "ociboot: %s requested: stopping the containers\n", a)
+		cancel()
+	}()
+
+	plan, status, err := run(ctx, con, reaper)
+	if err != nil {
+		delay := -1
+		if plan != nil {
+			delay = plan.PoweroffDelay
+		}
+		fail(con, reaper, delay, err)
+	}
+	fmt.Fprintf(con, StatusLine, status)
+	if plan.PoweroffDelay > 0 {
+		time.Sleep(time.Duration(plan.PoweroffDelay) * time.Second)
+	}
+	pid1.Shutdown(pid1.Action(requested.Load()), reaper, con)
+}
+
+// run is the walk itself: every stage in order, returning the pipeline
+// status or the first stage error.
+func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan, int, error) {
+	baked, err := readBaked(bootcfg.BakedPath)
+	if err != nil {
+		return nil, 0, stage("config", err)
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return nil, 0, stage("cmdline", err)
+	}
+	plan, err := bootcfg.Parse(strings.TrimSpace(string(cmdline)), baked)
+	if err != nil {
+		return nil, 0, stage("cmdline", err)
+	}
+	setIdentity(con)
+
+	modules := append(append([]string(nil), baked.Modules...), plan.Modules...)
+	if err := loadModules(con, modules); err != nil {
+		return plan, 0, stage("modules", err)
+	}
+
+	leases, err := netconf.Up(ctx, netconf.Options{Log: prefixed(con, "network")})
+	if err != nil {
+		return plan, 0, stage("network", err)
+	}
+	_ = leases
+
+	status := pipeline.Run(ctx, pipeline.Config{
+		Plan:     plan,
+		Runtime:  runtime.Runtime{Path: baked.Runtime},
+		StateDir: "/var/lib/ociboot",
+		Procs:    reaper,
+		Log:      con,
+	})
+	return plan, status, nil
+}
+
+// fail reports a stage failure on the console, waits so that it can be
+// read, and powers off.
+func fail(con io.Writer, reaper *pid1.Reaper, delay int, err error) {
+	fmt.Fprintf(con, "ociboot: boot failed at %v\n", err)
+	wait := failDelay
+	if delay >= 0 {
+		wait = time.Duration(delay) * time.Second
+	}
+	if wait > 0 {
+		fmt.Fprintf(con, "ociboot: powering off in %s\n", wait)
+		time.Sleep(wait)
+	}
+	if reaper == nil {
+		reaper = pid1.NewReaper()
+	}
+	pid1.Shutdown(pid1.PowerOff, reaper, con)
+}
+
+// readBaked reads the configuration `ociboot build` baked in.
+func readBaked(path string) (bootcfg.Baked, error) {
+	var b bootcfg.Baked
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return b, fmt.Errorf("%s is missing: was this initramfs made by `ociboot build`?", path)
+	}
+	if err != nil {
+		return b, err
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("%s: %w", path, err)
+	}
+	if b.Runtime == "" {
+		return b, fmt.Errorf("%s names no OCI runtime", path)
+	}
+	return b, nil
+}
+
+// setIdentity gives the machine a hostname and the files containers expect.
+func setIdentity(con io.Writer) {
+	const name = "ociboot"
+	if err := os.WriteFile("/proc/sys/kernel/hostname", []byte(name), 0); err != nil {
+		fmt.Fprintf(con, "ociboot: setting the hostname: %v (going on)\n", err)
+	}
+	hosts := "127.0.0.1\tlocalhost " + name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if err := os.WriteFile("/etc/hosts", []byte(hosts), 0o644); err != nil {
+		fmt.Fprintf(con, "ociboot: writing /etc/hosts: %v (going on)\n", err)
+	}
+}
+
+// loadModules loads the modules baked in at build time and those asked for
+// on the command line.
+func loadModules(con io.Writer, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	kver := unix.ByteSliceToString(uts.Release[:])
+	start := time.Now()
+	if err := kmod.LoadModules("/lib/modules/"+kver, names); err != nil {
+		return err
+	}
+	fmt.Fprintf(con, "ociboot: modules: loaded %s in %s\n", strings.Join(names, ","), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// prefixWriter writes each line with a prefix, so a stage's output says
+// which stage it comes from.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func prefixed(w io.Writer, stage string) io.Writer {
+	return &prefixWriter{w: w, prefix: "ociboot: " + stage + ": "}
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		if _, err := io.WriteString(p.w, p.prefix+line); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
 }

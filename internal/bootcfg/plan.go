@@ -53,6 +53,9 @@ type Container struct {
 	User string
 	// Name is the container's name (--name); a default is derived if empty.
 	Name string
-	// Hostname is the container's hostname (--hostname).
+	// Hostname is the container's hostname (-h/--hostname).
 	Hostname string
+	// Pull is the --pull policy: "always", "missing", "never", or "" when
+	// not given (the puller's default).
+	Pull string
 }

@@ -1,14 +1,129 @@
 package cli
 
 import (
-	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
+	"github.com/ociboot/ociboot/internal/initramfs"
 	"github.com/spf13/cobra"
 )
 
 func newBuildCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "build",
-		RunE: func(*cobra.Command, []string) error { return errors.New("build: not written yet") },
+	var (
+		opts     initramfs.Options
+		compress string
+		modules  string
+		includes []string
+	)
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build an initramfs that boots into OCI containers",
+		Long: `Build writes an initramfs holding this executable as /init, an OCI runtime
+with its shared libraries, kernel modules with their dependencies, and the
+default kernel parameters given with --cmdline. SOURCE_DATE_EPOCH, when set,
+is the modification time of every file; the same inputs give the same bytes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := initramfs.ParseCompression(compress)
+			if err != nil {
+				return fmt.Errorf("--compress: %w", err)
+			}
+			opts.Compression = c
+			opts.Modules = splitComma(modules)
+			for _, s := range includes {
+				inc, err := initramfs.ParseInclude(s)
+				if err != nil {
+					return fmt.Errorf("--include: %w", err)
+				}
+				opts.Includes = append(opts.Includes, inc)
+			}
+			if opts.SourceDateEpoch, err = sourceDateEpoch(); err != nil {
+				return err
+			}
+			start := time.Now()
+			rep, err := initramfs.Build(opts)
+			if err != nil {
+				return err
+			}
+			printBuildReport(cmd.OutOrStdout(), rep, time.Since(start))
+			return nil
+		},
 	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.Output, "output", "o", "initramfs.img", "initramfs file to write")
+	f.StringVar(&compress, "compress", "zstd", "compression: zstd, gzip, xz or none")
+	f.StringVar(&opts.InitBinary, "init-binary", "", "binary to install as /init (default: this executable)")
+	f.StringVar(&opts.Runtime, "runtime", "crun", "OCI runtime: crun, runc (found on PATH), an absolute path, or none")
+	f.StringVar(&modules, "modules", "virtio_pci,virtio_net,virtio_rng", "comma-separated kernel modules (or aliases) to include and load at boot")
+	f.StringVar(&opts.KernelVersion, "kernel-version", "", "kernel version of the modules (default: base name of --modules-dir, else the newest in /lib/modules)")
+	f.StringVar(&opts.ModulesDir, "modules-dir", "", "directory to take modules from (default /lib/modules/VERSION)")
+	f.StringArrayVar(&includes, "include", nil, "add a host file or directory as SRC:DST (repeatable)")
+	f.StringVar(&opts.Cmdline, "cmdline", "", "default kernel parameters baked into the image")
+	return cmd
+}
+
+// splitComma splits a comma-separated flag value, dropping blanks.
+func splitComma(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// sourceDateEpoch reads SOURCE_DATE_EPOCH (seconds since 1970); unset is 0.
+func sourceDateEpoch() (int64, error) {
+	v, ok := os.LookupEnv("SOURCE_DATE_EPOCH")
+	if !ok || v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<32-1 {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970 between 0 and %d", v, int64(1<<32-1))
+	}
+	return n, nil
+}
+
+func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
+	fmt.Fprintf(w, "wrote %s: %s %s (%s uncompressed, %d entries, %d files) in %.1fs\n",
+		rep.Output, humanBytes(rep.OutputSize), rep.Compression, humanBytes(rep.ArchiveSize), rep.Entries, rep.Files, took.Seconds())
+	fmt.Fprintf(w, "  init:    %s (%s)\n", rep.Init.Path, humanBytes(rep.Init.Size))
+	if rep.Runtime != "" {
+		total := rep.RuntimeFile.Size
+		var libs []string
+		for _, l := range rep.Libraries {
+			total += l.Size
+			libs = append(libs, filepath.Base(l.Path))
+		}
+		fmt.Fprintf(w, "  runtime: %s + %d libraries (%s): %s\n", rep.Runtime, len(rep.Libraries), humanBytes(total), strings.Join(libs, " "))
+	}
+	if len(rep.Modules) > 0 {
+		var mods []string
+		for _, m := range rep.Modules {
+			if m.Builtin {
+				mods = append(mods, m.Name+" (builtin)")
+			} else {
+				mods = append(mods, fmt.Sprintf("%s (%s)", m.Name, humanBytes(m.Size)))
+			}
+		}
+		fmt.Fprintf(w, "  modules: %s: %s\n", rep.KernelVersion, strings.Join(mods, ", "))
+	}
+}
+
+// humanBytes formats a byte count for people.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

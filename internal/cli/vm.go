@@ -1,14 +1,77 @@
 package cli
 
 import (
-	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ociboot/ociboot/internal/vm"
 )
 
 func newVMCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "vm",
-		RunE: func(*cobra.Command, []string) error { return errors.New("vm: not written yet") },
+	var (
+		cfg      vm.Config
+		forwards []int
+	)
+	cmd := &cobra.Command{
+		Use:   "vm",
+		Short: "Boot an initramfs in a QEMU VM and exit with its pipeline status",
+		Long: fmt.Sprintf(`Boot an initramfs in a QEMU virtual machine with the serial console on
+this terminal, and exit with the pipeline status the VM reports.
+
+The guest's network reaches only the forwarded ports: host 127.0.0.1:PORT
+is %s:PORT in the guest.
+
+Exit status: the pipeline status; %d when the VM reported none (it stopped
+early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, p := range forwards {
+				if p < 1 || p > 65535 {
+					return fmt.Errorf("--forward %d: want a port number 1..65535", p)
+				}
+			}
+			for _, d := range cfg.Disks {
+				if _, err := os.Stat(d); err != nil {
+					return fmt.Errorf("--disk: %w", err)
+				}
+			}
+			if _, err := os.Stat(cfg.Initramfs); err != nil {
+				return fmt.Errorf("--initramfs: %w (build one with `ociboot build`)", err)
+			}
+			cfg.Forwards = forwards
+			cfg.Console = cmd.OutOrStdout()
+			cfg.Stdin = os.Stdin
+			cfg.Log = cmd.ErrOrStderr()
+
+			// Ctrl-C reaches QEMU too; catching it here lets Run stop QEMU
+			// and report instead of this process dying first.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := vm.Run(ctx, cfg)
+			code := vm.ExitStatus(res, err)
+			switch {
+			case err != nil:
+				return &exitError{code: code, msg: err.Error()}
+			case code != 0:
+				return &exitError{code: code}
+			}
+			return nil
+		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Kernel, "kernel", "", "kernel image (default: the newest /boot/vmlinuz-*)")
+	f.StringVar(&cfg.Initramfs, "initramfs", "initramfs.img", "initramfs image, as written by 'ociboot build'")
+	f.StringVar(&cfg.Cmdline, "cmdline", "", `kernel command line, after "console=ttyS0 panic=-1"`)
+	f.IntVar(&cfg.MemoryMB, "memory", vm.DefaultMemoryMB, "guest memory in MiB (container roots live in RAM)")
+	f.IntVar(&cfg.SMP, "smp", vm.DefaultSMP, "virtual CPUs")
+	f.IntSliceVar(&forwards, "forward", nil, fmt.Sprintf("host port on 127.0.0.1 to make reachable in the guest at %s:PORT (repeatable)", vm.GuestHost))
+	f.StringArrayVar(&cfg.Disks, "disk", nil, "raw disk image or block device to attach as a virtio disk (repeatable)")
+	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, fmt.Sprintf("stop the VM after this long and exit %d (0: no limit)", vm.NoStatusExit))
+	f.StringVar(&cfg.Accel, "accel", vm.AccelAuto, "accelerator: auto (KVM if a probe shows it works, else TCG), tcg or kvm")
+	return cmd
 }

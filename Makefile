@@ -1,0 +1,34 @@
+# ociboot: `make demo` boots a VM into a container; `make test` runs every check.
+GO      ?= go
+GOBIN   := $(shell $(GO) env GOPATH)/bin
+BIN     := bin/ociboot
+GOFILES := $(shell find cmd internal test -name '*.go')
+
+.PHONY: all build deps lint test demo bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/ociboot
+
+deps:
+	./scripts/install-deps.sh
+
+lint:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+# Unit, integration and VM end-to-end tests. Nothing skips: a missing tool
+# fails its test.
+test: deps lint
+	$(GO) test -count=1 -timeout 30m ./...
+
+demo: deps build
+	./scripts/demo.sh
+
+bench: deps build
+	./bench/boot.sh
+
+clean:
+	rm -rf bin

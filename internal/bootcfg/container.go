@@ -1,0 +1,258 @@
+package bootcfg
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// containerOption is one podman-run option that ParseContainer knows.
+type containerOption struct {
+	long  string // name without the leading "--"
+	alias string // another long name, or ""
+	short byte   // one-letter name, or 0
+	value bool   // the option takes a value
+	set   func(c *Container, v string) error
+}
+
+// containerOptions lists the supported podman-run options. Those that only
+// set what ociboot always does (boot2container runs every container with
+// --rm --privileged --network=host) or that do not apply on a console
+// without a terminal (-i, -t) are accepted and change nothing.
+func containerOptions() []containerOption {
+	return []containerOption{
+		{long: "env", short: 'e', value: true, set: setEnv},
+		{long: "entrypoint", value: true, set: setEntrypoint},
+		{long: "workdir", short: 'w', value: true, set: setWorkdir},
+		{long: "user", short: 'u', value: true, set: setUser},
+		{long: "name", value: true, set: setName},
+		{long: "hostname", short: 'h', value: true, set: setHostname},
+		{long: "pull", value: true, set: setPull},
+		{long: "network", alias: "net", value: true, set: setNetwork},
+		{long: "rm", set: noEffect},
+		{long: "privileged", set: noEffect},
+		{long: "interactive", short: 'i', set: noEffect},
+		{long: "tty", short: 't', set: noEffect},
+	}
+}
+
+// ParseContainer parses a container parameter's value, written as podman-run
+// arguments: `[OPTIONS] IMAGE [COMMAND [ARG...]]`. Options come as `--opt
+// value`, `--opt=value`, `-o value` or `-ovalue`, and one-letter flags may be
+// combined (`-ti`). A `docker://` prefix on the image is removed. Everything
+// after the image is the command.
+func ParseContainer(spec string) (Container, error) {
+	c := Container{Spec: spec}
+	args, err := ShellSplit(spec)
+	if err != nil {
+		return Container{}, err
+	}
+	opts := containerOptions()
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			break
+		}
+		var consumed int
+		if strings.HasPrefix(a, "--") {
+			consumed, err = parseLongOption(&c, opts, args[i:])
+		} else {
+			consumed, err = parseShortOptions(&c, opts, args[i:])
+		}
+		if err != nil {
+			return Container{}, err
+		}
+		i += consumed - 1
+	}
+	if i >= len(args) {
+		return Container{}, fmt.Errorf("no image in %q: expected [OPTIONS] IMAGE [COMMAND [ARG...]]", spec)
+	}
+	image := strings.TrimPrefix(args[i], "docker://")
+	if _, err := name.ParseReference(image); err != nil {
+		return Container{}, fmt.Errorf("image %q: %w (expected a reference such as alpine:3.20 or registry.lan:5000/ci/runner:v1)", args[i], err)
+	}
+	c.Image = image
+	c.Command = args[i+1:]
+	if len(c.Command) == 0 {
+		c.Command = nil
+	}
+	return c, nil
+}
+
+// parseLongOption applies the `--name[=value]` option at args[0] and returns
+// how many arguments it used.
+func parseLongOption(c *Container, opts []containerOption, args []string) (int, error) {
+	optName, val, hasVal := strings.Cut(args[0][2:], "=")
+	opt, ok := findOption(opts, func(o containerOption) bool {
+		return optName == o.long || (o.alias != "" && optName == o.alias)
+	})
+	if !ok {
+		return 0, unknownOption("--"+optName, opts)
+	}
+	flag := "--" + optName
+	if !opt.value {
+		if hasVal && val != "true" {
+			return 0, fmt.Errorf("option %s takes no value (got %q)", flag, val)
+		}
+		return 1, opt.set(c, "")
+	}
+	if hasVal {
+		return 1, wrapOption(flag, opt.set(c, val))
+	}
+	if len(args) < 2 {
+		return 0, fmt.Errorf("option %s needs a value", flag)
+	}
+	return 2, wrapOption(flag, opt.set(c, args[1]))
+}
+
+// parseShortOptions applies the one-letter options combined in args[0]
+// (`-ti`, `-eKEY=VALUE`, `-e KEY=VALUE`) and returns how many arguments it
+// used.
+func parseShortOptions(c *Container, opts []containerOption, args []string) (int, error) {
+	a := args[0]
+	for j := 1; j < len(a); j++ {
+		opt, ok := findOption(opts, func(o containerOption) bool { return o.short != 0 && a[j] == o.short })
+		if !ok {
+			return 0, unknownOption("-"+a[j:j+1], opts)
+		}
+		flag := "-" + a[j:j+1]
+		if !opt.value {
+			if err := opt.set(c, ""); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if val := strings.TrimPrefix(a[j+1:], "="); val != "" {
+			return 1, wrapOption(flag, opt.set(c, val))
+		}
+		if len(args) < 2 {
+			return 0, fmt.Errorf("option %s needs a value", flag)
+		}
+		return 2, wrapOption(flag, opt.set(c, args[1]))
+	}
+	return 1, nil
+}
+
+func findOption(opts []containerOption, match func(containerOption) bool) (containerOption, bool) {
+	for _, o := range opts {
+		if match(o) {
+			return o, true
+		}
+	}
+	return containerOption{}, false
+}
+
+func unknownOption(flag string, opts []containerOption) error {
+	names := make([]string, len(opts))
+	for i, o := range opts {
+		names[i] = "--" + o.long
+		if o.alias != "" {
+			names[i] += "/--" + o.alias
+		}
+		if o.short != 0 {
+			names[i] = "-" + string(o.short) + "/" + names[i]
+		}
+	}
+	return fmt.Errorf("unknown container option %s: supported options are %s", flag, strings.Join(names, ", "))
+}
+
+func wrapOption(flag string, err error) error {
+	if err != nil {
+		return fmt.Errorf("option %s: %w", flag, err)
+	}
+	return nil
+}
+
+func noEffect(*Container, string) error { return nil }
+
+func setEnv(c *Container, v string) error {
+	key, _, ok := strings.Cut(v, "=")
+	if !ok || key == "" {
+		return fmt.Errorf("got %q, expected KEY=VALUE", v)
+	}
+	c.Env = append(c.Env, v)
+	return nil
+}
+
+// setEntrypoint takes a JSON array of strings, as podman does, or else one
+// string that is the whole entrypoint; "" gives an empty entrypoint.
+func setEntrypoint(c *Container, v string) error {
+	var list []string
+	if strings.HasPrefix(v, "[") && json.Unmarshal([]byte(v), &list) == nil {
+		c.Entrypoint = append([]string{}, list...)
+		return nil
+	}
+	if v == "" {
+		c.Entrypoint = []string{}
+		return nil
+	}
+	c.Entrypoint = []string{v}
+	return nil
+}
+
+func setWorkdir(c *Container, v string) error {
+	if !strings.HasPrefix(v, "/") {
+		return fmt.Errorf("got %q, expected an absolute path", v)
+	}
+	c.Workdir = v
+	return nil
+}
+
+func setUser(c *Container, v string) error {
+	user, group, hasGroup := strings.Cut(v, ":")
+	if user == "" || (hasGroup && group == "") {
+		return fmt.Errorf("got %q, expected USER[:GROUP] (names or numbers)", v)
+	}
+	c.User = v
+	return nil
+}
+
+// setName accepts the names podman accepts: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+func setName(c *Container, v string) error {
+	for i, r := range v {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			i > 0 && (r == '_' || r == '.' || r == '-')
+		if !ok {
+			return fmt.Errorf("got %q, expected a name matching [a-zA-Z0-9][a-zA-Z0-9_.-]*", v)
+		}
+	}
+	if v == "" {
+		return fmt.Errorf("got an empty name, expected one matching [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+	}
+	c.Name = v
+	return nil
+}
+
+// setHostname checks the kernel's limits: 1 to 64 bytes.
+func setHostname(c *Container, v string) error {
+	if v == "" || len(v) > 64 || strings.ContainsAny(v, " \t\n/") {
+		return fmt.Errorf("got %q, expected a host name of 1 to 64 characters", v)
+	}
+	c.Hostname = v
+	return nil
+}
+
+func setPull(c *Container, v string) error {
+	switch v {
+	case "always", "missing", "never":
+		c.Pull = v
+		return nil
+	}
+	return fmt.Errorf("got %q, expected always, missing or never", v)
+}
+
+// setNetwork accepts host networking only, which is what every container
+// gets.
+func setNetwork(_ *Container, v string) error {
+	if v != "host" {
+		return fmt.Errorf("got %q, only \"host\" is supported", v)
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package bootcfg
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseContainer(t *testing.T) {
+	tests := []struct {
+		spec string
+		want Container
+	}{
+		{"alpine", Container{Image: "alpine"}},
+		{"-ti docker://alpine:latest", Container{Image: "alpine:latest"}},
+		{
+			"--rm --privileged --network=host --pull=always alpine sh -c 'echo hi; exit 3'",
+			Container{Image: "alpine", Pull: "always", Command: []string{"sh", "-c", "echo hi; exit 3"}},
+		},
+		{
+			`-e A=1 --env B=2 -eC=3 -e=D=4 --env=E="x y" -it registry.lan:5000/ci/runner:v1 run --verbose -e`,
+			Container{
+				Image:   "registry.lan:5000/ci/runner:v1",
+				Env:     []string{"A=1", "B=2", "C=3", "D=4", "E=x y"},
+				Command: []string{"run", "--verbose", "-e"},
+			},
+		},
+		{
+			"-tie K=V --net host alpine",
+			Container{Image: "alpine", Env: []string{"K=V"}},
+		},
+		{
+			"-w /work --workdir=/tmp -u 1000:1000 --user=nobody --name job-1 -h runner --hostname=ci alpine",
+			Container{Image: "alpine", Workdir: "/tmp", User: "nobody", Name: "job-1", Hostname: "ci"},
+		},
+		{`--entrypoint /bin/sh alpine -c true`, Container{Image: "alpine", Entrypoint: []string{"/bin/sh"}, Command: []string{"-c", "true"}}},
+		{`--entrypoint '["/bin/sh", "-c"]' alpine true`, Container{Image: "alpine", Entrypoint: []string{"/bin/sh", "-c"}, Command: []string{"true"}}},
+		{`--entrypoint "/bin/sh -c" alpine`, Container{Image: "alpine", Entrypoint: []string{"/bin/sh -c"}}},
+		{`--entrypoint= alpine`, Container{Image: "alpine", Entrypoint: []string{}}},
+		{`--entrypoint '' alpine`, Container{Image: "alpine", Entrypoint: []string{}}},
+		{`--entrypoint '[]' alpine`, Container{Image: "alpine", Entrypoint: []string{}}},
+		{`--entrypoint '[bad' alpine`, Container{Image: "alpine", Entrypoint: []string{"[bad"}}},
+		{"--pull never --rm=true -- alpine --not-an-option", Container{Image: "alpine", Pull: "never", Command: []string{"--not-an-option"}}},
+		{"docker://ghcr.io/o/i@sha256:" + strings.Repeat("a", 64), Container{Image: "ghcr.io/o/i@sha256:" + strings.Repeat("a", 64)}},
+	}
+	for _, tt := range tests {
+		got, err := ParseContainer(tt.spec)
+		if err != nil {
+			t.Errorf("ParseContainer(%q): %v", tt.spec, err)
+			continue
+		}
+		tt.want.Spec = tt.spec
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseContainer(%q)\n got %#v\nwant %#v", tt.spec, got, tt.want)
+		}
+	}
+}
+
+func TestParseContainerErrors(t *testing.T) {
+	tests := []struct{ spec, want string }{
+		{"", "no image"},
+		{"-ti --rm", "no image"},
+		{"-e", "option -e needs a value"},
+		{"--env", "option --env needs a value"},
+		{"-v /a:/b alpine", "unknown container option -v: supported options are -e/--env, --entrypoint, -w/--workdir"},
+		{"--volume=/a:/b alpine", "unknown container option --volume: supported"},
+		{"-tx alpine", "unknown container option -x"},
+		{"-e FOO alpine", `option -e: got "FOO", expected KEY=VALUE`},
+		{"-e =x alpine", `expected KEY=VALUE`},
+		{"--network bridge alpine", `option --network: got "bridge", only "host" is supported`},
+		{"--net=none alpine", `option --net: got "none"`},
+		{"--pull sometimes alpine", `option --pull: got "sometimes", expected always, missing or never`},
+		{"-w work alpine", `option -w: got "work", expected an absolute path`},
+		{"-u :0 alpine", `option -u: got ":0", expected USER[:GROUP]`},
+		{"-u root: alpine", `expected USER[:GROUP]`},
+		{"--name -x alpine", `option --name: got "-x"`},
+		{"--name '' alpine", `option --name: got an empty name`},
+		{"--hostname " + strings.Repeat("h", 65) + " alpine", "expected a host name of 1 to 64 characters"},
+		{"--rm=false alpine", `option --rm takes no value (got "false")`},
+		{"Alpine", `image "Alpine"`},
+		{"docker://", `image "docker://"`},
+		{"alpine sh -c 'echo", "unterminated single quote"},
+	}
+	for _, tt := range tests {
+		got, err := ParseContainer(tt.spec)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseContainer(%q) = %#v, %v; want error containing %q", tt.spec, got, err, tt.want)
+		}
+	}
+}
+
+func FuzzParseContainer(f *testing.F) {
+	for _, s := range []string{
+		"alpine", "-ti docker://alpine:latest echo hi", "-e A=1 -eB=2 --env=C=3 alpine",
+		`--entrypoint '["sh","-c"]' alpine 'exit 3'`, "-- alpine", "-tie K=V alpine", "--rm=true alpine",
+		"-w /x -u 1:2 --name n -h h --pull=missing --network host alpine",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		c, err := ParseContainer(spec)
+		if err != nil {
+			return
+		}
+		if c.Image == "" || c.Spec != spec || strings.HasPrefix(c.Image, "docker://") {
+			t.Fatalf("ParseContainer(%q) = %#v: bad image or spec", spec, c)
+		}
+		words, _ := ShellSplit(spec)
+		if n := len(c.Command); n > 0 && !reflect.DeepEqual(words[len(words)-n:], c.Command) {
+			t.Fatalf("ParseContainer(%q): command %q is not the tail of %q", spec, c.Command, words)
+		}
+		// Adding an option that changes nothing gives the same container.
+		again, err := ParseContainer("--rm " + spec)
+		again.Spec = spec
+		if err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("ParseContainer(%q) = %#v, %v; without --rm it was %#v", "--rm "+spec, again, err, c)
+		}
+	})
+}

@@ -1,0 +1,248 @@
+package bootcfg
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// paramDef is one parameter ociboot knows, under all its spellings.
+type paramDef struct {
+	// names are the accepted keys, in the order messages list them.
+	names []string
+	// apply checks one value and records it in the plan. It is called for
+	// every value in command-line order: a repeatable parameter appends,
+	// any other overwrites (the last value wins).
+	apply func(p *Plan, v Param) error
+}
+
+// knownParams is the table of parameters in the ociboot. and b2c.
+// namespaces. Adding a parameter means adding a row.
+func knownParams() []paramDef {
+	return []paramDef{
+		{names: []string{"ociboot.container", "ociboot.run", "b2c.container", "b2c.run"}, apply: applyContainer},
+		{names: []string{"ociboot.modules"}, apply: applyModules},
+		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
+		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay},
+	}
+}
+
+// source is one parameter together with where it was written, for messages.
+type source struct {
+	Param
+	origin string
+}
+
+// Parse builds the Plan from the kernel command line and the baked-in
+// defaults. Parameters on the kernel command line replace the baked-in ones
+// of the same parameter (all spellings of a parameter count as one; a
+// repeatable parameter is replaced as a whole list). Keys in the ociboot. and
+// b2c. namespaces that ociboot does not know are errors; other parameters are
+// left to the kernel. Parsing stops at a bare `--`, after which the kernel
+// passes the arguments to init.
+func Parse(kernelCmdline string, baked Baked) (*Plan, error) {
+	defs := knownParams()
+	defaults, err := collect(baked.Cmdline, "baked-in", defs)
+	if err != nil {
+		return nil, err
+	}
+	given, err := collect(kernelCmdline, "kernel", defs)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{PoweroffDelay: -1}
+	for i, def := range defs {
+		values := given[i]
+		if len(values) == 0 {
+			values = defaults[i]
+		}
+		for _, v := range values {
+			if err := def.apply(plan, v.Param); err != nil {
+				return nil, fmt.Errorf("%s parameter %s: %w", v.origin, v.Param, err)
+			}
+		}
+	}
+	return plan, nil
+}
+
+// collect splits a command line and sorts its ociboot. and b2c. parameters
+// by definition: the result's i-th list holds the values of defs[i], in
+// command-line order.
+func collect(cmdline, origin string, defs []paramDef) ([][]source, error) {
+	byDef := make([][]source, len(defs))
+	for _, p := range SplitKernelCmdline(cmdline) {
+		if p.Key == "--" && !p.HasValue {
+			break
+		}
+		if !inNamespace(p.Key) {
+			continue
+		}
+		i := findParam(defs, p.Key)
+		if i < 0 {
+			return nil, fmt.Errorf("unknown %s parameter %q: expected one of %s",
+				origin, p.Key, strings.Join(allNames(defs), ", "))
+		}
+		byDef[i] = append(byDef[i], source{p, origin})
+	}
+	return byDef, nil
+}
+
+// inNamespace reports whether key is in a namespace whose parameters must
+// all be known.
+func inNamespace(key string) bool {
+	return strings.HasPrefix(key, "ociboot.") || strings.HasPrefix(key, "b2c.")
+}
+
+func findParam(defs []paramDef, key string) int {
+	for i, d := range defs {
+		for _, n := range d.names {
+			if n == key {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func allNames(defs []paramDef) []string {
+	var names []string
+	for _, d := range defs {
+		names = append(names, d.names...)
+	}
+	return names
+}
+
+var errNoValue = errors.New("needs a value")
+
+func value(v Param) (string, error) {
+	if !v.HasValue {
+		return "", errNoValue
+	}
+	return v.Value, nil
+}
+
+func applyContainer(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: [OPTIONS] IMAGE [COMMAND [ARG...]]", err)
+	}
+	c, err := ParseContainer(s)
+	if err != nil {
+		return err
+	}
+	p.Containers = append(p.Containers, c)
+	return nil
+}
+
+func applyModules(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: comma-separated module names", err)
+	}
+	var mods []string
+	for _, m := range strings.Split(s, ",") {
+		if !isModuleName(m) {
+			return fmt.Errorf("module name %q: expected comma-separated module names made of letters, digits, '_' and '-' (such as virtio_net,e1000)", m)
+		}
+		mods = append(mods, m)
+	}
+	p.Modules = mods
+	return nil
+}
+
+func isModuleName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func applyInsecureRegistry(p *Plan, v Param) error {
+	s, err := value(v)
+	if err == nil {
+		err = checkHostPort(s)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: expected HOST[:PORT], such as registry.lan:5000, 10.0.2.100:5000 or [fd00::1]:5000", err)
+	}
+	p.InsecureRegistries = append(p.InsecureRegistries, s)
+	return nil
+}
+
+// checkHostPort checks HOST[:PORT] where HOST is a DNS name, an IPv4
+// address or a bracketed IPv6 address.
+func checkHostPort(s string) error {
+	if strings.Contains(s, "/") {
+		return fmt.Errorf("%q has a scheme or a path", s)
+	}
+	host, port, hasPort := s, "", false
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return fmt.Errorf("%q has no closing ']'", s)
+		}
+		addr, err := netip.ParseAddr(s[1:end])
+		if err != nil || !addr.Is6() {
+			return fmt.Errorf("%q is not an IPv6 address", s[1:end])
+		}
+		rest := s[end+1:]
+		if rest != "" {
+			if rest[0] != ':' {
+				return fmt.Errorf("unexpected %q after ']'", rest)
+			}
+			port, hasPort = rest[1:], true
+		}
+	} else {
+		host, port, hasPort = strings.Cut(s, ":")
+		if addr, err := netip.ParseAddr(host); (err != nil || !addr.Is4()) && !isDNSName(host) {
+			return fmt.Errorf("%q is neither a host name nor an IPv4 address", host)
+		}
+	}
+	if hasPort {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '+' {
+			return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	}
+	return nil
+}
+
+// isDNSName reports whether s is a host name: dot-separated labels of 1 to
+// 63 letters, digits and hyphens, not starting or ending with a hyphen.
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func applyPoweroffDelay(p *Plan, v Param) error {
+	const want = "a whole number of seconds, 0 or more"
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, want)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || s[0] == '+' {
+		return fmt.Errorf("got %q, expected %s", s, want)
+	}
+	p.PoweroffDelay = n
+	return nil
+}

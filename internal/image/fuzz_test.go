@@ -1,0 +1,101 @@
+package image_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ociboot/ociboot/internal/image"
+)
+
+// FuzzApplyLayer feeds arbitrary bytes to ApplyLayer, twice over the same
+// root so that entries meet what the first pass left: it must never panic
+// and never change anything outside root.
+func FuzzApplyLayer(f *testing.F) {
+	for _, seed := range [][]entry{
+		{dir("a/", 0o755), file("a/f", "x", 0o644), symlink("a/l", "../.."), hardlink("a/h", "a/f")},
+		{symlink("l", "../sibling"), file("l/x", "x", 0o644), whiteout("l/.wh.keep")},
+		{file("../../x", "x", 0o4755), whiteout("d/.wh..wh..opq"), file("d/f", "f", 0o644)},
+		{symlink("s", "/"), hardlink("h", "s/../sibling/keep"), dir("s/", 0o700)},
+		{whiteout(".wh..wh..opq"), whiteout("../.wh.sibling"), file("/abs", "a", 0o600)},
+	} {
+		f.Add(tarOf(f, seed...))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		base := sandbox(t)
+		root := filepath.Join(base, "root")
+		before := outsideSnapshot(t, base)
+		_ = image.ApplyLayer(bytes.NewReader(data), root)
+		_ = image.ApplyLayer(bytes.NewReader(data), root)
+		if after := outsideSnapshot(t, base); !slices.Equal(before, after) {
+			t.Fatalf("outside root changed:\nbefore %q\nafter  %q", before, after)
+		}
+	})
+}
+
+// FuzzApplyLayerEntries builds well-formed tars from a line-based spec, so
+// that the fuzzer explores names, link targets and entry kinds rather than
+// tar checksums. A line is KIND|NAME|TARGET with KIND one of f (file), d
+// (directory), l (symlink), h (hard link), p (fifo), c (char device); a
+// line "--" starts the next layer.
+func FuzzApplyLayerEntries(f *testing.F) {
+	for _, seed := range []string{
+		"l|link|../sibling\nf|link/evil|x",
+		"l|etc|/\n--\nf|etc/passwd|x\nh|h|etc/passwd",
+		"d|d|\nf|d/a|x\n--\nf|d/.wh..wh..opq|\nf|d/b|y\nf|d/.wh.a|",
+		"l|up|../../..\nf|up/sibling/keep|x\nh|k|up/sibling/keep\np|up/p|",
+		"f|/abs/../../x|x\nl|x|x\nd|x/y|\nc|dev/null|",
+		"l|s|s\nf|s/x|\nf|.wh.s|\nf|../.wh.sibling|",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		base := sandbox(t)
+		root := filepath.Join(base, "root")
+		before := outsideSnapshot(t, base)
+		for _, layer := range strings.Split(spec, "\n--\n") {
+			_ = image.ApplyLayer(bytes.NewReader(specTar(layer)), root)
+		}
+		if after := outsideSnapshot(t, base); !slices.Equal(before, after) {
+			t.Fatalf("outside root changed:\nbefore %q\nafter  %q", before, after)
+		}
+	})
+}
+
+// specTar turns spec lines into a tar, leaving out what archive/tar refuses.
+func specTar(spec string) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, line := range strings.Split(spec, "\n") {
+		kind, rest, _ := strings.Cut(line, "|")
+		name, target, _ := strings.Cut(rest, "|")
+		h := &tar.Header{Name: name, Linkname: target, Mode: 0o644}
+		switch kind {
+		case "f":
+			h.Typeflag, h.Size, h.Linkname = tar.TypeReg, int64(len(target)), ""
+		case "d":
+			h.Typeflag, h.Mode = tar.TypeDir, 0o755
+		case "l":
+			h.Typeflag = tar.TypeSymlink
+		case "h":
+			h.Typeflag = tar.TypeLink
+		case "p":
+			h.Typeflag = tar.TypeFifo
+		case "c":
+			h.Typeflag, h.Devmajor, h.Devminor = tar.TypeChar, 1, 3
+		default:
+			continue
+		}
+		if tw.WriteHeader(h) != nil {
+			continue
+		}
+		if h.Typeflag == tar.TypeReg {
+			_, _ = tw.Write([]byte(target))
+		}
+	}
+	_ = tw.Close()
+	return buf.Bytes()
+}

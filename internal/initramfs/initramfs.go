@@ -1,0 +1,417 @@
+// Package initramfs builds ociboot's initramfs: a newc cpio archive,
+// compressed, holding the init binary, the directories and console PID 1
+// needs, the OCI runtime with its shared libraries (host layout kept),
+// kernel modules with a matching index, extra files, and the baked boot
+// configuration. The same inputs give a byte-identical archive.
+package initramfs
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/kmod"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// Options says what goes into the initramfs. Zero values take the defaults
+// given for each field.
+type Options struct {
+	// Output is the file written (atomically). Required.
+	Output string
+	// Compression defaults to Zstd.
+	Compression Compression
+	// InitBinary becomes /init; default: this executable (os.Executable).
+	InitBinary string
+	// Runtime is "crun" (the default) or "runc", looked up on PATH, an
+	// absolute path, or "none" for no OCI runtime. It keeps its host path
+	// inside the image, with the shared libraries it needs.
+	Runtime string
+	// Modules are kernel module names or aliases to include, with their
+	// dependencies, and to load at boot. Empty means no modules.
+	Modules []string
+	// KernelVersion names /lib/modules/KVER in the image; default: the
+	// base name of ModulesDir, or else the newest version in /lib/modules.
+	KernelVersion string
+	// ModulesDir is where modules are taken from; default
+	// /lib/modules/KernelVersion.
+	ModulesDir string
+	// Includes are extra host files or directories.
+	Includes []Include
+	// Cmdline holds default kernel parameters baked into the image.
+	Cmdline string
+	// SourceDateEpoch is the modification time of every entry, in seconds
+	// since 1970 (SOURCE_DATE_EPOCH); default 0.
+	SourceDateEpoch int64
+}
+
+// Include puts the host file or directory Src at Dst in the image.
+type Include struct {
+	Src string
+	Dst string
+}
+
+// ParseInclude parses "SRC:DST"; DST must be absolute.
+func ParseInclude(s string) (Include, error) {
+	src, dst, ok := strings.Cut(s, ":")
+	if !ok || src == "" || !path.IsAbs(dst) {
+		return Include{}, fmt.Errorf("include %q: want SRC:DST with DST an absolute path in the image", s)
+	}
+	return Include{Src: src, Dst: dst}, nil
+}
+
+// File is a host file put into the image.
+type File struct {
+	Path string // on the host
+	Size int64
+}
+
+// Module is a kernel module put into the image.
+type Module struct {
+	Name    string
+	Size    int64 // of the file as stored (compressed or not)
+	Builtin bool  // built into the kernel: no file
+}
+
+// Report says what Build wrote.
+type Report struct {
+	Output      string
+	Compression Compression
+	Entries     int   // archive entries of every kind
+	Files       int   // regular files among them
+	FileBytes   int64 // their total size
+	ArchiveSize int64 // uncompressed cpio size
+	OutputSize  int64 // size of Output
+	Init        File
+	// Runtime is the OCI runtime's path in the image ("" for none);
+	// RuntimeFile its host file and Libraries what it needs (loader
+	// included).
+	Runtime       string
+	RuntimeFile   File
+	Libraries     []File
+	KernelVersion string
+	Modules       []Module // in load order
+}
+
+// Fixed layout of the image.
+const (
+	modulesRoot = "/lib/modules"
+	initPath    = "/init"
+)
+
+// skeleton is what PID 1 needs before it mounts anything.
+var skeleton = []struct {
+	name string
+	perm os.FileMode
+}{
+	{"/dev", 0o755}, {"/proc", 0o555}, {"/sys", 0o555}, {"/run", 0o755},
+	{"/tmp", 0o777 | os.ModeSticky}, {"/etc", 0o755}, {"/root", 0o700},
+	{"/var", 0o755}, {"/mnt", 0o755},
+}
+
+// Build writes the initramfs described by opts and reports what is in it.
+func Build(opts Options) (*Report, error) {
+	if opts.Output == "" {
+		return nil, fmt.Errorf("initramfs: no output file given")
+	}
+	comp, err := ParseCompression(string(opts.Compression))
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	rep := &Report{Output: opts.Output, Compression: comp}
+	t := newTree()
+	for _, d := range skeleton {
+		if err := t.addDir(d.name, d.perm, "the skeleton"); err != nil {
+			return nil, fmt.Errorf("initramfs: %w", err)
+		}
+	}
+	// Without /dev/console the kernel starts init with no stdin/out/err.
+	if err := t.add("/dev/console", &entry{mode: cpio.S_IFCHR | 0o600, rmajor: 5, rminor: 1, from: "the skeleton"}); err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	if err := addInit(t, opts.InitBinary, rep); err != nil {
+		return nil, err
+	}
+	if err := addRuntime(t, opts.Runtime, rep); err != nil {
+		return nil, err
+	}
+	if err := addModules(t, opts, rep); err != nil {
+		return nil, err
+	}
+	for _, inc := range opts.Includes {
+		from := "--include " + inc.Src + ":" + inc.Dst
+		if !path.IsAbs(inc.Dst) {
+			return nil, fmt.Errorf("initramfs: %s: the destination must be an absolute path in the image", from)
+		}
+		if err := t.addHostTree(inc.Src, inc.Dst, from); err != nil {
+			return nil, fmt.Errorf("initramfs: %s: %w", from, err)
+		}
+	}
+	baked, err := json.MarshalIndent(bootcfg.Baked{
+		Cmdline:       opts.Cmdline,
+		Runtime:       rep.Runtime,
+		Modules:       opts.Modules,
+		KernelVersion: rep.KernelVersion,
+	}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: encoding %s: %w", bootcfg.BakedPath, err)
+	}
+	if err := t.addData(bootcfg.BakedPath, append(baked, '\n'), 0o644, "the build configuration"); err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	names, err := t.finish()
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	if err := writeAtomic(opts.Output, func(w io.Writer) error {
+		return writeArchive(w, t, names, comp, opts.SourceDateEpoch, rep)
+	}); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(opts.Output)
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	rep.OutputSize = st.Size()
+	return rep, nil
+}
+
+func addInit(t *tree, bin string, rep *Report) error {
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("initramfs: finding this executable for /init (set the init binary): %w", err)
+		}
+		bin = exe
+	}
+	if f, err := elf.Open(bin); err == nil {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				f.Close()
+				return fmt.Errorf("initramfs: init binary %s is dynamically linked; /init must be static (build it with CGO_ENABLED=0)", bin)
+			}
+		}
+		f.Close()
+	}
+	if err := t.addFile(initPath, bin, 0o755, "the init binary"); err != nil {
+		return fmt.Errorf("initramfs: init binary: %w", err)
+	}
+	rep.Init = File{Path: bin, Size: t.entries[clean(initPath)].size}
+	return nil
+}
+
+// addRuntime adds the OCI runtime at its host path, with every shared
+// library it needs, keeping the host's symlinks.
+func addRuntime(t *tree, runtime string, rep *Report) error {
+	switch {
+	case runtime == "none":
+		return nil
+	case runtime == "":
+		runtime = "crun"
+	case runtime != "crun" && runtime != "runc" && !filepath.IsAbs(runtime):
+		return fmt.Errorf("initramfs: runtime %q: want crun, runc, none or an absolute path", runtime)
+	}
+	bin, err := exec.LookPath(runtime)
+	if err != nil {
+		return fmt.Errorf("initramfs: runtime %s: %w", runtime, err)
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return fmt.Errorf("initramfs: runtime %s: %w", runtime, err)
+	}
+	from := "the runtime " + bin
+	file, err := t.addHostPath(bin, from)
+	if err != nil {
+		return fmt.Errorf("initramfs: runtime: %w", err)
+	}
+	rep.Runtime = bin
+	rep.RuntimeFile = File{Path: bin, Size: t.entries[clean(file)].size}
+	libs, err := libraryClosure(bin)
+	if err != nil {
+		return fmt.Errorf("initramfs: runtime %s: %w", bin, err)
+	}
+	for _, lib := range libs {
+		file, err := t.addHostPath(lib, from)
+		if err != nil {
+			return fmt.Errorf("initramfs: library %s of %s: %w", lib, bin, err)
+		}
+		rep.Libraries = append(rep.Libraries, File{Path: lib, Size: t.entries[clean(file)].size})
+	}
+	return nil
+}
+
+// addModules adds the modules' closure, as stored on the host, and the
+// index files restricted to it, under /lib/modules/KVER.
+func addModules(t *tree, opts Options, rep *Report) error {
+	if len(opts.Modules) == 0 {
+		return nil
+	}
+	kver, dir := opts.KernelVersion, opts.ModulesDir
+	switch {
+	case dir != "" && kver == "":
+		kver = filepath.Base(dir)
+	case kver == "":
+		v, err := newestKernel(modulesRoot)
+		if err != nil {
+			return fmt.Errorf("initramfs: choosing the kernel version: %w", err)
+		}
+		kver = v
+	}
+	if dir == "" {
+		dir = filepath.Join(modulesRoot, kver)
+	}
+	if strings.ContainsRune(kver, '/') || kver == "." || kver == ".." {
+		return fmt.Errorf("initramfs: kernel version %q is not a directory name", kver)
+	}
+	ix, err := kmod.LoadIndex(dir)
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	mods, err := ix.Closure(opts.Modules)
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	dst := path.Join(modulesRoot, kver)
+	from := "the modules of " + dir
+	for _, m := range mods {
+		if m.Builtin {
+			rep.Modules = append(rep.Modules, Module{Name: m.Name, Builtin: true})
+			continue
+		}
+		name := path.Join(dst, m.Path)
+		if err := t.addFile(name, filepath.Join(dir, m.Path), 0o644, from); err != nil {
+			return fmt.Errorf("initramfs: module %s: %w", m.Name, err)
+		}
+		rep.Modules = append(rep.Modules, Module{Name: m.Name, Size: t.entries[clean(name)].size})
+	}
+	files, err := ix.Subset(mods)
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	for _, f := range files {
+		if err := t.addData(path.Join(dst, f.Name), f.Data, 0o644, from); err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+	}
+	rep.KernelVersion = kver
+	return nil
+}
+
+// writeArchive writes the entries names of t as a compressed newc cpio
+// archive to w.
+func writeArchive(w io.Writer, t *tree, names []string, comp Compression, mtime int64, rep *Report) error {
+	if mtime < 0 || mtime > 1<<32-1 {
+		return fmt.Errorf("initramfs: source date epoch %d does not fit the cpio format (0 to %d)", mtime, uint32(1<<32-1))
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	zw, err := compressor(bw, comp)
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	counter := &countingWriter{w: bufio.NewWriterSize(zw, 256<<10)}
+	cw := cpio.Newc.Writer(counter)
+	for i, name := range names {
+		if err := writeEntry(cw, name, t.entries[name], uint64(i+1), uint64(mtime), rep); err != nil {
+			return fmt.Errorf("initramfs: writing /%s (from %s): %w", name, t.entries[name].from, err)
+		}
+	}
+	if err := cpio.WriteTrailer(cw); err != nil {
+		return fmt.Errorf("initramfs: writing the cpio trailer: %w", err)
+	}
+	rep.Entries = len(names)
+	rep.ArchiveSize = counter.n
+	if err := counter.w.Flush(); err != nil {
+		return fmt.Errorf("initramfs: compressing: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("initramfs: compressing: %w", err)
+	}
+	return bw.Flush()
+}
+
+func writeEntry(cw cpio.RecordWriter, name string, e *entry, ino, mtime uint64, rep *Report) error {
+	info := cpio.Info{
+		Name:   name,
+		Ino:    ino,
+		Mode:   e.mode,
+		NLink:  1,
+		MTime:  mtime,
+		Rmajor: e.rmajor,
+		Rminor: e.rminor,
+	}
+	if e.kind() == cpio.S_IFDIR {
+		info.NLink = 2
+	}
+	rec := cpio.Record{Info: info}
+	switch {
+	case e.src != "":
+		if e.size > 1<<32-1 {
+			return fmt.Errorf("%s is %d bytes, over the cpio limit of 4 GiB", e.src, e.size)
+		}
+		f, err := os.Open(e.src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rec.ReaderAt = io.NewSectionReader(f, 0, e.size)
+		rec.FileSize = uint64(e.size)
+	case e.data != nil:
+		rec.ReaderAt = bytes.NewReader(e.data)
+		rec.FileSize = uint64(len(e.data))
+	}
+	if e.kind() == cpio.S_IFREG {
+		rep.Files++
+		rep.FileBytes += int64(rec.FileSize)
+	}
+	return cw.WriteRecord(rec)
+}
+
+type countingWriter struct {
+	w *bufio.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// writeAtomic writes a temporary file beside name with write, then renames
+// it to name, so name is never left half-written.
+func writeAtomic(name string, write func(io.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("initramfs: creating the output %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("initramfs: writing %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("initramfs: writing %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("initramfs: writing %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		return fmt.Errorf("initramfs: writing %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,410 @@
+package kmod
+
+import (
+	"bytes"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// hostModules is the Debian kernel's modules directory installed on the
+// development machines.
+const hostModules = "/lib/modules/6.1.0-56-amd64"
+
+func names(mods []Module) []string {
+	var out []string
+	for _, m := range mods {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+func position(t *testing.T, mods []Module, name string) int {
+	t.Helper()
+	i := slices.Index(names(mods), name)
+	if i < 0 {
+		t.Fatalf("%s not in closure %v", name, names(mods))
+	}
+	return i
+}
+
+func hostIndex(t testing.TB) *Index {
+	t.Helper()
+	ix, err := LoadIndex(hostModules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func TestHostClosureVirtioNet(t *testing.T) {
+	ix := hostIndex(t)
+	mods, err := ix.Closure([]string{"virtio_net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"virtio_ring", "virtio", "failover", "net_failover", "virtio_net"}
+	if got := names(mods); !sameSet(got, want) {
+		t.Fatalf("closure = %v, want the set %v", got, want)
+	}
+	vn := position(t, mods, "virtio_net")
+	if position(t, mods, "failover") > position(t, mods, "net_failover") || position(t, mods, "net_failover") > vn {
+		t.Errorf("load order %v: want failover, then net_failover, then virtio_net", names(mods))
+	}
+	if position(t, mods, "virtio_ring") > position(t, mods, "virtio") {
+		t.Errorf("load order %v: virtio needs virtio_ring first", names(mods))
+	}
+	if mods[vn].Path != "kernel/drivers/net/virtio_net.ko" || mods[vn].Builtin {
+		t.Errorf("virtio_net = %+v", mods[vn])
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func TestHostClosureSharedDepsOnceAndAliases(t *testing.T) {
+	ix := hostIndex(t)
+	// virtio-pci with a dash, and virtio_net through its device alias.
+	mods, err := ix.Closure([]string{"virtio-pci", "virtio:d00000001v00001AF4", "virtio_net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := names(mods)
+	for _, n := range []string{"virtio", "virtio_ring", "virtio_net", "virtio_pci"} {
+		if c := strings.Count(" "+strings.Join(got, " ")+" ", " "+n+" "); c != 1 {
+			t.Errorf("%s appears %d times in %v", n, c, got)
+		}
+	}
+	if position(t, mods, "virtio_pci_modern_dev") > position(t, mods, "virtio_pci") {
+		t.Errorf("order %v: virtio_pci_modern_dev must come before virtio_pci", got)
+	}
+}
+
+func TestHostBuiltinAndUnknown(t *testing.T) {
+	ix := hostIndex(t)
+	mods, err := ix.Closure([]string{"zswap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mods) != 1 || !mods[0].Builtin || mods[0].Path != "" {
+		t.Errorf("zswap (builtin) closure = %+v, want one builtin module without a file", mods)
+	}
+	_, err = ix.Closure([]string{"virtio_net", "no_such_module_xyz"})
+	if err == nil || !strings.Contains(err.Error(), "no_such_module_xyz") || !strings.Contains(err.Error(), hostModules) {
+		t.Errorf("unknown module error = %v, want it to name the module and %s", err, hostModules)
+	}
+}
+
+func TestLoadIndexMissingDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nope")
+	_, err := LoadIndex(dir)
+	if err == nil || !strings.Contains(err.Error(), dir) {
+		t.Errorf("LoadIndex(%s) error = %v, want it to name the directory", dir, err)
+	}
+}
+
+// writeIndex makes a modules directory from index file contents.
+func writeIndex(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestSyntheticIndex(t *testing.T) {
+	dir := writeIndex(t, map[string]string{
+		"modules.dep": strings.Join([]string{
+			"kernel/a/top-mod.ko.zst: kernel/a/mid.ko.xz kernel/a/low.ko.gz",
+			"kernel/a/mid.ko.xz: kernel/a/low.ko.gz",
+			"kernel/a/low.ko.gz:",
+			"kernel/a/pre.ko:",
+			"kernel/a/post.ko:",
+			"kernel/a/cyc1.ko: kernel/a/cyc2.ko",
+			"kernel/a/cyc2.ko: kernel/a/cyc1.ko",
+			"kernel/a/needs-pre.ko:",
+			"",
+		}, "\n"),
+		"modules.alias":   "# comment\nalias foo-bar:v[0-9A-F]*x* top_mod\nalias thing:* mid\nalias thing:special pre\nalias gone:* not_here\n",
+		"modules.softdep": "softdep top-mod pre: pre missing-soft post: post\nsoftdep needs_pre pre: needs_pre\nsoftdep mid ignored-without-pre\n",
+		"modules.builtin": "kernel/fs/built-in.ko\n",
+	})
+	ix, err := LoadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		names []string
+		want  []string
+	}{
+		{[]string{"top-mod"}, []string{"pre", "low", "mid", "top_mod", "post"}},
+		{[]string{"foo-bar:v1Fx-y/z"}, []string{"pre", "low", "mid", "top_mod", "post"}},
+		{[]string{"mid", "top_mod"}, []string{"low", "mid", "pre", "top_mod", "post"}},
+		{[]string{"thing:special"}, []string{"low", "mid", "pre"}},
+		{[]string{"built_in", "low"}, []string{"built_in", "low"}},
+		{[]string{"needs-pre"}, []string{"needs_pre"}},
+	}
+	for _, tt := range tests {
+		mods, err := ix.Closure(tt.names)
+		if err != nil {
+			t.Errorf("Closure(%q): %v", tt.names, err)
+			continue
+		}
+		if got := names(mods); !slices.Equal(got, tt.want) {
+			t.Errorf("Closure(%q) = %v, want %v", tt.names, got, tt.want)
+		}
+	}
+	mods, _ := ix.Closure([]string{"top_mod"})
+	if mods[3].Path != "kernel/a/top-mod.ko.zst" {
+		t.Errorf("top_mod path = %q, want the modules.dep path", mods[3].Path)
+	}
+	for _, bad := range []string{"gone:x", "foo-bar:vZ", "cyc1"} {
+		if _, err := ix.Closure([]string{bad}); err == nil {
+			t.Errorf("Closure(%q) succeeded, want an error", bad)
+		}
+	}
+	if _, err := ix.Closure([]string{"cyc1"}); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("cycle error = %v", err)
+	}
+}
+
+func TestSyntheticIndexErrors(t *testing.T) {
+	for name, files := range map[string]map[string]string{
+		"dep line without colon": {"modules.dep": "kernel/a.ko\n"},
+		"dep outside dir":        {"modules.dep": "/elsewhere/a.ko:\n"},
+		"bad alias line":         {"modules.dep": "a.ko:\n", "modules.alias": "alias onlytwo\n"},
+		"bad softdep line":       {"modules.dep": "a.ko:\n", "modules.softdep": "pre: x\n"},
+	} {
+		dir := writeIndex(t, files)
+		if _, err := LoadIndex(dir); err == nil || !strings.Contains(err.Error(), dir) {
+			t.Errorf("%s: LoadIndex error = %v, want one naming the file in %s", name, err, dir)
+		}
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	tests := []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"pci:v00001AF4d*sv*sd*bc*sc*i*", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", true},
+		{"pci:v00001AF4d*sv*sd*bc*sc*i*", "pci:v00008086d00001000sv00001AF4sd00000001bc02sc00i00", false},
+		{"dmi:*:pnA/B*", "dmi:x/y:pnA/Bc", true},
+		{"a?c", "abc", true},
+		{"a?c", "ac", false},
+		{"[0-9]x", "7x", true},
+		{"[!0-9]x", "7x", false},
+		{"[^0-9]x", "ax", true},
+		{"[]]", "]", true},
+		{"[a-]", "-", true},
+		{"[abc", "[abc", true},
+		{"*", "", true},
+		{"a*b*c", "aXXbYYc", true},
+		{"a*b*c", "aXXbYY", false},
+		{"exact", "exact", true},
+		{"exact", "exactly", false},
+	}
+	for _, tt := range tests {
+		if got := globMatch(tt.pattern, tt.name); got != tt.want {
+			t.Errorf("globMatch(%q, %q) = %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNormalizeName(t *testing.T) {
+	for in, want := range map[string]string{
+		"kernel/drivers/net/virtio_net.ko": "virtio_net",
+		"intel-uncore.ko.xz":               "intel_uncore",
+		"a-b.ko.zst":                       "a_b",
+		"x.ko.gz":                          "x",
+		"virtio-pci":                       "virtio_pci",
+	} {
+		if got := NormalizeName(in); got != want {
+			t.Errorf("NormalizeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestReadModule compresses a module image with the real xz, zstd and gzip
+// tools, as distributions do, and reads it back.
+func TestReadModule(t *testing.T) {
+	dir := t.TempDir()
+	image := append([]byte("\x7fELF"), make([]byte, 200_000)...)
+	if _, err := rand.Read(image[4:1000]); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "m.ko")
+	if err := os.WriteFile(plain, image, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for ext, argv := range map[string][]string{
+		".xz":  {"xz", "--check=crc32", "--lzma2=dict=1MiB", "-k", "-f", plain},
+		".zst": {"zstd", "-q", "-k", "-f", "-19", plain},
+		".gz":  {"gzip", "-k", "-f", "-9", plain},
+		"":     nil,
+	} {
+		if argv != nil {
+			if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", argv, err, out)
+			}
+		}
+		got, err := ReadModule(plain + ext)
+		if err != nil {
+			t.Errorf("ReadModule(m.ko%s): %v", ext, err)
+			continue
+		}
+		if !bytes.Equal(got, image) {
+			t.Errorf("ReadModule(m.ko%s) returned %d bytes that differ from the %d-byte image", ext, len(got), len(image))
+		}
+	}
+	// A file that claims xz but is not.
+	bogus := filepath.Join(dir, "bad.ko.xz")
+	if err := os.WriteFile(bogus, image, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadModule(bogus); err == nil || !strings.Contains(err.Error(), bogus) {
+		t.Errorf("ReadModule(corrupt xz) error = %v, want one naming %s", err, bogus)
+	}
+}
+
+func TestSubsetHost(t *testing.T) {
+	ix := hostIndex(t)
+	mods, err := ix.Closure([]string{"virtio_pci", "virtio_net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := ix.Subset(mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	got := map[string]string{}
+	for _, f := range files {
+		got[f.Name] = string(f.Data)
+		if err := os.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"modules.dep", "modules.alias", "modules.softdep", "modules.order", "modules.builtin", "modules.builtin.modinfo"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("subset lacks %s", name)
+		}
+	}
+	if n := strings.Count(got["modules.dep"], "\n"); n != len(mods) {
+		t.Errorf("subset modules.dep has %d lines, want %d:\n%s", n, len(mods), got["modules.dep"])
+	}
+	if n := strings.Count(got["modules.order"], "\n"); n != len(mods) {
+		t.Errorf("subset modules.order has %d lines, want %d", n, len(mods))
+	}
+	if !strings.Contains(got["modules.alias"], "alias virtio:d00000001v* virtio_net\n") || strings.Contains(got["modules.alias"], "e1000") {
+		t.Errorf("subset modules.alias is not restricted to the closure:\n%s", got["modules.alias"])
+	}
+	if got["modules.softdep"] != "" {
+		t.Errorf("subset modules.softdep = %q, want empty (no virtio softdeps)", got["modules.softdep"])
+	}
+	// The subset is a consistent index giving the same closure.
+	sub, err := LoadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := sub.Closure([]string{"virtio_pci", "virtio_net", "zswap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names(again)[:len(mods)], names(mods)) {
+		t.Errorf("closure from subset = %v, want %v", names(again), names(mods))
+	}
+	// A subset missing a dependency is refused.
+	if _, err := ix.Subset([]Module{mods[len(mods)-1]}); err == nil || !strings.Contains(err.Error(), "needs") {
+		t.Errorf("Subset without dependencies: error = %v", err)
+	}
+}
+
+func TestColdplug(t *testing.T) {
+	ix := hostIndex(t)
+	sys := t.TempDir()
+	devs := map[string]string{
+		"bus/pci/devices/0000:00:03.0/modalias": "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
+		"bus/pci/devices/0000:00:04.0/modalias": "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\n",
+		"bus/virtio/devices/virtio0/modalias":   "virtio:d00000001v00001AF4\n",
+		"bus/pci/devices/0000:00:05.0/modalias": "pci:vFFFFdFFFFsv0sd0bc0sc0i0\n",
+	}
+	for p, data := range devs {
+		p = filepath.Join(sys, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := ix.Coldplug(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"virtio_pci", "virtio_net"}; !slices.Equal(got, want) {
+		t.Errorf("Coldplug = %v, want %v", got, want)
+	}
+}
+
+func BenchmarkLoadIndexAndClosure(b *testing.B) {
+	for b.Loop() {
+		ix := hostIndex(b)
+		if _, err := ix.Closure([]string{"virtio_pci", "virtio_net"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func FuzzLoadIndex(f *testing.F) {
+	f.Add("kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n", "alias x:* a\n", "softdep a pre: b post: c\n", "a")
+	f.Add("a.ko: a.ko\n", "alias [ a\n", "softdep a pre: a\n", "x:y")
+	f.Fuzz(func(t *testing.T, dep, alias, softdep, name string) {
+		dir := t.TempDir()
+		for file, data := range map[string]string{"modules.dep": dep, "modules.alias": alias, "modules.softdep": softdep} {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ix, err := LoadIndex(dir)
+		if err != nil {
+			return
+		}
+		mods, err := ix.Closure([]string{name})
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, m := range mods {
+			if seen[m.Name] {
+				t.Fatalf("%s twice in %v", m.Name, names(mods))
+			}
+			seen[m.Name] = true
+		}
+		if _, err := ix.Subset(mods); err != nil {
+			t.Fatalf("Subset of a closure: %v", err)
+		}
+	})
+}
+
+func TestLookupPathLikeAlias(t *testing.T) {
+	ix := hostIndex(t)
+	// "tun" is a module; a modalias ending in "/tun" must not be taken for it.
+	if got := ix.Lookup("dmi:x/tun"); len(got) != 0 {
+		t.Errorf("Lookup(dmi:x/tun) = %v, want nothing", got)
+	}
+	if got := names(ix.Lookup("devname:net/tun")); !slices.Equal(got, []string{"tun"}) {
+		t.Errorf("Lookup(devname:net/tun) = %v, want [tun] through its alias", got)
+	}
+}

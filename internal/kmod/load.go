@@ -1,0 +1,119 @@
+package kmod
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
+)
+
+// ReadModule returns the ELF image of the module file at path, decompressed
+// in Go when the name ends in .xz, .zst or .gz, so loading does not depend
+// on the kernel's CONFIG_MODULE_DECOMPRESS.
+func ReadModule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("kmod: reading module: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	switch {
+	case strings.HasSuffix(path, ".xz"):
+		xr, err := xz.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("kmod: decompressing %s as xz: %w", path, err)
+		}
+		r = xr
+	case strings.HasSuffix(path, ".zst"):
+		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, fmt.Errorf("kmod: decompressing %s as zstd: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	case strings.HasSuffix(path, ".gz"):
+		gr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("kmod: decompressing %s as gzip: %w", path, err)
+		}
+		r = gr
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("kmod: reading module %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// LoadOptions adjusts Load. The zero value suits PID 1.
+type LoadOptions struct {
+	// SysModuleDir is where the kernel lists loaded modules; a module with
+	// a directory there is skipped. Default "/sys/module".
+	SysModuleDir string
+	// Params holds module parameters ("key=value key2=value2") by module
+	// name.
+	Params map[string]string
+	// Loaded, when set, is called after each module the kernel accepted.
+	Loaded func(Module)
+}
+
+// Load loads the modules names stand for, with their dependencies, into the
+// running kernel, in Closure order. Builtin modules and modules already
+// present in SysModuleDir are skipped, and EEXIST from the kernel counts as
+// already loaded. It returns the modules it loaded. Errors name the module
+// and its file.
+func (ix *Index) Load(names []string, opts LoadOptions) ([]Module, error) {
+	mods, err := ix.Closure(names)
+	if err != nil {
+		return nil, err
+	}
+	sysDir := opts.SysModuleDir
+	if sysDir == "" {
+		sysDir = "/sys/module"
+	}
+	var loaded []Module
+	for _, m := range mods {
+		if m.Builtin {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(sysDir, m.Name)); err == nil {
+			continue
+		}
+		file := filepath.Join(ix.dir, m.Path)
+		image, err := ReadModule(file)
+		if err != nil {
+			return loaded, fmt.Errorf("kmod: loading module %s: %w", m.Name, err)
+		}
+		err = unix.InitModule(image, opts.Params[m.Name])
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return loaded, fmt.Errorf("kmod: loading module %s from %s: init_module: %w", m.Name, file, err)
+		}
+		loaded = append(loaded, m)
+		if opts.Loaded != nil {
+			opts.Loaded(m)
+		}
+	}
+	return loaded, nil
+}
+
+// LoadModules reads the module index of dir (/lib/modules/KVER) and loads
+// the modules names stand for, with their dependencies, as Load does with
+// default options.
+func LoadModules(dir string, names []string) error {
+	ix, err := LoadIndex(dir)
+	if err != nil {
+		return err
+	}
+	_, err = ix.Load(names, LoadOptions{})
+	return err
+}

@@ -1,0 +1,119 @@
+package pid1
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestReaperExitCodes(t *testing.T) {
+	r := NewReaper()
+	defer r.Stop()
+	for _, tc := range []struct {
+		script string
+		want   int
+	}{
+		{"exit 0", 0},
+		{"exit 3", 3},
+		{"kill -KILL $$", 128 + 9},
+	} {
+		code, err := r.Run(exec.Command("/bin/sh", "-c", tc.script))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.script, err)
+		}
+		if code != tc.want {
+			t.Errorf("%q: exit status %d, want %d", tc.script, code, tc.want)
+		}
+	}
+	if _, err := r.Run(exec.Command("/nonexistent/binary")); err == nil {
+		t.Error("starting a missing binary: no error")
+	}
+}
+
+func TestReaperCollectsOrphans(t *testing.T) {
+	// As a subreaper, orphans come back to this process as they would to
+	// PID 1.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	r := NewReaper()
+	defer r.Stop()
+	// The shell leaves a grandchild that outlives it.
+	code, err := r.Run(exec.Command("/bin/sh", "-c", "sleep 0.2 & exit 5"))
+	if err != nil || code != 5 {
+		t.Fatalf("Run: code %d, err %v; want 5, nil", code, err)
+	}
+	if !hasChildren() {
+		t.Fatal("the orphan is not our child: the subreaper setting did not work")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for hasChildren() {
+		if time.Now().After(deadline) {
+			t.Fatal("the orphan was not reaped within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMoveTree(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(src, "a/b"), 0o750))
+	must(os.WriteFile(filepath.Join(src, "a/b/file"), []byte("content"), 0o640))
+	must(os.WriteFile(filepath.Join(src, "suid"), []byte("x"), 0o755))
+	must(unix.Chmod(filepath.Join(src, "suid"), 0o4755))
+	must(os.Symlink("a/b/file", filepath.Join(src, "link")))
+	must(unix.Mkfifo(filepath.Join(src, "fifo"), 0o600))
+	must(os.Chown(filepath.Join(src, "a/b/file"), 1234, 5678))
+
+	must(moveTree(src, dst))
+
+	data, err := os.ReadFile(filepath.Join(dst, "a/b/file"))
+	if err != nil || string(data) != "content" {
+		t.Errorf("a/b/file: %q, %v", data, err)
+	}
+	var st unix.Stat_t
+	must(unix.Lstat(filepath.Join(dst, "a/b/file"), &st))
+	if st.Uid != 1234 || st.Gid != 5678 || st.Mode&0o7777 != 0o640 {
+		t.Errorf("a/b/file: uid %d gid %d mode %o, want 1234 5678 640", st.Uid, st.Gid, st.Mode&0o7777)
+	}
+	must(unix.Lstat(filepath.Join(dst, "a"), &st))
+	if st.Mode&0o7777 != 0o750 {
+		t.Errorf("a: mode %o, want 750", st.Mode&0o7777)
+	}
+	must(unix.Lstat(filepath.Join(dst, "suid"), &st))
+	if st.Mode&0o7777 != 0o4755 {
+		t.Errorf("suid: mode %o, want 4755", st.Mode&0o7777)
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "link")); err != nil || l != "a/b/file" {
+		t.Errorf("link: %q, %v", l, err)
+	}
+	must(unix.Lstat(filepath.Join(dst, "fifo"), &st))
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Errorf("fifo: type %o, want fifo", st.Mode&unix.S_IFMT)
+	}
+	left, err := os.ReadDir(src)
+	must(err)
+	if len(left) != 0 {
+		t.Errorf("source still holds %d entries after the move", len(left))
+	}
+}
+
+func TestRootMoved(t *testing.T) {
+	if RootMoved([]string{"PATH=/bin"}) {
+		t.Error("RootMoved without the marker")
+	}
+	if !RootMoved([]string{"PATH=/bin", movedEnv}) {
+		t.Error("not RootMoved with the marker")
+	}
+}

@@ -1,0 +1,97 @@
+package pid1
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Action is what the machine does at the end.
+type Action int
+
+// The end actions.
+const (
+	PowerOff Action = iota
+	Reboot
+)
+
+func (a Action) String() string {
+	if a == Reboot {
+		return "reboot"
+	}
+	return "poweroff"
+}
+
+// SafeLine is printed just before the machine powers off or reboots;
+// boot2container users' tooling matches it.
+const SafeLine = "It's now safe to turn off your computer"
+
+// Requests turns SIGTERM into a power-off request and SIGINT, which the
+// kernel sends on ctrl-alt-del once CAD is handed to init, into a reboot
+// request.
+func Requests() <-chan Action {
+	// With CAD off, the kernel sends SIGINT to init instead of rebooting
+	// on the spot; it fails harmlessly when not PID 1.
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	out := make(chan Action, 2)
+	go func() {
+		for s := range sigs {
+			if s == unix.SIGINT {
+				out <- Reboot
+			} else {
+				out <- PowerOff
+			}
+		}
+	}()
+	return out
+}
+
+// Shutdown stops every process, syncs the disks, prints SafeLine to log
+// and powers off or reboots. It does not return.
+func Shutdown(a Action, r *Reaper, log io.Writer) {
+	killAll(r, 5*time.Second)
+	unix.Sync()
+	fmt.Fprintln(log, SafeLine)
+	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
+	if a == Reboot {
+		cmd = unix.LINUX_REBOOT_CMD_RESTART
+	}
+	err := unix.Reboot(cmd)
+	// Only reached when the kernel refused; PID 1 must not exit.
+	fmt.Fprintf(log, "ociboot: %s failed: %v; halting here\n", a, err)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// killAll sends SIGTERM to every other process, gives them grace to exit,
+// then SIGKILL.
+func killAll(r *Reaper, grace time.Duration) {
+	if unix.Kill(-1, unix.SIGTERM) != nil {
+		return // nothing else runs
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		r.Reap()
+		if !hasChildren() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = unix.Kill(-1, unix.SIGKILL)
+	time.Sleep(100 * time.Millisecond)
+	r.Reap()
+}
+
+// hasChildren reports whether any child process is left, exited or not.
+func hasChildren() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != unix.ECHILD
+}

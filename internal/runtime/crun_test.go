@@ -1,0 +1,307 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+)
+
+// crunPath is the runtime the tests run containers with.
+const crunPath = "/usr/bin/crun"
+
+// inPrivateNS marks the copy of the test binary that TestMain starts in its
+// own mount namespace.
+const inPrivateNS = "OCIBOOT_RUNTIME_TEST_MOUNT_NS"
+
+// TestMain runs the tests the way PID 1 runs containers: with cgroup2
+// mounted on /sys/fs/cgroup. A host with a hybrid cgroup layout (cgroup v1
+// controllers, and a cgroup2 hierarchy on /sys/fs/cgroup/unified) makes crun
+// fail with "cgroups in hybrid mode not supported", so there the tests run
+// again in a private mount namespace with cgroup2 mounted on /sys/fs/cgroup;
+// the host's mounts are not touched.
+func TestMain(m *testing.M) {
+	var fs unix.Statfs_t
+	onCgroup2 := unix.Statfs("/sys/fs/cgroup", &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC
+	switch {
+	case onCgroup2 || os.Geteuid() != 0:
+		os.Exit(m.Run())
+	case os.Getenv(inPrivateNS) == "":
+		cmd := exec.Command(os.Args[0], os.Args[1:]...)
+		cmd.Env = append(os.Environ(), inPrivateNS+"=1")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // also makes / private
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.ExitCode())
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "running the tests in a private mount namespace:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	default:
+		if err := unix.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "mounting cgroup2 on /sys/fs/cgroup in a private mount namespace:", err)
+			os.Exit(2)
+		}
+		os.Exit(m.Run())
+	}
+}
+
+// busyboxRootfs makes a bundle directory whose rootfs holds the host's static
+// busybox, some of its applets plus those asked for, and users.
+func busyboxRootfs(t *testing.T, applets ...string) (bundle, rootfs string) {
+	t.Helper()
+	bundle = t.TempDir()
+	rootfs = filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"bin", "etc", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("the test needs busybox-static: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, applet := range append(applets, "sh", "echo", "id", "pwd", "hostname", "cat", "grep", "sleep") {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range map[string]string{"etc/passwd": testPasswd, "etc/group": testGroup} {
+		var valid []string // busybox refuses comments and bad lines
+		for _, l := range strings.Split(content, "\n") {
+			if strings.Count(l, ":") >= 3 && l[0] != '#' {
+				valid = append(valid, l+"\n")
+			}
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, name), []byte(strings.Join(valid, "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundle, rootfs
+}
+
+func containerID(t *testing.T) string {
+	return fmt.Sprintf("ociboot-test-%d-%s", os.Getpid(), strings.ToLower(t.Name()))
+}
+
+// runContainer writes the bundle for c, with the given busybox applets, and
+// runs it with crun, returning its output and exit status.
+func runContainer(t *testing.T, c bootcfg.Container, o Options, applets ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	bundle, rootfs := busyboxRootfs(t, applets...)
+	o.RootfsDir = rootfs
+	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Env: []string{"PATH=/bin"}}}, c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteBundle(bundle, s); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	cmd := Runtime{Path: crunPath}.Command(bundle, containerID(t))
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+}
+
+func TestCrunRunExitStatus(t *testing.T) {
+	c, err := bootcfg.ParseContainer(`--rm --privileged --network=host -ti docker://busybox sh -c 'echo hi; exit 3'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status := runContainer(t, c, Options{Hostname: "box"})
+	if stdout != "hi\n" || status != 3 {
+		t.Errorf("stdout %q, exit status %d, want \"hi\\n\" and 3; stderr: %s", stdout, status, stderr)
+	}
+}
+
+// TestCrunPrivileged checks from inside a container what Spec promises.
+func TestCrunPrivileged(t *testing.T) {
+	etc := t.TempDir()
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 10.0.2.3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `echo "pid=$$"; echo "id=$(id)"; echo "pwd=$(pwd)"; echo "hostname=$(hostname) $HOSTNAME"; echo "msg=$MSG";
+		grep '^Cap' /proc/self/status; cat /etc/resolv.conf;
+		echo "net=$(grep : /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ')";
+		echo "sys=$(grep ' /sys ' /proc/mounts)"; echo "cgroup=$(grep ' /sys/fs/cgroup ' /proc/mounts | cut -d' ' -f3)";
+		echo "ptmx=$(readlink /dev/ptmx)"; find /dev -type c -o -type b | sort | sed 's/^/dev /'`
+	c := bootcfg.Container{Image: "busybox", Command: []string{"sh", "-c", script}, Env: []string{"MSG=hello world"},
+		Workdir: "/work/dir", Hostname: "ci-box"}
+	stdout, stderr, status := runContainer(t, c, Options{HostEtcDir: etc}, "cut", "tr", "sort", "sed", "readlink", "find")
+	if status != 0 {
+		t.Fatalf("exit status %d; stdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	lines := strings.Split(stdout, "\n")
+	value := func(key string) string {
+		for _, l := range lines {
+			if v, ok := strings.CutPrefix(l, key+"="); ok {
+				return v
+			}
+			if v, ok := strings.CutPrefix(l, key+":\t"); ok {
+				return v
+			}
+		}
+		t.Errorf("no %s in the output:\n%s", key, stdout)
+		return ""
+	}
+	checks := []struct{ key, want string }{
+		{"pid", "1"},
+		{"id", "uid=0(root) gid=0(root) groups=0(root),10(wheel)"},
+		{"pwd", "/work/dir"},
+		{"hostname", "ci-box ci-box"},
+		{"msg", "hello world"},
+		{"cgroup", "cgroup2"},
+		{"CapBnd", hostCaps(t, "CapBnd")},
+		{"CapEff", hostCaps(t, "CapBnd")},
+		{"net", hostInterfaces(t)},
+		{"ptmx", "pts/ptmx"},
+	}
+	for _, ch := range checks {
+		if got := value(ch.key); got != ch.want {
+			t.Errorf("%s = %q, want %q", ch.key, got, ch.want)
+		}
+	}
+	if sys := value("sys"); !strings.Contains(sys, " rw,") {
+		t.Errorf("/sys is mounted %q, want read-write", sys)
+	}
+	if !slices.Contains(lines, "nameserver 10.0.2.3") {
+		t.Errorf("the host's resolv.conf is not in the container:\n%s", stdout)
+	}
+	devs, err := hostDevices("/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		if !slices.Contains(lines, "dev "+d.Path) {
+			t.Errorf("host device %s is missing from the container", d.Path)
+		}
+	}
+}
+
+// hostCaps is a capability line of /proc/self/status of the test process:
+// a container cannot have more than the runtime that starts it.
+func hostCaps(t *testing.T, key string) string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":\t"); ok {
+			return v
+		}
+	}
+	t.Fatalf("no %s in /proc/self/status", key)
+	return ""
+}
+
+// hostInterfaces lists the host's network interfaces as the container's
+// script prints them.
+func hostInterfaces(t *testing.T) string {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, i := range ifaces {
+		names = append(names, i.Name)
+	}
+	slices.Sort(names)
+	return strings.Join(names, " ") + " "
+}
+
+func TestCrunUser(t *testing.T) {
+	c := bootcfg.Container{Image: "busybox", User: "app", Workdir: "/home/app/work",
+		Command: []string{"sh", "-c", `id; pwd; ls -ld /home/app/work | cut -c1-10; echo "$HOME"; grep CapEff /proc/self/status`}}
+	stdout, stderr, status := runContainer(t, c, Options{Hostname: "box"}, "cut", "ls")
+	want := "uid=1000(app) gid=1000(app) groups=10(wheel),29(audio)\n/home/app/work\ndrwxr-xr-x\n/home/app\nCapEff:\t0000000000000000\n"
+	if stdout != want || status != 0 {
+		t.Errorf("exit status %d, stdout\n%s\nwant\n%s\nstderr: %s", status, stdout, want, stderr)
+	}
+}
+
+func TestCrunDelete(t *testing.T) {
+	bundle, rootfs := busyboxRootfs(t)
+	s, err := Spec(nil, bootcfg.Container{Image: "busybox", Command: []string{"sleep", "60"}}, Options{RootfsDir: rootfs, Hostname: "box"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteBundle(bundle, s); err != nil {
+		t.Fatal(err)
+	}
+	rt := Runtime{Path: crunPath}
+	id := containerID(t)
+	cmd := rt.Command(bundle, id)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command(crunPath, "state", id).Output()
+		if bytes.Contains(out, []byte(`"running"`)) {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("crun run ended before the container ran: %v: %s", err, stderr.Bytes())
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("container %s not running after 10 s; state: %s", id, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	err = <-done
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); err == nil || !ok || (ws.ExitStatus() != 137 && ws.Signal() != syscall.SIGKILL) {
+		t.Errorf("crun run ended with %v, want the container killed", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the container took %v to go", d)
+	}
+	if out, err := exec.Command(crunPath, "state", id).CombinedOutput(); err == nil {
+		t.Errorf("crun still knows container %s after Delete: %s", id, out)
+	}
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Errorf("deleting a container that is gone: %v, want success", err)
+	}
+	err = Runtime{Path: "/nonexistent/crun"}.Delete(ctx, id)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/crun delete -f "+id) {
+		t.Errorf("Delete with a missing runtime: %v, want an error naming it", err)
+	}
+}

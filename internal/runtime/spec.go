@@ -1,0 +1,307 @@
+// Package runtime writes the OCI runtime bundle for one container, from its
+// image config and its podman-run style options, and builds the command that
+// runs it with an OCI runtime binary (crun, or runc).
+//
+// Every container is set up the way boot2container runs its containers
+// (podman run --privileged --network=host): every capability the host can
+// grant, no seccomp filter, no masked or read-only paths, the host's
+// network, the host's device nodes, and its own pid, mount, ipc and uts
+// namespaces (no user namespace).
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+)
+
+// SpecVersion is the ociVersion of the specs Spec writes: the runtime spec
+// version that has everything they use. crun 1.8 (Debian 12) refuses 1.2.0
+// and later with "unknown version specified".
+const SpecVersion = "1.0.2"
+
+// DefaultPath is the PATH a container gets when its image sets none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Options are what Spec needs besides the image config and the container's
+// options.
+type Options struct {
+	// RootfsDir is the container's root filesystem, an absolute path.
+	RootfsDir string
+	// Hostname is used when the container has no --hostname; when empty,
+	// the host's hostname is used, as podman does with --network host.
+	Hostname string
+	// Env holds KEY=VALUE pairs set by ociboot itself (such as
+	// B2C_PIPELINE_STATUS); they override the image's Env, and the
+	// container's -e values override them.
+	Env []string
+	// HostEtcDir holds the resolv.conf and hosts files bind-mounted into
+	// the container when they exist; "" means /etc.
+	HostEtcDir string
+	// DevDir is the host directory whose device nodes the container gets;
+	// "" means /dev.
+	DevDir string
+}
+
+// Spec builds the runtime spec of container c of an image with config img
+// (nil for an image without config) unpacked in o.RootfsDir. It reads the
+// rootfs's /etc/passwd and /etc/group to resolve the user, creates the
+// working directory in the rootfs when it is missing (as podman does), and
+// lists the host's device nodes.
+func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, error) {
+	if !filepath.IsAbs(o.RootfsDir) {
+		return nil, fmt.Errorf("rootfs directory %q: expected an absolute path", o.RootfsDir)
+	}
+	var cfg v1.Config
+	if img != nil {
+		cfg = img.Config
+	}
+	args, err := processArgs(cfg, c)
+	if err != nil {
+		return nil, err
+	}
+	hostname, err := pickHostname(c, o)
+	if err != nil {
+		return nil, err
+	}
+
+	root, err := os.OpenRoot(o.RootfsDir)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs of image %s: %w", c.Image, err)
+	}
+	defer root.Close()
+	userSpec := firstNonEmpty(c.User, cfg.User)
+	user, err := resolveUser(root, userSpec)
+	if err != nil {
+		return nil, fmt.Errorf("user %q of image %s: %w", userSpec, c.Image, err)
+	}
+	cwd := firstNonEmpty(c.Workdir, cfg.WorkingDir, "/")
+	cwd = path.Clean("/" + cwd)
+	if err := makeWorkdir(root, cwd, user); err != nil {
+		return nil, fmt.Errorf("working directory %q of image %s: %w", cwd, c.Image, err)
+	}
+
+	env := mergeEnv(cfg.Env, o.Env, c.Env)
+	env = setDefault(env, "PATH", DefaultPath)
+	env = setDefault(env, "HOSTNAME", hostname)
+	env = setDefault(env, "HOME", user.home)
+
+	devDir := firstNonEmpty(o.DevDir, "/dev")
+	devices, err := hostDevices(devDir)
+	if err != nil {
+		return nil, fmt.Errorf("listing host devices in %s: %w", devDir, err)
+	}
+	mounts, err := containerMounts(firstNonEmpty(o.HostEtcDir, "/etc"))
+	if err != nil {
+		return nil, err
+	}
+
+	return &specs.Spec{
+		Version: SpecVersion,
+		Process: &specs.Process{
+			Terminal: false,
+			User: specs.User{
+				UID:            user.uid,
+				GID:            user.gid,
+				AdditionalGids: user.groups,
+			},
+			Args:         args,
+			Env:          env,
+			Cwd:          cwd,
+			Capabilities: capabilities(user.uid),
+		},
+		Root:     &specs.Root{Path: o.RootfsDir},
+		Hostname: hostname,
+		Mounts:   mounts,
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace},
+				{Type: specs.MountNamespace},
+				{Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace},
+			},
+			Devices: devices,
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}},
+			},
+		},
+	}, nil
+}
+
+// processArgs applies podman's rules: --entrypoint replaces the image's
+// Entrypoint and drops the image's Cmd; a command replaces the image's Cmd;
+// an entrypoint of [""] counts as none.
+func processArgs(cfg v1.Config, c bootcfg.Container) ([]string, error) {
+	entrypoint := cfg.Entrypoint
+	if c.Entrypoint != nil {
+		entrypoint = c.Entrypoint
+	}
+	var args []string
+	if len(entrypoint) != 1 || entrypoint[0] != "" {
+		args = append(args, entrypoint...)
+	}
+	cmd := c.Command
+	if len(cmd) == 0 && c.Entrypoint == nil {
+		cmd = cfg.Cmd
+	}
+	args = append(args, cmd...)
+	if len(args) == 0 {
+		return nil, fmt.Errorf("image %s has no Entrypoint or Cmd and the container gives no command: nothing to run", c.Image)
+	}
+	return args, nil
+}
+
+func pickHostname(c bootcfg.Container, o Options) (string, error) {
+	if h := firstNonEmpty(c.Hostname, o.Hostname); h != "" {
+		return h, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("no hostname given for image %s and the host's is unknown: %w", c.Image, err)
+	}
+	return h, nil
+}
+
+// mergeEnv concatenates KEY=VALUE lists; a later value for a key replaces an
+// earlier one in its place.
+func mergeEnv(lists ...[]string) []string {
+	var env []string
+	index := map[string]int{}
+	for _, list := range lists {
+		for _, kv := range list {
+			key, _, _ := strings.Cut(kv, "=")
+			if i, ok := index[key]; ok {
+				env[i] = kv
+				continue
+			}
+			index[key] = len(env)
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// setDefault appends key=value to env unless env sets key.
+func setDefault(env []string, key, value string) []string {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return env
+		}
+	}
+	return append(env, key+"="+value)
+}
+
+// makeWorkdir creates dir (absolute, clean) in the rootfs when missing,
+// giving the directories it creates to the container's user.
+func makeWorkdir(root *os.Root, dir string, u execUser) error {
+	rel := strings.TrimPrefix(dir, "/")
+	if rel == "" {
+		return nil
+	}
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := path.Join(parts[:i+1]...)
+		err := root.Mkdir(p, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := root.Lchown(p, int(u.uid), int(u.gid)); err != nil {
+			return err
+		}
+	}
+	fi, err := root.Stat(rel)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s exists in the rootfs and is not a directory", dir)
+	}
+	return nil
+}
+
+// containerMounts lists the container's filesystems: what a privileged
+// podman container gets, plus the host's resolv.conf and hosts from etcDir
+// when they exist.
+func containerMounts(etcDir string) ([]specs.Mount, error) {
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "rw"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "rw"}},
+	}
+	for _, name := range []string{"resolv.conf", "hosts"} {
+		src := filepath.Join(etcDir, name)
+		fi, err := os.Stat(src)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("host file to share with containers: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("host file to share with containers %s: expected a regular file, found %s", src, fi.Mode().Type())
+		}
+		mounts = append(mounts, specs.Mount{Destination: "/etc/" + name, Type: "bind", Source: src, Options: []string{"rbind", "rprivate"}})
+	}
+	return mounts, nil
+}
+
+// capabilities gives root every capability the caller can grant (those in
+// its bounding set, which for PID 1 is all that the kernel knows), like
+// podman --privileged; any other user keeps them in its bounding set only,
+// as podman does.
+func capabilities(uid uint32) *specs.LinuxCapabilities {
+	var all []string
+	for i, name := range allCapabilities() {
+		if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0); err == nil && in == 1 {
+			all = append(all, name)
+		}
+	}
+	if uid != 0 {
+		return &specs.LinuxCapabilities{Bounding: all}
+	}
+	return &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
+}
+
+// allCapabilities lists every Linux capability, CAP_CHOWN (0) to
+// CAP_CHECKPOINT_RESTORE (40).
+func allCapabilities() []string {
+	return []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
+		"CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
+		"CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+		"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+		"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+		"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+		"CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
+		"CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+		"CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+		"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+		"CAP_CHECKPOINT_RESTORE",
+	}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

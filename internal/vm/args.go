@@ -1,0 +1,70 @@
+package vm
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// baseCmdline starts every kernel command line: the console on the first
+// serial port, and an immediate reboot (which -no-reboot turns into QEMU's
+// exit) on a panic.
+const baseCmdline = "console=ttyS0 panic=-1"
+
+// qemuArgs returns QEMU's arguments for cfg (defaults already applied) with
+// the given accelerator. relay is the program QEMU runs per guest connection
+// to a forwarded port; it is only used when cfg.Forwards is not empty.
+func qemuArgs(cfg Config, accel, relay string) []string {
+	args := []string{
+		"-accel", accel,
+		"-nodefaults", "-no-reboot", "-display", "none",
+		"-m", strconv.Itoa(cfg.MemoryMB),
+		"-smp", strconv.Itoa(cfg.SMP),
+		// The serial console on stdio; signal=on keeps Ctrl-C working.
+		"-chardev", "stdio,id=console,signal=on",
+		"-serial", "chardev:console",
+		"-netdev", netdev(cfg.Forwards, relay),
+		"-device", "virtio-net-pci,netdev=n0",
+		// Entropy from the host: without it the guest kernel's random
+		// pool takes minutes to initialise under TCG, and everything
+		// that needs random numbers (DHCP, TLS) waits for it.
+		"-object", "rng-random,id=rng0,filename=/dev/urandom",
+		"-device", "virtio-rng-pci,rng=rng0",
+	}
+	for _, d := range cfg.Disks {
+		args = append(args, "-drive", "file="+optEscape(d)+",format=raw,if=virtio")
+	}
+	cmdline := baseCmdline
+	if cfg.Cmdline != "" {
+		cmdline += " " + cfg.Cmdline
+	}
+	return append(args, "-kernel", cfg.Kernel, "-initrd", cfg.Initramfs, "-append", cmdline)
+}
+
+// netdev returns the user-network backend: restricted to the guestfwd rules,
+// one per forwarded port.
+//
+// A guestfwd whose target is a character device ("-tcp:127.0.0.1:PORT") is
+// connected once, when QEMU starts, and every guest connection shares that
+// one stream: a second HTTP request never gets an answer. The "cmd:" form
+// runs the relay once per guest connection instead, with the connection on
+// its standard input and output.
+func netdev(forwards []int, relay string) string {
+	s := "user,id=n0,restrict=on"
+	for _, p := range forwards {
+		cmd := shellQuote(relay) + " " + strconv.Itoa(p)
+		s += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:%s", GuestHost, p, optEscape(cmd))
+	}
+	return s
+}
+
+// optEscape escapes a value inside a comma-separated QEMU option list.
+func optEscape(s string) string {
+	return strings.ReplaceAll(s, ",", ",,")
+}
+
+// shellQuote quotes s for g_shell_parse_argv, which libslirp uses to split a
+// guestfwd command.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

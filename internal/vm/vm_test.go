@@ -1,0 +1,350 @@
+package vm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestQEMUArgs(t *testing.T) {
+	cfg := Config{
+		QEMU: DefaultQEMU, Kernel: "/boot/vmlinuz-x", Initramfs: "/tmp/i.img",
+		Cmdline: "quiet ociboot.container=alpine", MemoryMB: 512, SMP: 2,
+		Forwards: []int{8080, 5000},
+		Disks:    []string{"/tmp/a.img", "/x/with,comma.img"},
+	}
+	args := qemuArgs(cfg, AccelTCG, "/usr/bin/ociboot")
+	want := []string{
+		"-accel", "tcg", "-nodefaults", "-no-reboot", "-display", "none", "-m", "512", "-smp", "2",
+		"-chardev", "stdio,id=console,signal=on", "-serial", "chardev:console",
+		"-netdev", "user,id=n0,restrict=on" +
+			",guestfwd=tcp:10.0.2.100:8080-cmd:'/usr/bin/ociboot' 8080" +
+			",guestfwd=tcp:10.0.2.100:5000-cmd:'/usr/bin/ociboot' 5000",
+		"-device", "virtio-net-pci,netdev=n0",
+		"-object", "rng-random,id=rng0,filename=/dev/urandom",
+		"-device", "virtio-rng-pci,rng=rng0",
+		"-drive", "file=/tmp/a.img,format=raw,if=virtio",
+		"-drive", "file=/x/with,,comma.img,format=raw,if=virtio",
+		"-kernel", "/boot/vmlinuz-x", "-initrd", "/tmp/i.img",
+		"-append", "console=ttyS0 panic=-1 quiet ociboot.container=alpine",
+	}
+	if !slices.Equal(args, want) {
+		t.Errorf("qemuArgs =\n%q\nwant\n%q", args, want)
+	}
+}
+
+func TestQEMUArgsWithoutForwards(t *testing.T) {
+	args := qemuArgs(Config{MemoryMB: 1, SMP: 1, Kernel: "k", Initramfs: "i"}, AccelKVM, "")
+	i := slices.Index(args, "-netdev")
+	if i < 0 || args[i+1] != "user,id=n0,restrict=on" {
+		t.Errorf("netdev = %q, want a restricted user network with no rules", args[i+1])
+	}
+	if args[len(args)-1] != "console=ttyS0 panic=-1" {
+		t.Errorf("-append %q, want the base command line alone", args[len(args)-1])
+	}
+	if !slices.Contains(args, "virtio-net-pci,netdev=n0") {
+		t.Errorf("no NIC in %q", args)
+	}
+}
+
+func TestNetdevQuotesRelayPath(t *testing.T) {
+	got := netdev([]int{80}, "/a b/it's,x")
+	want := `user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:'/a b/it'\''s,,x' 80`
+	if got != want {
+		t.Errorf("netdev = %s\nwant       %s", got, want)
+	}
+}
+
+func TestConsoleScansLinesAcrossWrites(t *testing.T) {
+	var res Result
+	var out bytes.Buffer
+	c := &console{out: &out, res: &res}
+	stream := "boot\r\n[  1.5] Execution is over, pipeline status: 42\r\nIt's now safe to turn off your computer\r\nlast"
+	for i := 0; i < len(stream); i += 5 { // split lines across writes
+		n, err := c.Write([]byte(stream[i:min(i+5, len(stream))]))
+		if err != nil || n == 0 {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	c.flush()
+	if out.String() != stream {
+		t.Errorf("Console got %q, want the stream unchanged", out.String())
+	}
+	wantLines := []string{"boot", "[  1.5] Execution is over, pipeline status: 42", "It's now safe to turn off your computer", "last"}
+	if !slices.Equal(res.Lines, wantLines) {
+		t.Errorf("Lines = %q, want %q", res.Lines, wantLines)
+	}
+	if !res.StatusSeen || res.Status != 42 || !res.SafeSeen {
+		t.Errorf("status %d seen %v safe %v, want 42 seen and safe", res.Status, res.StatusSeen, res.SafeSeen)
+	}
+}
+
+func TestConsoleKeepsLastLines(t *testing.T) {
+	var res Result
+	c := &console{res: &res}
+	for range maxLines + 10 {
+		c.Write([]byte("x\n"))
+	}
+	c.Write([]byte("final\n"))
+	if len(res.Lines) != maxLines || res.Lines[len(res.Lines)-1] != "final" {
+		t.Errorf("%d lines ending %q, want %d ending with the last", len(res.Lines), res.Lines[len(res.Lines)-1], maxLines)
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int
+		ok   bool
+	}{
+		{"Execution is over, pipeline status: 0", 0, true},
+		{"Execution is over, pipeline status: 125 ", 125, true},
+		{"Execution is over, pipeline status: -1", -1, true},
+		{"Execution is over, pipeline status: ", 0, false},
+		{"Execution is over, pipeline status: x", 0, false},
+		{"pipeline status: 3", 0, false},
+	} {
+		got, ok := parseStatus(tc.line)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseStatus(%q) = %d, %v; want %d, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		res  Result
+		err  error
+		want int
+	}{
+		{Result{Started: true, Status: 7, StatusSeen: true}, nil, 7},
+		{Result{Started: true, Status: 0, StatusSeen: true}, nil, 0},
+		{Result{Started: true}, nil, NoStatusExit},
+		{Result{Started: true, Status: 3, StatusSeen: true}, errors.New("timed out"), NoStatusExit},
+		{Result{Started: true, Status: 256, StatusSeen: true}, nil, 255},
+		{Result{Started: true, Status: -1, StatusSeen: true}, nil, 255},
+		{Result{}, errors.New("no initramfs"), 1},
+	} {
+		if got := ExitStatus(tc.res, tc.err); got != tc.want {
+			t.Errorf("ExitStatus(%+v, %v) = %d, want %d", tc.res, tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok := Config{Kernel: file, Initramfs: file}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no initramfs", func(c *Config) { c.Initramfs = "" }, "no initramfs"},
+		{"missing initramfs", func(c *Config) { c.Initramfs = dir + "/nope.img" }, "nope.img"},
+		{"missing kernel", func(c *Config) { c.Kernel = dir + "/vmlinuz-nope" }, "vmlinuz-nope"},
+		{"missing disk", func(c *Config) { c.Disks = []string{dir + "/disk.img"} }, "disk.img"},
+		{"directory disk", func(c *Config) { c.Disks = []string{dir} }, "want a file or a block device"},
+		{"port 0", func(c *Config) { c.Forwards = []int{0} }, "forwarded port 0: want 1..65535"},
+		{"port too big", func(c *Config) { c.Forwards = []int{65536} }, "forwarded port 65536"},
+		{"port twice", func(c *Config) { c.Forwards = []int{80, 80} }, "port 80 given twice"},
+		{"accel", func(c *Config) { c.Accel = "hvf" }, `accelerator "hvf"`},
+		{"memory", func(c *Config) { c.MemoryMB = -1 }, "must not be negative"},
+		{"qemu", func(c *Config) { c.QEMU = dir + "/no-qemu"; c.Accel = AccelTCG }, "starting " + dir + "/no-qemu"},
+	} {
+		cfg := ok
+		tc.edit(&cfg)
+		res, err := Run(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Run error = %v, want one containing %q", tc.name, err, tc.want)
+		}
+		if res.Started || ExitStatus(res, err) != 1 {
+			t.Errorf("%s: started %v, ExitStatus %d; want not started, 1", tc.name, res.Started, ExitStatus(res, err))
+		}
+	}
+}
+
+func TestNewestKernel(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{
+		"vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-56-amd64", "vmlinuz-6.9.12-amd64",
+		"vmlinuz-6.10.1-amd64", "vmlinuz-5.19.0", "config-7.0.0", "initrd.img-7.0.0",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := newestKernel(dir)
+	if err != nil || got != filepath.Join(dir, "vmlinuz-6.10.1-amd64") {
+		t.Errorf("newestKernel = %q, %v; want vmlinuz-6.10.1-amd64", got, err)
+	}
+	if _, err := newestKernel(t.TempDir()); err == nil || !strings.Contains(err.Error(), "vmlinuz-*") {
+		t.Errorf("newestKernel of an empty directory: %v, want an error naming the pattern", err)
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int // sign
+	}{
+		{"6.1.0-56-amd64", "6.1.0-9-amd64", 1},
+		{"6.10", "6.9", 1},
+		{"6.1", "6.1.0", -1},
+		{"6.01", "6.1", 0},
+		{"6.1-rc1", "6.1-rc2", -1},
+		{"a", "b", -1},
+	} {
+		got := compareVersions(tc.a, tc.b)
+		if (got > 0) != (tc.want > 0) || (got < 0) != (tc.want < 0) {
+			t.Errorf("compareVersions(%q, %q) = %d, want sign %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestProbeImage(t *testing.T) {
+	img := probeImage()
+	if len(img) != 64<<10 {
+		t.Fatalf("probe image is %d bytes, want 64 KiB", len(img))
+	}
+	le16 := func(off int) int { return int(img[off]) | int(img[off+1])<<8 }
+	le32 := func(off int) int { return le16(off) | le16(off+2)<<16 }
+	checks := []struct {
+		what      string
+		got, want int
+	}{
+		{"reset vector: jmp far", int(img[probeReset]), 0xea},
+		{"reset vector target", le32(probeReset + 1), 0xf000<<16 | probeCode16},
+		{"code16 lgdt operand", le16(probeCode16 + 9), probeGDTR},
+		{"code16 jump target", le32(probeCode32 - 6), 0xF0000 + probeCode32},
+		{"code16 jump selector", le16(probeCode32 - 2), 0x08},
+		{"code32 starts with mov ax, 0x10", le32(probeCode32), 0x0010b866},
+		{"code32 jump target", le32(probeCode64 - 6), 0xF0000 + probeCode64},
+		{"code32 jump selector", le16(probeCode64 - 2), 0x18},
+		{"GDTR limit", le16(probeGDTR), 31},
+		{"GDTR base", le32(probeGDTR + 2), 0xF0000 + probeGDT},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: %#x, want %#x", c.what, c.got, c.want)
+		}
+	}
+	// mov al, 1; out 0xf4, al; hlt
+	if !bytes.Equal(img[probeCode64:probeCode64+5], []byte{0xb0, 0x01, 0xe6, 0xf4, 0xf4}) {
+		t.Errorf("code64 = % x", img[probeCode64:probeCode64+5])
+	}
+	if !bytes.Equal(img[probeCode64+5:probeGDT], []byte{0}) || img[probeGDT+8+5] != 0x9a || img[probeGDT+24+6] != 0xaf {
+		t.Errorf("GDT misplaced or wrong: % x", img[probeCode64:probeGDTR])
+	}
+}
+
+// The probe image must run to its end under TCG: that shows the image, not
+// the host, is right.
+func TestProbeRunsUnderTCG(t *testing.T) {
+	start := time.Now()
+	if err := probeKVM(context.Background(), DefaultQEMU, AccelTCG, 20*time.Second); err != nil {
+		t.Fatalf("probe under TCG: %v", err)
+	}
+	t.Logf("probe under TCG took %s", time.Since(start))
+}
+
+// Under KVM the probe either passes or gives up within probeWait (plus the
+// time to kill QEMU); which one depends on the host.
+func TestProbeKVMReturnsInTime(t *testing.T) {
+	start := time.Now()
+	err := probeKVM(context.Background(), DefaultQEMU, AccelKVM, probeWait)
+	took := time.Since(start)
+	t.Logf("probe under KVM: %v after %s", err, took)
+	if took > probeWait+3*time.Second {
+		t.Errorf("the KVM probe took %s, want at most %s plus a kill", took, probeWait)
+	}
+	var log bytes.Buffer
+	accel := chooseAccel(context.Background(), Config{QEMU: DefaultQEMU, Accel: AccelAuto, Log: &log})
+	if want := map[bool]string{true: AccelKVM, false: AccelTCG}[err == nil]; accel != want {
+		t.Errorf("chooseAccel = %s, want %s (probe error: %v)", accel, want, err)
+	}
+	if !strings.HasPrefix(log.String(), "vm: using "+accel) || strings.Count(log.String(), "\n") != 1 {
+		t.Errorf("log = %q, want one line naming %s", log.String(), accel)
+	}
+}
+
+// relay passes data and half-closes both ways between a guest connection
+// (a socketpair end, as QEMU gives it) and a host service.
+func TestRelay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // the host service: read to EOF, answer, close
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var buf bytes.Buffer
+		buf.ReadFrom(c)
+		c.Write([]byte("got " + buf.String()))
+	}()
+
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest, qemuSide := fileConn(t, fds[0]), fileConn(t, fds[1])
+	host, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		relay(qemuSide, host)
+		close(done)
+	}()
+
+	guest.Write([]byte("hello"))
+	guest.(*net.UnixConn).CloseWrite()
+	guest.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var reply bytes.Buffer
+	if _, err := reply.ReadFrom(guest); err != nil {
+		t.Fatalf("reading the reply: %v", err)
+	}
+	if reply.String() != "got hello" {
+		t.Errorf("reply %q, want %q", reply.String(), "got hello")
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("relay did not return after both sides closed")
+	}
+}
+
+func fileConn(t *testing.T, fd int) net.Conn {
+	t.Helper()
+	f := os.NewFile(uintptr(fd), "socketpair")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRelayMainRejectsBadPort(t *testing.T) {
+	for _, p := range []string{"0", "65536", "x", ""} {
+		if got := relayMain(p); got != 2 {
+			t.Errorf("relayMain(%q) = %d, want 2", p, got)
+		}
+	}
+}

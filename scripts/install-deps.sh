@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on a Debian machine:
+# Debian packages (only the missing ones) and pinned Go tools.
+set -euo pipefail
+
+packages=(
+	qemu-system-x86   # ociboot vm and the end-to-end tests
+	linux-image-amd64 # the kernel the VMs boot, and its modules
+	crun              # the OCI runtime put into the initramfs
+	docker-registry   # the CNCF distribution registry the tests push to
+	busybox-static    # the example and test images
+	e2fsprogs         # cache disks (later issues)
+	cpio              # tests read archives back with it
+	dnsmasq-base      # the DHCP server of the network tests
+	iproute2          # network namespaces for the network tests
+)
+STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	sudo=
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	echo "installing: ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+gobin=$(go env GOPATH)/bin
+if ! "$gobin/staticcheck" -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
+	echo "installing staticcheck $STATICCHECK_VERSION"
+	go install "honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION"
+fi

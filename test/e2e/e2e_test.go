@@ -1,0 +1,217 @@
+// Package e2e boots the real ociboot initramfs in QEMU with the Debian
+// kernel, against the real CNCF distribution registry on 127.0.0.1, and
+// asserts on the serial console and the VM's exit.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ociboot/ociboot/internal/registrytest"
+	"github.com/ociboot/ociboot/internal/vm"
+)
+
+// bootTimeout bounds one VM run; a TCG boot with a pull takes ~20 s.
+const bootTimeout = 4 * time.Minute
+
+// fixture is what every boot shares: the ociboot binary, one initramfs
+// built by it, and one registry holding the test images.
+type fixture struct {
+	bin       string // the ociboot binary under test
+	initramfs string
+	reg       *registrytest.Registry
+	images    map[string]string // name → reference as the guest sees it
+}
+
+// guestRef turns a reference pushed to 127.0.0.1:PORT into the one the
+// guest uses through the guestfwd at 10.0.2.100:PORT.
+func guestRef(ref string) string {
+	return strings.Replace(ref, "127.0.0.1:", vm.GuestHost+":", 1)
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fixture{
+		bin:       filepath.Join(dir, "ociboot"),
+		initramfs: filepath.Join(dir, "initramfs.img"),
+		images:    map[string]string{},
+	}
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", f.bin, "github.com/ociboot/ociboot/cmd/ociboot")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building ociboot: %v\n%s", err, out)
+	}
+	out, err := exec.Command(f.bin, "build", "-o", f.initramfs).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ociboot build: %v\n%s", err, out)
+	}
+	t.Logf("ociboot build:\n%s", out)
+
+	f.reg = registrytest.Start(t)
+	f.images["busybox"] = guestRef(registrytest.Push(t, f.reg, "e2e/busybox:1", registrytest.BusyboxImage(t)))
+	// Layer 2 deletes a file of layer 1 and adds one; layer 3 makes a
+	// directory opaque.
+	layered := registrytest.BusyboxImage(t,
+		registrytest.LayerFromFiles(t, map[string]string{
+			"/etc/deleted-later": "you must not see me\n",
+			"/data/old/a":        "lower\n",
+		}),
+		registrytest.LayerFromFiles(t, map[string]string{"/etc/added": "added in layer 3\n"}, "/etc/deleted-later"),
+		registrytest.LayerFromFiles(t, map[string]string{"/data/old/b": "upper\n"}, "/data/old/"),
+	)
+	f.images["layered"] = guestRef(registrytest.Push(t, f.reg, "e2e/layered:1", layered))
+	return f
+}
+
+// boot runs a VM with the registry forwarded and returns its result and
+// console.
+func (f *fixture) boot(t *testing.T, cmdline string) (vm.Result, string, error) {
+	t.Helper()
+	var console bytes.Buffer
+	cfg := vm.Config{
+		Initramfs: f.initramfs,
+		Cmdline:   fmt.Sprintf("ociboot.insecure_registry=%s:%d %s", vm.GuestHost, f.reg.Port, cmdline),
+		Forwards:  []int{f.reg.Port},
+		Timeout:   bootTimeout,
+		Console:   &lockedWriter{w: &console},
+	}
+	res, err := vm.Run(context.Background(), cfg)
+	t.Logf("console:\n%s", console.String())
+	return res, console.String(), err
+}
+
+// lockedWriter lets the VM's console be written from QEMU's reader
+// goroutine while the test reads it afterwards.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// inOrder checks that every want appears in console, one after the other.
+func inOrder(t *testing.T, console string, wants ...string) {
+	t.Helper()
+	rest := console
+	for _, w := range wants {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Errorf("console lacks %q (after the previous expected lines)", w)
+			return
+		}
+		rest = rest[i+len(w):]
+	}
+}
+
+func TestBoot(t *testing.T) {
+	f := setup(t)
+
+	t.Run("pipeline", func(t *testing.T) {
+		t.Parallel()
+		cmdline := fmt.Sprintf(
+			`ociboot.container="%s sh -c 'echo first container on \"$(hostname)\"; test -e /etc/deleted-later && echo DELETED-$((40+2)); cat /etc/added; echo old dir holds $(ls /data/old).'" `+
+				`b2c.container="-e GREETING=hello %s sh -c 'echo second container says $GREETING'"`,
+			f.images["layered"], f.images["busybox"])
+		res, console, err := f.boot(t, cmdline)
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console,
+			`first container on "ociboot"`,
+			"added in layer 3",
+			"old dir holds b.", // only the opaque directory's upper file
+			"second container says hello",
+			"Execution is over, pipeline status: 0",
+			"It's now safe to turn off your computer")
+		// The kernel echoes its command line: look for what only the
+		// container's shell can print.
+		if strings.Contains(console, "DELETED-42") {
+			t.Error("a file deleted by an upper layer is visible in the container")
+		}
+	})
+
+	t.Run("exit-status", func(t *testing.T) {
+		t.Parallel()
+		// Through the real CLI: `ociboot vm` exits with the pipeline
+		// status, the first failing container's.
+		cmdline := fmt.Sprintf(
+			`ociboot.insecure_registry=%s:%d `+
+				`ociboot.container="%s sh -c 'echo hi; exit 3'" ociboot.container="%s sh -c 'exit 4'"`,
+			vm.GuestHost, f.reg.Port, f.images["busybox"], f.images["busybox"])
+		cmd := exec.Command(f.bin, "vm", "--initramfs", f.initramfs, "--timeout", bootTimeout.String(),
+			"--forward", fmt.Sprint(f.reg.Port), "--cmdline", cmdline)
+		out, err := cmd.CombinedOutput()
+		t.Logf("ociboot vm:\n%s", out)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("ociboot vm: %v; want exit status 3", err)
+		}
+		inOrder(t, string(out), "hi", "Execution is over, pipeline status: 3", "It's now safe to turn off your computer")
+	})
+
+	t.Run("unknown-parameter", func(t *testing.T) {
+		t.Parallel()
+		res, console, err := f.boot(t, `ociboot.poweroff_delay=0 ociboot.bogus=1 ociboot.container="`+f.images["busybox"]+` true"`)
+		if err == nil {
+			t.Fatal("vm.Run: no error, want one for a VM that reports no status")
+		}
+		if res.StatusSeen {
+			t.Errorf("a pipeline ran (status %d) despite an unknown parameter", res.Status)
+		}
+		inOrder(t, console, `unknown kernel parameter "ociboot.bogus"`, "It's now safe to turn off your computer")
+	})
+
+	t.Run("registry-down", func(t *testing.T) {
+		t.Parallel()
+		// A port nothing listens on, forwarded like the registry's.
+		port := freePort(t)
+		ref := fmt.Sprintf("%s:%d/e2e/busybox:1", vm.GuestHost, port)
+		var console bytes.Buffer
+		res, err := vm.Run(context.Background(), vm.Config{
+			Initramfs: f.initramfs,
+			Cmdline:   fmt.Sprintf(`ociboot.insecure_registry=%s:%d ociboot.container="%s true"`, vm.GuestHost, port, ref),
+			Forwards:  []int{port},
+			Timeout:   bootTimeout,
+			Console:   &lockedWriter{w: &console},
+		})
+		t.Logf("console:\n%s", console.String())
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 125 || !res.SafeSeen {
+			t.Errorf("status %d (seen %v), safe line %v; want 125 and a clean power-off", res.Status, res.StatusSeen, res.SafeSeen)
+		}
+		if !strings.Contains(console.String(), ref) {
+			t.Errorf("the console does not name the image %s", ref)
+		}
+	})
+}
+
+// freePort returns a loopback port that nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
