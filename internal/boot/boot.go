@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pid1"
@@ -25,10 +26,6 @@ import (
 	"github.com/ociboot/ociboot/internal/runtime"
 	"golang.org/x/sys/unix"
 )
-
-// StatusLine is the format of the line boot2container users' tooling
-// matches to learn the pipeline's result.
-const StatusLine = "Execution is over, pipeline status: %d\n"
 
 // failDelay is how long a failed boot waits, so that a person can read the
 // error, before powering off (unless a poweroff delay was given).
@@ -88,7 +85,7 @@ func Main() {
 		}
 		fail(con, reaper, delay, err)
 	}
-	fmt.Fprintf(con, StatusLine, status)
+	fmt.Fprintf(con, "%s%d\n", console.StatusPrefix, status)
 	if plan.PoweroffDelay > 0 {
 		time.Sleep(time.Duration(plan.PoweroffDelay) * time.Second)
 	}
@@ -117,7 +114,7 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		return plan, 0, stage("modules", err)
 	}
 
-	leases, err := netconf.Up(ctx, netconf.Options{Log: prefixed(con, "network")})
+	leases, err := netconf.Up(ctx, netconf.Options{Log: console.Stage(con, "network")})
 	if err != nil {
 		return plan, 0, stage("network", err)
 	}
@@ -199,27 +196,4 @@ func loadModules(con io.Writer, names []string) error {
 	}
 	fmt.Fprintf(con, "ociboot: modules: loaded %s in %s\n", strings.Join(names, ","), time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// prefixWriter writes each line with a prefix, so a stage's output says
-// which stage it comes from.
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-}
-
-func prefixed(w io.Writer, stage string) io.Writer {
-	return &prefixWriter{w: w, prefix: "ociboot: " + stage + ": "}
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line == "" {
-			continue
-		}
-		if _, err := io.WriteString(p.w, p.prefix+line); err != nil {
-			return 0, err
-		}
-	}
-	return len(b), nil
 }

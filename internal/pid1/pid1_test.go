@@ -3,6 +3,7 @@ package pid1
 import (
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"testing"
 	"time"
@@ -115,5 +116,29 @@ func TestRootMoved(t *testing.T) {
 	}
 	if !RootMoved([]string{"PATH=/bin", movedEnv}) {
 		t.Error("not RootMoved with the marker")
+	}
+}
+
+func TestRequests(t *testing.T) {
+	reqs := Requests()
+	defer signal.Reset(unix.SIGTERM, unix.SIGINT)
+	for _, tc := range []struct {
+		sig  unix.Signal
+		want Action
+	}{
+		{unix.SIGTERM, PowerOff},
+		{unix.SIGINT, Reboot}, // what the kernel sends on ctrl-alt-del
+	} {
+		if err := unix.Kill(os.Getpid(), tc.sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-reqs:
+			if got != tc.want {
+				t.Errorf("%v: requested %v, want %v", tc.sig, got, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%v: no request within 5 s", tc.sig)
+		}
 	}
 }

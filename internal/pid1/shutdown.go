@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/console"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,10 +26,6 @@ func (a Action) String() string {
 	}
 	return "poweroff"
 }
-
-// SafeLine is printed just before the machine powers off or reboots;
-// boot2container users' tooling matches it.
-const SafeLine = "It's now safe to turn off your computer"
 
 // Requests turns SIGTERM into a power-off request and SIGINT, which the
 // kernel sends on ctrl-alt-del once CAD is handed to init, into a reboot
@@ -52,12 +49,12 @@ func Requests() <-chan Action {
 	return out
 }
 
-// Shutdown stops every process, syncs the disks, prints SafeLine to log
+// Shutdown stops every process, syncs the disks, prints console.SafeLine to log
 // and powers off or reboots. It does not return.
 func Shutdown(a Action, r *Reaper, log io.Writer) {
 	killAll(r, 5*time.Second)
 	unix.Sync()
-	fmt.Fprintln(log, SafeLine)
+	fmt.Fprintln(log, console.SafeLine)
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
 	if a == Reboot {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/runtime"
 )
@@ -40,9 +41,19 @@ type Config struct {
 	// while it runs.
 	StateDir string
 	Procs    Procs
-	// Log gets ociboot's progress lines; containers' stdio is the
-	// process's own (the console).
+	// Log gets ociboot's progress lines.
 	Log io.Writer
+	// Stdin, Stdout and Stderr are the containers' stdio; nil means the
+	// process's own (the console).
+	Stdin, Stdout, Stderr *os.File
+}
+
+// stdio returns f, or def when f is nil.
+func stdio(f, def *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return def
 }
 
 // Run runs every container of the plan in order and returns the pipeline
@@ -86,7 +97,7 @@ func runOne(ctx context.Context, c Config, i int, ct bootcfg.Container) int {
 
 	fmt.Fprintf(c.Log, "ociboot: container %d/%d: starting %s\n", i+1, n, id)
 	cmd := c.Runtime.Command(bundle, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr)
 	wait, err := c.Procs.Start(cmd)
 	if err != nil {
 		fmt.Fprintf(c.Log, "ociboot: container %d/%d (%s): %v\n", i+1, n, ct.Image, err)
@@ -115,7 +126,7 @@ func runOne(ctx context.Context, c Config, i int, ct bootcfg.Container) int {
 func prepare(ctx context.Context, c Config, ct bootcfg.Container, id, bundle string) error {
 	img, err := image.Pull(ctx, ct.Image, image.PullOptions{
 		Insecure: c.Plan.InsecureRegistries,
-		Log:      c.Log,
+		Log:      console.Stage(c.Log, "image"),
 	})
 	if err != nil {
 		return err
@@ -124,7 +135,7 @@ func prepare(ctx context.Context, c Config, ct bootcfg.Container, id, bundle str
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", rootfs, err)
 	}
-	if err := image.Unpack(ctx, img, rootfs, c.Log); err != nil {
+	if err := image.Unpack(ctx, img, rootfs, console.Stage(c.Log, "image")); err != nil {
 		return err
 	}
 	cfg, err := img.ConfigFile()

@@ -16,53 +16,16 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/cruntest"
 )
 
 // crunPath is the runtime the tests run containers with.
-const crunPath = "/usr/bin/crun"
+const crunPath = cruntest.Path
 
-// inPrivateNS marks the copy of the test binary that TestMain starts in its
-// own mount namespace.
-const inPrivateNS = "OCIBOOT_RUNTIME_TEST_MOUNT_NS"
-
-// TestMain runs the tests the way PID 1 runs containers: with cgroup2
-// mounted on /sys/fs/cgroup. A host with a hybrid cgroup layout (cgroup v1
-// controllers, and a cgroup2 hierarchy on /sys/fs/cgroup/unified) makes crun
-// fail with "cgroups in hybrid mode not supported", so there the tests run
-// again in a private mount namespace with cgroup2 mounted on /sys/fs/cgroup;
-// the host's mounts are not touched.
-func TestMain(m *testing.M) {
-	var fs unix.Statfs_t
-	onCgroup2 := unix.Statfs("/sys/fs/cgroup", &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC
-	switch {
-	case onCgroup2 || os.Geteuid() != 0:
-		os.Exit(m.Run())
-	case os.Getenv(inPrivateNS) == "":
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), inPrivateNS+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // also makes / private
-		err := cmd.Run()
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			os.Exit(exit.ExitCode())
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "running the tests in a private mount namespace:", err)
-			os.Exit(2)
-		}
-		os.Exit(0)
-	default:
-		if err := unix.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
-			fmt.Fprintln(os.Stderr, "mounting cgroup2 on /sys/fs/cgroup in a private mount namespace:", err)
-			os.Exit(2)
-		}
-		os.Exit(m.Run())
-	}
-}
+// TestMain runs the tests the way PID 1 runs containers; see cruntest.Main.
+func TestMain(m *testing.M) { cruntest.Main(m) }
 
 // busyboxRootfs makes a bundle directory whose rootfs holds the host's static
 // busybox, some of its applets plus those asked for, and users.

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	contract "github.com/ociboot/ociboot/internal/console"
 )
 
 // Accelerator choices for Config.Accel.
@@ -49,8 +51,8 @@ const NoStatusExit = 125
 
 // Console lines that ociboot prints at the end of a run.
 const (
-	StatusPrefix = "Execution is over, pipeline status: "
-	SafeLine     = "It's now safe to turn off your computer"
+	StatusPrefix = contract.StatusPrefix
+	SafeLine     = contract.SafeLine
 )
 
 // maxLines bounds Result.Lines; older lines are dropped first.

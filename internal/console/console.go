@@ -1,0 +1,43 @@
+// Package console holds the console contract: the exact lines that
+// boot2container users' tooling matches on a machine's console, and the
+// stage-prefixed progress lines ociboot prints between them.
+package console
+
+import (
+	"io"
+	"strings"
+)
+
+// StatusPrefix starts the line that reports the pipeline's result; the
+// status number follows it.
+const StatusPrefix = "Execution is over, pipeline status: "
+
+// SafeLine is printed just before the machine powers off or reboots.
+const SafeLine = "It's now safe to turn off your computer"
+
+// prefixWriter writes each line with a prefix, so that a stage's output
+// says which stage it comes from.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+// Stage returns a writer that prefixes every line written to it with
+// "ociboot: STAGE: ". Each Write must hold whole lines.
+func Stage(w io.Writer, stage string) io.Writer {
+	return &prefixWriter{w: w, prefix: "ociboot: " + stage + ": "}
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	var sb strings.Builder
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line != "" {
+			sb.WriteString(p.prefix)
+			sb.WriteString(line)
+		}
+	}
+	if _, err := io.WriteString(p.w, sb.String()); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}

@@ -1,0 +1,38 @@
+# Shared by scripts/demo.sh and bench/boot.sh: the example image and the
+# local registry serving it. Source it; it needs $ociboot and $work.
+
+# start_example_registry makes a busybox image from this machine's
+# /bin/busybox, serves it as demo/hello:latest from ociboot's own registry
+# on 127.0.0.1, and sets $port and $server (the registry's pid).
+start_example_registry() {
+	local root=$work/rootfs
+	mkdir -p "$root/bin" "$root/etc"
+	cp /bin/busybox "$root/bin/busybox"
+	local applet
+	for applet in $("$root/bin/busybox" --list); do
+		[ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+	done
+	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+	echo 'root:x:0:' >"$root/etc/group"
+	printf 'NAME="ociboot demo"\nID=ociboot-demo\n' >"$root/etc/os-release"
+
+	$ociboot serve --listen 127.0.0.1:0 --image demo/hello:latest="$root" \
+		--cmd /bin/sh --cmd -c \
+		--cmd 'echo "Hello from a container booted by ociboot! kernel $(uname -r) on $(uname -m), $(grep -c ^processor /proc/cpuinfo) CPU(s)"' \
+		>"$work/serve.log" 2>&1 &
+	server=$!
+	# serve prints its address once the image is pushed.
+	port=
+	local _
+	for _ in $(seq 300); do
+		port=$(sed -n 's/^registry listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/serve.log")
+		[ -n "$port" ] && break
+		kill -0 "$server" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -z "$port" ]; then
+		echo "the example registry did not start:" >&2
+		cat "$work/serve.log" >&2
+		return 1
+	fi
+}
