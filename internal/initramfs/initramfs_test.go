@@ -18,10 +18,12 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
-// hostModules is the Debian kernel installed on the development machines.
-const (
-	hostKernel  = "6.1.0-56-amd64"
-	hostModules = "/lib/modules/" + hostKernel
+// hostKernel is the newest kernel installed on the machine (Debian's
+// linux-image-amd64, which `make test` installs), and hostModules its
+// modules directory. An empty hostKernel makes the tests that need it fail.
+var (
+	hostKernel, _ = newestKernel("/lib/modules")
+	hostModules   = "/lib/modules/" + hostKernel
 )
 
 // archive is a cpio archive read back with u-root's reader.

@@ -11,9 +11,15 @@ import (
 	"testing"
 )
 
-// hostModules is the Debian kernel's modules directory installed on the
-// development machines.
-const hostModules = "/lib/modules/6.1.0-56-amd64"
+// hostModules is the modules directory of a kernel installed on the
+// machine (Debian's linux-image-amd64, which `make test` installs).
+var hostModules = func() string {
+	dirs, _ := filepath.Glob("/lib/modules/*/modules.dep")
+	if len(dirs) == 0 {
+		return "/lib/modules/(no kernel installed)"
+	}
+	return filepath.Dir(dirs[len(dirs)-1])
+}()
 
 func names(mods []Module) []string {
 	var out []string

@@ -16,25 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // These tests boot the installed kernel under TCG with testdata/guestinit
 // as /init: three boots of about 7-20 s each and one cut short after a
 // second, run in parallel.
-
-// virtioNetModules are the modules the guest loads for its NIC, in
-// dependency order (the guest loads them by name order).
-var virtioNetModules = []string{
-	"drivers/virtio/virtio_ring.ko",
-	"drivers/virtio/virtio.ko",
-	"drivers/virtio/virtio_pci_legacy_dev.ko",
-	"drivers/virtio/virtio_pci_modern_dev.ko",
-	"drivers/virtio/virtio_pci.ko",
-	"net/core/failover.ko",
-	"drivers/net/net_failover.ko",
-	"drivers/net/virtio_net.ko",
-}
 
 // bootInitramfs builds testdata/guestinit and packs it as /init into a newc
 // initramfs with /dev/console and, if withNet, the virtio-net modules of
@@ -59,13 +47,26 @@ func bootInitramfs(t *testing.T, kernel string, withNet bool) string {
 	}
 	if withNet {
 		release := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
+		modDir := filepath.Join("/lib/modules", release)
+		ix, err := kmod.LoadIndex(modDir)
+		if err != nil {
+			t.Fatalf("the guest needs the modules of kernel %s: %v", kernel, err)
+		}
+		// In dependency order; the guest loads them by name order.
+		mods, err := ix.Closure([]string{"virtio_pci", "virtio_net"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		recs = append(recs, cpio.Directory("modules", 0o755))
-		for i, m := range virtioNetModules {
-			data, err := os.ReadFile(filepath.Join("/lib/modules", release, "kernel", m))
+		for i, m := range mods {
+			if m.Builtin {
+				continue
+			}
+			data, err := kmod.ReadModule(filepath.Join(modDir, m.Path))
 			if err != nil {
 				t.Fatalf("the guest needs the virtio-net modules of kernel %s: %v", kernel, err)
 			}
-			name := fmt.Sprintf("modules/%02d-%s", i, filepath.Base(m))
+			name := fmt.Sprintf("modules/%02d-%s.ko", i, m.Name)
 			recs = append(recs, cpio.StaticRecord(data, cpio.Info{Name: name, Mode: cpio.S_IFREG | 0o644}))
 		}
 	}
