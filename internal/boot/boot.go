@@ -114,11 +114,11 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		return plan, 0, stage("modules", err)
 	}
 
-	leases, err := netconf.Up(ctx, netconf.Options{Log: console.Stage(con, "network")})
-	if err != nil {
+	start := time.Now()
+	if _, err := netconf.Up(ctx, netconf.Options{Log: console.Stage(con, "network")}); err != nil {
 		return plan, 0, stage("network", err)
 	}
-	_ = leases
+	fmt.Fprintf(con, "ociboot: network: up in %s\n", time.Since(start).Round(time.Millisecond))
 
 	status := pipeline.Run(ctx, pipeline.Config{
 		Plan:     plan,

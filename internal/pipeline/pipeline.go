@@ -90,12 +90,13 @@ func runOne(ctx context.Context, c Config, i int, ct bootcfg.Container) int {
 	defer os.RemoveAll(bundle)
 
 	fmt.Fprintf(c.Log, "ociboot: container %d/%d: pulling %s\n", i+1, n, ct.Image)
+	start := time.Now()
 	if err := prepare(ctx, c, ct, id, bundle); err != nil {
 		fmt.Fprintf(c.Log, "ociboot: container %d/%d (%s): %v\n", i+1, n, ct.Image, err)
 		return StatusSetupFailed
 	}
 
-	fmt.Fprintf(c.Log, "ociboot: container %d/%d: starting %s\n", i+1, n, id)
+	fmt.Fprintf(c.Log, "ociboot: container %d/%d: starting %s (pulled and unpacked in %s)\n", i+1, n, id, time.Since(start).Round(time.Millisecond))
 	cmd := c.Runtime.Command(bundle, id)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr)
 	wait, err := c.Procs.Start(cmd)
