@@ -7,6 +7,9 @@ import (
 
 	"github.com/ociboot/ociboot/internal/boot"
 	"github.com/ociboot/ociboot/internal/cli"
+	// CA roots for TLS to registries when the machine has none of its
+	// own, as in the initramfs.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {
