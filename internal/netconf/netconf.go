@@ -18,6 +18,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -230,8 +231,11 @@ func configure(ctx context.Context, link netlink.Link) (*Lease, error) {
 	return lease, nil
 }
 
-// waitCarrier polls the link's operational state until it is up (or
-// unknown, for drivers that do not report carrier).
+// waitCarrier polls the link until it has carrier: IFF_LOWER_UP, which the
+// kernel computes from the driver's carrier when asked, or an operational
+// state of up (or unknown, for drivers that do not report carrier). The
+// operational state alone lags the carrier by up to a second (the kernel's
+// linkwatch rate limit), which every boot would pay.
 func waitCarrier(ctx context.Context, index int) error {
 	ctx, cancel := context.WithTimeout(ctx, carrierWait)
 	defer cancel()
@@ -243,7 +247,8 @@ func waitCarrier(ctx context.Context, index int) error {
 			return fmt.Errorf("reading link state: %w", err)
 		}
 		state := link.Attrs().OperState
-		if state == netlink.OperUp || state == netlink.OperUnknown {
+		lowerUp := link.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
+		if lowerUp || state == netlink.OperUp || state == netlink.OperUnknown {
 			return nil
 		}
 		select {
