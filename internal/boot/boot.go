@@ -19,6 +19,7 @@ import (
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/console"
+	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pid1"
@@ -96,6 +97,9 @@ func Main() {
 // status or the first stage error.
 func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan, int, error) {
 	baked, err := readBaked(bootcfg.BakedPath)
+	if err == nil {
+		err = readBakedRegistry(&baked, bootcfg.AuthPath, bootcfg.CAPath)
+	}
 	if err != nil {
 		return nil, 0, stage("config", err)
 	}
@@ -165,6 +169,31 @@ func readBaked(path string) (bootcfg.Baked, error) {
 		return b, fmt.Errorf("%s names no OCI runtime", path)
 	}
 	return b, nil
+}
+
+// readBakedRegistry reads the registry credentials and CA certificates
+// `ociboot build` baked in, when there are any.
+func readBakedRegistry(b *bootcfg.Baked, authPath, caPath string) error {
+	auth, err := os.ReadFile(authPath)
+	switch {
+	case err == nil:
+		if b.RegistryAuth, err = image.ParseDockerConfig(auth); err != nil {
+			return fmt.Errorf("%s: %w", authPath, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	ca, err := os.ReadFile(caPath)
+	switch {
+	case err == nil:
+		if _, err := image.ParseCACerts(ca); err != nil {
+			return fmt.Errorf("%s: %w", caPath, err)
+		}
+		b.CACerts = ca
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return nil
 }
 
 // setIdentity gives the machine a hostname and the files containers expect.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/ociboot/ociboot/internal/image"
 )
 
 // containerOption is one podman-run option that ParseContainer knows.
@@ -30,6 +30,7 @@ func containerOptions() []containerOption {
 		{long: "name", value: true, set: setName},
 		{long: "hostname", short: 'h', value: true, set: setHostname},
 		{long: "pull", value: true, set: setPull},
+		{long: "platform", value: true, set: setPlatform},
 		{long: "network", alias: "net", value: true, set: setNetwork},
 		{long: "rm", set: noEffect},
 		{long: "privileged", set: noEffect},
@@ -74,11 +75,10 @@ func ParseContainer(spec string) (Container, error) {
 	if i >= len(args) {
 		return Container{}, fmt.Errorf("no image in %q: expected [OPTIONS] IMAGE [COMMAND [ARG...]]", spec)
 	}
-	image := strings.TrimPrefix(args[i], "docker://")
-	if _, err := name.ParseReference(image); err != nil {
-		return Container{}, fmt.Errorf("image %q: %w (expected a reference such as alpine:3.20 or registry.lan:5000/ci/runner:v1)", args[i], err)
+	if _, err := image.ParseReference(args[i]); err != nil {
+		return Container{}, err
 	}
-	c.Image = image
+	c.Image = strings.TrimPrefix(args[i], "docker://")
 	c.Command = args[i+1:]
 	if len(c.Command) == 0 {
 		c.Command = nil
@@ -246,6 +246,12 @@ func setPull(c *Container, v string) error {
 		return nil
 	}
 	return fmt.Errorf("got %q, expected always, missing or never", v)
+}
+
+func setPlatform(c *Container, v string) error {
+	p, err := image.ParsePlatform(v)
+	c.Platform = p
+	return err
 }
 
 // setNetwork accepts host networking only, which is what every container

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func TestParseContainer(t *testing.T) {
@@ -42,6 +44,9 @@ func TestParseContainer(t *testing.T) {
 		{`--entrypoint '[bad' alpine`, Container{Image: "alpine", Entrypoint: []string{"[bad"}}},
 		{"--pull never --rm=true -- alpine --not-an-option", Container{Image: "alpine", Pull: "never", Command: []string{"--not-an-option"}}},
 		{"docker://ghcr.io/o/i@sha256:" + strings.Repeat("a", 64), Container{Image: "ghcr.io/o/i@sha256:" + strings.Repeat("a", 64)}},
+		{"job:v1@sha256:" + strings.Repeat("b", 64), Container{Image: "job:v1@sha256:" + strings.Repeat("b", 64)}},
+		{"--platform linux/arm/v7 alpine", Container{Image: "alpine", Platform: v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}}},
+		{"--platform=aarch64 alpine", Container{Image: "alpine", Platform: v1.Platform{OS: "linux", Architecture: "arm64"}}},
 	}
 	for _, tt := range tests {
 		got, err := ParseContainer(tt.spec)
@@ -77,8 +82,10 @@ func TestParseContainerErrors(t *testing.T) {
 		{"--name '' alpine", `option --name: got an empty name`},
 		{"--hostname " + strings.Repeat("h", 65) + " alpine", "expected a host name of 1 to 64 characters"},
 		{"--rm=false alpine", `option --rm takes no value (got "false")`},
-		{"Alpine", `image "Alpine"`},
-		{"docker://", `image "docker://"`},
+		{"Alpine", `invalid image reference "Alpine"`},
+		{"docker://", `invalid image reference "docker://"`},
+		{"oci-archive://x.tar", `transport "oci-archive" is not supported`},
+		{"--platform linux alpine", `option --platform: platform "linux": an operating system is only allowed first`},
 		{"alpine sh -c 'echo", "unterminated single quote"},
 	}
 	for _, tt := range tests {

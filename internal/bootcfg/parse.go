@@ -3,9 +3,13 @@ package bootcfg
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/ociboot/ociboot/internal/image"
 )
 
 // paramDef is one parameter ociboot knows, under all its spellings.
@@ -16,6 +20,12 @@ type paramDef struct {
 	// every value in command-line order: a repeatable parameter appends,
 	// any other overwrites (the last value wins).
 	apply func(p *Plan, v Param) error
+	// key, when set, makes the parameter keyed: kernel values replace
+	// baked-in values of the same key only (a registry's mirrors or
+	// credentials), instead of the whole list.
+	key func(v Param) string
+	// secret parameters have their values left out of messages.
+	secret bool
 }
 
 // knownParams is the table of parameters in the ociboot. and b2c.
@@ -25,6 +35,10 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.container", "ociboot.run", "b2c.container", "b2c.run"}, apply: applyContainer},
 		{names: []string{"ociboot.modules"}, apply: applyModules},
 		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
+		{names: []string{"ociboot.registry_mirror"}, apply: applyRegistryMirror, key: mirrorKey},
+		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true},
+		{names: []string{"ociboot.platform"}, apply: applyPlatform},
+		{names: []string{"ociboot.pull_timeout"}, apply: applyPullTimeout},
 		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay},
 	}
 }
@@ -38,7 +52,8 @@ type source struct {
 // Parse builds the Plan from the kernel command line and the baked-in
 // defaults. Parameters on the kernel command line replace the baked-in ones
 // of the same parameter (all spellings of a parameter count as one; a
-// repeatable parameter is replaced as a whole list). Keys in the ociboot. and
+// repeatable parameter is replaced as a whole list, except registry mirrors
+// and credentials, replaced registry by registry). Keys in the ociboot. and
 // b2c. namespaces that ociboot does not know are errors; other parameters are
 // left to the kernel. Parsing stops at a bare `--`, after which the kernel
 // passes the arguments to init.
@@ -52,19 +67,48 @@ func Parse(kernelCmdline string, baked Baked) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan := &Plan{PoweroffDelay: -1}
+	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts}
+	for host, c := range baked.RegistryAuth {
+		if plan.RegistryAuth == nil {
+			plan.RegistryAuth = map[string]image.Credential{}
+		}
+		plan.RegistryAuth[image.NormalizeRegistry(host)] = c
+	}
 	for i, def := range defs {
 		values := given[i]
-		if len(values) == 0 {
+		switch {
+		case def.key != nil:
+			values = mergeByKey(defaults[i], given[i], def.key)
+		case len(values) == 0:
 			values = defaults[i]
 		}
 		for _, v := range values {
 			if err := def.apply(plan, v.Param); err != nil {
-				return nil, fmt.Errorf("%s parameter %s: %w", v.origin, v.Param, err)
+				shown := v.Param.String()
+				if def.secret {
+					shown = v.Key + " (value not shown: it holds a password)"
+				}
+				return nil, fmt.Errorf("%s parameter %s: %w", v.origin, shown, err)
 			}
 		}
 	}
 	return plan, nil
+}
+
+// mergeByKey returns the baked-in values whose key the kernel does not
+// give, followed by the kernel's values.
+func mergeByKey(baked, kernel []source, key func(Param) string) []source {
+	given := map[string]bool{}
+	for _, v := range kernel {
+		given[key(v.Param)] = true
+	}
+	var out []source
+	for _, v := range baked {
+		if !given[key(v.Param)] {
+			out = append(out, v)
+		}
+	}
+	return append(out, kernel...)
 }
 
 // collect splits a command line and sorts its ociboot. and b2c. parameters
@@ -244,5 +288,85 @@ func applyPoweroffDelay(p *Plan, v Param) error {
 		return fmt.Errorf("got %q, expected %s", s, want)
 	}
 	p.PoweroffDelay = n
+	return nil
+}
+
+// mirrorKey is the registry a mirror parameter is for.
+func mirrorKey(v Param) string {
+	if m, err := image.ParseMirror(v.Value); err == nil {
+		return m.Registry
+	}
+	return v.Value
+}
+
+func applyRegistryMirror(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: REGISTRY=MIRROR[|MIRROR…], such as docker.io=10.0.2.100:5000", err)
+	}
+	m, err := image.ParseMirror(s)
+	if err != nil {
+		return err
+	}
+	for i := range p.RegistryMirrors {
+		if p.RegistryMirrors[i].Registry == m.Registry {
+			p.RegistryMirrors[i].Mirrors = append(p.RegistryMirrors[i].Mirrors, m.Mirrors...)
+			return nil
+		}
+	}
+	p.RegistryMirrors = append(p.RegistryMirrors, m)
+	return nil
+}
+
+// authKey is the registry a credential parameter is for.
+func authKey(v Param) string {
+	if host, _, err := image.ParseRegistryAuth(v.Value); err == nil {
+		return host
+	}
+	return v.Value
+}
+
+func applyRegistryAuth(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: HOST[:PORT],USER,PASSWORD", err)
+	}
+	host, c, err := image.ParseRegistryAuth(s)
+	if err != nil {
+		return err
+	}
+	if p.RegistryAuth == nil {
+		p.RegistryAuth = map[string]image.Credential{}
+	}
+	p.RegistryAuth[host] = c
+	return nil
+}
+
+func applyPlatform(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: OS/ARCH[/VARIANT] or ARCH[/VARIANT], such as linux/arm64 or arm/v7", err)
+	}
+	p.Platform, err = image.ParsePlatform(s)
+	return err
+}
+
+func applyPullTimeout(p *Plan, v Param) error {
+	const want = "a duration such as 10m, 90s or 1h30m, or a number of seconds, at least 1s"
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, want)
+	}
+	d, err := time.ParseDuration(s)
+	if n, nerr := strconv.Atoi(s); nerr == nil && s[0] != '+' && s[0] != '-' {
+		d, err = time.Duration(n)*time.Second, nil
+		if n > int(math.MaxInt64/int64(time.Second)) {
+			err = errors.New("too long")
+		}
+	}
+	if err != nil || d < time.Second {
+		return fmt.Errorf("got %q, expected %s", s, want)
+	}
+	p.PullTimeout = d
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ociboot/ociboot/internal/image"
 )
 
 func TestParse(t *testing.T) {
@@ -67,6 +69,9 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
+			if tt.want.PullTimeout == 0 {
+				tt.want.PullTimeout = image.DefaultPullTimeout
+			}
 			if !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("Parse\n got %#v\nwant %#v", *got, tt.want)
 			}
@@ -76,7 +81,7 @@ func TestParse(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ kernel, baked, want string }{
-		{"ociboot.foo=1", "", `unknown kernel parameter "ociboot.foo": expected one of ociboot.container, ociboot.run, b2c.container, b2c.run, ociboot.modules, ociboot.insecure_registry, ociboot.poweroff_delay, b2c.poweroff_delay`},
+		{"ociboot.foo=1", "", `unknown kernel parameter "ociboot.foo": expected one of ociboot.container, ociboot.run, b2c.container, b2c.run, ociboot.modules, ociboot.insecure_registry, ociboot.registry_mirror, ociboot.registry_auth, ociboot.platform, ociboot.pull_timeout, ociboot.poweroff_delay, b2c.poweroff_delay`},
 		{"b2c.volume=job", "", `unknown kernel parameter "b2c.volume"`},
 		{"", "ociboot.bar", `unknown baked-in parameter "ociboot.bar"`},
 		{"ociboot.container", "", `kernel parameter ociboot.container: needs a value: [OPTIONS] IMAGE`},

@@ -3,9 +3,24 @@
 // parameter at fault and what was expected.
 package bootcfg
 
-// BakedPath is where `ociboot build` writes the Baked configuration inside
-// the initramfs, and where PID 1 reads it.
-const BakedPath = "/etc/ociboot/build.json"
+import (
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/image"
+)
+
+// Where `ociboot build` writes the baked configuration inside the
+// initramfs, and where PID 1 reads it.
+const (
+	// BakedPath holds the Baked configuration as JSON.
+	BakedPath = "/etc/ociboot/build.json"
+	// AuthPath holds registry credentials in docker's config.json format
+	// (`ociboot build --registry-auth`), mode 0600.
+	AuthPath = "/etc/ociboot/auth.json"
+	// CAPath holds extra CA certificates, PEM (`ociboot build --ca-file`).
+	CAPath = "/etc/ociboot/ca.pem"
+)
 
 // Baked is the configuration `ociboot build` bakes into the initramfs.
 type Baked struct {
@@ -18,6 +33,12 @@ type Baked struct {
 	Modules []string `json:"modules,omitempty"`
 	// KernelVersion is the `uname -r` the modules were taken from.
 	KernelVersion string `json:"kernel_version,omitempty"`
+
+	// RegistryAuth holds the credentials read from AuthPath, by registry;
+	// ociboot.registry_auth= wins for the same registry.
+	RegistryAuth map[string]image.Credential `json:"-"`
+	// CACerts holds the PEM certificates read from CAPath.
+	CACerts []byte `json:"-"`
 }
 
 // Plan is everything PID 1 has been asked to do, in typed form.
@@ -26,8 +47,26 @@ type Plan struct {
 	Containers []Container
 	// Modules are extra kernel modules to load (ociboot.modules=).
 	Modules []string
-	// InsecureRegistries are HOST[:PORT] registries reached over plain HTTP.
+	// InsecureRegistries are HOST[:PORT] registries (or mirrors) reached
+	// over plain HTTP, or HTTPS without certificate verification.
 	InsecureRegistries []string
+	// RegistryMirrors are tried, in order, before the registry they stand
+	// for (ociboot.registry_mirror=, also baked in by `ociboot build
+	// --registry-mirror`); one entry per registry.
+	RegistryMirrors []image.Mirror
+	// RegistryAuth holds credentials by normalized registry HOST[:PORT]:
+	// those baked in (AuthPath), then ociboot.registry_auth= (which wins
+	// for the same registry). Printing it shows no secret.
+	RegistryAuth map[string]image.Credential
+	// CACerts holds PEM CA certificates trusted besides the embedded
+	// roots (baked in, CAPath).
+	CACerts []byte
+	// Platform selects the image of multi-platform indexes
+	// (ociboot.platform=); the zero value means the running machine's.
+	Platform v1.Platform
+	// PullTimeout bounds the pull of each image, layers included
+	// (ociboot.pull_timeout=).
+	PullTimeout time.Duration
 	// PoweroffDelay is how long to wait before powering off, in seconds
 	// (ociboot.poweroff_delay= / b2c.poweroff_delay=); -1 when not set.
 	PoweroffDelay int
@@ -58,4 +97,7 @@ type Container struct {
 	// Pull is the --pull policy: "always", "missing", "never", or "" when
 	// not given (the puller's default).
 	Pull string
+	// Platform (--platform) overrides the Plan's platform for this
+	// container's image; the zero value means the Plan's.
+	Platform v1.Platform
 }

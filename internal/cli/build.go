@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/initramfs"
 	"github.com/spf13/cobra"
 )
@@ -19,14 +20,19 @@ func newBuildCmd() *cobra.Command {
 		compress string
 		modules  string
 		includes []string
+		authFile string
+		caFiles  []string
+		mirrors  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build an initramfs that boots into OCI containers",
 		Long: `Build writes an initramfs holding this executable as /init, an OCI runtime
-with its shared libraries, kernel modules with their dependencies, and the
-default kernel parameters given with --cmdline. SOURCE_DATE_EPOCH, when set,
-is the modification time of every file; the same inputs give the same bytes.`,
+with its shared libraries, kernel modules with their dependencies, the
+default kernel parameters given with --cmdline, and the registry
+configuration: credentials (--registry-auth), CA certificates (--ca-file)
+and mirrors (--registry-mirror). SOURCE_DATE_EPOCH, when set, is the
+modification time of every file; the same inputs give the same bytes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := initramfs.ParseCompression(compress)
@@ -41,6 +47,9 @@ is the modification time of every file; the same inputs give the same bytes.`,
 					return fmt.Errorf("--include: %w", err)
 				}
 				opts.Includes = append(opts.Includes, inc)
+			}
+			if err := registryOptions(&opts, authFile, caFiles, mirrors); err != nil {
+				return err
 			}
 			if opts.SourceDateEpoch, err = sourceDateEpoch(); err != nil {
 				return err
@@ -64,7 +73,46 @@ is the modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&opts.ModulesDir, "modules-dir", "", "directory to take modules from (default /lib/modules/VERSION)")
 	f.StringArrayVar(&includes, "include", nil, "add a host file or directory as SRC:DST (repeatable)")
 	f.StringVar(&opts.Cmdline, "cmdline", "", "default kernel parameters baked into the image")
+	f.StringVar(&authFile, "registry-auth", "", "docker config.json with registry credentials to bake in (stored mode 0600)")
+	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates to trust besides the embedded roots (repeatable)")
+	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 	return cmd
+}
+
+// registryOptions reads the registry credentials and CA files, and bakes
+// the mirrors in as default ociboot.registry_mirror= parameters.
+func registryOptions(opts *initramfs.Options, authFile string, caFiles, mirrors []string) error {
+	if authFile != "" {
+		data, err := os.ReadFile(authFile)
+		if err != nil {
+			return fmt.Errorf("--registry-auth: %w", err)
+		}
+		if _, err := image.ParseDockerConfig(data); err != nil {
+			return fmt.Errorf("--registry-auth %s: %w", authFile, err)
+		}
+		opts.RegistryAuth = data
+	}
+	for _, f := range caFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--ca-file: %w", err)
+		}
+		if _, err := image.ParseCACerts(data); err != nil {
+			return fmt.Errorf("--ca-file %s: %w", f, err)
+		}
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			data = append(data, '\n')
+		}
+		opts.CACerts = append(opts.CACerts, data...)
+	}
+	for _, m := range mirrors {
+		mirror, err := image.ParseMirror(m)
+		if err != nil {
+			return fmt.Errorf("--registry-mirror %q: %w", m, err)
+		}
+		opts.Cmdline = strings.TrimSpace(opts.Cmdline + " ociboot.registry_mirror=" + mirror.String())
+	}
+	return nil
 }
 
 // splitComma splits a comma-separated flag value, dropping blanks.
@@ -114,6 +162,12 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 			}
 		}
 		fmt.Fprintf(w, "  modules: %s: %s\n", rep.KernelVersion, strings.Join(mods, ", "))
+	}
+	if len(rep.AuthRegistries) > 0 {
+		fmt.Fprintf(w, "  registry credentials for: %s\n", strings.Join(rep.AuthRegistries, ", "))
+	}
+	if rep.CACerts > 0 {
+		fmt.Fprintf(w, "  extra CA certificates: %d\n", rep.CACerts)
 	}
 }
 

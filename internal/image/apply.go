@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,11 +21,27 @@ const (
 	xattrPrefix    = "SCHILY.xattr."
 )
 
+// ApplyOptions tune ApplyLayerWith. The zero value is the strict one:
+// device nodes are refused.
+type ApplyOptions struct {
+	// AllowDevices lets character and block device entries be created;
+	// without it such an entry fails the layer. FIFOs are always allowed.
+	AllowDevices bool
+}
+
 // ApplyLayer applies one uncompressed layer tar, read from r, onto the
+// directory root, device nodes included: it is ApplyLayerWith with
+// AllowDevices set.
+func ApplyLayer(r io.Reader, root string) error {
+	return ApplyLayerWith(r, root, ApplyOptions{AllowDevices: true})
+}
+
+// ApplyLayerWith applies one uncompressed layer tar, read from r, onto the
 // directory root, following the OCI image layer rules: whiteouts remove
 // lower entries, opaque markers empty a directory of its lower contents, a
 // new non-directory replaces whatever is at its path, a directory merges
-// with a directory.
+// with a directory (taking the new entry's mode, owner and times, which
+// are set after the directory's content whatever the tar order).
 //
 // Every entry is confined to root: names are taken relative to root (an
 // absolute name or one with ".." lands inside root), and symbolic links in
@@ -31,18 +49,29 @@ const (
 // as if root were "/" (openat2 RESOLVE_IN_ROOT), so nothing outside root is
 // ever created, changed or removed. The last component is never followed.
 //
-// Extended attributes (PAX SCHILY.xattr.*) are set on regular files and
-// directories, best effort. An entry for root itself ("./") leaves root
-// as it is; sparse entries are refused. On error the tree under root is
-// left part-applied.
-func ApplyLayer(r io.Reader, root string) error {
+// Owners, modes (setuid, setgid and sticky included) and modification
+// times are kept for every entry type, symlinks included. Extended
+// attributes (PAX SCHILY.xattr.*, security.capability included) are set
+// after the owner, since chown clears capabilities; a filesystem that
+// does not take one (ENOTSUP, EPERM) is not an error. An entry for root
+// itself ("./") leaves root as it is; sparse entries are refused. It
+// reads r only up to the tar's end-of-archive marker. On error the tree
+// under root is left part-applied, and the error names the entry.
+func ApplyLayerWith(r io.Reader, root string, o ApplyOptions) error {
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("apply layer: open root directory %s: %w", root, err)
 	}
 	defer unix.Close(rootFD)
 
-	a := &applier{root: rootFD, added: map[string]bool{}, buf: make([]byte, 256<<10)}
+	a := &applier{
+		root: rootFD, opts: o, added: map[string]bool{}, buf: make([]byte, 256<<10),
+		parents: map[string]parentDir{}, euid: unix.Geteuid(), egid: unix.Getegid(), umask: processUmask(),
+	}
+	defer func() {
+		a.dropParents()
+		a.closeStale()
+	}()
 	tr := tar.NewReader(r)
 	last := "(start of archive)"
 	for {
@@ -68,6 +97,16 @@ func ApplyLayer(r io.Reader, root string) error {
 // applier holds the state of one ApplyLayer call.
 type applier struct {
 	root int // O_PATH descriptor of the root directory
+	opts ApplyOptions
+	// parents caches open parent directories by path: a path resolves to
+	// the same directory until something is removed (then the cache is
+	// emptied) or the directory's own entry changes it.
+	parents map[string]parentDir
+	stale   []int // dropped from the cache, closed at the next entry
+	// Who creates files, and the umask they are created under (-1 if
+	// unknown), to skip chown and chmod calls that would change nothing.
+	euid, egid int
+	umask      int
 	// added holds every path this layer created, with all its ancestors,
 	// so that opaque markers and whiteouts spare them in any tar order.
 	added map[string]bool
@@ -93,6 +132,7 @@ func split(rel string) (string, string) {
 }
 
 func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
+	a.closeStale()
 	rel := cleanRel(hdr.Name)
 	dir, base := split(rel)
 	switch {
@@ -108,35 +148,55 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 		}
 		return errors.New("names the root directory but is not a directory")
 	}
-	if err := checkSupported(hdr); err != nil {
+	if err := checkSupported(hdr, a.opts); err != nil {
 		return err
 	}
 
-	parent, err := a.mkdirAll(dir)
+	pd, err := a.parent(dir)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parent)
+	parent := pd.fd
 	a.markAdded(rel)
 
 	if hdr.Typeflag == tar.TypeLink && cleanRel(hdr.Linkname) == rel {
 		return nil // a hard link to itself is already in place
 	}
-	if err := replaceExisting(parent, base, hdr.Typeflag == tar.TypeDir); err != nil {
-		return err
-	}
-
 	mode := uint32(hdr.Mode) & 0o7777
+	if hdr.Typeflag == tar.TypeDir {
+		return a.makeDir(parent, base, rel, hdr, mode)
+	}
+	// Create first; only when the name is taken (rare in a fresh tree)
+	// remove what is there, whatever it is, and create again.
+	err = a.create(pd, base, hdr, body, mode)
+	if errors.Is(err, unix.EEXIST) {
+		a.dropParents() // base may be on the way to cached directories
+		if rerr := removeAllAt(pd.fd, base); rerr != nil {
+			return fmt.Errorf("remove existing entry: %w", rerr)
+		}
+		err = a.create(pd, base, hdr, body, mode)
+	}
+	return err
+}
+
+// create makes the non-directory entry hdr as base in parent; an error
+// wrapping EEXIST means the name was taken and nothing was done.
+func (a *applier) create(pd parentDir, base string, hdr *tar.Header, body io.Reader, mode uint32) error {
+	parent := pd.fd
 	switch hdr.Typeflag {
 	case tar.TypeReg:
-		return a.writeFile(parent, base, hdr, body, mode)
-	case tar.TypeDir:
-		return a.makeDir(parent, base, rel, hdr, mode)
+		return a.writeFile(pd, base, hdr, body, mode)
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(hdr.Linkname, parent, base); err != nil {
 			return fmt.Errorf("create symlink to %q: %w", hdr.Linkname, err)
 		}
-		return setOwnerTimes(parent, base, hdr)
+		if err := unix.Fchownat(parent, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown to %d:%d: %w", hdr.Uid, hdr.Gid, err)
+		}
+		if err := setXattrsAt(parent, base, hdr); err != nil {
+			return err
+		}
+		return setTimes(parent, base, hdr)
 	case tar.TypeLink:
 		return a.hardlink(parent, base, hdr.Linkname)
 	default: // char, block, fifo: checked by checkSupported
@@ -144,9 +204,17 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	}
 }
 
-func checkSupported(hdr *tar.Header) error {
+func checkSupported(hdr *tar.Header, o ApplyOptions) error {
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeChar, tar.TypeBlock:
+		if !o.AllowDevices {
+			kind := "character"
+			if hdr.Typeflag == tar.TypeBlock {
+				kind = "block"
+			}
+			return fmt.Errorf("%s device node %d:%d: device nodes are not allowed", kind, hdr.Devmajor, hdr.Devminor)
+		}
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	default:
 		return fmt.Errorf("unsupported tar entry type %q (want file, directory, link, device or fifo)", hdr.Typeflag)
 	}
@@ -223,34 +291,18 @@ func (a *applier) mkdirAll(rel string) (int, error) {
 	return cur, nil
 }
 
-// replaceExisting clears the way for a new entry named base in parent: a
-// directory stays when the new entry is a directory too; anything else goes.
-func replaceExisting(parent int, base string, newIsDir bool) error {
-	var st unix.Stat_t
-	err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("stat existing entry: %w", err)
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR && newIsDir {
-		return nil
-	}
-	if err := removeAllAt(parent, base); err != nil {
-		return fmt.Errorf("remove existing entry: %w", err)
-	}
-	return nil
-}
-
-func (a *applier) writeFile(parent int, base string, hdr *tar.Header, body io.Reader, mode uint32) error {
-	fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+func (a *applier) writeFile(pd parentDir, base string, hdr *tar.Header, body io.Reader, mode uint32) error {
+	fd, err := unix.Openat(pd.fd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
 	if err != nil {
 		return fmt.Errorf("create file: %w", err)
 	}
 	err = writeAll(fd, body, a.buf)
 	if err == nil {
-		err = setOwnerMode(fd, hdr, mode)
+		if a.ownedAsCreated(pd, hdr) && a.modeAsCreated(mode) && !hasXattrs(hdr) {
+			// Owner and mode are already right: nothing to set.
+		} else {
+			err = setOwnerMode(fd, hdr, mode)
+		}
 	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = fmt.Errorf("close file: %w", cerr)
@@ -258,7 +310,112 @@ func (a *applier) writeFile(parent int, base string, hdr *tar.Header, body io.Re
 	if err != nil {
 		return err
 	}
-	return setTimes(parent, base, hdr)
+	return setTimes(pd.fd, base, hdr)
+}
+
+// ownedAsCreated tells whether a file made in pd by this process gets
+// hdr's owner by itself: the creator's user, and its group or, in a
+// setgid directory, the directory's.
+func (a *applier) ownedAsCreated(pd parentDir, hdr *tar.Header) bool {
+	gid := a.egid
+	if pd.setgid {
+		gid = int(pd.gid)
+	}
+	return hdr.Uid == a.euid && hdr.Gid == gid
+}
+
+// modeAsCreated tells whether a file created with mode keeps it all:
+// no special bits (only chmod sets them) and none cut by the umask.
+func (a *applier) modeAsCreated(mode uint32) bool {
+	return a.umask >= 0 && mode&0o7000 == 0 && mode&uint32(a.umask) == 0
+}
+
+// hasXattrs tells whether hdr carries extended attributes.
+func hasXattrs(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, xattrPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// processUmask reads the process's umask from /proc/self/status (reading
+// it with umask(2) would change it for a moment, for every thread); -1
+// if it cannot be read.
+func processUmask() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				return -1
+			}
+			return int(m)
+		}
+	}
+	return -1
+}
+
+// parentDir is an open directory entries are created in.
+type parentDir struct {
+	fd     int
+	setgid bool   // new files get the directory's group
+	gid    uint32 // the directory's group
+}
+
+// maxParents bounds the open directories the cache holds.
+const maxParents = 64
+
+// parent returns the directory rel (created if missing, see mkdirAll),
+// from the cache when it is there. The descriptor belongs to the cache.
+func (a *applier) parent(rel string) (parentDir, error) {
+	if pd, ok := a.parents[rel]; ok {
+		return pd, nil
+	}
+	fd, err := a.mkdirAll(rel)
+	if err != nil {
+		return parentDir{}, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return parentDir{}, fmt.Errorf("parent directory %q: %w", rel, err)
+	}
+	if len(a.parents) >= maxParents {
+		a.dropParents()
+	}
+	pd := parentDir{fd: fd, setgid: st.Mode&unix.S_ISGID != 0, gid: st.Gid}
+	a.parents[rel] = pd
+	return pd, nil
+}
+
+// dropParent forgets the cached directory rel. Its descriptor stays open
+// until the next entry, since the current one may be using it.
+func (a *applier) dropParent(rel string) {
+	if pd, ok := a.parents[rel]; ok {
+		a.stale = append(a.stale, pd.fd)
+		delete(a.parents, rel)
+	}
+}
+
+// dropParents empties the cache: after a removal a path may resolve
+// elsewhere (a removed symlink or directory on the way).
+func (a *applier) dropParents() {
+	for rel := range a.parents {
+		a.dropParent(rel)
+	}
+}
+
+// closeStale closes the descriptors dropped from the cache.
+func (a *applier) closeStale() {
+	for _, fd := range a.stale {
+		unix.Close(fd)
+	}
+	a.stale = a.stale[:0]
 }
 
 // writeAll copies body into fd through buf.
@@ -286,7 +443,24 @@ func writeAll(fd int, body io.Reader, buf []byte) error {
 
 func (a *applier) makeDir(parent int, base, rel string, hdr *tar.Header, mode uint32) error {
 	err := unix.Mkdirat(parent, base, 0o700)
-	if err != nil && !errors.Is(err, unix.EEXIST) { // EEXIST: merging with a lower directory
+	if errors.Is(err, unix.EEXIST) {
+		// A lower directory merges with this one; anything else goes.
+		var st unix.Stat_t
+		if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("stat existing entry: %w", err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			a.dropParents() // base may be on the way to cached directories
+			if err := removeAllAt(parent, base); err != nil {
+				return fmt.Errorf("remove existing entry: %w", err)
+			}
+			err = unix.Mkdirat(parent, base, 0o700)
+		} else {
+			a.dropParent(rel) // its owner and mode change below
+			err = nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("create directory: %w", err)
 	}
 	fd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -341,11 +515,15 @@ func makeNode(parent int, base string, hdr *tar.Header, mode uint32) error {
 	if err := unix.Fchmodat(parent, base, mode, 0); err != nil {
 		return fmt.Errorf("chmod %#o: %w", mode, err)
 	}
+	if err := setXattrsAt(parent, base, hdr); err != nil {
+		return err
+	}
 	return setTimes(parent, base, hdr)
 }
 
 // setOwnerMode sets owner, then mode (chown clears setuid/setgid), then
-// extended attributes (best effort) on an open file or directory.
+// extended attributes (chown clears security.capability) on an open file
+// or directory.
 func setOwnerMode(fd int, hdr *tar.Header, mode uint32) error {
 	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 		return fmt.Errorf("chown to %d:%d: %w", hdr.Uid, hdr.Gid, err)
@@ -355,17 +533,38 @@ func setOwnerMode(fd int, hdr *tar.Header, mode uint32) error {
 	}
 	for k, v := range hdr.PAXRecords {
 		if attr, ok := strings.CutPrefix(k, xattrPrefix); ok {
-			_ = unix.Fsetxattr(fd, attr, []byte(v), 0) // best effort: the filesystem may not support it
+			if err := xattrErr(attr, unix.Fsetxattr(fd, attr, []byte(v), 0)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func setOwnerTimes(parent int, base string, hdr *tar.Header) error {
-	if err := unix.Fchownat(parent, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("chown to %d:%d: %w", hdr.Uid, hdr.Gid, err)
+// setXattrsAt sets the extended attributes of hdr on base in the
+// directory parent without following a symlink at base. There is no
+// lsetxattr relative to a descriptor before Linux 6.13, so the name goes
+// through /proc/self/fd; without /proc the attributes are left out.
+func setXattrsAt(parent int, base string, hdr *tar.Header) error {
+	for k, v := range hdr.PAXRecords {
+		if attr, ok := strings.CutPrefix(k, xattrPrefix); ok {
+			p := "/proc/self/fd/" + strconv.Itoa(parent) + "/" + base
+			if err := xattrErr(attr, unix.Lsetxattr(p, attr, []byte(v), 0)); err != nil && !errors.Is(err, unix.ENOENT) {
+				return err
+			}
+		}
 	}
-	return setTimes(parent, base, hdr)
+	return nil
+}
+
+// xattrErr is nil when err is nil or says that the filesystem (or the
+// entry type, or our privilege) does not take the attribute: layers are
+// applied best effort there, like Docker does.
+func xattrErr(attr string, err error) error {
+	if err == nil || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) {
+		return nil
+	}
+	return fmt.Errorf("set extended attribute %q: %w", attr, err)
 }
 
 func setTimes(parent int, base string, hdr *tar.Header) error {
@@ -428,6 +627,7 @@ func (a *applier) whiteout(dir, name string) error {
 		return fmt.Errorf("whiteout directory %q: %w", dir, err)
 	}
 	defer unix.Close(fd)
+	a.dropParents()
 	if err := removeAllAt(fd, name); err != nil {
 		return fmt.Errorf("remove %q: %w", path.Join(dir, name), err)
 	}
@@ -445,6 +645,7 @@ func (a *applier) opaque(dir string) error {
 	}
 	defer unix.Close(fd)
 	a.markAdded(dir)
+	a.dropParents()
 	return a.clearLower(fd, dir)
 }
 

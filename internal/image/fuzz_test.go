@@ -3,6 +3,7 @@ package image_test
 import (
 	"archive/tar"
 	"bytes"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -39,8 +40,11 @@ func FuzzApplyLayer(f *testing.F) {
 // FuzzApplyLayerEntries builds well-formed tars from a line-based spec, so
 // that the fuzzer explores names, link targets and entry kinds rather than
 // tar checksums. A line is KIND|NAME|TARGET with KIND one of f (file), d
-// (directory), l (symlink), h (hard link), p (fifo), c (char device); a
-// line "--" starts the next layer.
+// (directory), l (symlink), h (hard link), p (fifo), c (char device), b
+// (block device); a line "--" starts the next layer. The layers are
+// applied twice: with devices refused, which must leave no device node
+// anywhere, and with devices allowed; neither may touch anything outside
+// root.
 func FuzzApplyLayerEntries(f *testing.F) {
 	for _, seed := range []string{
 		"l|link|../sibling\nf|link/evil|x",
@@ -49,6 +53,7 @@ func FuzzApplyLayerEntries(f *testing.F) {
 		"l|up|../../..\nf|up/sibling/keep|x\nh|k|up/sibling/keep\np|up/p|",
 		"f|/abs/../../x|x\nl|x|x\nd|x/y|\nc|dev/null|",
 		"l|s|s\nf|s/x|\nf|.wh.s|\nf|../.wh.sibling|",
+		"c|dev/null|\nh|dev/null2|dev/null\n--\nb|dev/sda|\nl|d|dev\nb|d/sdb|",
 	} {
 		f.Add(seed)
 	}
@@ -56,7 +61,14 @@ func FuzzApplyLayerEntries(f *testing.F) {
 		base := sandbox(t)
 		root := filepath.Join(base, "root")
 		before := outsideSnapshot(t, base)
-		for _, layer := range strings.Split(spec, "\n--\n") {
+		layers := strings.Split(spec, "\n--\n")
+		for _, layer := range layers {
+			_ = image.ApplyLayerWith(bytes.NewReader(specTar(layer)), root, image.ApplyOptions{})
+		}
+		if dev := findDevice(t, root); dev != "" {
+			t.Fatalf("device node %s made with devices refused", dev)
+		}
+		for _, layer := range layers {
 			_ = image.ApplyLayer(bytes.NewReader(specTar(layer)), root)
 		}
 		if after := outsideSnapshot(t, base); !slices.Equal(before, after) {
@@ -86,6 +98,8 @@ func specTar(spec string) []byte {
 			h.Typeflag = tar.TypeFifo
 		case "c":
 			h.Typeflag, h.Devmajor, h.Devminor = tar.TypeChar, 1, 3
+		case "b":
+			h.Typeflag, h.Devmajor, h.Devminor = tar.TypeBlock, 7, 0
 		default:
 			continue
 		}
@@ -98,4 +112,23 @@ func specTar(spec string) []byte {
 	}
 	_ = tw.Close()
 	return buf.Bytes()
+}
+
+// findDevice returns the first character or block device below root, "" if none.
+func findDevice(t *testing.T, root string) string {
+	t.Helper()
+	found := ""
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeDevice != 0 && found == "" {
+			found = p
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", root, err)
+	}
+	return found
 }

@@ -1,20 +1,20 @@
 // Package image pulls container images from OCI registries and unpacks
-// them into a directory tree: Pull resolves a reference to an image for
-// the wanted platform, Unpack streams its layers bottom-up through
+// them into a directory tree: Pull resolves a reference, written as people
+// write them, to an image for the wanted platform, from the registry's
+// mirrors or the registry itself, with credentials, extra CAs, retries and
+// resumable blob downloads; Unpack streams its layers bottom-up through
 // ApplyLayer, which applies one layer tar with the OCI whiteout rules and
 // never touches anything outside the target directory. FromDir builds a
 // one-layer image from a directory, to seed a registry.
 package image
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"runtime"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,94 +22,197 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// PullOptions tune Pull. The zero value pulls over HTTPS for linux on the
-// architecture ociboot was built for.
+// PullOptions tune Pull. The zero value pulls over verified HTTPS for
+// the platform ociboot runs on, anonymously, within DefaultPullTimeout.
 type PullOptions struct {
-	// Insecure lists registries, as HOST or HOST:PORT exactly as they
-	// appear in references, that are reached over plain HTTP.
+	// Insecure lists registries (and mirrors), as HOST or HOST:PORT, that
+	// are reached over plain HTTP, or over HTTPS without verifying their
+	// certificate. Loopback addresses may always use plain HTTP.
 	Insecure []string
-	// Platform selects the image of a multi-platform index and is
-	// checked against a single image's config; an empty OS means linux,
-	// an empty Architecture runtime.GOARCH.
+	// Platform selects the image of a multi-platform index (a variant,
+	// when set, must match) and is checked against a single image's
+	// config; an empty OS means linux, an empty Architecture
+	// runtime.GOARCH. ParsePlatform reads one.
 	Platform v1.Platform
-	// Log receives one line per pulled image; nil discards it.
+	// Log receives one line per pulled image, and one per mirror that
+	// failed; nil discards them. Credentials never appear there.
 	Log io.Writer
+	// Mirrors are tried, in order, before the registry they stand for;
+	// a mirror that fails in any way (down, without the image, serving
+	// the wrong digest) is skipped for the next, then the registry.
+	Mirrors []Mirror
+	// Auth holds credentials by registry HOST[:PORT] (mirrors included),
+	// as ParseRegistryAuth and ParseDockerConfig return them. Basic and
+	// bearer-token (Docker Hub style) challenges are answered with them.
+	Auth map[string]Credential
+	// CACerts holds PEM CA certificates trusted besides the system's (or,
+	// in the initramfs, the embedded) roots.
+	CACerts []byte
+	// Timeout bounds the whole pull, including the layers fetched later
+	// through the returned image (by Unpack); 0 means DefaultPullTimeout.
+	Timeout time.Duration
+	// MirrorTimeout bounds how long a mirror may take to serve the
+	// manifest and config before the next source is tried; 0 means
+	// DefaultMirrorTimeout.
+	MirrorTimeout time.Duration
+	// StallTimeout is how long a blob download may receive nothing before
+	// it is resumed; 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
 }
 
-// Network limits of a pull. A connection that cannot be set up or a
-// registry that does not answer fails the request; transient failures
-// (resets, 5xx, 429) are retried a few times with backoff.
+// Defaults of PullOptions.
 const (
-	dialTimeout           = 10 * time.Second
-	tlsHandshakeTimeout   = 10 * time.Second
-	responseHeaderTimeout = 30 * time.Second
+	DefaultPullTimeout   = 10 * time.Minute
+	DefaultMirrorTimeout = 30 * time.Second
 )
 
-var retryBackoff = remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}
-
-// Pull resolves ref (optionally prefixed with "docker://") to the image
-// for o.Platform and returns it; an image whose config names another
-// platform is an error. Only the manifest and config are fetched here; layers are fetched by Unpack, under the same ctx, so ctx must stay
-// live until Unpack is done.
-func Pull(ctx context.Context, ref string, o PullOptions) (v1.Image, error) {
-	s := strings.TrimPrefix(ref, "docker://")
-	r, err := name.ParseReference(s)
+// Pull resolves ref (see ParseReference) to the image for o.Platform,
+// trying o's mirrors for its registry first, and returns it; an image
+// whose config names another platform is an error. A reference with a
+// digest is pulled by digest, which go-containerregistry verifies. Only
+// the manifest and config are fetched here; layers are fetched by
+// Unpack, under ctx bounded by o.Timeout, so ctx must stay live until
+// Unpack is done. Transient failures are retried and interrupted blob
+// downloads resumed (see newPullTransport).
+func Pull(ctx context.Context, ref string, o PullOptions) (_ v1.Image, err error) {
+	r, err := ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("pull %q: invalid image reference: %w", ref, err)
+		return nil, fmt.Errorf("pull: %w", err)
 	}
-	registry := r.Context().RegistryStr()
-	if slices.Contains(o.Insecure, registry) {
-		if r, err = name.ParseReference(s, name.Insecure); err != nil {
-			return nil, fmt.Errorf("pull %q: invalid image reference: %w", ref, err)
+	timeout := cmp.Or(o.Timeout, DefaultPullTimeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout,
+		fmt.Errorf("pulling %s took longer than %s (ociboot.pull_timeout): %w", r, timeout, context.DeadlineExceeded))
+	// On success ctx must outlive Pull: the image's layers are fetched
+	// under it. It ends at the deadline, or with the caller's context.
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
+	tr, err := newPullTransport(o)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r, err)
+	}
+	keys := keychain{}
+	for host, c := range o.Auth {
+		keys[NormalizeRegistry(host)] = c
+	}
+	var failures []error
+	for _, ep := range endpoints(r, o.Mirrors) {
+		img, err := o.pullFrom(ctx, r, ep, tr, keys)
+		if err == nil {
+			return img, nil
+		}
+		if ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(err, cause) {
+				err = fmt.Errorf("%v: %w", cause, err)
+			}
+			return nil, err
+		}
+		failures = append(failures, err)
+		if ep.mirror && o.Log != nil {
+			fmt.Fprintf(o.Log, "%v; trying the next source\n", err)
 		}
 	}
-	platform := o.Platform
-	if platform.OS == "" {
-		platform.OS = "linux"
+	if len(failures) == 1 {
+		return nil, failures[0]
 	}
-	if platform.Architecture == "" {
-		platform.Architecture = runtime.GOARCH
+	return nil, fmt.Errorf("pull %s: every source failed: %w", r, errors.Join(failures...))
+}
+
+// pullFrom resolves r at one endpoint; a mirror gets o.MirrorTimeout to
+// serve the manifest and config.
+func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr http.RoundTripper, keys keychain) (img v1.Image, err error) {
+	platform, running := o.Platform, RunningPlatform()
+	platform.OS = cmp.Or(platform.OS, running.OS)
+	platform.Architecture = cmp.Or(platform.Architecture, running.Architecture)
+	where := "registry " + ep.host
+	if ep.mirror {
+		where = "mirror " + ep.String()
 	}
-	img, err := remote.Image(r,
-		remote.WithContext(ctx),
-		remote.WithPlatform(platform),
-		remote.WithTransport(newTransport()),
-		remote.WithRetryBackoff(retryBackoff),
-		remote.WithUserAgent("ociboot"),
-	)
+	defer func() {
+		if err != nil {
+			img, err = nil, fmt.Errorf("pull %s (%s) from %s: %w", r, platform.String(), where, err)
+		}
+	}()
+	insecure := false
+	for _, h := range o.Insecure {
+		insecure = insecure || NormalizeRegistry(h) == ep.host
+	}
+	nref, err := r.nameAtPath(ep.host, ep.repository, insecure)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s (%s) from registry %s: %w", r.Name(), platform.String(), registry, err)
+		return nil, err
 	}
-	// An index was resolved by platform; a plain manifest was not: check
-	// its config so that a wrong image fails here, not at exec time.
-	cf, err := img.ConfigFile()
+	if ep.mirror {
+		// A mirror gets little time and few retries to serve the
+		// manifest and config; once it has, its layers get the full
+		// treatment.
+		parent, d := ctx, cmp.Or(o.MirrorTimeout, DefaultMirrorTimeout)
+		mctx, mcancel := context.WithCancelCause(parent)
+		mctx, probe := withProbe(mctx)
+		slow := fmt.Errorf("no manifest and config within %s", d)
+		timer := time.AfterFunc(d, func() { mcancel(slow) })
+		defer func() {
+			probe.on.Store(false)
+			if !timer.Stop() && parent.Err() == nil {
+				if err == nil {
+					err = slow
+				} else {
+					err = fmt.Errorf("%w (%v)", slow, err)
+				}
+			}
+			if err != nil {
+				mcancel(nil)
+			}
+		}()
+		ctx = mctx
+	}
+	img, cf, err := resolve(ctx, nref, platform, tr, keys)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s from registry %s: image config: %w", r.Name(), registry, err)
+		return nil, err
 	}
-	if (cf.OS != "" && cf.OS != platform.OS) || (cf.Architecture != "" && cf.Architecture != platform.Architecture) {
-		return nil, fmt.Errorf("pull %s: image is for %s/%s, want %s", r.Name(), cf.OS, cf.Architecture, platform.String())
+	if (cf.OS != "" && cf.OS != platform.OS) || (cf.Architecture != "" && cf.Architecture != platform.Architecture) ||
+		(cf.Variant != "" && platform.Variant != "" && cf.Variant != platform.Variant) {
+		got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+		return nil, fmt.Errorf("image is for %s, want %s", got.String(), platform.String())
 	}
 	if o.Log != nil {
 		d, err := img.Digest()
 		if err != nil {
-			return nil, fmt.Errorf("pull %s: manifest digest: %w", r.Name(), err)
+			return nil, fmt.Errorf("manifest digest: %w", err)
 		}
-		fmt.Fprintf(o.Log, "pulled %s %s (%s/%s)\n", r.Name(), d, cf.OS, cf.Architecture)
+		from := ""
+		if ep.mirror {
+			from = " from " + where
+		}
+		fmt.Fprintf(o.Log, "pulled %s %s (%s)%s\n", r, d, platform.String(), from)
 	}
 	return img, nil
 }
 
-// newTransport returns an HTTP transport with bounded connection set-up
-// and response-header waits (the body of a big layer may take longer).
-func newTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   8,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   tlsHandshakeTimeout,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
+// resolve fetches the manifest (choosing from an index by platform) and
+// the config of nref.
+func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr http.RoundTripper, keys keychain) (v1.Image, *v1.ConfigFile, error) {
+	img, err := remote.Image(nref,
+		remote.WithContext(ctx),
+		remote.WithPlatform(platform),
+		remote.WithTransport(tr),
+		remote.WithAuthFromKeychain(keys),
+		// newPullTransport retries, with a deadline-aware backoff.
+		remote.WithRetryPredicate(func(error) bool { return false }),
+		remote.WithRetryStatusCodes(),
+		remote.WithUserAgent("ociboot"),
+	)
+	if err != nil {
+		return nil, nil, err
 	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		m, merr := img.Manifest()
+		if merr != nil {
+			return nil, nil, fmt.Errorf("image config: %w", err)
+		}
+		return nil, nil, fmt.Errorf("image config %s: %w", m.Config.Digest, err)
+	}
+	return img, cf, nil
 }

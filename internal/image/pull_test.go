@@ -64,9 +64,9 @@ func TestPullUnpackBusybox(t *testing.T) {
 	}
 
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
-	line := regexp.MustCompile(`^layer [12]/2 sha256:[0-9a-f]{12} [0-9.]+ [kMG]B [0-9.]+s$`)
-	if len(lines) != 2 || !line.MatchString(lines[0]) || !line.MatchString(lines[1]) {
-		t.Errorf("progress log %q: want two short lines, one per layer", lines)
+	line := regexp.MustCompile(`^layer [12]/2 sha256:[0-9a-f]{12} ([0-9.]+ [kMG]B: fetching|done: [0-9.]+ [kMG]B gzip, [0-9.]+ [kMG]B unpacked in [0-9.]+s \([0-9.]+ [kMG]B/s\))$`)
+	if len(lines) != 4 || !line.MatchString(lines[0]) || !line.MatchString(lines[1]) || !line.MatchString(lines[2]) || !line.MatchString(lines[3]) {
+		t.Errorf("progress log %q: want four short lines, a start and an end per layer", lines)
 	}
 }
 
@@ -136,7 +136,7 @@ func TestPullErrors(t *testing.T) {
 	reg := registrytest.Start(t)
 	ctx := testContext(t)
 	for _, tc := range []struct{ ref, want string }{
-		{"Not/A/Valid:Ref", `"Not/A/Valid:Ref": invalid image reference`},
+		{"Not/A/Valid:Ref", `invalid image reference "Not/A/Valid:Ref": repository "Not/A/Valid": path component "Not" is not lower-case`},
 		{reg.Addr + "/test/missing:1", "MANIFEST_UNKNOWN"},
 	} {
 		_, err := image.Pull(ctx, tc.ref, image.PullOptions{Insecure: []string{reg.Addr}})

@@ -16,9 +16,11 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -49,6 +51,12 @@ type Options struct {
 	Includes []Include
 	// Cmdline holds default kernel parameters baked into the image.
 	Cmdline string
+	// RegistryAuth is a docker config.json holding registry credentials,
+	// stored as bootcfg.AuthPath with mode 0600. Checked, never printed.
+	RegistryAuth []byte
+	// CACerts holds PEM CA certificates trusted at boot besides the
+	// embedded roots, stored as bootcfg.CAPath.
+	CACerts []byte
 	// SourceDateEpoch is the modification time of every entry, in seconds
 	// since 1970 (SOURCE_DATE_EPOCH); default 0.
 	SourceDateEpoch int64
@@ -100,6 +108,10 @@ type Report struct {
 	Libraries     []File
 	KernelVersion string
 	Modules       []Module // in load order
+	// AuthRegistries are the registries RegistryAuth has credentials for.
+	AuthRegistries []string
+	// CACerts is how many certificates CACerts holds.
+	CACerts int
 }
 
 // Fixed layout of the image.
@@ -156,6 +168,9 @@ func Build(opts Options) (*Report, error) {
 			return nil, fmt.Errorf("initramfs: %s: %w", from, err)
 		}
 	}
+	if err := addRegistryFiles(t, opts, rep); err != nil {
+		return nil, err
+	}
 	baked, err := json.MarshalIndent(bootcfg.Baked{
 		Cmdline:       opts.Cmdline,
 		Runtime:       rep.Runtime,
@@ -183,6 +198,35 @@ func Build(opts Options) (*Report, error) {
 	}
 	rep.OutputSize = st.Size()
 	return rep, nil
+}
+
+// addRegistryFiles checks and adds the registry credentials and extra CA
+// certificates.
+func addRegistryFiles(t *tree, opts Options, rep *Report) error {
+	if opts.RegistryAuth != nil {
+		creds, err := image.ParseDockerConfig(opts.RegistryAuth)
+		if err != nil {
+			return fmt.Errorf("initramfs: registry credentials: %w", err)
+		}
+		for host := range creds {
+			rep.AuthRegistries = append(rep.AuthRegistries, host)
+		}
+		sort.Strings(rep.AuthRegistries)
+		if err := t.addData(bootcfg.AuthPath, opts.RegistryAuth, 0o600, "the registry credentials"); err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+	}
+	if opts.CACerts != nil {
+		certs, err := image.ParseCACerts(opts.CACerts)
+		if err != nil {
+			return fmt.Errorf("initramfs: CA certificates: %w", err)
+		}
+		rep.CACerts = len(certs)
+		if err := t.addData(bootcfg.CAPath, opts.CACerts, 0o644, "the CA certificates"); err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+	}
+	return nil
 }
 
 func addInit(t *tree, bin string, rep *Report) error {

@@ -125,9 +125,18 @@ func runOne(ctx context.Context, c Config, i int, ct bootcfg.Container) int {
 
 // prepare pulls the image, unpacks it and writes the bundle.
 func prepare(ctx context.Context, c Config, ct bootcfg.Container, id, bundle string) error {
+	platform := c.Plan.Platform
+	if ct.Platform.Architecture != "" {
+		platform = ct.Platform
+	}
 	img, err := image.Pull(ctx, ct.Image, image.PullOptions{
 		Insecure: c.Plan.InsecureRegistries,
+		Platform: platform,
 		Log:      console.Stage(c.Log, "image"),
+		Mirrors:  c.Plan.RegistryMirrors,
+		Auth:     c.Plan.RegistryAuth,
+		CACerts:  c.Plan.CACerts,
+		Timeout:  c.Plan.PullTimeout,
 	})
 	if err != nil {
 		return err

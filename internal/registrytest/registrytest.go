@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -25,16 +26,47 @@ import (
 // Binary is the registry program started by Start (Debian package docker-registry).
 const Binary = "/usr/bin/docker-registry"
 
-// Registry is a running registry, reached over plain HTTP.
+// Registry is a running registry.
 type Registry struct {
-	Addr string // "127.0.0.1:PORT"
+	Addr string // "127.0.0.1:PORT", where clients connect
 	Port int
 	Root string // storage root directory (filesystem driver)
+	// Scheme is "http", or "https" with Options.TLS.
+	Scheme string
+	// CA signed the registry's certificate (Options.TLS), else nil.
+	CA *CA
+	// Token is the token server of a registry started with Options.Token.
+	Token *TokenServer
+	// PushUser and PushPassword are what Push authenticates with when the
+	// registry requires authentication (a user StartWith adds).
+	PushUser, PushPassword string
 }
 
 // BlobPath returns where the registry stores the blob with digest h.
 func (r *Registry) BlobPath(h v1.Hash) string {
 	return filepath.Join(r.Root, "docker", "registry", "v2", "blobs", h.Algorithm, h.Hex[:2], h.Hex, "data")
+}
+
+// Options configure StartWith. The zero value is a plain-HTTP registry
+// open to all.
+type Options struct {
+	// TLS, when set, makes the registry serve HTTPS with a certificate
+	// for 127.0.0.1 issued by this CA.
+	TLS *CA
+	// TLSIPs are more addresses the certificate is valid for, such as
+	// the address a VM guest reaches the forwarded port at. Nothing is
+	// sent to them.
+	TLSIPs []net.IP
+	// Htpasswd, when set, makes the registry require HTTP basic
+	// authentication by these users (name → password), checked against
+	// an htpasswd file made with the htpasswd tool (apache2-utils).
+	Htpasswd map[string]string
+	// Token, when set, makes the registry require bearer tokens issued by
+	// this token server. The token server is served at /token on the
+	// same address (go-containerregistry only follows a token realm on a
+	// loopback address when it is the registry's own), in front of the
+	// registry process.
+	Token *TokenServer
 }
 
 const configTemplate = `version: 0.1
@@ -50,12 +82,19 @@ storage:
 http:
   addr: 127.0.0.1:%d
   secret: registrytest
+  relativeurls: %t
 `
 
-// Start starts a registry listening on 127.0.0.1 only, with its storage
-// in a temporary directory, waits until GET /v2/ answers and stops it when
-// the test ends. The registry's log is shown if the test fails.
+// Start starts a plain-HTTP registry open to all: see StartWith.
 func Start(t testing.TB) *Registry {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith starts a registry listening on 127.0.0.1 only, with its
+// storage in a temporary directory, waits until GET /v2/ answers and stops
+// it when the test ends. The registry's log is shown if the test fails.
+func StartWith(t testing.TB, o Options) *Registry {
 	t.Helper()
 	dir := t.TempDir()
 	var errs []error
@@ -64,8 +103,8 @@ func Start(t testing.TB) *Registry {
 		if err != nil {
 			t.Fatalf("registrytest: %v", err)
 		}
-		r := &Registry{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, Root: filepath.Join(dir, fmt.Sprint("storage-", port))}
-		err = r.start(t, dir)
+		r := &Registry{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, Root: filepath.Join(dir, fmt.Sprint("storage-", port)), Scheme: "http"}
+		err = r.start(t, dir, o)
 		if err == nil {
 			return r
 		}
@@ -75,9 +114,73 @@ func Start(t testing.TB) *Registry {
 	return nil
 }
 
-func (r *Registry) start(t testing.TB, dir string) error {
-	cfg := filepath.Join(dir, fmt.Sprintf("config-%d.yml", r.Port))
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, r.Root, r.Port), 0o644); err != nil {
+// config writes the registry's configuration file. realm is the token
+// realm when o.Token is set.
+func (r *Registry) config(t testing.TB, dir string, o Options, realm string) (string, error) {
+	cfg := fmt.Sprintf(configTemplate, r.Root, r.Port, o.Token != nil)
+	if o.TLS != nil && o.Token == nil {
+		_, certFile, keyFile := o.TLS.ServerCert(t, o.TLSIPs...)
+		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", certFile, keyFile)
+	}
+	switch {
+	case o.Token != nil:
+		cfg += fmt.Sprintf("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n",
+			realm, o.Token.Service, o.Token.Issuer, o.Token.CertFile)
+	case o.Htpasswd != nil:
+		users := map[string]string{r.PushUser: r.PushPassword}
+		for u, p := range o.Htpasswd {
+			users[u] = p
+		}
+		file := filepath.Join(dir, fmt.Sprintf("htpasswd-%d", r.Port))
+		if err := writeHtpasswd(file, users); err != nil {
+			return "", err
+		}
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: registrytest\n    path: %s\n", file)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("config-%d.yml", r.Port))
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// writeHtpasswd writes an htpasswd file (bcrypt, which the registry
+// requires) with the htpasswd tool.
+func writeHtpasswd(file string, users map[string]string) error {
+	var buf bytes.Buffer
+	for u, p := range users {
+		out, err := exec.Command("htpasswd", "-Bbn", u, p).Output()
+		if err != nil {
+			return fmt.Errorf("htpasswd (package apache2-utils) for user %s: %w", u, err)
+		}
+		buf.Write(bytes.TrimSpace(out))
+		buf.WriteByte('\n')
+	}
+	return os.WriteFile(file, buf.Bytes(), 0o600)
+}
+
+func (r *Registry) start(t testing.TB, dir string, o Options) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	if o.TLS != nil {
+		r.CA, r.Scheme = o.TLS, "https"
+		client.Transport = o.TLS.Transport()
+	}
+	if o.Htpasswd != nil || o.Token != nil {
+		r.PushUser, r.PushPassword = "registrytest-push", fmt.Sprintf("push-%x", serial(t))
+	}
+	// With a token server, clients talk to a front on its own port that
+	// serves /token and forwards the rest to the registry process.
+	var front net.Listener
+	realm := ""
+	if o.Token != nil {
+		o.Token.AddUser(r.PushUser, r.PushPassword)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		front = l
+		realm = r.Scheme + "://" + l.Addr().String() + "/token"
+		client = &http.Client{Timeout: 2 * time.Second}
+	}
+	cfg, err := r.config(t, dir, o, realm)
+	if err != nil {
 		return err
 	}
 	out := &lockedBuffer{}
@@ -91,7 +194,11 @@ func (r *Registry) start(t testing.TB, dir string) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
-	err := waitReady(r.Addr, done)
+	scheme := r.Scheme
+	if front != nil {
+		scheme = "http" // the registry process itself
+	}
+	err = waitReady(client, scheme+"://"+r.Addr+"/v2/", done)
 	if err == nil {
 		// Someone else may have answered on our port: make sure ours still runs.
 		select {
@@ -103,6 +210,9 @@ func (r *Registry) start(t testing.TB, dir string) error {
 	if err != nil {
 		_ = cmd.Process.Kill()
 		<-done
+		if front != nil {
+			front.Close()
+		}
 		return fmt.Errorf("%s: %w; log:\n%s", r.Addr, err, out.String())
 	}
 	t.Cleanup(func() {
@@ -112,13 +222,19 @@ func (r *Registry) start(t testing.TB, dir string) error {
 			t.Logf("registry %s log:\n%s", r.Addr, out.String())
 		}
 	})
+	if front != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/token", o.Token)
+		p := serveProxy(t, front, "http://"+r.Addr, nil, ProxyOptions{TLS: o.TLS, TLSIPs: o.TLSIPs}, mux)
+		r.Addr, r.Token = p.Addr, o.Token
+		r.Port = front.Addr().(*net.TCPAddr).Port
+	}
 	return nil
 }
 
-// waitReady polls GET /v2/ until it answers 200, the registry exits or
-// 20 s pass.
-func waitReady(addr string, done <-chan error) error {
-	client := &http.Client{Timeout: 2 * time.Second}
+// waitReady polls url until the registry answers 200 (open) or 401
+// (authentication required), the registry exits or 20 s pass.
+func waitReady(client *http.Client, url string, done <-chan error) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
@@ -126,13 +242,13 @@ func waitReady(addr string, done <-chan error) error {
 			return fmt.Errorf("registry exited before answering: %v", err)
 		default:
 		}
-		resp, err := client.Get("http://" + addr + "/v2/")
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
-			err = fmt.Errorf("GET /v2/: %s", resp.Status)
+			err = fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready after 20s: %w", err)
@@ -162,7 +278,7 @@ func Push(t testing.TB, reg *Registry, repoTag string, img v1.Image) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
+	if err := remote.Write(r, img, reg.pushOptions(ctx)...); err != nil {
 		t.Fatalf("registrytest: push %s: %v", ref, err)
 	}
 	return ref
@@ -179,10 +295,22 @@ func PushIndex(t testing.TB, reg *Registry, repoTag string, idx v1.ImageIndex) s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := remote.WriteIndex(r, idx, remote.WithContext(ctx)); err != nil {
+	if err := remote.WriteIndex(r, idx, reg.pushOptions(ctx)...); err != nil {
 		t.Fatalf("registrytest: push index %s: %v", ref, err)
 	}
 	return ref
+}
+
+// pushOptions authenticate as the push user and trust the registry's CA.
+func (r *Registry) pushOptions(ctx context.Context) []remote.Option {
+	opts := []remote.Option{remote.WithContext(ctx)}
+	if r.PushUser != "" {
+		opts = append(opts, remote.WithAuth(&authn.Basic{Username: r.PushUser, Password: r.PushPassword}))
+	}
+	if r.CA != nil {
+		opts = append(opts, remote.WithTransport(r.CA.Transport()))
+	}
+	return opts
 }
 
 // lockedBuffer collects a process's output from several goroutines.

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/image"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+func newPullCmd() *cobra.Command {
+	var (
+		insecure     []string
+		platform     string
+		allowDevices bool
+		progress     string
+		budgetMiB    int64
+	)
+	cmd := &cobra.Command{
+		Use:   "pull IMAGE DIR",
+		Short: "Pull an image and unpack its root filesystem into a directory",
+		Long: `pull unpacks IMAGE into DIR with the engine the init uses at boot: layers
+streamed from the registry through the decompressor into the tree, bottom
+layer first, with the OCI whiteout rules, every blob checked against its
+digest. IMAGE is a reference (docker.io/library/alpine:3.20, optionally
+prefixed with docker://) or the URL of a rootfs tarball (http://, https://
+or file://, optionally ending in #sha256=HEX). DIR is created if missing and
+must be empty. Run it as root: owners and device nodes are kept.
+
+Progress goes to stderr: a bar per layer on a terminal, otherwise a line
+when each layer starts and one when it is done.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM)
+			defer stop()
+			mode, err := progressMode(progress, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return pull(ctx, cmd.ErrOrStderr(), args[0], args[1], pullFlags{
+				insecure: insecure, platform: platform, allowDevices: allowDevices, progress: mode,
+				memoryBudget: budgetMiB << 20,
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&insecure, "insecure-registry", nil, "HOST:PORT: reach this registry over plain HTTP (repeatable)")
+	f.StringVar(&platform, "platform", "", "OS/ARCH[/VARIANT] to pull from a multi-platform image (default: linux and this machine's architecture)")
+	f.BoolVar(&allowDevices, "allow-devices", true, "create the device nodes that layers hold (--allow-devices=false refuses such layers)")
+	f.StringVar(&progress, "progress", "auto", "progress output: auto (bars on a terminal, else lines), bars, lines or none")
+	f.Int64Var(&budgetMiB, "memory-budget", image.DefaultMemoryBudget>>20, "MiB of memory for layer data downloaded and decompressed ahead of the applier")
+	return cmd
+}
+
+// pullFlags are the options of `ociboot pull`.
+type pullFlags struct {
+	insecure     []string
+	platform     string
+	allowDevices bool
+	progress     string // bars, lines or none
+	memoryBudget int64  // bytes
+}
+
+// progressMode resolves --progress, auto meaning bars on a terminal.
+func progressMode(s string, w io.Writer) (string, error) {
+	switch s {
+	case "bars", "lines", "none":
+		return s, nil
+	case "auto":
+		if isTerminal(w) {
+			return "bars", nil
+		}
+		return "lines", nil
+	}
+	return "", fmt.Errorf("--progress %q: want auto, bars, lines or none", s)
+}
+
+// isTerminal tells whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// isTarballURL tells whether IMAGE names a rootfs tarball rather than an
+// image reference.
+func isTarballURL(s string) bool {
+	for _, scheme := range []string{"http://", "https://", "file://"} {
+		if len(s) >= len(scheme) && strings.EqualFold(s[:len(scheme)], scheme) {
+			return true
+		}
+	}
+	return false
+}
+
+func pull(ctx context.Context, errOut io.Writer, ref, dir string, o pullFlags) error {
+	var plat v1.Platform
+	if o.platform != "" {
+		if isTarballURL(ref) {
+			return errors.New("--platform does not apply to a rootfs tarball URL")
+		}
+		p, err := image.ParsePlatform(o.platform)
+		if err != nil {
+			return fmt.Errorf("--platform: %w", err)
+		}
+		plat = p
+	}
+	if err := prepareDir(dir); err != nil {
+		return err
+	}
+	log := errOut
+	if o.progress == "none" {
+		log = io.Discard
+	}
+	start := time.Now()
+	if isTarballURL(ref) {
+		if err := image.UnpackTarball(ctx, ref, dir, image.TarballOptions{Log: log}); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "unpacked %s into %s in %.2fs\n", ref, dir, time.Since(start).Seconds())
+		return nil
+	}
+	img, err := image.Pull(ctx, ref, image.PullOptions{Insecure: o.insecure, Platform: plat, Log: log})
+	if err != nil {
+		return err
+	}
+	if o.memoryBudget <= 0 {
+		return fmt.Errorf("--memory-budget %d: want a positive number of MiB", o.memoryBudget>>20)
+	}
+	opts := image.UnpackOptions{AllowDevices: o.allowDevices, MemoryBudget: o.memoryBudget}
+	var bars *barRenderer
+	switch o.progress {
+	case "bars":
+		// One column less than the terminal: a full line would wrap early
+		// on some terminals and the redraw would go astray.
+		bars = newBarRenderer(errOut, terminalWidth(errOut)-1)
+		opts.Progress = bars.update
+	case "lines":
+		opts.Log = log
+	}
+	err = image.UnpackWith(ctx, img, dir, opts)
+	if bars != nil {
+		bars.finish() // the final state, before anything else is printed
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "unpacked %s into %s in %.2fs\n", ref, dir, time.Since(start).Seconds())
+	return nil
+}
+
+// prepareDir creates dir if it is missing and refuses one that is not
+// empty: unpacking an image over an existing tree (say, /) by mistake
+// would replace its files.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("DIR %s: %w", dir, err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("DIR %s: %w", dir, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("DIR %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("DIR %s is not empty (it holds %q): unpack into an empty directory", dir, names[0])
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/registrytest"
+)
+
+// runCLI runs ociboot with args and returns its stderr and error.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := NewRoot()
+	var stdout, stderr bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	return stderr.String(), err
+}
+
+func TestPullCommand(t *testing.T) {
+	reg := registrytest.Start(t)
+	top := registrytest.LayerFromFiles(t, map[string]string{"etc/added": "new\n"}, "etc/group")
+	ref := registrytest.Push(t, reg, "test/busybox:1", registrytest.BusyboxImage(t, top))
+	dir := filepath.Join(t.TempDir(), "new", "rootfs") // made by pull
+
+	log, err := runCLI(t, "pull", "--insecure-registry", reg.Addr, ref, dir)
+	if err != nil {
+		t.Fatalf("ociboot pull: %v\n%s", err, log)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "etc/added")); err != nil || string(b) != "new\n" {
+		t.Errorf("etc/added = %q, %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "etc/group")); !os.IsNotExist(err) {
+		t.Errorf("etc/group: %v, want it whited out", err)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "bin/sh")); err != nil || target != "busybox" {
+		t.Errorf("bin/sh -> %q, %v", target, err)
+	}
+	// Not a terminal: plain lines, a start and an end per layer, no ANSI.
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	if len(lines) != 6 || strings.Contains(log, "\x1b") {
+		t.Fatalf("log has %d lines, want 6 plain ones (pulled, 2 per layer, unpacked):\n%s", len(lines), log)
+	}
+	for _, re := range []string{
+		`^pulled ` + regexp.QuoteMeta(ref) + ` sha256:`,
+		`^layer 1/2 sha256:[0-9a-f]{12} [0-9.]+ [kM]B: fetching$`,
+		`^layer 2/2 sha256:[0-9a-f]{12} done: [0-9.]+ kB gzip, [0-9.]+ kB unpacked in [0-9.]+s \([0-9.]+ [kMG]B/s\)$`,
+		`^unpacked ` + regexp.QuoteMeta(ref) + ` into ` + regexp.QuoteMeta(dir) + ` in [0-9.]+s$`,
+	} {
+		if !regexp.MustCompile(`(?m)` + re).MatchString(log) {
+			t.Errorf("log does not match %s:\n%s", re, log)
+		}
+	}
+
+	// DIR must be empty: unpacking over a tree by mistake would replace it.
+	_, err = runCLI(t, "pull", "--insecure-registry", reg.Addr, ref, dir)
+	if err == nil || !strings.Contains(err.Error(), "is not empty") {
+		t.Errorf("pull into a non-empty directory: %v, want a refusal", err)
+	}
+	if _, err := runCLI(t, "pull", "--platform", "linux/arm/v7/extra", ref, t.TempDir()); err == nil || !strings.Contains(err.Error(), "--platform") {
+		t.Errorf("bad --platform: %v, want an error naming the flag", err)
+	}
+	if _, err := runCLI(t, "pull", "--progress", "fancy", ref, t.TempDir()); err == nil || !strings.Contains(err.Error(), "--progress") {
+		t.Errorf("bad --progress: %v, want an error naming the flag", err)
+	}
+}
+
+func TestPullCommandDevicesFlag(t *testing.T) {
+	reg := registrytest.Start(t)
+	layer := registrytest.Layer(t, registrytest.Entry{Name: "dev/null", Typeflag: tar.TypeChar, Mode: 0o666})
+	ref := registrytest.Push(t, reg, "test/dev:1", registrytest.Image(t, v1.Config{}, layer))
+	_, err := runCLI(t, "pull", "--progress", "none", "--allow-devices=false", "--insecure-registry", reg.Addr, ref, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), `entry "dev/null"`) || !strings.Contains(err.Error(), "not allowed") {
+		t.Errorf("--allow-devices=false: %v, want a refusal naming dev/null", err)
+	}
+	dir := t.TempDir()
+	if log, err := runCLI(t, "pull", "--progress", "none", "--insecure-registry", reg.Addr, ref, dir); err != nil || log != "" {
+		t.Fatalf("pull: %v, log %q (want none with --progress none)", err, log)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, "dev/null")); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("dev/null: %v, %v; want a character device", st, err)
+	}
+}
+
+func TestPullCommandTarballURL(t *testing.T) {
+	tarPath := filepath.Join(t.TempDir(), "rootfs.tar")
+	data := registrytest.Tar(t, registrytest.Entry{Name: "etc/os-release", Body: "ID=tarball\n"})
+	if err := os.WriteFile(tarPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	log, err := runCLI(t, "pull", "file://"+tarPath, dir)
+	if err != nil {
+		t.Fatalf("pull file://: %v\n%s", err, log)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "etc/os-release")); err != nil || string(b) != "ID=tarball\n" {
+		t.Errorf("etc/os-release = %q, %v", b, err)
+	}
+	if _, err := runCLI(t, "pull", "--platform", "linux/arm64", "file://"+tarPath, t.TempDir()); err == nil {
+		t.Error("--platform with a tarball URL was accepted")
+	}
+}
+
+func TestBarRenderer(t *testing.T) {
+	var out bytes.Buffer
+	b := newBarRenderer(&out, 100)
+	d := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+	start := time.Now().Add(-time.Second)
+	b.update(image.LayerProgress{Index: 2, Count: 2, Digest: d, Size: 1000, State: image.LayerFetching, Fetched: 600, Decompressed: 250, Start: start})
+	first := out.String()
+	if strings.Count(first, "\n") != 2 || strings.Contains(first, "\x1b[2A") {
+		t.Fatalf("first draw %q: want two lines (both layers), no cursor movement", first)
+	}
+	out.Reset()
+	b.update(image.LayerProgress{Index: 2, Count: 2, Digest: d, Size: 1000, State: image.LayerDone, Fetched: 1000, Decompressed: 1000, Start: start})
+	if !strings.HasPrefix(out.String(), "\x1b[2A") {
+		t.Errorf("redraw %q: want it to move back up over the two bars", out.String())
+	}
+
+	line := barLine(image.LayerProgress{Index: 1, Count: 3, Digest: d, Size: 1000, State: image.LayerApplying, Fetched: 600, Decompressed: 250, Start: start}, 80)
+	if len(line) > 80 || !strings.HasPrefix(line, "layer 1/3 sha256:abababababab [") || !strings.Contains(line, "applying") {
+		t.Errorf("bar %q (%d columns): want at most 80 columns, the layer, a bar and the state", line, len(line))
+	}
+	bar := line[strings.Index(line, "[")+1 : strings.Index(line, "]")]
+	if eq, dash := strings.Count(bar, "="), strings.Count(bar, "-"); eq == 0 || dash == 0 || eq > dash {
+		t.Errorf("bar %q: want '=' for a quarter decompressed, '-' for the rest of the 60%% fetched", bar)
+	}
+	if narrow := barLine(image.LayerProgress{Index: 1, Count: 1, Digest: d, Size: -1, State: image.LayerWaiting}, 20); len(narrow) > 20 {
+		t.Errorf("narrow bar %q longer than 20 columns", narrow)
+	}
+}

@@ -1,0 +1,127 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// zstdMaxWindow bounds the memory a zstd layer may ask of the decoder.
+// Every standard compression level uses at most 8 MiB; only long-distance
+// modes (zstd --long) go beyond, and those layers are refused.
+const zstdMaxWindow = 32 << 20
+
+// compression names a layer blob's compression, told by its first bytes
+// (media types are not trusted: some registries and tools get them wrong).
+type compression string
+
+const (
+	compressionNone compression = "uncompressed"
+	compressionGzip compression = "gzip"
+	compressionZstd compression = "zstd"
+)
+
+// sniffCompression peeks at the start of br.
+func sniffCompression(br *bufio.Reader) (compression, error) {
+	magic, err := br.Peek(len(zstdMagic))
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("read blob: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(magic, gzipMagic):
+		return compressionGzip, nil
+	case bytes.HasPrefix(magic, zstdMagic):
+		return compressionZstd, nil
+	default:
+		return compressionNone, nil
+	}
+}
+
+// decompressor turns a blob into its tar stream. One is reused across the
+// layers of an image so that its tables and windows are allocated once.
+type decompressor struct {
+	gz *gzip.Reader
+	zs *zstd.Decoder
+}
+
+// open returns the tar stream of the blob read from br, compressed as c.
+// The stream ends with an error if the compressed data is corrupt or
+// truncated; when it ends cleanly the rest of br has been read too, so a
+// verifying reader below br has checked the whole blob.
+func (d *decompressor) open(br *bufio.Reader, c compression) (io.Reader, error) {
+	switch c {
+	case compressionGzip:
+		if d.gz == nil {
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				return nil, fmt.Errorf("gzip: %w", err)
+			}
+			d.gz = zr
+		} else if err := d.gz.Reset(br); err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return &drainAtEOF{r: d.gz, rest: br, what: "gzip"}, nil
+	case compressionZstd:
+		if d.zs == nil {
+			// One goroutine: the pipeline already runs decompression
+			// apart from file creation, and more would cost memory.
+			zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderLowmem(true))
+			if err != nil {
+				return nil, fmt.Errorf("zstd: %w", err)
+			}
+			d.zs = zr
+		} else if err := d.zs.Reset(br); err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return &drainAtEOF{r: d.zs, rest: br, what: "zstd"}, nil
+	default:
+		return br, nil
+	}
+}
+
+// close releases the decoders.
+func (d *decompressor) close() {
+	if d.gz != nil {
+		d.gz.Close()
+	}
+	if d.zs != nil {
+		d.zs.Close()
+	}
+}
+
+// drainAtEOF reads r and, when r ends, reads what is left of rest (the
+// compressed stream under r), so that the end of the stream is the end of
+// the blob.
+type drainAtEOF struct {
+	r    io.Reader
+	rest io.Reader
+	what string
+	done bool
+}
+
+func (d *drainAtEOF) Read(p []byte) (int, error) {
+	if d.done {
+		return 0, io.EOF
+	}
+	n, err := d.r.Read(p)
+	if err == io.EOF {
+		d.done = true
+		if _, err := io.Copy(io.Discard, d.rest); err != nil {
+			return n, err
+		}
+		return n, io.EOF
+	}
+	if err != nil {
+		return n, fmt.Errorf("%s: %w", d.what, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,462 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// TarballOptions tune UnpackTarball. The zero value is ready to use.
+type TarballOptions struct {
+	// Client fetches http and https URLs (TLS is verified against its
+	// roots); nil means a client with bounded connection, TLS handshake
+	// and response-header waits.
+	Client *http.Client
+	// Log receives one line when the download starts and one when the
+	// tree is applied (sizes, time, throughput, sha256); nil discards them.
+	Log io.Writer
+	// Attempts bounds how often an HTTP request that fails before any
+	// byte of the body arrived (connection refused or reset, timeout, 5xx,
+	// 408, 429) is tried; 0 means 4. A failure mid-stream is not retried
+	// here: a resuming Client does that.
+	Attempts int
+	// RetryDelay is the wait before the second attempt, doubled before
+	// each further one; 0 means 1s.
+	RetryDelay time.Duration
+	// StallTimeout ends an HTTP download that receives nothing (no
+	// response, no body bytes) for that long; 0 means 60s.
+	StallTimeout time.Duration
+}
+
+// UnpackTarball streams the rootfs tarball at rawURL into the existing
+// directory dir, the way dracut's container-root module takes
+// rd.container.rootfs=, but without a staging copy: the bytes go from
+// the network (or file) through a SHA-256 hash and a decompressor
+// straight into ApplyLayer.
+//
+// rawURL is http://, https:// or file:///ABSOLUTE/PATH, optionally followed
+// by #sha256=HEX (64 hex digits, either case): the SHA-256 of the file as
+// served. The file is a tar, plain or compressed with gzip, xz or zstd,
+// told apart by its first bytes, not by its name; anything else (an HTML
+// error page, say) is refused before anything is written. After the tar's
+// end the rest of the file is read, so that the hash covers all of it.
+//
+// The tree is written while the file arrives, so the pin can only be
+// checked at the end: on a mismatch, and on any other error, dir holds a
+// partly applied or unverified tree that must not be used as a root; the
+// caller discards it.
+//
+// Entries are applied by ApplyLayer, confined to dir. A plain rootfs
+// tarball has no whiteouts, but ApplyLayer reads any ".wh."-prefixed name
+// as one: such an entry is not created, it removes its sibling. The
+// entry for the top directory ("./") leaves dir's own mode and owner as
+// they are.
+//
+// Every network wait is bounded by ctx, the client's timeouts and
+// o.StallTimeout; failures before the body starts are retried (see
+// TarballOptions). Errors name the URL without its user info and query.
+func UnpackTarball(ctx context.Context, rawURL string, dir string, o TarballOptions) error {
+	src, err := parseTarballURL(rawURL)
+	if err != nil {
+		return fmt.Errorf("rootfs tarball %s: %w", redactTarballURL(rawURL), err)
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 4
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = time.Second
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 60 * time.Second
+	}
+	if err := src.unpack(ctx, dir, o); err != nil {
+		return fmt.Errorf("rootfs tarball %s: %w", src.name, err)
+	}
+	return nil
+}
+
+// tarballSource is a parsed tarball URL.
+type tarballSource struct {
+	u      *url.URL // without the fragment
+	name   string   // for messages: no user info, query or fragment
+	sha256 []byte   // the pinned digest; nil when not pinned
+}
+
+// parseTarballURL checks the scheme, the form of the URL and its
+// #sha256= fragment.
+func parseTarballURL(s string) (tarballSource, error) {
+	base, frag, pinned := strings.Cut(s, "#")
+	src := tarballSource{name: redactTarballURL(base)}
+	if pinned {
+		digits, ok := strings.CutPrefix(frag, "sha256=")
+		sum, err := hex.DecodeString(digits)
+		if !ok || err != nil || len(sum) != sha256.Size {
+			return src, fmt.Errorf("fragment %q: want #sha256= followed by 64 hex digits", "#"+frag)
+		}
+		src.sha256 = sum
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		var ue *url.Error // its message repeats the whole URL, credentials too
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return src, fmt.Errorf("invalid URL: %w", err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return src, fmt.Errorf("no host in URL: want %s://HOST/PATH", u.Scheme)
+		}
+	case "file":
+		if u.Opaque != "" || (u.Host != "" && u.Host != "localhost") || !path.IsAbs(u.Path) || u.RawQuery != "" {
+			return src, errors.New("want file:///ABSOLUTE/PATH")
+		}
+	case "":
+		return src, errors.New("not a URL: want http://, https:// or file:///")
+	default:
+		return src, fmt.Errorf("unsupported URL scheme %q: want http, https or file (ftp, tftp and nfs are not supported)", u.Scheme)
+	}
+	src.u = u
+	return src, nil
+}
+
+// redactTarballURL returns s fit for messages: without user info (which
+// may hold a password), with the query (which may hold a signature) shown
+// as "?..." and without the fragment.
+func redactTarballURL(s string) string {
+	s, _, _ = strings.Cut(s, "#")
+	u, err := url.Parse(s)
+	if err != nil {
+		// Unparsable: drop everything between "://" and the last "@".
+		if i, j := strings.Index(s, "://"), strings.LastIndex(s, "@"); i >= 0 && j > i {
+			s = s[:i+3] + s[j+1:]
+		}
+		if base, _, ok := strings.Cut(s, "?"); ok {
+			s = base + "?..."
+		}
+		return s
+	}
+	u.User = nil
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "...", false
+	}
+	return u.String()
+}
+
+// unpack opens the source and streams it into dir.
+func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	start := time.Now()
+
+	var body io.ReadCloser
+	var size int64
+	var err error
+	if s.u.Scheme == "file" {
+		body, size, err = openTarballFile(s.u.Path)
+	} else {
+		body, size, err = s.get(ctx, cancel, o)
+	}
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+
+	raw := &tarballMeter{ctx: ctx, r: body, h: sha256.New()}
+	rawBuf := bufio.NewReaderSize(raw, 1<<20)
+	plain, kind, release, err := decompressTarball(rawBuf)
+	if err != nil {
+		return err
+	}
+	defer release()
+	tarStream := &tarballMeter{ctx: ctx, r: plain}
+	tarBuf := bufio.NewReaderSize(tarStream, 64<<10)
+	if err := checkTarHeader(tarBuf, kind); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Log, "rootfs tarball %s: %s %s into %s\n", s.name, tarballSize(size), kind, dir)
+
+	if err := ApplyLayer(tarBuf, dir); err != nil {
+		return fmt.Errorf("after %s of %s: %w", tarballSize(raw.n), tarballSize(size), err)
+	}
+	// Reading the decompressed stream to its end checks the compressor's
+	// own checksums; reading the file to its end completes the hash.
+	if _, err := io.Copy(io.Discard, tarBuf); err != nil {
+		return fmt.Errorf("read %s stream after the tar's end: %w", kind, err)
+	}
+	if _, err := io.Copy(io.Discard, rawBuf); err != nil {
+		return fmt.Errorf("read the file after the %s stream's end: %w", kind, err)
+	}
+
+	sum := raw.h.Sum(nil)
+	if s.sha256 != nil && !bytes.Equal(sum, s.sha256) {
+		return fmt.Errorf("sha256 mismatch: #sha256= wants %x, the %s downloaded have %x; the root in %s must not be used", s.sha256, tarballSize(raw.n), sum, dir)
+	}
+	verdict := "(not pinned)"
+	if s.sha256 != nil {
+		verdict = "verified"
+	}
+	took := time.Since(start)
+	fmt.Fprintf(o.Log, "rootfs tarball %s: applied %s (%s tar) in %.1fs, %s/s, sha256:%x %s\n",
+		s.name, tarballSize(raw.n), tarballSize(tarStream.n), took.Seconds(),
+		tarballSize(int64(float64(raw.n)/max(took.Seconds(), 1e-3))), sum, verdict)
+	return nil
+}
+
+// openTarballFile opens a local tarball and returns its size.
+func openTarballFile(name string) (io.ReadCloser, int64, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s is a directory, want a tarball", name)
+	}
+	return f, fi.Size(), nil
+}
+
+// get sends the GET request and returns the body and its length (-1 if
+// unknown). A request that fails before the body starts is tried again,
+// up to o.Attempts times in all. A watchdog cancels ctx (through cancel)
+// when nothing arrives for o.StallTimeout, while waiting for the response
+// and between reads of the body.
+func (s tarballSource) get(ctx context.Context, cancel context.CancelCauseFunc, o TarballOptions) (io.ReadCloser, int64, error) {
+	client := o.Client
+	if client == nil {
+		client = newTarballClient()
+	}
+	stall := time.AfterFunc(o.StallTimeout, func() {
+		cancel(fmt.Errorf("no data received for %s", o.StallTimeout))
+	})
+	delay := o.RetryDelay
+	for attempt := 1; ; attempt++ {
+		stall.Reset(o.StallTimeout)
+		resp, retry, err := s.getOnce(ctx, client)
+		if err == nil {
+			return &tarballStallGuard{ReadCloser: resp.Body, timer: stall, after: o.StallTimeout}, resp.ContentLength, nil
+		}
+		stall.Stop()
+		if ctx.Err() != nil {
+			return nil, 0, fmt.Errorf("GET attempt %d: %w", attempt, context.Cause(ctx))
+		}
+		if !retry || attempt >= o.Attempts {
+			return nil, 0, fmt.Errorf("GET failed after %d attempt(s): %w", attempt, err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, 0, fmt.Errorf("GET attempt %d: %w (waiting to retry: %w)", attempt, err, context.Cause(ctx))
+		}
+		delay *= 2
+	}
+}
+
+// getOnce sends one GET request. On error it says whether trying again
+// may help.
+func (s tarballSource) getOnce(ctx context.Context, client *http.Client) (*http.Response, bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.u.String(), nil)
+	if err != nil {
+		return nil, false, err
+	}
+	// Ask for the file as stored: a transparently decoded body would
+	// neither match its pinned hash nor be what was sniffed.
+	req.Header.Set("Accept-Encoding", "identity")
+	req.Header.Set("User-Agent", "ociboot")
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error // its message repeats the URL, credentials too
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		var cert *tls.CertificateVerificationError
+		return nil, !errors.As(err, &cert), err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		c := resp.StatusCode
+		retry := c >= 500 || c == http.StatusTooManyRequests || c == http.StatusRequestTimeout
+		return nil, retry, fmt.Errorf("server answered %q, want \"200 OK\"", resp.Status)
+	}
+	return resp, false, nil
+}
+
+// newTarballClient returns an HTTP client with bounded connection set-up
+// and response-header waits and no overall limit (a root file system may
+// take a while to arrive).
+func newTarballClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+	}}
+}
+
+// tarballStallGuard restarts the stall watchdog whenever body bytes
+// arrive and stops it when the body is closed.
+type tarballStallGuard struct {
+	io.ReadCloser
+	timer *time.Timer
+	after time.Duration
+}
+
+func (g *tarballStallGuard) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	if n > 0 {
+		g.timer.Reset(g.after)
+	}
+	return n, err
+}
+
+func (g *tarballStallGuard) Close() error {
+	g.timer.Stop()
+	return g.ReadCloser.Close()
+}
+
+// tarballMeter counts (and, with h set, hashes) what is read through it,
+// and stops with ctx's cause once ctx is done.
+type tarballMeter struct {
+	ctx context.Context
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+}
+
+func (m *tarballMeter) Read(p []byte) (int, error) {
+	if m.ctx.Err() != nil {
+		return 0, context.Cause(m.ctx)
+	}
+	n, err := m.r.Read(p)
+	m.n += int64(n)
+	if m.h != nil {
+		m.h.Write(p[:n])
+	}
+	if err != nil && err != io.EOF && m.ctx.Err() != nil {
+		err = context.Cause(m.ctx) // say why the read was cut short
+	}
+	return n, err
+}
+
+// decompressTarball tells the compression from the first bytes of raw and
+// returns the decompressed stream, the compression's name ("tar" for
+// none) and a function that releases the decompressor.
+func decompressTarball(raw *bufio.Reader) (io.Reader, string, func(), error) {
+	magic, err := raw.Peek(6)
+	if err != nil && err != io.EOF {
+		return nil, "", nil, fmt.Errorf("read the start of the file: %w", err)
+	}
+	switch {
+	case len(magic) == 0:
+		return nil, "", nil, errors.New("the file is empty, want a tar archive")
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, "gzip", func() { zr.Close() }, nil
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+		xr, err := xz.NewReader(raw)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("xz: %w", err)
+		}
+		return xr, "xz", func() {}, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		// A window of up to 128 MiB admits "zstd --long" and bounds the
+		// memory a hostile file can claim.
+		zr, err := zstd.NewReader(raw, zstd.WithDecoderMaxWindow(128<<20))
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, "zstd", zr.Close, nil
+	default:
+		return raw, "tar", func() {}, nil
+	}
+}
+
+// checkTarHeader checks that the stream starts with a tar header block
+// ("ustar" magic or a valid header checksum), so that an HTML error page
+// or another format is refused before anything is written.
+func checkTarHeader(br *bufio.Reader, kind string) error {
+	block, err := br.Peek(512)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("%s: %w", kind, err)
+	}
+	if len(block) == 512 && bytes.Equal(block, make([]byte, 512)) {
+		return errors.New("the tar archive is empty (it starts with its end marker)")
+	}
+	if len(block) == 512 && (string(block[257:262]) == "ustar" || tarChecksumOK(block)) {
+		return nil
+	}
+	what := "the file"
+	if kind != "tar" {
+		what = "the " + kind + "-decompressed data"
+	}
+	return fmt.Errorf("not a tar archive (want a tar, plain or compressed with gzip, xz or zstd): %s starts with %q", what, block[:min(len(block), 40)])
+}
+
+// tarChecksumOK reports whether the header block's checksum field matches
+// the sum of its bytes, counted unsigned or (as old tars did) signed.
+func tarChecksumOK(block []byte) bool {
+	field := strings.Trim(string(block[148:156]), " \x00")
+	want, err := strconv.ParseInt(field, 8, 64)
+	if err != nil {
+		return false
+	}
+	var unsigned, signed int64
+	for i, c := range block {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		unsigned += int64(c)
+		signed += int64(int8(c))
+	}
+	return want == unsigned || want == signed
+}
+
+// tarballSize formats a byte count for log lines; a negative one is
+// unknown.
+func tarballSize(n int64) string {
+	switch {
+	case n < 0:
+		return "size unknown"
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	default:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+}

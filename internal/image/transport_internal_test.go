@@ -1,0 +1,193 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestEndpoints(t *testing.T) {
+	mirrors := []Mirror{
+		{Registry: "docker.io", Mirrors: []string{"hub.lan:5000", "hub2.lan/dockerhub"}},
+		{Registry: "docker.io/library", Mirrors: []string{"lib.lan/official"}},
+		{Registry: "Index.Docker.IO/library", Mirrors: []string{"lib2.lan", "lib.lan/official"}},
+		{Registry: "quay.io/podman/stable", Mirrors: []string{"q.lan/stable"}},
+		{Registry: "registry.lan:5000", Mirrors: []string{"bad host"}},
+	}
+	for _, tc := range []struct {
+		ref  string
+		want []string
+	}{
+		{"alpine", []string{"lib.lan/official/alpine", "lib2.lan/alpine", "docker.io/library/alpine"}},
+		{"bitnami/redis", []string{"hub.lan:5000/bitnami/redis", "hub2.lan/dockerhub/bitnami/redis", "docker.io/bitnami/redis"}},
+		{"docker.io/libraryx/y", []string{"hub.lan:5000/libraryx/y", "hub2.lan/dockerhub/libraryx/y", "docker.io/libraryx/y"}},
+		{"quay.io/podman/stable:v5", []string{"q.lan/stable", "quay.io/podman/stable"}},
+		{"quay.io/podman/stable2", []string{"quay.io/podman/stable2"}},
+		{"registry.lan:5000/ci/job", []string{"registry.lan:5000/ci/job"}},
+		{"ghcr.io/x/y", []string{"ghcr.io/x/y"}},
+	} {
+		r, err := ParseReference(tc.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		eps := endpoints(r, mirrors)
+		for i, ep := range eps {
+			got = append(got, ep.String())
+			if ep.mirror != (i < len(eps)-1) {
+				t.Errorf("%s: endpoint %s: mirror = %v", tc.ref, ep, ep.mirror)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("endpoints(%s) = %q, want %q", tc.ref, got, tc.want)
+		}
+	}
+}
+
+// roundTripFunc records that a request got through.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestSchemePolicy(t *testing.T) {
+	var got []string
+	record := func(which string) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			got = append(got, which+" "+r.URL.String())
+			return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+		})
+	}
+	p := &schemePolicy{verified: record("verified"), unverified: record("unverified"), insecure: map[string]bool{"10.0.2.100:5000": true}}
+	for _, tc := range []struct{ url, want string }{
+		{"https://registry.lan/v2/", "verified https://registry.lan/v2/"},
+		{"http://127.0.0.1:5000/v2/", "verified http://127.0.0.1:5000/v2/"},
+		{"http://[::1]:5000/v2/", "verified http://[::1]:5000/v2/"},
+		{"http://localhost:5000/v2/", "verified http://localhost:5000/v2/"},
+		{"http://10.0.2.100:5000/v2/", "verified http://10.0.2.100:5000/v2/"},
+		{"https://10.0.2.100:5000/v2/", "unverified https://10.0.2.100:5000/v2/"},
+		{"http://10.0.2.100:5001/v2/", "refused"},
+		{"http://registry.lan/v2/", "refused"},
+		{"http://192.168.1.1:5000/v2/", "refused"},
+	} {
+		got = nil
+		req, err := http.NewRequest(http.MethodGet, tc.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := p.RoundTrip(req)
+		if tc.want == "refused" {
+			if err == nil || !strings.Contains(err.Error(), "plain HTTP to "+req.URL.Host+" refused") || got != nil {
+				t.Errorf("%s: sent through %q, error %v; want it refused before any traffic", tc.url, got, err)
+			}
+			continue
+		}
+		if err != nil || len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: went %q, %v; want %q", tc.url, got, err, tc.want)
+		} else {
+			resp.Body.Close()
+		}
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	timeout := &net.OpError{Op: "dial", Err: &timeoutErr{}}
+	for _, tc := range []struct {
+		resp  *http.Response
+		err   error
+		retry bool
+		after time.Duration
+	}{
+		{nil, timeout, true, 0},
+		{nil, fmt.Errorf("read: %w", syscall.ECONNRESET), true, 0},
+		{nil, io.ErrUnexpectedEOF, true, 0},
+		{nil, &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, false, 0},
+		{nil, &net.DNSError{Err: "no such host", IsNotFound: true}, false, 0},
+		{nil, &net.DNSError{Err: "server misbehaving", IsTemporary: true}, true, 0},
+		{nil, context.Canceled, false, 0},
+		{nil, fmt.Errorf("x: %w", context.DeadlineExceeded), false, 0},
+		{nil, errors.New("x509: certificate signed by unknown authority"), false, 0},
+		{&http.Response{StatusCode: 503, Header: http.Header{}}, nil, true, 0},
+		{&http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"7"}}}, nil, true, 7 * time.Second},
+		{&http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"86400"}}}, nil, true, retryMaxAfter},
+		{&http.Response{StatusCode: 502, Header: http.Header{"Retry-After": {"soon"}}}, nil, true, 0},
+		{&http.Response{StatusCode: 408, Header: http.Header{}}, nil, true, 0},
+		{&http.Response{StatusCode: 404, Header: http.Header{}}, nil, false, 0},
+		{&http.Response{StatusCode: 401, Header: http.Header{}}, nil, false, 0},
+		{&http.Response{StatusCode: 501, Header: http.Header{}}, nil, false, 0},
+	} {
+		after, retry := retryable(tc.resp, tc.err)
+		if retry != tc.retry || after != tc.after {
+			t.Errorf("retryable(%v, %v) = %v, %v; want %v, %v", tc.resp, tc.err, after, retry, tc.after, tc.retry)
+		}
+	}
+	// An HTTP date in the past means no wait.
+	if d := retryAfter(time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)); d != 0 {
+		t.Errorf("Retry-After in the past: wait %v, want 0", d)
+	}
+	if d := retryAfter(time.Now().Add(10 * time.Second).UTC().Format(http.TimeFormat)); d < 8*time.Second || d > 10*time.Second {
+		t.Errorf("Retry-After in 10s: wait %v", d)
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestParseContentRange(t *testing.T) {
+	for _, tc := range []struct {
+		in                string
+		start, end, total int64
+		ok                bool
+	}{
+		{"bytes 100-199/200", 100, 199, 200, true},
+		{"bytes 0-0/1", 0, 0, 1, true},
+		{"bytes 5-9/*", 5, 9, -1, true},
+		{"bytes 5-9/9", 0, 0, 0, false},
+		{"bytes 9-5/10", 0, 0, 0, false},
+		{"bytes -1-5/10", 0, 0, 0, false},
+		{"bytes */10", 0, 0, 0, false},
+		{"items 0-1/2", 0, 0, 0, false},
+		{"bytes 0-1", 0, 0, 0, false},
+		{"", 0, 0, 0, false},
+	} {
+		s, e, n, ok := parseContentRange(tc.in)
+		if s != tc.start || e != tc.end || n != tc.total || ok != tc.ok {
+			t.Errorf("parseContentRange(%q) = %d, %d, %d, %v", tc.in, s, e, n, ok)
+		}
+	}
+}
+
+func TestIsBlobRequest(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/v2/library/alpine/blobs/sha256:0123abcd", true},
+		{"/v2/a/b/c/blobs/sha512:ff", true},
+		{"/v2/a/blobs/uploads/", false},
+		{"/v2/a/blobs/uploads/123-abc", false},
+		{"/v2/a/manifests/sha256:0123", false},
+		{"/v2/", false},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "https://r.lan"+tc.path, nil)
+		if got := isBlobRequest(req); got != tc.want {
+			t.Errorf("isBlobRequest(%s) = %v", tc.path, got)
+		}
+	}
+	// A redirect of a blob download (to a CDN) is one too.
+	orig, _ := http.NewRequest(http.MethodGet, "https://r.lan/v2/a/blobs/sha256:00ff", nil)
+	cdn, _ := http.NewRequest(http.MethodGet, "https://cdn.example/x/y?sig=1", nil)
+	cdn.Response = &http.Response{StatusCode: 307, Request: orig}
+	if !isBlobRequest(cdn) {
+		t.Error("a redirected blob download is not seen as a blob download")
+	}
+}

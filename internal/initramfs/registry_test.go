@@ -1,0 +1,96 @@
+package initramfs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"math/big"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/image"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// testCertPEM returns a self-signed CA certificate, PEM.
+func testCertPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Unix(0, 0), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+const secret = "Zq7-secret"
+
+func TestBuildRegistryFiles(t *testing.T) {
+	auth := []byte(`{"auths": {"registry.lan:5000": {"auth": "` + base64.StdEncoding.EncodeToString([]byte("ci:"+secret)) + `"}, "https://index.docker.io/v1/": {"identitytoken": "` + secret + `"}}}`)
+	ca := append(testCertPEM(t), testCertPEM(t)...)
+	rep, raw := build(t, Options{
+		Output: filepath.Join(t.TempDir(), "i.img"), Compression: None, InitBinary: smallInit(t), Runtime: "none",
+		RegistryAuth: auth, CACerts: ca,
+		Cmdline: "ociboot.registry_mirror=docker.io=10.0.2.100:5000",
+	})
+	a := readCPIO(t, raw)
+	authName, caName := strings.TrimPrefix(bootcfg.AuthPath, "/"), strings.TrimPrefix(bootcfg.CAPath, "/")
+	if a.mode(authName) != cpio.S_IFREG|0o600 || string(a.content[authName]) != string(auth) {
+		t.Errorf("%s: mode %o, content %q; want mode 0600 and the file as given", bootcfg.AuthPath, a.mode(authName), a.content[authName])
+	}
+	if a.mode(caName) != cpio.S_IFREG|0o644 || string(a.content[caName]) != string(ca) {
+		t.Errorf("%s: mode %o; want 0644 and the certificates as given", bootcfg.CAPath, a.mode(caName))
+	}
+	if strings.Contains(string(a.content[strings.TrimPrefix(bootcfg.BakedPath, "/")]), secret) {
+		t.Errorf("%s holds a credential; it is world-readable", bootcfg.BakedPath)
+	}
+	if !slices.Equal(rep.AuthRegistries, []string{"docker.io", "registry.lan:5000"}) || rep.CACerts != 2 {
+		t.Errorf("report: registries %v, %d certificates", rep.AuthRegistries, rep.CACerts)
+	}
+	// What PID 1 reads back parses.
+	if _, err := image.ParseDockerConfig(a.content[authName]); err != nil {
+		t.Errorf("baked credentials: %v", err)
+	}
+
+	// Without them, neither file exists.
+	_, raw = build(t, Options{Output: filepath.Join(t.TempDir(), "j.img"), Compression: None, InitBinary: smallInit(t), Runtime: "none"})
+	a = readCPIO(t, raw)
+	if _, ok := a.records[authName]; ok {
+		t.Errorf("%s present without --registry-auth", bootcfg.AuthPath)
+	}
+	if _, ok := a.records[caName]; ok {
+		t.Errorf("%s present without --ca-file", bootcfg.CAPath)
+	}
+}
+
+func TestBuildRegistryFilesErrors(t *testing.T) {
+	key := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("k")})
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"bad credentials", Options{RegistryAuth: []byte(`{"auths": {"r.lan": {"auth": "` + secret + `"}}}`)}, `initramfs: registry credentials: auths entry "r.lan": "auth" is not valid base64`},
+		{"helper credentials", Options{RegistryAuth: []byte(`{"auths": {"r.lan": {}}, "credsStore": "desktop"}`)}, `credential helper "desktop"`},
+		{"not PEM", Options{CACerts: []byte("hello")}, "initramfs: CA certificates: no PEM CERTIFICATE block"},
+		{"a key", Options{CACerts: append(testCertPEM(t), key...)}, `PEM block 2 is a "PRIVATE KEY"`},
+	} {
+		tc.opts.Output, tc.opts.InitBinary, tc.opts.Runtime = filepath.Join(t.TempDir(), "x.img"), smallInit(t), "none"
+		_, err := Build(tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: error %q shows a secret", tc.name, err)
+		}
+	}
+}
