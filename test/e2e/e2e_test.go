@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"errors"
 	"fmt"
@@ -177,6 +178,58 @@ func TestBoot(t *testing.T) {
 			t.Errorf("a pipeline ran (status %d) despite an unknown parameter", res.Status)
 		}
 		inOrder(t, console, `unknown kernel parameter "ociboot.bogus"`, "It's now safe to turn off your computer")
+	})
+
+	t.Run("tls-auth-mirror", func(t *testing.T) {
+		t.Parallel()
+		// A registry that wants TLS (a private CA) and a password, reached
+		// through a mirror that is down: all three come from the
+		// configuration baked in by `ociboot build`.
+		const user, password = "ci", "s3cret-pw-e2e"
+		ca := registrytest.NewCA(t)
+		reg := registrytest.StartWith(t, registrytest.Options{
+			TLS:      ca,
+			TLSIPs:   []net.IP{net.ParseIP(vm.GuestHost)},
+			Htpasswd: map[string]string{user: password},
+		})
+		ref := guestRef(registrytest.Push(t, reg, "e2e/private:1", registrytest.BusyboxImage(t)))
+		registry := fmt.Sprintf("%s:%d", vm.GuestHost, reg.Port)
+		deadMirror := freePort(t)
+
+		dir := t.TempDir()
+		auth := filepath.Join(dir, "config.json")
+		token := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+		if err := os.WriteFile(auth, []byte(`{"auths":{"`+registry+`":{"auth":"`+token+`"}}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		img := filepath.Join(dir, "initramfs.img")
+		out, err := exec.Command(f.bin, "build", "-o", img, "--registry-auth", auth, "--ca-file", ca.CertFile,
+			"--registry-mirror", fmt.Sprintf("%s=%s:%d", registry, vm.GuestHost, deadMirror)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ociboot build: %v\n%s", err, out)
+		}
+		if strings.Contains(string(out), password) {
+			t.Error("ociboot build printed the registry password")
+		}
+		var console bytes.Buffer
+		res, err := vm.Run(context.Background(), vm.Config{
+			Initramfs: img,
+			Cmdline:   fmt.Sprintf(`ociboot.container="%s sh -c 'echo private image: $((6*7))'"`, ref),
+			Forwards:  []int{reg.Port, deadMirror},
+			Timeout:   bootTimeout,
+			Console:   &lockedWriter{w: &console},
+		})
+		t.Logf("console:\n%s", console.String())
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 0 {
+			t.Errorf("pipeline status %d, want 0", res.Status)
+		}
+		inOrder(t, console.String(), "private image: 42", "Execution is over, pipeline status: 0")
+		if strings.Contains(console.String(), password) || strings.Contains(console.String(), token) {
+			t.Error("the console shows the registry credentials")
+		}
 	})
 
 	t.Run("registry-down", func(t *testing.T) {
