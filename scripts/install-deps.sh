@@ -13,6 +13,11 @@ packages=(
 	cpio              # tests read archives back with it
 	dnsmasq-base      # the DHCP server of the network tests
 	iproute2          # network namespaces for the network tests
+	umoci             # the image engine's differential test
+	apache2-utils     # htpasswd, for the registry auth tests
+	skopeo            # bench/pull.sh peers
+	debootstrap       # bench/pull.sh's realistic image
+	time              # bench/pull.sh's peak RSS figures
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
 

@@ -23,6 +23,9 @@ func newPullCmd() *cobra.Command {
 		allowDevices bool
 		progress     string
 		budgetMiB    int64
+		authFile     string
+		caFiles      []string
+		mirrors      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "pull IMAGE DIR",
@@ -34,6 +37,8 @@ digest. IMAGE is a reference (docker.io/library/alpine:3.20, optionally
 prefixed with docker://) or the URL of a rootfs tarball (http://, https://
 or file://, optionally ending in #sha256=HEX). DIR is created if missing and
 must be empty. Run it as root: owners and device nodes are kept.
+Registries are reached as the init reaches them: --registry-auth,
+--ca-file and --registry-mirror take what ` + "`ociboot build`" + ` bakes in.
 
 Progress goes to stderr: a bar per layer on a terminal, otherwise a line
 when each layer starts and one when it is done.`,
@@ -47,7 +52,7 @@ when each layer starts and one when it is done.`,
 			}
 			return pull(ctx, cmd.ErrOrStderr(), args[0], args[1], pullFlags{
 				insecure: insecure, platform: platform, allowDevices: allowDevices, progress: mode,
-				memoryBudget: budgetMiB << 20,
+				memoryBudget: budgetMiB << 20, authFile: authFile, caFiles: caFiles, mirrors: mirrors,
 			})
 		},
 	}
@@ -56,6 +61,9 @@ when each layer starts and one when it is done.`,
 	f.StringVar(&platform, "platform", "", "OS/ARCH[/VARIANT] to pull from a multi-platform image (default: linux and this machine's architecture)")
 	f.BoolVar(&allowDevices, "allow-devices", true, "create the device nodes that layers hold (--allow-devices=false refuses such layers)")
 	f.StringVar(&progress, "progress", "auto", "progress output: auto (bars on a terminal, else lines), bars, lines or none")
+	f.StringVar(&authFile, "registry-auth", "", "docker config.json with registry credentials")
+	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates trusted besides the system's (repeatable)")
+	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 	f.Int64Var(&budgetMiB, "memory-budget", image.DefaultMemoryBudget>>20, "MiB of memory for layer data downloaded and decompressed ahead of the applier")
 	return cmd
 }
@@ -67,6 +75,41 @@ type pullFlags struct {
 	allowDevices bool
 	progress     string // bars, lines or none
 	memoryBudget int64  // bytes
+	authFile     string
+	caFiles      []string
+	mirrors      []string
+}
+
+// pullOptions turns the registry flags into image.PullOptions.
+func (o pullFlags) pullOptions(plat v1.Platform, log io.Writer) (image.PullOptions, error) {
+	po := image.PullOptions{Insecure: o.insecure, Platform: plat, Log: log}
+	if o.authFile != "" {
+		data, err := os.ReadFile(o.authFile)
+		if err != nil {
+			return po, fmt.Errorf("--registry-auth: %w", err)
+		}
+		if po.Auth, err = image.ParseDockerConfig(data); err != nil {
+			return po, fmt.Errorf("--registry-auth %s: %w", o.authFile, err)
+		}
+	}
+	for _, f := range o.caFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return po, fmt.Errorf("--ca-file: %w", err)
+		}
+		if _, err := image.ParseCACerts(data); err != nil {
+			return po, fmt.Errorf("--ca-file %s: %w", f, err)
+		}
+		po.CACerts = append(append(po.CACerts, data...), '\n')
+	}
+	for _, m := range o.mirrors {
+		mirror, err := image.ParseMirror(m)
+		if err != nil {
+			return po, fmt.Errorf("--registry-mirror %q: %w", m, err)
+		}
+		po.Mirrors = append(po.Mirrors, mirror)
+	}
+	return po, nil
 }
 
 // progressMode resolves --progress, auto meaning bars on a terminal.
@@ -106,22 +149,29 @@ func isTarballURL(s string) bool {
 
 func pull(ctx context.Context, errOut io.Writer, ref, dir string, o pullFlags) error {
 	var plat v1.Platform
+	if isTarballURL(ref) && (o.platform != "" || o.authFile != "" || len(o.caFiles) > 0 || len(o.mirrors) > 0 || len(o.insecure) > 0 || !o.allowDevices) {
+		return errors.New("--platform, --registry-auth, --ca-file, --registry-mirror, --insecure-registry and --allow-devices=false do not apply to a rootfs tarball URL")
+	}
+	if o.memoryBudget <= 0 {
+		return fmt.Errorf("--memory-budget %d: want a positive number of MiB", o.memoryBudget>>20)
+	}
 	if o.platform != "" {
-		if isTarballURL(ref) {
-			return errors.New("--platform does not apply to a rootfs tarball URL")
-		}
 		p, err := image.ParsePlatform(o.platform)
 		if err != nil {
 			return fmt.Errorf("--platform: %w", err)
 		}
 		plat = p
 	}
-	if err := prepareDir(dir); err != nil {
-		return err
-	}
 	log := errOut
 	if o.progress == "none" {
 		log = io.Discard
+	}
+	po, err := o.pullOptions(plat, log)
+	if err != nil {
+		return err
+	}
+	if err := prepareDir(dir); err != nil {
+		return err
 	}
 	start := time.Now()
 	if isTarballURL(ref) {
@@ -131,12 +181,9 @@ func pull(ctx context.Context, errOut io.Writer, ref, dir string, o pullFlags) e
 		fmt.Fprintf(log, "unpacked %s into %s in %.2fs\n", ref, dir, time.Since(start).Seconds())
 		return nil
 	}
-	img, err := image.Pull(ctx, ref, image.PullOptions{Insecure: o.insecure, Platform: plat, Log: log})
+	img, err := image.Pull(ctx, ref, po)
 	if err != nil {
 		return err
-	}
-	if o.memoryBudget <= 0 {
-		return fmt.Errorf("--memory-budget %d: want a positive number of MiB", o.memoryBudget>>20)
 	}
 	opts := image.UnpackOptions{AllowDevices: o.allowDevices, MemoryBudget: o.memoryBudget}
 	var bars *barRenderer

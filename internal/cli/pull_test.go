@@ -139,3 +139,35 @@ func TestBarRenderer(t *testing.T) {
 		t.Errorf("narrow bar %q longer than 20 columns", narrow)
 	}
 }
+
+func TestPullCommandAuthAndCA(t *testing.T) {
+	ca := registrytest.NewCA(t)
+	reg := registrytest.StartWith(t, registrytest.Options{TLS: ca, Htpasswd: map[string]string{"alice": "s3cret-pull"}})
+	ref := registrytest.Push(t, reg, "test/private:1", registrytest.BusyboxImage(t))
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	authFile := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	auth := `{"auths": {"` + reg.Addr + `": {"username": "alice", "password": "s3cret-pull"}}}`
+	if err := os.WriteFile(authFile, []byte(auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "rootfs")
+	if log, err := runCLI(t, "pull", "--registry-auth", authFile, "--ca-file", caFile, ref, root); err != nil {
+		t.Fatalf("pull with credentials and CA: %v\n%s", err, log)
+	}
+	if _, err := os.Stat(filepath.Join(root, "bin/busybox")); err != nil {
+		t.Errorf("bin/busybox: %v", err)
+	}
+	if _, err := runCLI(t, "pull", "--ca-file", caFile, ref, t.TempDir()); err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Errorf("pull without credentials: %v, want UNAUTHORIZED", err)
+	}
+	if _, err := runCLI(t, "pull", "--registry-auth", caFile, ref, t.TempDir()); err == nil || !strings.Contains(err.Error(), "--registry-auth") {
+		t.Errorf("pull with a bad --registry-auth: %v, want an error naming the flag", err)
+	}
+	if _, err := runCLI(t, "pull", "--registry-mirror", "nonsense", ref, t.TempDir()); err == nil || !strings.Contains(err.Error(), "--registry-mirror") {
+		t.Errorf("pull with a bad --registry-mirror: %v, want an error naming the flag", err)
+	}
+}

@@ -298,7 +298,7 @@ func (a *applier) writeFile(pd parentDir, base string, hdr *tar.Header, body io.
 	}
 	err = writeAll(fd, body, a.buf)
 	if err == nil {
-		if a.ownedAsCreated(pd, hdr) && a.modeAsCreated(mode) && !hasXattrs(hdr) {
+		if a.ownedAsCreated(pd, hdr) && a.modeAsCreated(pd, mode) && !hasXattrs(hdr) {
 			// Owner and mode are already right: nothing to set.
 		} else {
 			err = setOwnerMode(fd, hdr, mode)
@@ -324,10 +324,11 @@ func (a *applier) ownedAsCreated(pd parentDir, hdr *tar.Header) bool {
 	return hdr.Uid == a.euid && hdr.Gid == gid
 }
 
-// modeAsCreated tells whether a file created with mode keeps it all:
-// no special bits (only chmod sets them) and none cut by the umask.
-func (a *applier) modeAsCreated(mode uint32) bool {
-	return a.umask >= 0 && mode&0o7000 == 0 && mode&uint32(a.umask) == 0
+// modeAsCreated tells whether a file created in pd with mode keeps it
+// all: no special bits (only chmod sets them), none cut by the umask,
+// and no default ACL in pd to stand in for the umask.
+func (a *applier) modeAsCreated(pd parentDir, mode uint32) bool {
+	return pd.noDefaultACL && a.umask >= 0 && mode&0o7000 == 0 && mode&uint32(a.umask) == 0
 }
 
 // hasXattrs tells whether hdr carries extended attributes.
@@ -365,6 +366,9 @@ type parentDir struct {
 	fd     int
 	setgid bool   // new files get the directory's group
 	gid    uint32 // the directory's group
+	// noDefaultACL is set when the directory surely has no default ACL,
+	// which would decide new files' modes instead of the umask.
+	noDefaultACL bool
 }
 
 // maxParents bounds the open directories the cache holds.
@@ -388,7 +392,10 @@ func (a *applier) parent(rel string) (parentDir, error) {
 	if len(a.parents) >= maxParents {
 		a.dropParents()
 	}
-	pd := parentDir{fd: fd, setgid: st.Mode&unix.S_ISGID != 0, gid: st.Gid}
+	// An O_PATH descriptor takes no fgetxattr; its /proc link does.
+	_, aclErr := unix.Getxattr("/proc/self/fd/"+strconv.Itoa(fd), "system.posix_acl_default", nil)
+	pd := parentDir{fd: fd, setgid: st.Mode&unix.S_ISGID != 0, gid: st.Gid,
+		noDefaultACL: errors.Is(aclErr, unix.ENODATA) || errors.Is(aclErr, unix.ENOTSUP)}
 	a.parents[rel] = pd
 	return pd, nil
 }

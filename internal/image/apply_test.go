@@ -474,3 +474,50 @@ func TestApplyStaysInsideRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyReplacedParents checks that a directory used for earlier
+// entries is looked up again once the path leads elsewhere: the applier
+// keeps parent directories open between entries.
+func TestApplyReplacedParents(t *testing.T) {
+	root := t.TempDir()
+	apply(t, root, file("a/b/x", "x", 0o644), symlink("l", "a/b"), symlink("m", "a"), file("f", "f", 0o644))
+	apply(t, root,
+		file("l/y", "through the symlink", 0o644), // l/ resolves to a/b
+		dir("l/", 0o700), // the symlink becomes a directory
+		file("l/z", "in the new directory", 0o644),
+		file("m/b/w", "through the other symlink", 0o644),
+		file("m", "now a file", 0o644), // replaces the symlink m
+		file("m2/c/v", "v", 0o644),
+		whiteout(".wh.m2"), // added by this layer: spared
+		file("m2/c/u", "u", 0o644),
+	)
+	for p, want := range map[string]string{
+		"a/b/x": "x", "a/b/y": "through the symlink", "l/z": "in the new directory", "a/b/w": "through the other symlink",
+		"m": "now a file", "m2/c/v": "v", "m2/c/u": "u",
+	} {
+		if got := readFile(t, filepath.Join(root, p)); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	mustNotExist(t, filepath.Join(root, "a/b/z"))
+	if st := lstat(t, filepath.Join(root, "l")); st.Mode != unix.S_IFDIR|0o700 {
+		t.Errorf("l: mode %#o, want a 0700 directory", st.Mode)
+	}
+}
+
+// TestApplyUnderADefaultACL checks modes where a default ACL, not the
+// umask, limits new files: the applier must still set the layer's modes.
+func TestApplyUnderADefaultACL(t *testing.T) {
+	root := t.TempDir()
+	// user::rwx group::r-x other::--- as the kernel stores it.
+	acl := []byte{2, 0, 0, 0, 1, 0, 7, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 5, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}
+	if err := unix.Setxattr(root, "system.posix_acl_default", acl, 0); err != nil {
+		t.Fatalf("set a default ACL on %s (the filesystem must take POSIX ACLs): %v", root, err)
+	}
+	apply(t, root, file("f", "f", 0o644), file("sub/g", "g", 0o755))
+	for p, want := range map[string]uint32{"f": 0o644, "sub/g": 0o755} {
+		if st := lstat(t, filepath.Join(root, p)); st.Mode&0o7777 != want {
+			t.Errorf("%s: mode %#o, want %#o", p, st.Mode&0o7777, want)
+		}
+	}
+}

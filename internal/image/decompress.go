@@ -15,10 +15,12 @@ var (
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 )
 
-// zstdMaxWindow bounds the memory a zstd layer may ask of the decoder.
-// Every standard compression level uses at most 8 MiB; only long-distance
-// modes (zstd --long) go beyond, and those layers are refused.
-const zstdMaxWindow = 32 << 20
+// zstdMaxWindow bounds the memory a zstd layer may ask of the decoder
+// (twice over: the layer being applied and the next are decompressed at
+// once), to keep an unpack's memory bounded. Every standard compression
+// level (1 to 19) uses at most 8 MiB; frames with a bigger window (zstd
+// --ultra -20 and up, --long=25 and up) are refused with an error.
+const zstdMaxWindow = 16 << 20
 
 // compression names a layer blob's compression, told by its first bytes
 // (media types are not trusted: some registries and tools get them wrong).
@@ -46,8 +48,8 @@ func sniffCompression(br *bufio.Reader) (compression, error) {
 	}
 }
 
-// decompressor turns a blob into its tar stream. One is reused across the
-// layers of an image so that its tables and windows are allocated once.
+// decompressor turns a blob into its tar stream; open may be called again
+// for another blob, reusing the decoder's tables and window.
 type decompressor struct {
 	gz *gzip.Reader
 	zs *zstd.Decoder
@@ -73,7 +75,8 @@ func (d *decompressor) open(br *bufio.Reader, c compression) (io.Reader, error) 
 	case compressionZstd:
 		if d.zs == nil {
 			// One goroutine: the pipeline already runs decompression
-			// apart from file creation, and more would cost memory.
+			// apart from file creation, and more would cost memory
+			// (lowmem: buffers grow only as the frames need).
 			zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderLowmem(true))
 			if err != nil {
 				return nil, fmt.Errorf("zstd: %w", err)
