@@ -44,7 +44,9 @@ func ApplyLayer(r io.Reader, root string) error {
 // are set after the directory's content whatever the tar order).
 //
 // Every entry is confined to root: names are taken relative to root (an
-// absolute name or one with ".." lands inside root), and symbolic links in
+// absolute name lands inside root, as GNU tar, umoci and containerd treat
+// it; a name or hard link target that climbs out with ".." is refused), and
+// symbolic links in
 // the parent components of a name or of a hard link target are resolved
 // as if root were "/" (openat2 RESOLVE_IN_ROOT), so nothing outside root is
 // ever created, changed or removed. The last component is never followed.
@@ -120,6 +122,13 @@ type dirTime struct {
 	times []unix.Timespec
 }
 
+// climbsOut reports whether a tar name, taken relative to root, leaves it
+// through "..": no real layer has one, so it is refused, not confined.
+func climbsOut(name string) bool {
+	c := path.Clean(strings.TrimLeft(name, "/"))
+	return c == ".." || strings.HasPrefix(c, "../")
+}
+
 // cleanRel turns a tar name into a clean path relative to root; "" is root.
 func cleanRel(name string) string {
 	return strings.TrimPrefix(path.Clean("/"+name), "/")
@@ -133,6 +142,12 @@ func split(rel string) (string, string) {
 
 func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	a.closeStale()
+	if climbsOut(hdr.Name) {
+		return fmt.Errorf("the name leaves the root through \"..\"")
+	}
+	if hdr.Typeflag == tar.TypeLink && climbsOut(hdr.Linkname) {
+		return fmt.Errorf("hard link target %q leaves the root through \"..\"", hdr.Linkname)
+	}
 	rel := cleanRel(hdr.Name)
 	dir, base := split(rel)
 	switch {

@@ -424,8 +424,10 @@ func TestApplyStaysInsideRoot(t *testing.T) {
 		// errEntry, if set, is the entry the error must name; "" means success.
 		errEntry string
 	}{
-		{name: "dotdot", layers: [][]entry{{file("../x", "x", 0o644), file("a/../../../y", "y", 0o644)}}, inside: []string{"x", "y"}},
-		{name: "dotdot into sibling name", layers: [][]entry{{file("../sibling/keep", "evil", 0o644)}}, inside: []string{"sibling/keep"}},
+		{name: "dotdot", layers: [][]entry{{file("../x", "x", 0o644)}}, errEntry: "../x"},
+		{name: "dotdot after a directory", layers: [][]entry{{file("a/../../../y", "y", 0o644)}}, errEntry: "a/../../../y"},
+		{name: "dotdot inside the root", layers: [][]entry{{file("a/../y", "y", 0o644)}}, inside: []string{"y"}},
+		{name: "dotdot into sibling name", layers: [][]entry{{file("../sibling/keep", "evil", 0o644)}}, errEntry: "../sibling/keep"},
 		{name: "absolute", layers: [][]entry{{file("/abs/f", "x", 0o644)}}, inside: []string{"abs/f"}},
 		{name: "symlink to outside then file below", layers: [][]entry{{symlink("link", "../sibling"), file("link/evil", "x", 0o644)}}, errEntry: "link/evil"},
 		{name: "absolute symlink to outside then file below", layers: [][]entry{{symlink("link", "@SIBLING@"), file("link/evil", "x", 0o644)}}, errEntry: "link/evil"},
@@ -437,7 +439,8 @@ func TestApplyStaysInsideRoot(t *testing.T) {
 		{name: "hardlink to outside by dotdot", layers: [][]entry{{hardlink("h", "../sibling/keep")}}, errEntry: "h"},
 		{name: "hardlink to outside by absolute path", layers: [][]entry{{hardlink("h", "@SIBLING@/keep")}}, errEntry: "h"},
 		{name: "hardlink through symlink to outside", layers: [][]entry{{symlink("l", "@SIBLING@"), hardlink("h", "l/keep")}}, errEntry: "h"},
-		{name: "whiteout through symlink", layers: [][]entry{{symlink("l", "@SIBLING@")}, {whiteout("l/.wh.keep"), whiteout("../.wh.sibling")}}},
+		{name: "whiteout through symlink", layers: [][]entry{{symlink("l", "@SIBLING@")}, {whiteout("l/.wh.keep")}}},
+		{name: "whiteout by dotdot", layers: [][]entry{{whiteout("../.wh.sibling")}}, errEntry: "../.wh.sibling"},
 		{name: "opaque through symlink", layers: [][]entry{{symlink("l", "@SIBLING@")}, {whiteout("l/.wh..wh..opq"), whiteout("l/sub/.wh..wh..opq")}}},
 		{name: "device below outside symlink", layers: [][]entry{{symlink("l", "../sibling"), {Header: tar.Header{Typeflag: tar.TypeFifo, Name: "l/fifo", Mode: 0o644}}}}, errEntry: "l/fifo"},
 		{name: "chmod through symlink", layers: [][]entry{{symlink("l", "@SIBLING@/keep")}, {hardlink("l2", "l"), file("l", "x", 0o4777)}}, inside: []string{"l"}},
