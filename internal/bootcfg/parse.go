@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -211,70 +210,13 @@ func isModuleName(s string) bool {
 func applyInsecureRegistry(p *Plan, v Param) error {
 	s, err := value(v)
 	if err == nil {
-		err = checkHostPort(s)
+		err = image.CheckRegistryHost(s)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: expected HOST[:PORT], such as registry.lan:5000, 10.0.2.100:5000 or [fd00::1]:5000", err)
+		return fmt.Errorf("%w (a registry is HOST[:PORT], such as registry.lan:5000, 10.0.2.100:5000 or [fd00::1]:5000)", err)
 	}
 	p.InsecureRegistries = append(p.InsecureRegistries, s)
 	return nil
-}
-
-// checkHostPort checks HOST[:PORT] where HOST is a DNS name, an IPv4
-// address or a bracketed IPv6 address.
-func checkHostPort(s string) error {
-	if strings.Contains(s, "/") {
-		return fmt.Errorf("%q has a scheme or a path", s)
-	}
-	host, port, hasPort := s, "", false
-	if strings.HasPrefix(s, "[") {
-		end := strings.IndexByte(s, ']')
-		if end < 0 {
-			return fmt.Errorf("%q has no closing ']'", s)
-		}
-		addr, err := netip.ParseAddr(s[1:end])
-		if err != nil || !addr.Is6() {
-			return fmt.Errorf("%q is not an IPv6 address", s[1:end])
-		}
-		rest := s[end+1:]
-		if rest != "" {
-			if rest[0] != ':' {
-				return fmt.Errorf("unexpected %q after ']'", rest)
-			}
-			port, hasPort = rest[1:], true
-		}
-	} else {
-		host, port, hasPort = strings.Cut(s, ":")
-		if addr, err := netip.ParseAddr(host); (err != nil || !addr.Is4()) && !isDNSName(host) {
-			return fmt.Errorf("%q is neither a host name nor an IPv4 address", host)
-		}
-	}
-	if hasPort {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 || port[0] == '+' {
-			return fmt.Errorf("port %q is not a number from 1 to 65535", port)
-		}
-	}
-	return nil
-}
-
-// isDNSName reports whether s is a host name: dot-separated labels of 1 to
-// 63 letters, digits and hyphens, not starting or ending with a hyphen.
-func isDNSName(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func applyPoweroffDelay(p *Plan, v Param) error {

@@ -65,7 +65,7 @@ func ParseRegistryAuth(s string) (string, Credential, error) {
 	if !ok {
 		return "", Credential{}, fmt.Errorf("registry %q: no ',' between user and password: %s", host, want)
 	}
-	if err := checkRegistryHost(host); err != nil {
+	if err := CheckRegistryHost(host); err != nil {
 		return "", Credential{}, fmt.Errorf("registry %w: %s", err, want)
 	}
 	if user == "" || pass == "" {
@@ -164,7 +164,7 @@ func registryFromAuthKey(key string) (string, error) {
 		host = after
 	}
 	host, _, _ = strings.Cut(host, "/")
-	if err := checkRegistryHost(host); err != nil {
+	if err := CheckRegistryHost(host); err != nil {
 		return "", fmt.Errorf("registry %w", err)
 	}
 	return NormalizeRegistry(host), nil

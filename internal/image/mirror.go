@@ -57,7 +57,7 @@ func normalizeLocation(s string) (string, error) {
 		return "", fmt.Errorf("%q has a scheme: write HOST[:PORT][/PATH]; plain HTTP is for the hosts listed as insecure registries", s)
 	}
 	host, path, hasPath := strings.Cut(s, "/")
-	if err := checkRegistryHost(host); err != nil {
+	if err := CheckRegistryHost(host); err != nil {
 		return "", err
 	}
 	host = NormalizeRegistry(host)

@@ -61,7 +61,7 @@ func ParseReference(s string) (Reference, error) {
 	} else {
 		r.Registry = DockerHub
 	}
-	if err := checkRegistryHost(r.Registry); err != nil {
+	if err := CheckRegistryHost(r.Registry); err != nil {
 		return Reference{}, fmt.Errorf("invalid image reference %q: registry %w: %s", s, err, want)
 	}
 	r.Registry = NormalizeRegistry(r.Registry)
@@ -134,9 +134,9 @@ func NormalizeRegistry(host string) string {
 	return host
 }
 
-// checkRegistryHost checks HOST[:PORT] where HOST is a DNS name (or
+// CheckRegistryHost checks HOST[:PORT] where HOST is a DNS name (or
 // localhost), an IPv4 address or a bracketed IPv6 address.
-func checkRegistryHost(s string) error {
+func CheckRegistryHost(s string) error {
 	if s == "" {
 		return fmt.Errorf("%q is empty", s)
 	}

@@ -197,10 +197,10 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	if err := checkTarHeader(tarBuf, kind); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Log, "rootfs tarball %s: %s %s into %s\n", s.name, tarballSize(size), kind, dir)
+	fmt.Fprintf(o.Log, "rootfs tarball %s: %s %s into %s\n", s.name, formatSize(size), kind, dir)
 
 	if err := ApplyLayer(tarBuf, dir); err != nil {
-		return fmt.Errorf("after %s of %s: %w", tarballSize(raw.n), tarballSize(size), err)
+		return fmt.Errorf("after %s of %s: %w", formatSize(raw.n), formatSize(size), err)
 	}
 	// Reading the decompressed stream to its end checks the compressor's
 	// own checksums; reading the file to its end completes the hash.
@@ -213,7 +213,7 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 
 	sum := raw.h.Sum(nil)
 	if s.sha256 != nil && !bytes.Equal(sum, s.sha256) {
-		return fmt.Errorf("sha256 mismatch: #sha256= wants %x, the %s downloaded have %x; the root in %s must not be used", s.sha256, tarballSize(raw.n), sum, dir)
+		return fmt.Errorf("sha256 mismatch: #sha256= wants %x, the %s downloaded have %x; the root in %s must not be used", s.sha256, formatSize(raw.n), sum, dir)
 	}
 	verdict := "(not pinned)"
 	if s.sha256 != nil {
@@ -221,8 +221,8 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	}
 	took := time.Since(start)
 	fmt.Fprintf(o.Log, "rootfs tarball %s: applied %s (%s tar) in %.1fs, %s/s, sha256:%x %s\n",
-		s.name, tarballSize(raw.n), tarballSize(tarStream.n), took.Seconds(),
-		tarballSize(int64(float64(raw.n)/max(took.Seconds(), 1e-3))), sum, verdict)
+		s.name, formatSize(raw.n), formatSize(tarStream.n), took.Seconds(),
+		formatSize(int64(float64(raw.n)/max(took.Seconds(), 1e-3))), sum, verdict)
 	return nil
 }
 
@@ -444,19 +444,4 @@ func tarChecksumOK(block []byte) bool {
 		signed += int64(int8(c))
 	}
 	return want == unsigned || want == signed
-}
-
-// tarballSize formats a byte count for log lines; a negative one is
-// unknown.
-func tarballSize(n int64) string {
-	switch {
-	case n < 0:
-		return "size unknown"
-	case n >= 1e9:
-		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	default:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
 }
