@@ -14,8 +14,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ociboot/ociboot/internal/image"
@@ -154,20 +152,9 @@ func TestPullPlatformFromIndex(t *testing.T) {
 	if host.Architecture == arm.Architecture {
 		arm.Architecture = "riscv64"
 	}
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for _, p := range []v1.Platform{host, arm} {
-		img := registrytest.Image(t, v1.Config{Cmd: []string{p.Architecture}}, registrytest.LayerFromFiles(t, map[string]string{"arch": p.Architecture}))
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf = cf.DeepCopy()
-		cf.Architecture, cf.Variant = p.Architecture, p.Variant
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			t.Fatal(err)
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
-	}
+	idx := registrytest.PlatformIndex(t, func(p v1.Platform) v1.Image {
+		return registrytest.Image(t, v1.Config{Cmd: []string{p.Architecture}}, registrytest.LayerFromFiles(t, map[string]string{"arch": p.Architecture}))
+	}, host, arm)
 	ref := registrytest.PushIndex(t, reg, "test/multi:1", idx)
 	ctx := testContext(t)
 	for _, tc := range []struct {

@@ -19,9 +19,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/registrytest"
 )
@@ -146,25 +143,12 @@ func TestPullTagAndDigestPinned(t *testing.T) {
 
 func TestPullPlatformVariant(t *testing.T) {
 	reg := registrytest.Start(t)
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for _, p := range []v1.Platform{
-		{OS: "linux", Architecture: "arm", Variant: "v6"},
-		{OS: "linux", Architecture: "arm", Variant: "v7"},
-		{OS: "linux", Architecture: "arm64", Variant: "v8"},
-		{OS: "linux", Architecture: "amd64"},
-	} {
-		img := smallImage(t, p.String())
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf = cf.DeepCopy()
-		cf.Architecture, cf.Variant = p.Architecture, p.Variant
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			t.Fatal(err)
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
-	}
+	idx := registrytest.PlatformIndex(t, func(p v1.Platform) v1.Image { return smallImage(t, p.String()) },
+		v1.Platform{OS: "linux", Architecture: "arm", Variant: "v6"},
+		v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"},
+		v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"},
+		v1.Platform{OS: "linux", Architecture: "amd64"},
+	)
 	ref := registrytest.PushIndex(t, reg, "test/arm:1", idx)
 	ctx := testContext(t)
 	for _, tc := range []struct{ platform, want string }{

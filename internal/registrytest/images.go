@@ -180,3 +180,25 @@ func Image(t testing.TB, cfg v1.Config, layers ...v1.Layer) v1.Image {
 	}
 	return img
 }
+
+// PlatformIndex returns an OCI image index holding, for each platform, the
+// image made by imageFor with its config and descriptor set to that
+// platform.
+func PlatformIndex(t testing.TB, imageFor func(v1.Platform) v1.Image, platforms ...v1.Platform) v1.ImageIndex {
+	t.Helper()
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, p := range platforms {
+		img := imageFor(p)
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatalf("registrytest: config of the %s image: %v", p, err)
+		}
+		cf = cf.DeepCopy()
+		cf.Architecture, cf.Variant = p.Architecture, p.Variant
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			t.Fatalf("registrytest: setting the %s image's platform: %v", p, err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	return idx
+}

@@ -271,22 +271,23 @@ func freePort() (int, error) {
 // the full reference ("127.0.0.1:PORT/test/busybox:1").
 func Push(t testing.TB, reg *Registry, repoTag string, img v1.Image) string {
 	t.Helper()
-	ref := reg.Addr + "/" + repoTag
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatalf("registrytest: push: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := remote.Write(r, img, reg.pushOptions(ctx)...); err != nil {
-		t.Fatalf("registrytest: push %s: %v", ref, err)
-	}
-	return ref
+	return reg.push(t, repoTag, func(r name.Reference, opts ...remote.Option) error {
+		return remote.Write(r, img, opts...)
+	})
 }
 
 // PushIndex writes the multi-platform idx to reg as repoTag and returns
 // the full reference.
 func PushIndex(t testing.TB, reg *Registry, repoTag string, idx v1.ImageIndex) string {
+	t.Helper()
+	return reg.push(t, repoTag, func(r name.Reference, opts ...remote.Option) error {
+		return remote.WriteIndex(r, idx, opts...)
+	})
+}
+
+// push writes to the registry as repoTag with write and returns the full
+// reference.
+func (reg *Registry) push(t testing.TB, repoTag string, write func(name.Reference, ...remote.Option) error) string {
 	t.Helper()
 	ref := reg.Addr + "/" + repoTag
 	r, err := name.ParseReference(ref, name.Insecure)
@@ -295,8 +296,8 @@ func PushIndex(t testing.TB, reg *Registry, repoTag string, idx v1.ImageIndex) s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := remote.WriteIndex(r, idx, reg.pushOptions(ctx)...); err != nil {
-		t.Fatalf("registrytest: push index %s: %v", ref, err)
+	if err := write(r, reg.pushOptions(ctx)...); err != nil {
+		t.Fatalf("registrytest: push %s: %v", ref, err)
 	}
 	return ref
 }
