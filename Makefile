@@ -3,7 +3,7 @@ GO      ?= go
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 BIN     := bin/ociboot
 GOFILES := $(shell find cmd internal test bench -name '*.go')
-# A brief fuzz run of the layer applier. New inputs are minimised for 1 s at
+# Brief fuzz runs of the layer applier and the gzip decoder. New inputs are minimised for 1 s at
 # most: the 60 s default outlasts a 10 s run and fails it with "context
 # deadline exceeded". Scratch trees go to a tmpfs.
 FUZZ    := TMPDIR=/dev/shm $(GO) test -run '^$$' -fuzztime 10s -fuzzminimizetime 1s -fuzz
@@ -29,6 +29,7 @@ test: deps lint
 	$(GO) test -count=1 -timeout 30m ./...
 	$(FUZZ) '^FuzzApplyLayer$$' ./internal/image
 	$(FUZZ) '^FuzzApplyLayerEntries$$' ./internal/image
+	$(FUZZ) '^FuzzReader$$' ./internal/inflate
 
 demo: deps build
 	./scripts/demo.sh
@@ -36,6 +37,7 @@ demo: deps build
 bench: deps build
 	./bench/boot.sh
 	./bench/pull.sh
+	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
 
 clean:
 	rm -rf bin

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ociboot/ociboot/internal/inflate"
 )
 
 var (
@@ -51,7 +51,7 @@ func sniffCompression(br *bufio.Reader) (compression, error) {
 // decompressor turns a blob into its tar stream; open may be called again
 // for another blob, reusing the decoder's tables and window.
 type decompressor struct {
-	gz *gzip.Reader
+	gz *inflate.Reader
 	zs *zstd.Decoder
 }
 
@@ -63,7 +63,7 @@ func (d *decompressor) open(br *bufio.Reader, c compression) (io.Reader, error) 
 	switch c {
 	case compressionGzip:
 		if d.gz == nil {
-			zr, err := gzip.NewReader(br)
+			zr, err := inflate.NewReader(br)
 			if err != nil {
 				return nil, fmt.Errorf("gzip: %w", err)
 			}
@@ -93,9 +93,6 @@ func (d *decompressor) open(br *bufio.Reader, c compression) (io.Reader, error) 
 
 // close releases the decoders.
 func (d *decompressor) close() {
-	if d.gz != nil {
-		d.gz.Close()
-	}
 	if d.zs != nil {
 		d.zs.Close()
 	}

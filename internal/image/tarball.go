@@ -20,8 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ociboot/ociboot/internal/inflate"
 	"github.com/ulikunitz/xz"
 )
 
@@ -382,11 +382,11 @@ func decompressTarball(raw *bufio.Reader) (io.Reader, string, func(), error) {
 	case len(magic) == 0:
 		return nil, "", nil, errors.New("the file is empty, want a tar archive")
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(raw)
+		zr, err := inflate.NewReader(raw)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("gzip: %w", err)
 		}
-		return zr, "gzip", func() { zr.Close() }, nil
+		return zr, "gzip", func() {}, nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
 		xr, err := xz.NewReader(raw)
 		if err != nil {
