@@ -43,13 +43,12 @@ func ApplyLayer(r io.Reader, root string) error {
 // with a directory (taking the new entry's mode, owner and times, which
 // are set after the directory's content whatever the tar order).
 //
-// Every entry is confined to root: names are taken relative to root (an
-// absolute name lands inside root, as GNU tar, umoci and containerd treat
-// it; a name or hard link target that climbs out with ".." is refused), and
-// symbolic links in
-// the parent components of a name or of a hard link target are resolved
-// as if root were "/" (openat2 RESOLVE_IN_ROOT), so nothing outside root is
-// ever created, changed or removed. The last component is never followed.
+// Every entry is confined to root: names are relative to root (an
+// absolute name or hard link target, or one that climbs out with "..", is
+// refused: no image tool writes them), and symbolic links in the parent
+// components of a name or of a hard link target are resolved as if root
+// were "/" (openat2 RESOLVE_IN_ROOT), so nothing outside root is ever
+// created, changed or removed. The last component is never followed.
 //
 // Owners, modes (setuid, setgid and sticky included) and modification
 // times are kept for every entry type, symlinks included. Extended
@@ -122,11 +121,17 @@ type dirTime struct {
 	times []unix.Timespec
 }
 
-// climbsOut reports whether a tar name, taken relative to root, leaves it
-// through "..": no real layer has one, so it is refused, not confined.
-func climbsOut(name string) bool {
-	c := path.Clean(strings.TrimLeft(name, "/"))
-	return c == ".." || strings.HasPrefix(c, "../")
+// escapes says why a tar name (or hard link target) is refused: it is
+// absolute, or it leaves root through "..". Image tools write neither, so
+// such names are refused rather than confined. "" means the name is fine.
+func escapes(name string) string {
+	if strings.HasPrefix(name, "/") {
+		return "is absolute, want a path relative to the root"
+	}
+	if c := path.Clean(name); c == ".." || strings.HasPrefix(c, "../") {
+		return "leaves the root through \"..\""
+	}
+	return ""
 }
 
 // cleanRel turns a tar name into a clean path relative to root; "" is root.
@@ -142,11 +147,11 @@ func split(rel string) (string, string) {
 
 func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	a.closeStale()
-	if climbsOut(hdr.Name) {
-		return fmt.Errorf("the name leaves the root through \"..\"")
+	if why := escapes(hdr.Name); why != "" {
+		return fmt.Errorf("the name %s", why)
 	}
-	if hdr.Typeflag == tar.TypeLink && climbsOut(hdr.Linkname) {
-		return fmt.Errorf("hard link target %q leaves the root through \"..\"", hdr.Linkname)
+	if why := escapes(hdr.Linkname); hdr.Typeflag == tar.TypeLink && why != "" {
+		return fmt.Errorf("hard link target %q %s", hdr.Linkname, why)
 	}
 	rel := cleanRel(hdr.Name)
 	dir, base := split(rel)

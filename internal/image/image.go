@@ -89,18 +89,22 @@ func Pull(ctx context.Context, ref string, o PullOptions) (_ v1.Image, err error
 			cancel()
 		}
 	}()
-	tr, err := newPullTransport(o)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", r, err)
-	}
 	keys := keychain{}
 	for host, c := range o.Auth {
 		keys[NormalizeRegistry(host)] = c
 	}
+	tr, err := newPullTransport(o, keys)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r, err)
+	}
 	var failures []error
-	for _, ep := range endpoints(r, o.Mirrors) {
+	eps := endpoints(r, o.Mirrors)
+	for i, ep := range eps {
 		img, err := o.pullFrom(ctx, r, ep, tr, keys)
 		if err == nil {
+			if ep.mirror {
+				img = o.withBlobFallback(ctx, img, r, ep, eps[i+1:], tr, keys)
+			}
 			return img, nil
 		}
 		if ctx.Err() != nil {
@@ -190,19 +194,52 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 	return img, nil
 }
 
-// resolve fetches the manifest (choosing from an index by platform) and
-// the config of nref.
-func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr http.RoundTripper, keys keychain) (v1.Image, *v1.ConfigFile, error) {
-	img, err := remote.Image(nref,
+// withBlobFallback makes img, resolved at mirror ep, fetch any layer the
+// mirror cannot serve from the sources after it (later mirrors, then the
+// registry), by digest.
+func (o PullOptions) withBlobFallback(ctx context.Context, img v1.Image, r Reference, ep endpoint, next []endpoint, tr http.RoundTripper, keys keychain) v1.Image {
+	m := &mirrorImage{Image: img, ctx: ctx, mirror: "mirror " + ep.String(), log: o.Log}
+	for _, n := range next {
+		where := "registry " + n.host
+		if n.mirror {
+			where = "mirror " + n.String()
+		}
+		m.next = append(m.next, blobSource{where: where, open: func(d v1.Hash) (io.ReadCloser, error) {
+			insecure := false
+			for _, h := range o.Insecure {
+				insecure = insecure || NormalizeRegistry(h) == n.host
+			}
+			nref, err := r.nameAtPath(n.host, n.repository, insecure)
+			if err != nil {
+				return nil, err
+			}
+			l, err := remote.Layer(nref.Context().Digest(d.String()), remoteOptions(ctx, tr, keys)...)
+			if err != nil {
+				return nil, err
+			}
+			return l.Compressed()
+		}})
+	}
+	return m
+}
+
+// remoteOptions are go-containerregistry's options for every request.
+func remoteOptions(ctx context.Context, tr http.RoundTripper, keys keychain) []remote.Option {
+	return []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithPlatform(platform),
 		remote.WithTransport(tr),
 		remote.WithAuthFromKeychain(keys),
 		// newPullTransport retries, with a deadline-aware backoff.
 		remote.WithRetryPredicate(func(error) bool { return false }),
 		remote.WithRetryStatusCodes(),
 		remote.WithUserAgent("ociboot"),
-	)
+	}
+}
+
+// resolve fetches the manifest (choosing from an index by platform) and
+// the config of nref.
+func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr http.RoundTripper, keys keychain) (v1.Image, *v1.ConfigFile, error) {
+	img, err := remote.Image(nref, append(remoteOptions(ctx, tr, keys), remote.WithPlatform(platform))...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,9 +1,13 @@
 package image
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Mirror names places that serve a registry's images, tried in order
@@ -126,4 +130,72 @@ func endpoints(r Reference, mirrors []Mirror) []endpoint {
 		eps = append(eps, endpoint{host: host, repository: repo, mirror: true})
 	}
 	return append(eps, endpoint{host: r.Registry, repository: r.Repository})
+}
+
+// mirrorImage is an image resolved at a mirror. Its layers come from the
+// mirror when it serves them; a layer blob the mirror cannot open (it
+// lacks the blob, refuses or fails) is fetched from the next sources in
+// order, by digest: content-addressed, it is the same blob wherever it
+// comes from, and it is verified as any other. A blob cut off after it
+// started is resumed at the mirror by the transport, not moved elsewhere.
+type mirrorImage struct {
+	v1.Image
+	ctx    context.Context
+	mirror string // "mirror HOST/REPO"
+	next   []blobSource
+	log    io.Writer
+}
+
+// blobSource opens a layer blob by digest at one source.
+type blobSource struct {
+	where string // "mirror HOST/REPO" or "registry HOST"
+	open  func(v1.Hash) (io.ReadCloser, error)
+}
+
+// Layers returns the image's layers, each with the fallback.
+func (m *mirrorImage) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = &mirrorLayer{Layer: l, img: m}
+	}
+	return out, nil
+}
+
+// mirrorLayer is a layer of a mirrorImage.
+type mirrorLayer struct {
+	v1.Layer
+	img *mirrorImage
+}
+
+// Compressed opens the blob at the mirror, or else at the next sources.
+func (l *mirrorLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err == nil {
+		return rc, nil
+	}
+	d, derr := l.Digest()
+	if derr != nil {
+		return nil, err
+	}
+	failed := l.img.mirror
+	errs := []error{fmt.Errorf("%s: %w", failed, err)}
+	for _, s := range l.img.next {
+		if l.img.ctx.Err() != nil {
+			break
+		}
+		if l.img.log != nil {
+			fmt.Fprintf(l.img.log, "layer %s: %s could not serve it (%v); fetching it from %s\n", d, failed, err, s.where)
+		}
+		var rc io.ReadCloser
+		if rc, err = s.open(d); err == nil {
+			return rc, nil
+		}
+		failed = s.where
+		errs = append(errs, fmt.Errorf("%s: %w", s.where, err))
+	}
+	return nil, fmt.Errorf("no source serves blob %s: %w", d, errors.Join(errs...))
 }

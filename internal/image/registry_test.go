@@ -13,7 +13,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -358,6 +360,151 @@ func TestPullMirrors(t *testing.T) {
 	t.Logf("all failed: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "every source failed") || !strings.Contains(err.Error(), "mirror "+down) || !strings.Contains(err.Error(), "registry "+po.Addr) {
 		t.Errorf("all sources failing: error %v, want one naming the mirror and the registry", err)
+	}
+}
+
+// A bearer token that expires during a big download: the range request
+// that resumes the cut download is refused (401), and the pull takes a
+// new token and goes on.
+func TestPullResumeAfterTokenExpiry(t *testing.T) {
+	ca := registrytest.NewCA(t)
+	ts := registrytest.NewTokenServer(t, map[string]string{"bob": "bob-" + secretMarker})
+	reg := registrytest.StartWith(t, registrytest.Options{TLS: ca, Token: ts})
+	img, layer := bigImage(t, 2<<20)
+	want, err := compressed(layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld := layerDigest(t, layer)
+	registrytest.Push(t, reg, "test/big:1", img)
+
+	cut := cutBlob(ld, int64(len(want)), 1, false)
+	var mu sync.Mutex
+	var firstToken, proxyAddr string
+	var refused, ranged int
+	proxy := registrytest.NewProxy(t, reg, registrytest.ProxyOptions{TLS: ca, Wrap: func(next http.Handler) http.Handler {
+		return cut(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// The token realm is on the registry's address: name the
+			// proxy's instead (go-containerregistry follows no other).
+			mu.Lock()
+			w = &realmRewriter{ResponseWriter: w, from: reg.Addr, to: proxyAddr}
+			mu.Unlock()
+			if requestMatch(http.MethodGet, "/blobs/"+ld.String())(r) {
+				mu.Lock()
+				switch {
+				case r.Header.Get("Range") == "":
+					firstToken = r.Header.Get("Authorization")
+				case r.Header.Get("Authorization") == firstToken:
+					// The token has expired: the registry sees none and
+					// answers with its challenge.
+					r.Header.Del("Authorization")
+					refused++
+				default:
+					ranged++
+				}
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		}))
+	}})
+	mu.Lock()
+	proxyAddr = proxy.Addr
+	mu.Unlock()
+	before := len(ts.Requests())
+	pulled, err := image.Pull(testContext(t), proxy.Addr+"/test/big:1", image.PullOptions{
+		Auth:    map[string]image.Credential{proxy.Addr: {Username: "bob", Password: "bob-" + secretMarker}},
+		CACerts: ca.CertPEM,
+	})
+	if err != nil {
+		t.Fatalf("Pull: %v", err)
+	}
+	got, err := compressed(onlyLayer(t, pulled))
+	if err != nil {
+		t.Fatalf("reading the layer across the token's expiry: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("layer bytes differ after resuming (%d bytes, want %d)", len(got), len(want))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.HasPrefix(firstToken, "Bearer ") || refused != 1 || ranged != 1 {
+		t.Errorf("first token %.7q, range requests refused %d and served %d: want a bearer token, one refused and one served", firstToken, refused, ranged)
+	}
+	if issued := len(ts.Requests()) - before; issued < 2 {
+		t.Errorf("the token server issued %d tokens, want a second one for the resume", issued)
+	}
+}
+
+// realmRewriter replaces from by to in the WWW-Authenticate header.
+type realmRewriter struct {
+	http.ResponseWriter
+	from, to string
+}
+
+func (rw *realmRewriter) WriteHeader(code int) {
+	h := rw.Header()
+	if c := h.Get("WWW-Authenticate"); c != "" {
+		h.Set("WWW-Authenticate", strings.ReplaceAll(c, rw.from, rw.to))
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *realmRewriter) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
+// A mirror that serves the manifest but lacks a layer blob: the layer
+// comes from the next source, the origin, by digest; when no source has
+// it, the error names the blob and every source.
+func TestPullMirrorLacksBlob(t *testing.T) {
+	origin := registrytest.Start(t)
+	img := smallImage(t, "blob only at the origin")
+	registrytest.Push(t, origin, "test/m:1", img)
+	mirror := registrytest.Start(t)
+	registrytest.Push(t, mirror, "test/m:1", img)
+	ld := layerDigest(t, onlyLayer(t, img))
+	if err := os.Remove(mirror.BlobPath(ld)); err != nil {
+		t.Fatal(err)
+	}
+	po := registrytest.NewProxy(t, origin, registrytest.ProxyOptions{})
+	pm := registrytest.NewProxy(t, mirror, registrytest.ProxyOptions{})
+	opts := image.PullOptions{Mirrors: []image.Mirror{{Registry: po.Addr, Mirrors: []string{pm.Addr}}}}
+
+	var log bytes.Buffer
+	opts.Log = &log
+	got, err := image.Pull(testContext(t), po.Addr+"/test/m:1", opts)
+	if err != nil {
+		t.Fatalf("Pull: %v", err)
+	}
+	dir := t.TempDir()
+	if err := image.UnpackWith(testContext(t), got, dir, image.UnpackOptions{}); err != nil {
+		t.Fatalf("Unpack with the blob missing at the mirror: %v\nlog:\n%s", err, log.String())
+	}
+	t.Logf("log:\n%s", log.String())
+	if po.Count(isManifest) != 0 || po.Count(isBlobGet(ld)) != 1 {
+		t.Errorf("the origin got %v, want one GET of the layer and no manifest request", po.Requests())
+	}
+	if pm.Count(isBlobGet(ld)) == 0 {
+		t.Errorf("the mirror got %v, want it asked for the layer first", pm.Requests())
+	}
+	want := "layer " + ld.String() + ": mirror " + pm.Addr + "/test/m could not serve it"
+	if !strings.Contains(log.String(), want) || !strings.Contains(log.String(), "fetching it from registry "+po.Addr) {
+		t.Errorf("log does not say %q and where the layer came from", want)
+	}
+
+	// Gone everywhere: the error names the blob and both sources.
+	if err := os.Remove(origin.BlobPath(ld)); err != nil {
+		t.Fatal(err)
+	}
+	opts.Log = nil
+	got, err = image.Pull(testContext(t), po.Addr+"/test/m:1", opts)
+	if err != nil {
+		t.Fatalf("Pull: %v", err)
+	}
+	err = image.UnpackWith(testContext(t), got, t.TempDir(), image.UnpackOptions{})
+	t.Logf("blob missing everywhere: %v", err)
+	for _, want := range []string{"no source serves blob " + ld.String(), "mirror " + pm.Addr + "/test/m", "registry " + po.Addr} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %q", err, want)
+		}
 	}
 }
 

@@ -34,9 +34,15 @@ var errStalled = errors.New("no data received within the stall timeout")
 // a 206 whose Content-Range starts at N and has the original length is
 // accepted; otherwise the read fails with the original error. The bytes
 // are still checked against the blob's digest by the reader above.
+//
+// A bearer token may expire while a big blob downloads: when the range
+// request is refused with 401, reauth, if set, gives a transport that has
+// authenticated afresh, and the range request is sent once more through
+// it.
 type resumeTransport struct {
-	inner http.RoundTripper
-	stall time.Duration
+	inner  http.RoundTripper
+	stall  time.Duration
+	reauth func(ctx context.Context, req *http.Request) (http.RoundTripper, error)
 }
 
 func (t *resumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -44,7 +50,7 @@ func (t *resumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.inner.RoundTrip(req)
 	}
 	b := &resumingBody{t: t, req: req}
-	resp, err := b.open(req.Header)
+	resp, err := b.open(t.inner, req.Header)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +94,8 @@ type resumingBody struct {
 	validator string // strong ETag or Last-Modified, for If-Range
 	off       int64  // bytes delivered so far
 	resumes   int
-	err       error // sticky, once a read failed for good
+	err       error             // sticky, once a read failed for good
+	authed    http.RoundTripper // set once the credentials were renewed
 
 	body    io.ReadCloser
 	ctx     context.Context // of the current request; cancelled on a stall
@@ -96,13 +103,13 @@ type resumingBody struct {
 	release func()          // stops watch and ends ctx
 }
 
-// open sends req with header under a context of its own, which the stall
-// watch cancels.
-func (b *resumingBody) open(header http.Header) (*http.Response, error) {
+// open sends req with header through rt under a context of its own,
+// which the stall watch cancels.
+func (b *resumingBody) open(rt http.RoundTripper, header http.Header) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(b.req.Context())
 	r := b.req.Clone(ctx)
 	r.Header = header
-	resp, err := b.t.inner.RoundTrip(r)
+	resp, err := rt.RoundTrip(r)
 	if err != nil {
 		cancel(nil)
 		return nil, err
@@ -154,7 +161,25 @@ func (b *resumingBody) resume() error {
 	if b.validator != "" {
 		h.Set("If-Range", b.validator)
 	}
-	resp, err := b.open(h)
+	rt := b.t.inner
+	if b.authed != nil {
+		rt = b.authed
+		h.Del("Authorization")
+	}
+	resp, err := b.open(rt, h)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && b.authed == nil && b.t.reauth != nil && blobPath.MatchString(b.req.URL.Path) {
+		// The credentials expired: authenticate again, and ask once more.
+		resp.Body.Close()
+		b.release()
+		authed, aerr := b.t.reauth(b.req.Context(), b.req)
+		if aerr != nil {
+			b.body, b.release = http.NoBody, func() {}
+			return fmt.Errorf("the registry refused the credentials (401); authenticating again: %w", aerr)
+		}
+		b.authed = authed
+		h.Del("Authorization")
+		resp, err = b.open(authed, h)
+	}
 	if err != nil {
 		b.body, b.release = http.NoBody, func() {}
 		return err

@@ -14,9 +14,13 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Network limits of a pull. A connection that cannot be set up or a
@@ -44,8 +48,9 @@ const (
 // blob downloads resume after interruptions (resumeTransport), transient
 // failures are retried (retryTransport), and plain HTTP and unverified TLS
 // are used only for insecure registries (schemePolicy). go-containerregistry
-// adds authentication on top.
-func newPullTransport(o PullOptions) (http.RoundTripper, error) {
+// adds authentication on top, with keys; the resume transport uses them
+// too when a bearer token expires during a download.
+func newPullTransport(o PullOptions, keys keychain) (http.RoundTripper, error) {
 	var roots *x509.CertPool // nil: the system's roots (or the embedded ones)
 	if len(o.CACerts) > 0 {
 		certs, err := ParseCACerts(o.CACerts)
@@ -73,10 +78,38 @@ func newPullTransport(o PullOptions) (http.RoundTripper, error) {
 	if stall <= 0 {
 		stall = DefaultStallTimeout
 	}
+	retry := &retryTransport{inner: policy, attempts: retryAttempts, firstWait: retryFirstWait}
 	return &resumeTransport{
-		inner: &retryTransport{inner: policy, attempts: retryAttempts, firstWait: retryFirstWait},
+		inner: retry,
 		stall: stall,
+		reauth: func(ctx context.Context, req *http.Request) (http.RoundTripper, error) {
+			return reauthenticate(ctx, req, retry, keys)
+		},
 	}, nil
+}
+
+// reauthenticate returns a transport that has authenticated afresh, with
+// the credentials of keys, to pull from the registry and repository of
+// req, a blob download: go-containerregistry's handshake (ping, then a
+// new bearer token), over inner.
+func reauthenticate(ctx context.Context, req *http.Request, inner http.RoundTripper, keys keychain) (http.RoundTripper, error) {
+	repo, _, ok := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/"), "/blobs/")
+	if !ok {
+		return nil, fmt.Errorf("%s is not a blob download", urlForMessage(req.URL))
+	}
+	var opts []name.Option
+	if req.URL.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.NewRepository(req.URL.Host+"/"+repo, opts...)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := keys.Resolve(r.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return transport.NewWithContext(ctx, r.Registry, auth, inner, []string{r.Scope(transport.PullScope)})
 }
 
 // ParseCACerts reads PEM-encoded CA certificates (text between the blocks
