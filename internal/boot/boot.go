@@ -5,6 +5,7 @@
 package boot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -54,10 +56,10 @@ func Main() {
 		// The kernel's rootfs cannot be pivoted away from: move into a
 		// tmpfs and re-execute from there (does not return on success).
 		err := pid1.MoveRootToTmpfs("75%")
-		fail(con, nil, -1, stage("root", err))
+		fail(con, nil, nil, stage("root", err))
 	}
 	if err := pid1.MountAPI(); err != nil {
-		fail(con, nil, -1, stage("mounts", err))
+		fail(con, nil, nil, stage("mounts", err))
 	}
 	if err := pid1.SetupConsole(); err != nil {
 		fmt.Fprintf(con, "ociboot: console: %v (going on)\n", err)
@@ -65,7 +67,7 @@ func Main() {
 	reaper := pid1.NewReaper()
 	defer func() {
 		if p := recover(); p != nil {
-			fail(con, reaper, -1, fmt.Errorf("internal error: %v\n%s", p, debug.Stack()))
+			fail(con, reaper, nil, fmt.Errorf("internal error: %v\n%s", p, debug.Stack()))
 		}
 	}()
 
@@ -78,78 +80,106 @@ func Main() {
 		cancel()
 	}()
 
-	plan, status, err := run(ctx, con, reaper)
+	plan, res, err := run(ctx, con, reaper)
 	if err != nil {
-		delay := -1
-		if plan != nil {
-			delay = plan.PoweroffDelay
-		}
-		fail(con, reaper, delay, err)
+		fail(con, reaper, plan, err)
 	}
-	fmt.Fprintf(con, "%s%d\n", console.StatusPrefix, status)
+	fmt.Fprintf(con, "%s%d\n", console.StatusPrefix, res.Status)
+	action := pid1.PowerOff
+	if res.Action == pipeline.Reboot {
+		action = pid1.Reboot
+	}
+	if ctx.Err() != nil {
+		// Asked from outside (SIGTERM, ctrl-alt-del): that wins.
+		action = pid1.Action(requested.Load())
+	}
 	if plan.PoweroffDelay > 0 {
+		fmt.Fprintf(con, "ociboot: %s in %ds\n", action, plan.PoweroffDelay)
 		time.Sleep(time.Duration(plan.PoweroffDelay) * time.Second)
 	}
-	pid1.Shutdown(pid1.Action(requested.Load()), reaper, con)
+	pid1.ShutdownWith(action, reaper, con, endCommand(plan, action))
+}
+
+// endCommand is the command the plan gives for action, if any.
+func endCommand(plan *bootcfg.Plan, action pid1.Action) []string {
+	if plan == nil {
+		return nil
+	}
+	if action == pid1.Reboot {
+		return plan.RebootCmd
+	}
+	return plan.ShutdownCmd
 }
 
 // run is the walk itself: every stage in order, returning the pipeline
 // status or the first stage error.
-func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan, int, error) {
+func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan, pipeline.Result, error) {
+	var none pipeline.Result
 	baked, err := readBaked(bootcfg.BakedPath)
 	if err == nil {
 		err = readBakedRegistry(&baked, bootcfg.AuthPath, bootcfg.CAPath)
 	}
 	if err != nil {
-		return nil, 0, stage("config", err)
+		return nil, none, stage("config", err)
 	}
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return nil, 0, stage("cmdline", err)
+		return nil, none, stage("cmdline", err)
 	}
 	plan, err := bootcfg.Parse(strings.TrimSpace(string(cmdline)), baked)
 	if err != nil {
-		return nil, 0, stage("cmdline", err)
+		return nil, none, stage("cmdline", err)
 	}
-	setIdentity(con)
+	setIdentity(con, cmp.Or(plan.Hostname, "ociboot"))
 
+	for _, f := range plan.Insmods {
+		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
+			return plan, none, stage("modules", err)
+		}
+		fmt.Fprintf(con, "ociboot: modules: inserted %s\n", f)
+	}
 	modules := append(append([]string(nil), baked.Modules...), plan.Modules...)
 	if err := loadModules(con, modules); err != nil {
-		return plan, 0, stage("modules", err)
+		return plan, none, stage("modules", err)
 	}
 
 	start := time.Now()
 	if _, err := netconf.Up(ctx, netconf.Options{Log: console.Stage(con, "network")}); err != nil {
-		return plan, 0, stage("network", err)
+		return plan, none, stage("network", err)
 	}
 	fmt.Fprintf(con, "ociboot: network: up in %s\n", time.Since(start).Round(time.Millisecond))
 
-	status := pipeline.Run(ctx, pipeline.Config{
+	res := pipeline.Run(ctx, pipeline.Config{
 		Plan:     plan,
 		Runtime:  runtime.Runtime{Path: baked.Runtime},
 		StateDir: "/var/lib/ociboot",
 		Procs:    reaper,
 		Log:      con,
 	})
-	return plan, status, nil
+	return plan, res, nil
 }
 
 // fail reports a stage failure on the console, waits so that it can be
-// read, and powers off.
-func fail(con io.Writer, reaper *pid1.Reaper, delay int, err error) {
+// read, and powers off or reboots as the plan (if there is one yet) says.
+func fail(con io.Writer, reaper *pid1.Reaper, plan *bootcfg.Plan, err error) {
 	fmt.Fprintf(con, "ociboot: boot failed at %v\n", err)
-	wait := failDelay
-	if delay >= 0 {
-		wait = time.Duration(delay) * time.Second
+	wait, action := failDelay, pid1.PowerOff
+	if plan != nil {
+		if plan.PoweroffDelay >= 0 {
+			wait = time.Duration(plan.PoweroffDelay) * time.Second
+		}
+		if plan.OnFailure == bootcfg.FailReboot {
+			action = pid1.Reboot
+		}
 	}
 	if wait > 0 {
-		fmt.Fprintf(con, "ociboot: powering off in %s\n", wait)
+		fmt.Fprintf(con, "ociboot: %s in %s\n", action, wait)
 		time.Sleep(wait)
 	}
 	if reaper == nil {
 		reaper = pid1.NewReaper()
 	}
-	pid1.Shutdown(pid1.PowerOff, reaper, con)
+	pid1.ShutdownWith(action, reaper, con, endCommand(plan, action))
 }
 
 // readBaked reads the configuration `ociboot build` baked in.
@@ -196,9 +226,9 @@ func readBakedRegistry(b *bootcfg.Baked, authPath, caPath string) error {
 	return nil
 }
 
-// setIdentity gives the machine a hostname and the files containers expect.
-func setIdentity(con io.Writer) {
-	const name = "ociboot"
+// setIdentity gives the machine its host name and the files containers
+// expect.
+func setIdentity(con io.Writer, name string) {
 	if err := os.WriteFile("/proc/sys/kernel/hostname", []byte(name), 0); err != nil {
 		fmt.Fprintf(con, "ociboot: setting the hostname: %v (going on)\n", err)
 	}

@@ -32,6 +32,14 @@ type paramDef struct {
 func knownParams() []paramDef {
 	return []paramDef{
 		{names: []string{"ociboot.container", "ociboot.run", "b2c.container", "b2c.run"}, apply: applyContainer},
+		{names: []string{"ociboot.service", "b2c.service"}, apply: applyService},
+		{names: []string{"ociboot.post_container", "b2c.post_container"}, apply: applyPostContainer},
+		{names: []string{"ociboot.pipefail", "b2c.pipefail"}, apply: applyPipefail},
+		{names: []string{"ociboot.shutdown_cmd", "b2c.shutdown_cmd"}, apply: applyShutdownCmd},
+		{names: []string{"ociboot.reboot_cmd", "b2c.reboot_cmd"}, apply: applyRebootCmd},
+		{names: []string{"ociboot.on_failure"}, apply: applyOnFailure},
+		{names: []string{"ociboot.hostname", "b2c.hostname"}, apply: applyHostname},
+		{names: []string{"ociboot.insmods", "b2c.insmods"}, apply: applyInsmods},
 		{names: []string{"ociboot.modules"}, apply: applyModules},
 		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
 		{names: []string{"ociboot.registry_mirror"}, apply: applyRegistryMirror, key: mirrorKey},
@@ -57,14 +65,27 @@ type source struct {
 // left to the kernel. Parsing stops at a bare `--`, after which the kernel
 // passes the arguments to init.
 func Parse(kernelCmdline string, baked Baked) (*Plan, error) {
+	return parseLayers(baked, layer{baked.Cmdline, "baked-in"}, layer{kernelCmdline, "kernel"})
+}
+
+// ParseWithExtra is Parse with a third layer on top: extra, the command
+// line fetched from ociboot.extra_args_url, replaces the kernel's
+// parameters as those replace the baked-in ones.
+func ParseWithExtra(kernelCmdline string, baked Baked, extra string) (*Plan, error) {
+	return parseLayers(baked, layer{baked.Cmdline, "baked-in"}, layer{kernelCmdline, "kernel"}, layer{extra, "extra_args_url"})
+}
+
+// layer is one command line and where it comes from, lowest first.
+type layer struct{ cmdline, origin string }
+
+func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
 	defs := knownParams()
-	defaults, err := collect(baked.Cmdline, "baked-in", defs)
-	if err != nil {
-		return nil, err
-	}
-	given, err := collect(kernelCmdline, "kernel", defs)
-	if err != nil {
-		return nil, err
+	byLayer := make([][][]source, len(layers))
+	for i, l := range layers {
+		var err error
+		if byLayer[i], err = collect(l.cmdline, l.origin, defs); err != nil {
+			return nil, err
+		}
 	}
 	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts}
 	for host, c := range baked.RegistryAuth {
@@ -74,12 +95,14 @@ func Parse(kernelCmdline string, baked Baked) (*Plan, error) {
 		plan.RegistryAuth[image.NormalizeRegistry(host)] = c
 	}
 	for i, def := range defs {
-		values := given[i]
-		switch {
-		case def.key != nil:
-			values = mergeByKey(defaults[i], given[i], def.key)
-		case len(values) == 0:
-			values = defaults[i]
+		var values []source
+		for _, l := range byLayer {
+			switch {
+			case def.key != nil:
+				values = mergeByKey(values, l[i], def.key)
+			case len(l[i]) > 0:
+				values = l[i]
+			}
 		}
 		for _, v := range values {
 			if err := def.apply(plan, v.Param); err != nil {
@@ -124,8 +147,12 @@ func collect(cmdline, origin string, defs []paramDef) ([][]source, error) {
 		}
 		i := findParam(defs, p.Key)
 		if i < 0 {
-			return nil, fmt.Errorf("unknown %s parameter %q: expected one of %s",
-				origin, p.Key, strings.Join(allNames(defs), ", "))
+			hint := ""
+			if near := nearest(p.Key, allNames(defs)); near != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", near)
+			}
+			return nil, fmt.Errorf("unknown %s parameter %q%s: ociboot's parameters are listed in docs/cmdline.md",
+				origin, p.Key, hint)
 		}
 		byDef[i] = append(byDef[i], source{p, origin})
 	}
@@ -166,17 +193,153 @@ func value(v Param) (string, error) {
 	return v.Value, nil
 }
 
-func applyContainer(p *Plan, v Param) error {
+// containerParam reads a container parameter's value, in the dialect its
+// name says: b2c. containers run as boot2container runs them.
+func containerParam(v Param) (Container, error) {
 	s, err := value(v)
 	if err != nil {
-		return fmt.Errorf("%w: [OPTIONS] IMAGE [COMMAND [ARG...]]", err)
+		return Container{}, fmt.Errorf("%w: [OPTIONS] IMAGE [COMMAND [ARG...]]", err)
 	}
 	c, err := ParseContainer(s)
 	if err != nil {
-		return err
+		return Container{}, err
 	}
-	p.Containers = append(p.Containers, c)
+	if strings.HasPrefix(v.Key, "b2c.") {
+		c.Dialect = DialectB2C
+	}
+	return c, nil
+}
+
+func applyContainer(p *Plan, v Param) error {
+	c, err := containerParam(v)
+	if err == nil {
+		p.Containers = append(p.Containers, c)
+	}
+	return err
+}
+
+func applyService(p *Plan, v Param) error {
+	c, err := containerParam(v)
+	if err == nil {
+		p.Services = append(p.Services, c)
+	}
+	return err
+}
+
+func applyPostContainer(p *Plan, v Param) error {
+	c, err := containerParam(v)
+	if err == nil {
+		p.PostContainers = append(p.PostContainers, c)
+	}
+	return err
+}
+
+// applyPipefail takes the bare flag (boot2container's spelling) or a
+// boolean value.
+func applyPipefail(p *Plan, v Param) error {
+	if !v.HasValue {
+		p.Pipefail = true
+		return nil
+	}
+	switch strings.ToLower(v.Value) {
+	case "1", "true", "yes", "on":
+		p.Pipefail = true
+	case "0", "false", "no", "off":
+		p.Pipefail = false
+	default:
+		return fmt.Errorf("got %q, expected no value, or 1/0, true/false, yes/no, on/off", v.Value)
+	}
 	return nil
+}
+
+// command reads a command line run inside the initramfs: shell words,
+// the first an absolute path or a program name.
+func command(v Param) ([]string, error) {
+	const want = "a command such as \"/bin/poweroff -f\" (split like a shell would)"
+	s, err := value(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, want)
+	}
+	args, err := ShellSplit(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("empty command, expected %s", want)
+	}
+	return args, nil
+}
+
+func applyShutdownCmd(p *Plan, v Param) error {
+	args, err := command(v)
+	p.ShutdownCmd = args
+	return err
+}
+
+func applyRebootCmd(p *Plan, v Param) error {
+	args, err := command(v)
+	p.RebootCmd = args
+	return err
+}
+
+func applyOnFailure(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: poweroff or reboot", err)
+	}
+	switch FailureAction(s) {
+	case FailPowerOff, FailReboot:
+		p.OnFailure = FailureAction(s)
+		return nil
+	}
+	return fmt.Errorf("got %q, expected poweroff or reboot", s)
+}
+
+// applyHostname checks what sethostname takes: 1 to 64 bytes, here
+// limited to a DNS label or name (letters, digits, '-' and '.').
+func applyHostname(p *Plan, v Param) error {
+	const want = "a host name of 1 to 64 letters, digits, '-' and '.', such as runner-12"
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, want)
+	}
+	ok := s != "" && len(s) <= 64 && s[0] != '-' && s[0] != '.'
+	for _, r := range s {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.')
+	}
+	if !ok {
+		return fmt.Errorf("got %q, expected %s", s, want)
+	}
+	p.Hostname = s
+	return nil
+}
+
+// applyInsmods takes module files shipped in the initramfs: absolute
+// paths, or paths relative to /.
+func applyInsmods(p *Plan, v Param) error {
+	const want = "comma-separated paths of module files in the initramfs, such as /lib/modules/extra/a.ko,b.ko.xz"
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, want)
+	}
+	var files []string
+	for _, f := range strings.Split(s, ",") {
+		if f == "" || strings.ContainsAny(f, " \t\n") || !hasModuleSuffix(f) {
+			return fmt.Errorf("module file %q: expected %s", f, want)
+		}
+		files = append(files, f)
+	}
+	p.Insmods = files
+	return nil
+}
+
+func hasModuleSuffix(f string) bool {
+	for _, suffix := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		if strings.HasSuffix(f, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 func applyModules(p *Plan, v Param) error {
@@ -311,4 +474,37 @@ func applyPullTimeout(p *Plan, v Param) error {
 	}
 	p.PullTimeout = d
 	return nil
+}
+
+// nearest returns the name closest to key in spelling, when it is close
+// enough to be a likely typo ("" otherwise).
+func nearest(key string, names []string) string {
+	best, bestDist := "", 3
+	for _, n := range names {
+		if d := editDistance(key, n); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -1,7 +1,10 @@
 package bootcfg
 
 import (
+	"fmt"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -15,6 +18,12 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return ct
+	}
+	b2c := func(spec string) Container {
+		t.Helper()
+		ct := c(spec)
+		ct.Dialect = DialectB2C
 		return ct
 	}
 	tests := []struct {
@@ -31,7 +40,7 @@ func TestParse(t *testing.T) {
 			"",
 			Plan{
 				Containers: []Container{
-					c("-ti docker://alpine:latest"), c("alpine sh -c 'echo hi; exit 3'"),
+					b2c("-ti docker://alpine:latest"), b2c("alpine sh -c 'echo hi; exit 3'"),
 					c("busybox"), c("--entrypoint=/bin/true busybox"),
 				},
 				PoweroffDelay: 15,
@@ -53,7 +62,7 @@ func TestParse(t *testing.T) {
 			`b2c.run=busybox ociboot.insecure_registry=[fd00::1]:5000 ociboot.insecure_registry=registry.lan`,
 			`ociboot.container=alpine ociboot.container=debian ociboot.insecure_registry=10.0.2.100:5000 ociboot.poweroff_delay=3 ociboot.modules=a`,
 			Plan{
-				Containers:         []Container{c("busybox")},
+				Containers:         []Container{b2c("busybox")},
 				Modules:            []string{"a"},
 				InsecureRegistries: []string{"[fd00::1]:5000", "registry.lan"},
 				PoweroffDelay:      3,
@@ -61,6 +70,25 @@ func TestParse(t *testing.T) {
 		},
 		{"last value wins", "b2c.poweroff_delay=1 ociboot.poweroff_delay=2 ociboot.modules=a ociboot.modules=b", "", Plan{Modules: []string{"b"}, PoweroffDelay: 2}},
 		{"arguments for init after --", "ociboot.container=alpine -- ociboot.container=debian ociboot.foo", "", Plan{Containers: []Container{c("alpine")}, PoweroffDelay: -1}},
+		{
+			"pipeline, services, post containers and shutdown",
+			`b2c.service=redis b2c.post_container="busybox echo post" ociboot.service="--name db postgres" b2c.pipefail b2c.shutdown_cmd="/bin/busybox poweroff -f" ` +
+				`ociboot.reboot_cmd="/sbin/reboot -f" ociboot.on_failure=reboot b2c.hostname=runner-12 b2c.insmods=/lib/modules/extra/a.ko,b.ko.xz ociboot.container=alpine`,
+			"ociboot.pipefail=0",
+			Plan{
+				Containers:     []Container{c("alpine")},
+				Services:       []Container{b2c("redis"), c("--name db postgres")},
+				PostContainers: []Container{b2c("busybox echo post")},
+				Pipefail:       true,
+				ShutdownCmd:    []string{"/bin/busybox", "poweroff", "-f"},
+				RebootCmd:      []string{"/sbin/reboot", "-f"},
+				OnFailure:      FailReboot,
+				Hostname:       "runner-12",
+				Insmods:        []string{"/lib/modules/extra/a.ko", "b.ko.xz"},
+				PoweroffDelay:  -1,
+			},
+		},
+		{"pipefail values", "ociboot.pipefail=yes ociboot.pipefail=off", "", Plan{PoweroffDelay: -1}},
 		{"other namespaces are left alone", "rd.container.rootfs=x ociboot2.foo b2cx=1 OCIBOOT.foo", "", Plan{PoweroffDelay: -1}},
 	}
 	for _, tt := range tests {
@@ -81,7 +109,18 @@ func TestParse(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ kernel, baked, want string }{
-		{"ociboot.foo=1", "", `unknown kernel parameter "ociboot.foo": expected one of ociboot.container, ociboot.run, b2c.container, b2c.run, ociboot.modules, ociboot.insecure_registry, ociboot.registry_mirror, ociboot.registry_auth, ociboot.platform, ociboot.pull_timeout, ociboot.poweroff_delay, b2c.poweroff_delay`},
+		{"ociboot.foo=1", "", `unknown kernel parameter "ociboot.foo": ociboot's parameters are listed in docs/cmdline.md`},
+		{"b2c.containr=alpine", "", `unknown kernel parameter "b2c.containr" (did you mean b2c.container?)`},
+		{"b2c.pipefail=maybe", "", `b2c.pipefail="maybe": got "maybe", expected no value, or 1/0`},
+		{"b2c.shutdown_cmd=", "", `b2c.shutdown_cmd="": empty command`},
+		{"b2c.reboot_cmd", "", `b2c.reboot_cmd: needs a value: a command`},
+		{"ociboot.on_failure=halt", "", `got "halt", expected poweroff or reboot`},
+		{"b2c.hostname=-x", "", `got "-x", expected a host name`},
+		{"b2c.hostname=a_b", "", `got "a_b"`},
+		{"b2c.insmods=a.ko,", "", `module file "": expected comma-separated paths`},
+		{"b2c.insmods=a.txt", "", `module file "a.txt"`},
+		{"b2c.service", "", `b2c.service: needs a value: [OPTIONS] IMAGE`},
+		{"b2c.post_container=--bogus alpine", "", `unknown container option --bogus`},
 		{"b2c.volume=job", "", `unknown kernel parameter "b2c.volume"`},
 		{"", "ociboot.bar", `unknown baked-in parameter "ociboot.bar"`},
 		{"ociboot.container", "", `kernel parameter ociboot.container: needs a value: [OPTIONS] IMAGE`},
@@ -113,4 +152,85 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("Parse(%q, %q) = %+v, %v\nwant error containing %q", tt.kernel, tt.baked, got, err, tt.want)
 		}
 	}
+}
+
+func TestParseWithExtra(t *testing.T) {
+	baked := Baked{Cmdline: "ociboot.container=a ociboot.poweroff_delay=1 ociboot.registry_mirror=docker.io=m1 ociboot.registry_mirror=quay.io=q1"}
+	kernel := "ociboot.container=b ociboot.hostname=k ociboot.registry_mirror=docker.io=m2"
+	extra := "b2c.container=c ociboot.registry_mirror=quay.io=q2 b2c.pipefail"
+	p, err := ParseWithExtra(kernel, baked, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Containers) != 1 || p.Containers[0].Image != "c" || p.Containers[0].Dialect != DialectB2C {
+		t.Errorf("containers %+v: want the extra args' b2c container alone", p.Containers)
+	}
+	if p.Hostname != "k" || p.PoweroffDelay != 1 || !p.Pipefail {
+		t.Errorf("hostname %q, poweroff delay %d, pipefail %v: want k (kernel), 1 (baked), true (extra)", p.Hostname, p.PoweroffDelay, p.Pipefail)
+	}
+	got := fmt.Sprint(p.RegistryMirrors)
+	if want := "[docker.io=m2 quay.io=q2]"; got != want {
+		t.Errorf("mirrors %s, want %s: each layer replaces a registry's mirrors", got, want)
+	}
+	if _, err := ParseWithExtra(kernel, baked, "ociboot.nope=1"); err == nil || !strings.Contains(err.Error(), `unknown extra_args_url parameter "ociboot.nope"`) {
+		t.Errorf("unknown extra parameter: %v", err)
+	}
+}
+
+// TestDocumentedParameters checks that docs/cmdline.md documents every
+// parameter the parser knows, and no other.
+func TestDocumentedParameters(t *testing.T) {
+	data, err := os.ReadFile("../../docs/cmdline.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z_]+)`")
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " |")
+		for _, m := range name.FindAllStringSubmatch(first, -1) {
+			documented[m[1]] = true
+		}
+	}
+	known := map[string]bool{}
+	for _, n := range allNames(knownParams()) {
+		known[n] = true
+		if !documented[n] {
+			t.Errorf("parameter %s is not documented in docs/cmdline.md", n)
+		}
+	}
+	for n := range documented {
+		if !known[n] {
+			t.Errorf("docs/cmdline.md documents %s, which the parser does not know", n)
+		}
+	}
+}
+
+// FuzzParse feeds arbitrary command lines to Parse: it must not panic,
+// and a Plan it returns holds only containers with an image.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`b2c.container="-ti docker://alpine:latest" b2c.pipefail ociboot.service=redis`,
+		`ociboot.registry_auth=r,u,p ociboot.registry_mirror=docker.io=m|n ociboot.pull_timeout=90s`,
+		`b2c.shutdown_cmd="/bin/poweroff -f" b2c.insmods=a.ko ociboot.on_failure=reboot -- ociboot.x`,
+		`ociboot.hostname=x ociboot.platform=linux/arm/v7 ociboot.modules=a,b b2c.poweroff_delay=3`,
+	} {
+		f.Add(s, "ociboot.container=alpine")
+	}
+	f.Fuzz(func(t *testing.T, kernel, baked string) {
+		p, err := ParseWithExtra(kernel, Baked{Cmdline: baked}, kernel)
+		if err != nil {
+			return
+		}
+		for _, list := range [][]Container{p.Containers, p.Services, p.PostContainers} {
+			for _, c := range list {
+				if c.Image == "" {
+					t.Fatalf("container %q without an image", c.Spec)
+				}
+			}
+		}
+	})
 }

@@ -41,10 +41,40 @@ type Baked struct {
 	CACerts []byte `json:"-"`
 }
 
+// FailureAction is what PID 1 does when it cannot go on
+// (ociboot.on_failure=): after printing why and waiting.
+type FailureAction string
+
+// Failure actions.
+const (
+	FailPowerOff FailureAction = "poweroff"
+	FailReboot   FailureAction = "reboot"
+)
+
 // Plan is everything PID 1 has been asked to do, in typed form.
 type Plan struct {
 	// Containers form the pipeline, run one after the other, in order.
 	Containers []Container
+	// Services are background containers started before the pipeline
+	// and stopped after it (and after the post containers).
+	Services []Container
+	// PostContainers run after the pipeline, even when it failed; their
+	// statuses do not change the pipeline's.
+	PostContainers []Container
+	// Pipefail stops the pipeline at its first failing container (the
+	// post containers still run).
+	Pipefail bool
+	// ShutdownCmd and RebootCmd, when set, are run (inside the
+	// initramfs) to power off or reboot instead of ociboot's own calls.
+	ShutdownCmd, RebootCmd []string
+	// OnFailure is what to do when ociboot itself cannot go on; "" means
+	// FailPowerOff.
+	OnFailure FailureAction
+	// Hostname is the machine's host name; "" means "ociboot".
+	Hostname string
+	// Insmods are module files in the initramfs, inserted as they are, in
+	// order, before the named modules (ociboot.insmods=).
+	Insmods []string
 	// Modules are extra kernel modules to load (ociboot.modules=).
 	Modules []string
 	// InsecureRegistries are HOST[:PORT] registries (or mirrors) reached
@@ -72,11 +102,26 @@ type Plan struct {
 	PoweroffDelay int
 }
 
+// Dialect says whose defaults a container gets.
+type Dialect int
+
+// Dialects.
+const (
+	// DialectNative containers (ociboot.container=) get podman run's
+	// defaults.
+	DialectNative Dialect = iota
+	// DialectB2C containers (b2c.container=) get boot2container's:
+	// --privileged --network=host --pull=always.
+	DialectB2C
+)
+
 // Container is one `ociboot.container=` entry: podman-run style options,
 // an image reference and an optional command.
 type Container struct {
 	// Spec is the parameter's value as written, for messages.
 	Spec string
+	// Dialect is set by the parameter's namespace.
+	Dialect Dialect
 	// Image is the image reference as written (docker:// prefix removed).
 	Image string
 	// Command, when not empty, replaces the image's Cmd.

@@ -117,3 +117,16 @@ func LoadModules(dir string, names []string) error {
 	_, err = ix.Load(names, LoadOptions{})
 	return err
 }
+
+// InsertFile inserts the module in file (compressed or not) as it is,
+// without dependencies; a module already loaded (EEXIST) is no error.
+func InsertFile(file string) error {
+	image, err := ReadModule(file)
+	if err != nil {
+		return fmt.Errorf("kmod: inserting %s: %w", file, err)
+	}
+	if err := unix.InitModule(image, ""); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("kmod: inserting %s: init_module: %w", file, err)
+	}
+	return nil
+}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/ociboot/ociboot/internal/console"
@@ -52,9 +54,27 @@ func Requests() <-chan Action {
 // Shutdown stops every process, syncs the disks, prints console.SafeLine to log
 // and powers off or reboots. It does not return.
 func Shutdown(a Action, r *Reaper, log io.Writer) {
+	ShutdownWith(a, r, log, nil)
+}
+
+// ShutdownWith is Shutdown that runs command (argv; ociboot.shutdown_cmd or
+// reboot_cmd) to power off or reboot, when it is not empty. If the command
+// cannot run or returns, ociboot powers off or reboots itself. It does not
+// return.
+func ShutdownWith(a Action, r *Reaper, log io.Writer, command []string) {
 	killAll(r, 5*time.Second)
 	unix.Sync()
 	fmt.Fprintln(log, console.SafeLine)
+	if len(command) > 0 {
+		c := exec.Command(command[0], command[1:]...)
+		c.Stdout, c.Stderr = log, log
+		code, err := r.Run(c)
+		if err == nil {
+			err = fmt.Errorf("it exited with status %d", code)
+		}
+		fmt.Fprintf(log, "ociboot: %s command %q did not %s: %v; doing it myself\n", a, strings.Join(command, " "), a, err)
+		unix.Sync()
+	}
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
 	if a == Reboot {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART

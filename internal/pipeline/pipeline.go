@@ -1,6 +1,9 @@
-// Package pipeline runs a Plan's containers one after the other under the
-// OCI runtime and computes the pipeline status the way boot2container does:
-// the exit code of the first container that failed, else 0.
+// Package pipeline runs a Plan's containers under the OCI runtime the way
+// boot2container does: services in the background, then the pipeline
+// containers one after the other, then the post containers, and computes
+// the pipeline status (the exit code of the first pipeline container that
+// failed, else 0) and the end action (power off, or reboot when a
+// container asked for it).
 package pipeline
 
 import (
@@ -10,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
@@ -22,9 +26,25 @@ import (
 // at all (image pull, unpack or bundle failure), as podman run's 125.
 const StatusSetupFailed = 125
 
+// Exit codes with which a container changes the end action, as in
+// boot2container (a container that ran `reboot` exits with 129).
+const (
+	StatusReboot   = 129
+	StatusPowerOff = 130
+)
+
 // stopGrace is how long a container gets between SIGTERM and SIGKILL when
-// the machine is asked to shut down.
+// it is stopped (a service at the end, anything at shutdown).
 const stopGrace = 10 * time.Second
+
+// EndAction is what the machine does once the pipeline is over.
+type EndAction string
+
+// End actions; their values are those of B2C_PIPELINE_SHUTDOWN_MODE.
+const (
+	PowerOff EndAction = "poweroff"
+	Reboot   EndAction = "reboot"
+)
 
 // Procs starts processes and waits for them. PID 1's reaper is one; it
 // must be used for every child so that reaping orphans cannot steal a
@@ -48,6 +68,213 @@ type Config struct {
 	Stdin, Stdout, Stderr *os.File
 }
 
+// Result is how the pipeline went.
+type Result struct {
+	// Status is the exit code of the first pipeline container that failed
+	// (StatusSetupFailed if it could not start), else 0.
+	Status int
+	// FailedBy is the spec of that container, "" when Status is 0.
+	FailedBy string
+	// Action is the end action: PowerOff unless a container exited with
+	// StatusReboot (and none later with StatusPowerOff).
+	Action EndAction
+}
+
+// state is what the containers are told about the pipeline so far.
+type state struct {
+	Result
+	prevSpec string
+	prevCode int
+	ran      bool // prevSpec and prevCode are set
+}
+
+// env is the environment every container gets, under boot2container's
+// names and ociboot's.
+func (s state) env() []string {
+	prevCode := ""
+	if s.ran {
+		prevCode = strconv.Itoa(s.prevCode)
+	}
+	vars := [][2]string{
+		{"PIPELINE_STATUS", strconv.Itoa(s.Status)},
+		{"PIPELINE_FAILED_BY", s.FailedBy},
+		{"PIPELINE_PREV_CONTAINER", s.prevSpec},
+		{"PIPELINE_PREV_CONTAINER_EXIT_CODE", prevCode},
+		{"PIPELINE_SHUTDOWN_MODE", string(s.Action)},
+	}
+	var env []string
+	for _, prefix := range []string{"B2C_", "OCIBOOT_"} {
+		for _, v := range vars {
+			env = append(env, prefix+v[0]+"="+v[1])
+		}
+	}
+	return env
+}
+
+// record takes a finished container's exit code into account; pipeline
+// containers may set the status, any container the end action. 129 and
+// 130 are what a container's init gets when it calls reboot(2) or
+// poweroff in its PID namespace: requests, not failures.
+func (s *state) record(spec string, code int, pipeline bool) {
+	s.prevSpec, s.prevCode, s.ran = spec, code, true
+	switch code {
+	case StatusReboot:
+		s.Action = Reboot
+	case StatusPowerOff:
+		s.Action = PowerOff
+	}
+	if pipeline && code != 0 && code != StatusReboot && code != StatusPowerOff && s.Status == 0 {
+		s.Status, s.FailedBy = code, spec
+	}
+}
+
+// job is one container to run, with what names it in messages.
+type job struct {
+	ct    bootcfg.Container
+	kind  string // "container", "service" or "post container"
+	index int    // from 1, within its kind
+	count int
+	id    string
+}
+
+func (j job) String() string {
+	return fmt.Sprintf("%s %d/%d (%s)", j.kind, j.index, j.count, j.ct.Image)
+}
+
+func jobs(list []bootcfg.Container, kind, idPrefix string) []job {
+	out := make([]job, len(list))
+	for i, ct := range list {
+		id := ct.Name
+		if id == "" {
+			id = fmt.Sprintf("%s-%d", idPrefix, i+1)
+		}
+		out[i] = job{ct: ct, kind: kind, index: i + 1, count: len(list), id: id}
+	}
+	return out
+}
+
+// Run starts the plan's services, runs its pipeline containers in order
+// (with Pipefail, none after the first failure), then its post
+// containers, stops the services and returns the result. When ctx is
+// cancelled (the machine is asked to shut down), the running containers
+// are stopped and no more are started.
+func Run(ctx context.Context, c Config) Result {
+	s := state{Result: Result{Action: PowerOff}}
+
+	var services []*running
+	for _, j := range jobs(c.Plan.Services, "service", "service") {
+		if ctx.Err() != nil {
+			break
+		}
+		r, err := c.start(ctx, j, s.env())
+		if err != nil {
+			fmt.Fprintf(c.Log, "ociboot: %s: %v\n", j, err)
+			continue
+		}
+		fmt.Fprintf(c.Log, "ociboot: %s: running in the background\n", j)
+		services = append(services, r)
+	}
+
+	stopped := false
+	for _, j := range jobs(c.Plan.Containers, "container", "container") {
+		switch {
+		case ctx.Err() != nil:
+			fmt.Fprintf(c.Log, "ociboot: %s: not started: shutting down\n", j)
+			s.record(j.ct.Spec, StatusSetupFailed, true)
+			continue
+		case stopped:
+			fmt.Fprintf(c.Log, "ociboot: %s: not started: pipefail, an earlier container failed\n", j)
+			continue
+		}
+		code := c.runJob(ctx, j, s.env())
+		s.record(j.ct.Spec, code, true)
+		stopped = c.Plan.Pipefail && code != 0
+	}
+
+	for _, j := range jobs(c.Plan.PostContainers, "post container", "post") {
+		if ctx.Err() != nil {
+			fmt.Fprintf(c.Log, "ociboot: %s: not started: shutting down\n", j)
+			continue
+		}
+		s.record(j.ct.Spec, c.runJob(ctx, j, s.env()), false)
+	}
+
+	for _, r := range services {
+		code := c.stop(r)
+		fmt.Fprintf(c.Log, "ociboot: %s: stopped, status %d\n", r.job, code)
+	}
+	return s.Result
+}
+
+// running is a started container.
+type running struct {
+	job  job
+	done chan int // gets the exit status
+}
+
+// runJob runs one container to its end and returns its status.
+func (c Config) runJob(ctx context.Context, j job, env []string) int {
+	r, err := c.start(ctx, j, env)
+	if err != nil {
+		fmt.Fprintf(c.Log, "ociboot: %s: %v\n", j, err)
+		return StatusSetupFailed
+	}
+	var code int
+	select {
+	case code = <-r.done:
+	case <-ctx.Done():
+		code = c.stop(r)
+	}
+	fmt.Fprintf(c.Log, "ociboot: %s exited with status %d\n", j, code)
+	return code
+}
+
+// start pulls, unpacks and starts one container. Its bundle is removed
+// when it ends.
+func (c Config) start(ctx context.Context, j job, env []string) (*running, error) {
+	bundle := filepath.Join(c.StateDir, "containers", j.id)
+	fmt.Fprintf(c.Log, "ociboot: %s: pulling %s\n", j, j.ct.Image)
+	begin := time.Now()
+	if err := prepare(ctx, c, j.ct, bundle, env); err != nil {
+		os.RemoveAll(bundle)
+		return nil, err
+	}
+	fmt.Fprintf(c.Log, "ociboot: %s: starting %s (pulled and unpacked in %s)\n", j, j.id, time.Since(begin).Round(time.Millisecond))
+	cmd := c.Runtime.Command(bundle, j.id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr)
+	wait, err := c.Procs.Start(cmd)
+	if err != nil {
+		os.RemoveAll(bundle)
+		return nil, err
+	}
+	r := &running{job: j, done: make(chan int, 1)}
+	go func() {
+		// `crun run` deletes the container's state when it ends.
+		code := wait()
+		os.RemoveAll(bundle)
+		r.done <- code
+	}()
+	return r, nil
+}
+
+// stop asks a running container to stop, then insists, and returns its
+// status.
+func (c Config) stop(r *running) int {
+	select {
+	case code := <-r.done:
+		return code
+	default:
+	}
+	c.kill(r.job.id, "TERM")
+	select {
+	case code := <-r.done:
+		return code
+	case <-time.After(stopGrace):
+	}
+	c.kill(r.job.id, "KILL")
+	return <-r.done
+}
+
 // stdio returns f, or def when f is nil.
 func stdio(f, def *os.File) *os.File {
 	if f != nil {
@@ -56,75 +283,8 @@ func stdio(f, def *os.File) *os.File {
 	return def
 }
 
-// Run runs every container of the plan in order and returns the pipeline
-// status. When ctx is cancelled, the running container is stopped and the
-// remaining ones are not started.
-func Run(ctx context.Context, c Config) int {
-	status := 0
-	n := len(c.Plan.Containers)
-	for i, ct := range c.Plan.Containers {
-		if ctx.Err() != nil {
-			fmt.Fprintf(c.Log, "ociboot: container %d/%d (%s): not started: shutting down\n", i+1, n, ct.Image)
-			if status == 0 {
-				status = StatusSetupFailed
-			}
-			continue
-		}
-		code := runOne(ctx, c, i, ct)
-		fmt.Fprintf(c.Log, "ociboot: container %d/%d (%s) exited with status %d\n", i+1, n, ct.Image, code)
-		if code != 0 && status == 0 {
-			status = code
-		}
-	}
-	return status
-}
-
-// runOne pulls, unpacks and runs one container, and returns its status.
-func runOne(ctx context.Context, c Config, i int, ct bootcfg.Container) int {
-	n := len(c.Plan.Containers)
-	id := ct.Name
-	if id == "" {
-		id = fmt.Sprintf("container-%d", i+1)
-	}
-	bundle := filepath.Join(c.StateDir, "containers", id)
-	defer os.RemoveAll(bundle)
-
-	fmt.Fprintf(c.Log, "ociboot: container %d/%d: pulling %s\n", i+1, n, ct.Image)
-	start := time.Now()
-	if err := prepare(ctx, c, ct, id, bundle); err != nil {
-		fmt.Fprintf(c.Log, "ociboot: container %d/%d (%s): %v\n", i+1, n, ct.Image, err)
-		return StatusSetupFailed
-	}
-
-	fmt.Fprintf(c.Log, "ociboot: container %d/%d: starting %s (pulled and unpacked in %s)\n", i+1, n, id, time.Since(start).Round(time.Millisecond))
-	cmd := c.Runtime.Command(bundle, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr)
-	wait, err := c.Procs.Start(cmd)
-	if err != nil {
-		fmt.Fprintf(c.Log, "ociboot: container %d/%d (%s): %v\n", i+1, n, ct.Image, err)
-		return StatusSetupFailed
-	}
-	done := make(chan int, 1)
-	go func() { done <- wait() }()
-	// `crun run` deletes the container's state when it ends.
-	select {
-	case code := <-done:
-		return code
-	case <-ctx.Done():
-	}
-	// Shutting down: ask the container to stop, then insist.
-	c.kill(id, "TERM")
-	select {
-	case code := <-done:
-		return code
-	case <-time.After(stopGrace):
-	}
-	c.kill(id, "KILL")
-	return <-done
-}
-
 // prepare pulls the image, unpacks it and writes the bundle.
-func prepare(ctx context.Context, c Config, ct bootcfg.Container, id, bundle string) error {
+func prepare(ctx context.Context, c Config, ct bootcfg.Container, bundle string, env []string) error {
 	platform := c.Plan.Platform
 	if ct.Platform.Architecture != "" {
 		platform = ct.Platform
@@ -152,7 +312,7 @@ func prepare(ctx context.Context, c Config, ct bootcfg.Container, id, bundle str
 	if err != nil {
 		return fmt.Errorf("reading the image config of %s: %w", ct.Image, err)
 	}
-	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs})
+	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,14 +46,31 @@ func newHarness(t *testing.T) *harness {
 // ociboot's log.
 func (h *harness) run(t *testing.T, ctx context.Context, specs ...string) (int, string, string) {
 	t.Helper()
-	plan := &bootcfg.Plan{InsecureRegistries: []string{h.reg.Addr}, PoweroffDelay: -1}
+	plan := &bootcfg.Plan{Containers: h.containers(t, specs...)}
+	res, out, log := h.runPlan(t, ctx, plan)
+	return res.Status, out, log
+}
+
+// containers parses specs, "busybox" standing for the test image.
+func (h *harness) containers(t *testing.T, specs ...string) []bootcfg.Container {
+	t.Helper()
+	var list []bootcfg.Container
 	for _, s := range specs {
 		c, err := bootcfg.ParseContainer(strings.Replace(s, "busybox", h.ref, 1))
 		if err != nil {
 			t.Fatalf("ParseContainer(%q): %v", s, err)
 		}
-		plan.Containers = append(plan.Containers, c)
+		list = append(list, c)
 	}
+	return list
+}
+
+// runPlan runs plan (its registry settings filled in) and returns the
+// result, the containers' output and ociboot's log.
+func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan) (Result, string, string) {
+	t.Helper()
+	plan.InsecureRegistries = []string{h.reg.Addr}
+	plan.PoweroffDelay = -1
 	out, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +78,7 @@ func (h *harness) run(t *testing.T, ctx context.Context, specs ...string) (int, 
 	defer out.Close()
 	var log bytes.Buffer
 	state := t.TempDir()
-	status := Run(ctx, Config{
+	res := Run(ctx, Config{
 		Plan:     plan,
 		Runtime:  runtime.Runtime{Path: cruntest.Path},
 		StateDir: state,
@@ -76,7 +95,7 @@ func (h *harness) run(t *testing.T, ctx context.Context, specs ...string) (int, 
 	if left, _ := os.ReadDir(filepath.Join(state, "containers")); len(left) != 0 {
 		t.Errorf("%d bundles left in the state directory after the pipeline", len(left))
 	}
-	return status, string(data), log.String()
+	return res, string(data), log.String()
 }
 
 func TestPipeline(t *testing.T) {
@@ -132,3 +151,121 @@ func TestPipeline(t *testing.T) {
 		}
 	})
 }
+
+// freePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestServicesPostContainersPipefail(t *testing.T) {
+	h := newHarness(t)
+
+	t.Run("a service runs during the pipeline and is stopped at the end", func(t *testing.T) {
+		port := freePort(t)
+		plan := &bootcfg.Plan{
+			// The service serves a page on 127.0.0.1 (containers share the
+			// host's network); the pipeline container fetches it.
+			Services: h.containers(t, fmt.Sprintf(`busybox sh -c 'mkdir -p /www && echo served-by-service > /www/index.html && `+
+				`trap "echo service got TERM; exit 0" TERM; httpd -f -p 127.0.0.1:%d -h /www & wait'`, port)),
+			Containers:     h.containers(t, fmt.Sprintf(`busybox sh -c 'for i in $(seq 100); do wget -qO- http://127.0.0.1:%d/ && exit 0; sleep 0.1; done; exit 1'`, port)),
+			PostContainers: h.containers(t, `busybox echo post ran`),
+		}
+		res, out, log := h.runPlan(t, context.Background(), plan)
+		if res.Status != 0 {
+			t.Errorf("status %d, want 0: the pipeline container did not reach the service", res.Status)
+		}
+		want := "served-by-service\npost ran\nservice got TERM\n"
+		if out != want {
+			t.Errorf("output %q, want %q: the service answers during the pipeline and gets SIGTERM after the post containers", out, want)
+		}
+		if !strings.Contains(log, "service 1/1 ("+h.ref+"): stopped, status 0") {
+			t.Error("the log does not say the service was stopped")
+		}
+	})
+
+	t.Run("pipefail stops the pipeline, post containers still run", func(t *testing.T) {
+		plan := &bootcfg.Plan{
+			Pipefail:       true,
+			Containers:     h.containers(t, `busybox sh -c 'echo first; exit 2'`, `busybox echo never`),
+			PostContainers: h.containers(t, `busybox sh -c 'echo post; exit 5'`),
+		}
+		res, out, log := h.runPlan(t, context.Background(), plan)
+		if res.Status != 2 || out != "first\npost\n" {
+			t.Errorf("status %d, output %q: want 2 and the first container then the post container", res.Status, out)
+		}
+		if !strings.Contains(log, "container 2/2 ("+h.ref+"): not started: pipefail") {
+			t.Error("the log does not say why the second container did not run")
+		}
+	})
+
+	t.Run("without pipefail the pipeline goes on; a post container's status does not count", func(t *testing.T) {
+		plan := &bootcfg.Plan{
+			Containers:     h.containers(t, `busybox true`, `busybox sh -c 'exit 2'`, `busybox echo still`),
+			PostContainers: h.containers(t, `busybox sh -c 'exit 5'`),
+		}
+		res, out, _ := h.runPlan(t, context.Background(), plan)
+		if res.Status != 2 || out != "still\n" || res.Action != PowerOff {
+			t.Errorf("status %d, output %q, action %s: want 2, \"still\", poweroff", res.Status, out, res.Action)
+		}
+	})
+}
+
+func TestEnvironmentAndEndActions(t *testing.T) {
+	h := newHarness(t)
+	show := `busybox sh -c 'env | grep PIPELINE_ | sort'`
+	failing := `busybox sh -c 'exit 3'`
+	plan := &bootcfg.Plan{
+		Containers:     h.containers(t, show, failing, show, `busybox sh -c 'exit 129'`),
+		PostContainers: h.containers(t, show),
+	}
+	res, out, _ := h.runPlan(t, context.Background(), plan)
+	if res.Status != 3 || res.FailedBy != plan.Containers[1].Spec || res.Action != Reboot {
+		t.Errorf("result %+v: want status 3, failed by %q, reboot (129)", res, plan.Containers[1].Spec)
+	}
+	blocks := strings.Split(strings.TrimSpace(out), "B2C_PIPELINE_FAILED_BY=")
+	if len(blocks) != 4 {
+		t.Fatalf("output %q: want three environments", out)
+	}
+	env := func(block string) map[string]string {
+		m := map[string]string{}
+		for _, line := range strings.Split("B2C_PIPELINE_FAILED_BY="+block, "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	check := func(name string, got map[string]string, status, failedBy, prev, prevCode, mode string) {
+		t.Helper()
+		for _, prefix := range []string{"B2C_", "OCIBOOT_"} {
+			want := map[string]string{
+				prefix + "PIPELINE_STATUS": status, prefix + "PIPELINE_FAILED_BY": failedBy,
+				prefix + "PIPELINE_PREV_CONTAINER": prev, prefix + "PIPELINE_PREV_CONTAINER_EXIT_CODE": prevCode,
+				prefix + "PIPELINE_SHUTDOWN_MODE": mode,
+			}
+			for k, v := range want {
+				if g, ok := got[k]; !ok || g != v {
+					t.Errorf("%s: %s=%q (set: %v), want %q", name, k, g, ok, v)
+				}
+			}
+		}
+	}
+	check("first container", env(blocks[1]), "0", "", "", "", "poweroff")
+	check("third container", env(blocks[2]), "3", failing2(plan), failing2(plan), "3", "poweroff")
+	check("post container", env(blocks[3]), "3", failing2(plan), plan.Containers[3].Spec, "129", "reboot")
+
+	// 130 switches back to power off.
+	plan = &bootcfg.Plan{Containers: h.containers(t, `busybox sh -c 'exit 129'`, `busybox sh -c 'exit 130'`)}
+	if res, _, _ := h.runPlan(t, context.Background(), plan); res.Action != PowerOff || res.Status != 0 {
+		t.Errorf("result %+v: want poweroff (130 after 129) and status 0", res)
+	}
+}
+
+// failing2 is the spec of the plan's second container.
+func failing2(p *bootcfg.Plan) string { return p.Containers[1].Spec }

@@ -168,6 +168,39 @@ func TestBoot(t *testing.T) {
 		inOrder(t, string(out), "hi", "Execution is over, pipeline status: 3", "It's now safe to turn off your computer")
 	})
 
+	t.Run("b2c-pipeline", func(t *testing.T) {
+		t.Parallel()
+		// boot2container's parameters: a service, the pipeline with its
+		// environment, a post container, a container asking for a
+		// reboot (129), the host name and the reboot command.
+		img := f.images["busybox"]
+		cmdline := fmt.Sprintf(`b2c.hostname=runner-12 `+
+			`b2c.service="%[1]s sh -c 'trap exit TERM; echo service up; while true; do sleep 1; done'" `+
+			`b2c.container="%[1]s sh -c 'echo first on $(hostname); exit 3'" `+
+			`b2c.container="%[1]s sh -c 'echo second sees status $B2C_PIPELINE_STATUS, previous exit $OCIBOOT_PIPELINE_PREV_CONTAINER_EXIT_CODE; exit 129'" `+
+			`b2c.post_container="%[1]s sh -c 'echo post sees mode $B2C_PIPELINE_SHUTDOWN_MODE'" `+
+			`b2c.reboot_cmd="/init version"`, img)
+		res, console, err := f.boot(t, cmdline)
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if !res.StatusSeen || res.Status != 3 {
+			t.Errorf("pipeline status: seen %v, %d; want 3", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console,
+			"service up",
+			"first on runner-12",
+			"second sees status 3, previous exit 3",
+			"post sees mode reboot",
+			"service 1/1 ("+img+"): stopped",
+			"Execution is over, pipeline status: 3",
+			"It's now safe to turn off your computer",
+			// The reboot command ran (it prints the version), returned,
+			// and ociboot rebooted itself.
+			`reboot command "/init version" did not reboot: it exited with status 0`,
+			"reboot: Restarting system")
+	})
+
 	t.Run("unknown-parameter", func(t *testing.T) {
 		t.Parallel()
 		res, console, err := f.boot(t, `ociboot.poweroff_delay=0 ociboot.bogus=1 ociboot.container="`+f.images["busybox"]+` true"`)
