@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/kmod"
@@ -149,6 +151,21 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 	}
 	fmt.Fprintf(con, "ociboot: network: up in %s\n", time.Since(start).Round(time.Millisecond))
 
+	syncClock(ctx, con, plan, nil)
+
+	if plan.ExtraArgsURL != "" {
+		extra, err := fetchExtraArgs(ctx, plan.ExtraArgsURL, plan.CACerts, console.Stage(con, "extra_args_url"))
+		if err != nil {
+			return plan, none, stage("extra_args_url", err)
+		}
+		next, err := bootcfg.ParseWithExtra(strings.TrimSpace(string(cmdline)), baked, extra)
+		if err != nil {
+			return plan, none, stage("extra_args_url", err)
+		}
+		plan = next
+		fmt.Fprintf(con, "ociboot: extra_args_url: read %d bytes of parameters from %s\n", len(extra), plan.ExtraArgsURL)
+	}
+
 	res := pipeline.Run(ctx, pipeline.Config{
 		Plan:     plan,
 		Runtime:  runtime.Runtime{Path: baked.Runtime},
@@ -157,6 +174,20 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		Log:      con,
 	})
 	return plan, res, nil
+}
+
+// syncClock sets the clock as ociboot.ntp_peer says, with the NTP servers
+// DHCP offered for auto. A failure is reported and the boot goes on: TLS
+// errors will then say what is wrong.
+func syncClock(ctx context.Context, con io.Writer, plan *bootcfg.Plan, dhcpServers []net.IP) {
+	log := console.Ours(con) // clock's lines start with "clock: "
+	res, err := clock.Sync(ctx, clock.Options{Peer: plan.NTPPeer, DHCPServers: dhcpServers, Log: log})
+	switch {
+	case err != nil:
+		fmt.Fprintf(log, "%v (going on with the clock as it is)\n", err)
+	case res.Skipped:
+		fmt.Fprintln(log, res)
+	}
 }
 
 // fail reports a stage failure on the console, waits so that it can be

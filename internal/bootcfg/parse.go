@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
 )
 
@@ -25,6 +27,9 @@ type paramDef struct {
 	key func(v Param) string
 	// secret parameters have their values left out of messages.
 	secret bool
+	// early parameters are applied before extra_args_url is fetched, so
+	// the extra args may not set them.
+	early bool
 }
 
 // knownParams is the table of parameters in the ociboot. and b2c.
@@ -38,9 +43,11 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.shutdown_cmd", "b2c.shutdown_cmd"}, apply: applyShutdownCmd},
 		{names: []string{"ociboot.reboot_cmd", "b2c.reboot_cmd"}, apply: applyRebootCmd},
 		{names: []string{"ociboot.on_failure"}, apply: applyOnFailure},
-		{names: []string{"ociboot.hostname", "b2c.hostname"}, apply: applyHostname},
-		{names: []string{"ociboot.insmods", "b2c.insmods"}, apply: applyInsmods},
-		{names: []string{"ociboot.modules"}, apply: applyModules},
+		{names: []string{"ociboot.hostname", "b2c.hostname"}, apply: applyHostname, early: true},
+		{names: []string{"ociboot.insmods", "b2c.insmods"}, apply: applyInsmods, early: true},
+		{names: []string{"ociboot.modules"}, apply: applyModules, early: true},
+		{names: []string{"ociboot.ntp_peer", "b2c.ntp_peer"}, apply: applyNTPPeer, early: true},
+		{names: []string{"ociboot.extra_args_url", "b2c.extra_args_url"}, apply: applyExtraArgsURL, early: true},
 		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
 		{names: []string{"ociboot.registry_mirror"}, apply: applyRegistryMirror, key: mirrorKey},
 		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true},
@@ -68,23 +75,38 @@ func Parse(kernelCmdline string, baked Baked) (*Plan, error) {
 	return parseLayers(baked, layer{baked.Cmdline, "baked-in"}, layer{kernelCmdline, "kernel"})
 }
 
-// ParseWithExtra is Parse with a third layer on top: extra, the command
-// line fetched from ociboot.extra_args_url, replaces the kernel's
-// parameters as those replace the baked-in ones.
+// ParseWithExtra is Parse with extra, the command line fetched from
+// ociboot.extra_args_url, read as more kernel command line, after it: a
+// repeatable parameter's values are added to the kernel's, any other
+// parameter replaces the kernel's value. The parameters applied before
+// the extra args are fetched (network, time, modules, host name) may not
+// be set there.
 func ParseWithExtra(kernelCmdline string, baked Baked, extra string) (*Plan, error) {
 	return parseLayers(baked, layer{baked.Cmdline, "baked-in"}, layer{kernelCmdline, "kernel"}, layer{extra, "extra_args_url"})
 }
 
-// layer is one command line and where it comes from, lowest first.
+// layer is one command line and where it comes from, lowest first. The
+// extra args' layer continues the kernel's instead of replacing it.
 type layer struct{ cmdline, origin string }
 
 func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
 	defs := knownParams()
-	byLayer := make([][][]source, len(layers))
-	for i, l := range layers {
-		var err error
-		if byLayer[i], err = collect(l.cmdline, l.origin, defs); err != nil {
+	var byLayer [][][]source
+	for _, l := range layers {
+		got, err := collect(l.cmdline, l.origin, defs)
+		if err != nil {
 			return nil, err
+		}
+		if l.origin != "extra_args_url" {
+			byLayer = append(byLayer, got)
+			continue
+		}
+		kernel := byLayer[len(byLayer)-1]
+		for i, def := range defs {
+			if def.early && len(got[i]) > 0 {
+				return nil, fmt.Errorf("extra_args_url parameter %s comes too late: it is applied before the extra args are fetched; put it on the kernel command line", got[i][0].Key)
+			}
+			kernel[i] = append(kernel[i], got[i]...)
 		}
 	}
 	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts}
@@ -507,4 +529,27 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+func applyNTPPeer(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: none, auto or an NTP server's HOST[:PORT]", err)
+	}
+	p.NTPPeer, err = clock.ParsePeer(s)
+	return err
+}
+
+func applyExtraArgsURL(p *Plan, v Param) error {
+	const want = "an http:// or https:// URL"
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, want)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("got %q, expected %s", s, want)
+	}
+	p.ExtraArgsURL = s
+	return nil
 }

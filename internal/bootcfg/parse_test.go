@@ -155,18 +155,18 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseWithExtra(t *testing.T) {
-	baked := Baked{Cmdline: "ociboot.container=a ociboot.poweroff_delay=1 ociboot.registry_mirror=docker.io=m1 ociboot.registry_mirror=quay.io=q1"}
-	kernel := "ociboot.container=b ociboot.hostname=k ociboot.registry_mirror=docker.io=m2"
-	extra := "b2c.container=c ociboot.registry_mirror=quay.io=q2 b2c.pipefail"
+	baked := Baked{Cmdline: "ociboot.container=a ociboot.poweroff_delay=1 ociboot.registry_mirror=docker.io=m1 ociboot.registry_mirror=quay.io=q1 ociboot.on_failure=reboot"}
+	kernel := "ociboot.container=b ociboot.hostname=k ociboot.registry_mirror=docker.io=m2 ociboot.on_failure=poweroff"
+	extra := "b2c.container=c ociboot.registry_mirror=quay.io=q2 b2c.pipefail\nociboot.on_failure=reboot\n"
 	p, err := ParseWithExtra(kernel, baked, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Containers) != 1 || p.Containers[0].Image != "c" || p.Containers[0].Dialect != DialectB2C {
-		t.Errorf("containers %+v: want the extra args' b2c container alone", p.Containers)
+	if len(p.Containers) != 2 || p.Containers[0].Image != "b" || p.Containers[1].Image != "c" || p.Containers[1].Dialect != DialectB2C {
+		t.Errorf("containers %+v: want the kernel's, then the extra args' b2c container", p.Containers)
 	}
-	if p.Hostname != "k" || p.PoweroffDelay != 1 || !p.Pipefail {
-		t.Errorf("hostname %q, poweroff delay %d, pipefail %v: want k (kernel), 1 (baked), true (extra)", p.Hostname, p.PoweroffDelay, p.Pipefail)
+	if p.Hostname != "k" || p.PoweroffDelay != 1 || !p.Pipefail || p.OnFailure != FailReboot {
+		t.Errorf("hostname %q, poweroff delay %d, pipefail %v, on failure %s: want k (kernel), 1 (baked), true and reboot (extra)", p.Hostname, p.PoweroffDelay, p.Pipefail, p.OnFailure)
 	}
 	got := fmt.Sprint(p.RegistryMirrors)
 	if want := "[docker.io=m2 quay.io=q2]"; got != want {
@@ -174,6 +174,21 @@ func TestParseWithExtra(t *testing.T) {
 	}
 	if _, err := ParseWithExtra(kernel, baked, "ociboot.nope=1"); err == nil || !strings.Contains(err.Error(), `unknown extra_args_url parameter "ociboot.nope"`) {
 		t.Errorf("unknown extra parameter: %v", err)
+	}
+	for _, early := range []string{"b2c.ntp_peer=auto", "ociboot.modules=e1000", "b2c.extra_args_url=http://x/y", "b2c.hostname=h"} {
+		_, err := ParseWithExtra(kernel, baked, early)
+		if err == nil || !strings.Contains(err.Error(), "comes too late") {
+			t.Errorf("%s in the extra args: %v, want an error saying it comes too late", early, err)
+		}
+	}
+	p, err = Parse("b2c.ntp_peer=10.0.2.100:123 b2c.extra_args_url=https://boot.lan/args", Baked{})
+	if err != nil || p.NTPPeer.String() != "10.0.2.100:123" || p.ExtraArgsURL != "https://boot.lan/args" {
+		t.Errorf("ntp_peer and extra_args_url: %+v, %v", p, err)
+	}
+	for _, bad := range []string{"b2c.extra_args_url=ftp://x/y", "b2c.extra_args_url=/args", "b2c.ntp_peer=", "b2c.ntp_peer=a:b:c"} {
+		if _, err := Parse(bad, Baked{}); err == nil || !strings.Contains(err.Error(), strings.Split(bad, "=")[0]) {
+			t.Errorf("%s: %v, want an error naming the parameter", bad, err)
+		}
 	}
 }
 

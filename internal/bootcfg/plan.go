@@ -7,6 +7,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
 )
 
@@ -75,6 +76,11 @@ type Plan struct {
 	// Insmods are module files in the initramfs, inserted as they are, in
 	// order, before the named modules (ociboot.insmods=).
 	Insmods []string
+	// NTPPeer says where the clock is set from; the zero value is none.
+	NTPPeer clock.Peer
+	// ExtraArgsURL, when set, is fetched once the network and the clock
+	// are up, and read as more command line (see ParseWithExtra).
+	ExtraArgsURL string
 	// Modules are extra kernel modules to load (ociboot.modules=).
 	Modules []string
 	// InsecureRegistries are HOST[:PORT] registries (or mirrors) reached

@@ -28,6 +28,13 @@ func Stage(w io.Writer, stage string) io.Writer {
 	return &prefixWriter{w: w, prefix: "ociboot: " + stage + ": "}
 }
 
+// Ours returns a writer that prefixes every line with "ociboot: ", for
+// packages whose lines already name their stage. Each Write must hold
+// whole lines.
+func Ours(w io.Writer) io.Writer {
+	return &prefixWriter{w: w, prefix: "ociboot: "}
+}
+
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	var sb strings.Builder
 	for _, line := range strings.SplitAfter(string(b), "\n") {

@@ -9,7 +9,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,13 +79,14 @@ func setup(t *testing.T) *fixture {
 
 // boot runs a VM with the registry forwarded and returns its result and
 // console.
-func (f *fixture) boot(t *testing.T, cmdline string) (vm.Result, string, error) {
+// More ports of 127.0.0.1 may be forwarded too.
+func (f *fixture) boot(t *testing.T, cmdline string, ports ...int) (vm.Result, string, error) {
 	t.Helper()
 	var console bytes.Buffer
 	cfg := vm.Config{
 		Initramfs: f.initramfs,
 		Cmdline:   fmt.Sprintf("ociboot.insecure_registry=%s:%d %s", vm.GuestHost, f.reg.Port, cmdline),
-		Forwards:  []int{f.reg.Port},
+		Forwards:  append([]int{f.reg.Port}, ports...),
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
 	}
@@ -174,13 +177,16 @@ func TestBoot(t *testing.T) {
 		// environment, a post container, a container asking for a
 		// reboot (129), the host name and the reboot command.
 		img := f.images["busybox"]
+		// The post container comes from extra_args_url, served here.
+		extra := fmt.Sprintf(`b2c.post_container="%s sh -c 'echo post sees mode $B2C_PIPELINE_SHUTDOWN_MODE'"`+"\n", img)
+		web := serve(t, map[string]string{"/extra-args": extra})
 		cmdline := fmt.Sprintf(`b2c.hostname=runner-12 `+
 			`b2c.service="%[1]s sh -c 'trap exit TERM; echo service up; while true; do sleep 1; done'" `+
 			`b2c.container="%[1]s sh -c 'echo first on $(hostname); exit 3'" `+
 			`b2c.container="%[1]s sh -c 'echo second sees status $B2C_PIPELINE_STATUS, previous exit $OCIBOOT_PIPELINE_PREV_CONTAINER_EXIT_CODE; exit 129'" `+
-			`b2c.post_container="%[1]s sh -c 'echo post sees mode $B2C_PIPELINE_SHUTDOWN_MODE'" `+
-			`b2c.reboot_cmd="/init version"`, img)
-		res, console, err := f.boot(t, cmdline)
+			`b2c.extra_args_url=http://%[2]s:%[3]d/extra-args `+
+			`b2c.reboot_cmd="/init version"`, img, vm.GuestHost, web)
+		res, console, err := f.boot(t, cmdline, web)
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
 		}
@@ -188,6 +194,8 @@ func TestBoot(t *testing.T) {
 			t.Errorf("pipeline status: seen %v, %d; want 3", res.StatusSeen, res.Status)
 		}
 		inOrder(t, console,
+			"clock: warning: no NTP peer",
+			"extra_args_url: read ",
 			"service up",
 			"first on runner-12",
 			"second sees status 3, previous exit 3",
@@ -300,4 +308,25 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// serve serves files (path → content) over HTTP on 127.0.0.1 until the
+// test ends, and returns the port.
+func serve(t *testing.T, files map[string]string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		content, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, content)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -1,0 +1,56 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func TestFetchExtraArgs(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		switch r.URL.Path {
+		case "/flaky":
+			if n <= 2 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte("b2c.container=alpine ociboot.registry_auth=r,u,secret-value\n"))
+		case "/big":
+			w.Write(bytes.Repeat([]byte("x"), extraMaxLength+1))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+
+	var log bytes.Buffer
+	got, err := fetchExtraArgs(ctx, srv.URL+"/flaky", nil, &log)
+	if err != nil || !strings.Contains(got, "b2c.container=alpine") {
+		t.Fatalf("flaky server: %q, %v", got, err)
+	}
+	if calls.Load() != 3 || strings.Count(log.String(), "503 Service Unavailable") != 2 {
+		t.Errorf("%d calls, log %q: want two retried 503s", calls.Load(), log.String())
+	}
+	if strings.Contains(log.String(), "secret-value") {
+		t.Error("the log shows the content")
+	}
+
+	calls.Store(0)
+	_, err = fetchExtraArgs(ctx, srv.URL+"/missing", nil, &log)
+	if err == nil || !strings.Contains(err.Error(), srv.URL+"/missing") || !strings.Contains(err.Error(), "404 Not Found") || calls.Load() != 1 {
+		t.Errorf("missing: %v after %d calls, want one 404 naming the URL", err, calls.Load())
+	}
+	if _, err := fetchExtraArgs(ctx, srv.URL+"/big", nil, &log); err == nil || !strings.Contains(err.Error(), "longer than 1 MiB") {
+		t.Errorf("big: %v", err)
+	}
+	if _, err := fetchExtraArgs(ctx, srv.URL+"/x", []byte("not a certificate"), &log); err == nil || !strings.Contains(err.Error(), "extra CA certificates") {
+		t.Errorf("bad CA: %v", err)
+	}
+}
