@@ -166,12 +166,21 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		fmt.Fprintf(con, "ociboot: extra_args_url: read %d bytes of parameters from %s\n", len(extra), plan.ExtraArgsURL)
 	}
 
+	// Containers see the command line without its secrets.
+	masked := "/run/ociboot/cmdline"
+	if err := os.MkdirAll(filepath.Dir(masked), 0o755); err != nil {
+		return plan, none, stage("containers", err)
+	}
+	if err := os.WriteFile(masked, []byte(bootcfg.MaskSecrets(strings.TrimSpace(string(cmdline)))+"\n"), 0o444); err != nil {
+		return plan, none, stage("containers", err)
+	}
 	res := pipeline.Run(ctx, pipeline.Config{
-		Plan:     plan,
-		Runtime:  runtime.Runtime{Path: baked.Runtime},
-		StateDir: "/var/lib/ociboot",
-		Procs:    reaper,
-		Log:      con,
+		Plan:        plan,
+		Runtime:     runtime.Runtime{Path: baked.Runtime},
+		StateDir:    "/var/lib/ociboot",
+		Procs:       reaper,
+		Log:         con,
+		CmdlineFile: masked,
 	})
 	return plan, res, nil
 }

@@ -107,3 +107,52 @@ func skipSpaces(s string) string {
 	}
 	return s
 }
+
+// MaskSecrets returns the kernel command line cmdline with the secret
+// values of ociboot's parameters (the password of a registry_auth)
+// replaced by "***", for processes that may read it but must not learn
+// them (containers see it as /proc/cmdline). Parameters are separated by
+// single spaces in the result; everything else is kept as written.
+func MaskSecrets(cmdline string) string {
+	if i := strings.IndexByte(cmdline, 0); i >= 0 {
+		cmdline = cmdline[:i]
+	}
+	defs := knownParams()
+	var out []string
+	for _, tok := range rawArgs(cmdline) {
+		p, _ := nextArg(tok)
+		if i := findParam(defs, p.Key); i >= 0 && defs[i].mask != nil && p.HasValue {
+			// The kernel's quoting has no escapes: a value holding a
+			// quote is masked whole.
+			v := defs[i].mask(p.Value)
+			if strings.Contains(v, `"`) {
+				v = "***"
+			}
+			tok = p.Key + `="` + v + `"`
+		}
+		out = append(out, tok)
+	}
+	return strings.Join(out, " ")
+}
+
+// rawArgs splits s into its parameters as written, quotes included, with
+// the kernel's rules for where one ends (whitespace outside quotes).
+func rawArgs(s string) []string {
+	var args []string
+	s = skipSpaces(s)
+	for s != "" {
+		inQuote := false
+		i := 0
+		for ; i < len(s); i++ {
+			if isSpace(s[i]) && !inQuote {
+				break
+			}
+			if s[i] == '"' {
+				inQuote = !inQuote
+			}
+		}
+		args = append(args, s[:i])
+		s = skipSpaces(s[i:])
+	}
+	return args
+}

@@ -150,3 +150,45 @@ func FuzzSplitKernelCmdline(f *testing.F) {
 		}
 	})
 }
+
+func TestMaskSecrets(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`console=ttyS0  ociboot.registry_auth=r.lan,bob,s3cr3t quiet`, `console=ttyS0 ociboot.registry_auth="r.lan,bob,***" quiet`},
+		{`a="x y" ociboot.registry_auth="r:5000,bob,pass word" b2c.container="alpine sh -c 'echo hi'"`,
+			`a="x y" ociboot.registry_auth="r:5000,bob,***" b2c.container="alpine sh -c 'echo hi'"`},
+		{`ociboot.registry_auth`, `ociboot.registry_auth`},
+		{"ociboot.registry_auth=r,u,p\x00hidden", `ociboot.registry_auth="r,u,***"`},
+		{``, ``},
+	} {
+		if got := MaskSecrets(tt.in); got != tt.want {
+			t.Errorf("MaskSecrets(%q)\n got %q\nwant %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzMaskSecrets checks that masking keeps every parameter but the
+// secrets, and leaves no password in the result.
+func FuzzMaskSecrets(f *testing.F) {
+	f.Add(`console=ttyS0 ociboot.registry_auth="r,u,SECRET" x="a b"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		masked := MaskSecrets(s)
+		before, after := SplitKernelCmdline(s), SplitKernelCmdline(masked)
+		if len(before) != len(after) {
+			t.Fatalf("%d parameters became %d: %q -> %q", len(before), len(after), s, masked)
+		}
+		for i := range before {
+			if before[i].Key != after[i].Key {
+				t.Fatalf("parameter %d: key %q became %q", i, before[i].Key, after[i].Key)
+			}
+			if before[i].Key == "ociboot.registry_auth" && before[i].HasValue {
+				if v := after[i].Value; v != "***" && !strings.HasSuffix(v, ",***") {
+					t.Fatalf("registry_auth value %q not masked", after[i].Value)
+				}
+				continue
+			}
+			if before[i] != after[i] {
+				t.Fatalf("parameter %d changed: %+v -> %+v", i, before[i], after[i])
+			}
+		}
+	})
+}

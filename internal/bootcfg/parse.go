@@ -27,6 +27,9 @@ type paramDef struct {
 	key func(v Param) string
 	// secret parameters have their values left out of messages.
 	secret bool
+	// mask, for secret parameters, returns the value with its secret
+	// part replaced (see MaskSecrets).
+	mask func(string) string
 	// early parameters are applied before extra_args_url is fetched, so
 	// the extra args may not set them.
 	early bool
@@ -50,7 +53,7 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.extra_args_url", "b2c.extra_args_url"}, apply: applyExtraArgsURL, early: true},
 		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
 		{names: []string{"ociboot.registry_mirror"}, apply: applyRegistryMirror, key: mirrorKey},
-		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true},
+		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true, mask: maskPassword},
 		{names: []string{"ociboot.platform"}, apply: applyPlatform},
 		{names: []string{"ociboot.pull_timeout"}, apply: applyPullTimeout},
 		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay},
@@ -552,4 +555,11 @@ func applyExtraArgsURL(p *Plan, v Param) error {
 	}
 	p.ExtraArgsURL = s
 	return nil
+}
+
+// maskPassword keeps the host and user of HOST,USER,PASSWORD.
+func maskPassword(v string) string {
+	host, rest, _ := strings.Cut(v, ",")
+	user, _, _ := strings.Cut(rest, ",")
+	return host + "," + user + ",***"
 }

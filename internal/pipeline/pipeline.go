@@ -66,6 +66,9 @@ type Config struct {
 	// Stdin, Stdout and Stderr are the containers' stdio; nil means the
 	// process's own (the console).
 	Stdin, Stdout, Stderr *os.File
+	// CmdlineFile, when set, is what containers see as /proc/cmdline (the
+	// command line with its secrets masked).
+	CmdlineFile string
 }
 
 // Result is how the pipeline went.
@@ -312,7 +315,7 @@ func prepare(ctx context.Context, c Config, ct bootcfg.Container, bundle string,
 	if err != nil {
 		return fmt.Errorf("reading the image config of %s: %w", ct.Image, err)
 	}
-	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env})
+	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile})
 	if err != nil {
 		return err
 	}

@@ -268,3 +268,24 @@ func TestCrunDelete(t *testing.T) {
 		t.Errorf("Delete with a missing runtime: %v, want an error naming it", err)
 	}
 }
+
+// TestCrunCmdline checks that a container sees the given file as
+// /proc/cmdline, and cannot write it.
+func TestCrunCmdline(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "cmdline")
+	const masked = `console=ttyS0 ociboot.registry_auth="r.lan,bob,***"` + "\n"
+	if err := os.WriteFile(file, []byte(masked), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := bootcfg.ParseContainer(`busybox sh -c 'cat /proc/cmdline; echo x > /proc/cmdline && echo WROTE'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, _ := runContainer(t, c, Options{CmdlineFile: file})
+	if stdout != masked {
+		t.Errorf("/proc/cmdline in the container: %q, want %q; stderr: %s", stdout, masked, stderr)
+	}
+	if data, _ := os.ReadFile(file); string(data) != masked {
+		t.Errorf("the container changed the file: %q", data)
+	}
+}

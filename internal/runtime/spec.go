@@ -51,6 +51,10 @@ type Options struct {
 	// DevDir is the host directory whose device nodes the container gets;
 	// "" means /dev.
 	DevDir string
+	// CmdlineFile, when set, is a host file the container sees as
+	// /proc/cmdline (read-only): the kernel command line with its secrets
+	// masked (bootcfg.MaskSecrets).
+	CmdlineFile string
 }
 
 // Spec builds the runtime spec of container c of an image with config img
@@ -104,6 +108,12 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	mounts, err := containerMounts(firstNonEmpty(o.HostEtcDir, "/etc"))
 	if err != nil {
 		return nil, err
+	}
+	if o.CmdlineFile != "" {
+		if _, err := os.Stat(o.CmdlineFile); err != nil {
+			return nil, fmt.Errorf("command line to show as /proc/cmdline: %w", err)
+		}
+		mounts = append(mounts, specs.Mount{Destination: "/proc/cmdline", Type: "bind", Source: o.CmdlineFile, Options: []string{"bind", "ro", "nosuid", "noexec", "nodev"}})
 	}
 
 	return &specs.Spec{

@@ -24,6 +24,10 @@ import (
 	"github.com/ociboot/ociboot/internal/vm"
 )
 
+// secretMarker is part of every password the tests put on a command
+// line, to look for it in what is printed.
+const secretMarker = "S3CRET-3c9f"
+
 // bootTimeout bounds one VM run; a TCG boot with a pull takes ~20 s.
 const bootTimeout = 4 * time.Minute
 
@@ -185,7 +189,8 @@ func TestBoot(t *testing.T) {
 			`b2c.container="%[1]s sh -c 'echo first on $(hostname); exit 3'" `+
 			`b2c.container="%[1]s sh -c 'echo second sees status $B2C_PIPELINE_STATUS, previous exit $OCIBOOT_PIPELINE_PREV_CONTAINER_EXIT_CODE; exit 129'" `+
 			`b2c.extra_args_url=http://%[2]s:%[3]d/extra-args `+
-			`b2c.reboot_cmd="/init version"`, img, vm.GuestHost, web)
+			`b2c.container="%[1]s cat /proc/cmdline" ociboot.registry_auth=registry.lan,bob,%[4]s `+
+			`b2c.reboot_cmd="/init version"`, img, vm.GuestHost, web, "pw-"+secretMarker)
 		res, console, err := f.boot(t, cmdline, web)
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
@@ -193,12 +198,20 @@ func TestBoot(t *testing.T) {
 		if !res.StatusSeen || res.Status != 3 {
 			t.Errorf("pipeline status: seen %v, %d; want 3", res.StatusSeen, res.Status)
 		}
+		// Only the kernel's own echo of its command line shows the
+		// password.
+		for _, line := range strings.Split(console, "\n") {
+			if strings.Contains(line, secretMarker) && !strings.Contains(line, "ommand line:") {
+				t.Errorf("the console shows the password: %q", line)
+			}
+		}
 		inOrder(t, console,
 			"clock: warning: no NTP peer",
 			"extra_args_url: read ",
 			"service up",
 			"first on runner-12",
 			"second sees status 3, previous exit 3",
+			`ociboot.registry_auth="registry.lan,bob,***"`, // the container's /proc/cmdline
 			"post sees mode reboot",
 			"service 1/1 ("+img+"): stopped",
 			"Execution is over, pipeline status: 3",
