@@ -86,6 +86,7 @@ func Main() {
 	if err != nil {
 		fail(con, reaper, plan, err)
 	}
+	console.Section(con, "end")
 	fmt.Fprintf(con, "%s%d\n", console.StatusPrefix, res.Status)
 	action := pid1.PowerOff
 	if res.Action == pipeline.Reboot {
@@ -124,6 +125,7 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 	if err != nil {
 		return nil, none, stage("config", err)
 	}
+	console.Section(con, "configuration")
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return nil, none, stage("cmdline", err)
@@ -134,6 +136,7 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 	}
 	setIdentity(con, cmp.Or(plan.Hostname, "ociboot"))
 
+	console.Section(con, "modules")
 	for _, f := range plan.Insmods {
 		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
 			return plan, none, stage("modules", err)
@@ -145,15 +148,18 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		return plan, none, stage("modules", err)
 	}
 
+	console.Section(con, "network")
 	start := time.Now()
 	if _, err := netconf.Up(ctx, netconf.Options{Log: console.Stage(con, "network")}); err != nil {
 		return plan, none, stage("network", err)
 	}
 	fmt.Fprintf(con, "ociboot: network: up in %s\n", time.Since(start).Round(time.Millisecond))
 
+	console.Section(con, "clock")
 	syncClock(ctx, con, plan, nil)
 
 	if plan.ExtraArgsURL != "" {
+		console.Section(con, "extra_args_url")
 		extra, err := fetchExtraArgs(ctx, plan.ExtraArgsURL, plan.CACerts, console.Stage(con, "extra_args_url"))
 		if err != nil {
 			return plan, none, stage("extra_args_url", err)
@@ -166,6 +172,7 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		fmt.Fprintf(con, "ociboot: extra_args_url: read %d bytes of parameters from %s\n", len(extra), plan.ExtraArgsURL)
 	}
 
+	console.Section(con, "containers")
 	// Containers see the command line without its secrets.
 	masked := "/run/ociboot/cmdline"
 	if err := os.MkdirAll(filepath.Dir(masked), 0o755); err != nil {

@@ -4,8 +4,12 @@
 package console
 
 import (
+	"fmt"
 	"io"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // StatusPrefix starts the line that reports the pipeline's result; the
@@ -47,4 +51,20 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// Section prints the line that opens a stage, with the time since the
+// kernel started (CLOCK_BOOTTIME, the clock of the kernel's own log), e.g.
+// "ociboot: ==== network ==== 2.41 s since boot".
+func Section(w io.Writer, stage string) {
+	fmt.Fprintf(w, "ociboot: ==== %s ==== %.2f s since boot\n", stage, SinceBoot().Seconds())
+}
+
+// SinceBoot is the time since the kernel started, suspend included.
+func SinceBoot() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }

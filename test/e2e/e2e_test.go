@@ -206,6 +206,8 @@ func TestBoot(t *testing.T) {
 			}
 		}
 		inOrder(t, console,
+			"ociboot: ==== network ==== ",
+			"ociboot: ==== clock ==== ",
 			"clock: warning: no NTP peer",
 			"extra_args_url: read ",
 			"service up",
