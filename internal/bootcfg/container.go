@@ -18,9 +18,9 @@ type containerOption struct {
 }
 
 // containerOptions lists the supported podman-run options. Those that only
-// set what ociboot always does (boot2container runs every container with
-// --rm --privileged --network=host) or that do not apply on a console
-// without a terminal (-i, -t) are accepted and change nothing.
+// set what ociboot always does (every container is removed at its end and
+// shares the host's network) or that do not apply on a console without a
+// terminal (-i, -t) are accepted and change nothing.
 func containerOptions() []containerOption {
 	return []containerOption{
 		{long: "env", short: 'e', value: true, set: setEnv},
@@ -32,8 +32,10 @@ func containerOptions() []containerOption {
 		{long: "pull", value: true, set: setPull},
 		{long: "platform", value: true, set: setPlatform},
 		{long: "network", alias: "net", value: true, set: setNetwork},
+		{long: "cap-add", value: true, set: setCapAdd},
+		{long: "cap-drop", value: true, set: setCapDrop},
 		{long: "rm", set: noEffect},
-		{long: "privileged", set: noEffect},
+		{long: "privileged", set: setPrivileged},
 		{long: "interactive", short: 'i', set: noEffect},
 		{long: "tty", short: 't', set: noEffect},
 	}
@@ -261,4 +263,39 @@ func setNetwork(_ *Container, v string) error {
 		return fmt.Errorf("got %q, only \"host\" is supported", v)
 	}
 	return nil
+}
+
+func setPrivileged(c *Container, _ string) error {
+	c.Privileged = true
+	return nil
+}
+
+// capNames checks a comma-separated list of capability names (with or
+// without CAP_, any case) or ALL.
+func capNames(v string) ([]string, error) {
+	var out []string
+	for _, n := range strings.Split(v, ",") {
+		u := strings.ToUpper(n)
+		ok := u != "" && u != "CAP_"
+		for _, r := range strings.TrimPrefix(u, "CAP_") {
+			ok = ok && (r >= 'A' && r <= 'Z' || r == '_')
+		}
+		if !ok {
+			return nil, fmt.Errorf("got %q, expected capability names such as NET_ADMIN or CAP_SYS_TIME, or ALL", n)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func setCapAdd(c *Container, v string) error {
+	caps, err := capNames(v)
+	c.CapAdd = append(c.CapAdd, caps...)
+	return err
+}
+
+func setCapDrop(c *Container, v string) error {
+	caps, err := capNames(v)
+	c.CapDrop = append(c.CapDrop, caps...)
+	return err
 }

@@ -17,7 +17,7 @@ func TestParseContainer(t *testing.T) {
 		{"-ti docker://alpine:latest", Container{Image: "alpine:latest"}},
 		{
 			"--rm --privileged --network=host --pull=always alpine sh -c 'echo hi; exit 3'",
-			Container{Image: "alpine", Pull: "always", Command: []string{"sh", "-c", "echo hi; exit 3"}},
+			Container{Image: "alpine", Pull: "always", Command: []string{"sh", "-c", "echo hi; exit 3"}, Privileged: true},
 		},
 		{
 			`-e A=1 --env B=2 -eC=3 -e=D=4 --env=E="x y" -it registry.lan:5000/ci/runner:v1 run --verbose -e`,

@@ -151,4 +151,10 @@ type Container struct {
 	// Platform (--platform) overrides the Plan's platform for this
 	// container's image; the zero value means the Plan's.
 	Platform v1.Platform
+	// Privileged (--privileged) gives a native container what b2c.
+	// containers always get.
+	Privileged bool
+	// CapAdd and CapDrop (--cap-add, --cap-drop) change the capability
+	// set: names with or without CAP_, or ALL.
+	CapAdd, CapDrop []string
 }

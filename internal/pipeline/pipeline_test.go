@@ -173,7 +173,7 @@ func TestServicesPostContainersPipefail(t *testing.T) {
 			// host's network); the pipeline container fetches it.
 			Services: h.containers(t, fmt.Sprintf(`busybox sh -c 'mkdir -p /www && echo served-by-service > /www/index.html && `+
 				`trap "echo service got TERM; exit 0" TERM; httpd -f -p 127.0.0.1:%d -h /www & wait'`, port)),
-			Containers:     h.containers(t, fmt.Sprintf(`busybox sh -c 'for i in $(seq 100); do wget -qO- http://127.0.0.1:%d/ && exit 0; sleep 0.1; done; exit 1'`, port)),
+			Containers:     h.containers(t, fmt.Sprintf(`busybox sh -c 'for i in $(seq 300); do wget -qO- http://127.0.0.1:%d/ && exit 0; sleep 0.1; done; exit 1'`, port)),
 			PostContainers: h.containers(t, `busybox echo post ran`),
 		}
 		res, out, log := h.runPlan(t, context.Background(), plan)

@@ -114,7 +114,7 @@ func TestCrunPrivileged(t *testing.T) {
 		echo "net=$(grep : /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ')";
 		echo "sys=$(grep ' /sys ' /proc/mounts)"; echo "cgroup=$(grep ' /sys/fs/cgroup ' /proc/mounts | cut -d' ' -f3)";
 		echo "ptmx=$(readlink /dev/ptmx)"; find /dev -type c -o -type b | sort | sed 's/^/dev /'`
-	c := bootcfg.Container{Image: "busybox", Command: []string{"sh", "-c", script}, Env: []string{"MSG=hello world"},
+	c := bootcfg.Container{Image: "busybox", Command: []string{"sh", "-c", script}, Env: []string{"MSG=hello world"}, Dialect: bootcfg.DialectB2C,
 		Workdir: "/work/dir", Hostname: "ci-box"}
 	stdout, stderr, status := runContainer(t, c, Options{HostEtcDir: etc}, "cut", "tr", "sort", "sed", "readlink", "find")
 	if status != 0 {
@@ -287,5 +287,38 @@ func TestCrunCmdline(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(file); string(data) != masked {
 		t.Errorf("the container changed the file: %q", data)
+	}
+}
+
+// TestCrunDefaultConfinement checks from inside a native container,
+// without --privileged, podman's defaults: its capability set, a seccomp
+// filter, read-only /sys and /proc/sys, masked /proc/timer_list, no host
+// devices; and --cap-add/--cap-drop.
+func TestCrunDefaultConfinement(t *testing.T) {
+	script := `grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status | tr -d '\t';
+		echo "sys=$(grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1)";
+		echo "timer_list=$(wc -c < /proc/timer_list)";
+		echo x > /proc/sys/kernel/hostname 2>/dev/null && echo "wrote /proc/sys";
+		ls /dev/kmsg 2>/dev/null; ls /dev/null`
+	c := bootcfg.Container{Image: "busybox", Command: []string{"sh", "-c", script}}
+	stdout, stderr, status := runContainer(t, c, Options{}, "tr", "cut", "wc", "ls")
+	if status != 0 {
+		t.Fatalf("exit status %d, stdout %q, stderr %s", status, stdout, stderr)
+	}
+	want := "CapEff:00000000800405fb\nCapBnd:00000000800405fb\nSeccomp:2\nsys=ro\ntimer_list=0\n/dev/null\n"
+	if stdout != want {
+		t.Errorf("inside the container:\n%s\nwant:\n%s\nstderr: %s", stdout, want, stderr)
+	}
+
+	c, err := bootcfg.ParseContainer(`--cap-add net_admin --cap-drop CAP_CHOWN,kill busybox grep CapEff /proc/self/status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Default set, with NET_ADMIN (bit 12) and without CHOWN (0) and KILL (5).
+	if stdout, stderr, _ := runContainer(t, c, Options{}); stdout != "CapEff:\t00000000800415da\n" {
+		t.Errorf("with --cap-add net_admin --cap-drop CAP_CHOWN,kill: %q; stderr: %s", stdout, stderr)
+	}
+	if _, err := Spec(nil, bootcfg.Container{Image: "x", Command: []string{"sh"}, CapAdd: []string{"CAP_NOPE"}}, Options{RootfsDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), `unknown capability "CAP_NOPE"`) {
+		t.Errorf("unknown capability: %v", err)
 	}
 }

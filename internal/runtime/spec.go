@@ -2,11 +2,14 @@
 // image config and its podman-run style options, and builds the command that
 // runs it with an OCI runtime binary (crun, or runc).
 //
-// Every container is set up the way boot2container runs its containers
-// (podman run --privileged --network=host): every capability the host can
-// grant, no seccomp filter, no masked or read-only paths, the host's
-// network, the host's device nodes, and its own pid, mount, ipc and uts
-// namespaces (no user namespace).
+// Containers of the b2c. dialect, and those given --privileged, are set
+// up the way boot2container runs its containers (podman run --privileged
+// --network=host): every capability the host can grant, no seccomp
+// filter, no masked or read-only paths, the host's device nodes. Others
+// get podman run's defaults: its default capability set, its masked and
+// read-only paths, a read-only /sys, the standard device nodes only, and a
+// seccomp filter. All share the host's network and get their own pid,
+// mount, ipc and uts namespaces (no user namespace).
 package runtime
 
 import (
@@ -100,12 +103,29 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	env = setDefault(env, "HOSTNAME", hostname)
 	env = setDefault(env, "HOME", user.home)
 
-	devDir := firstNonEmpty(o.DevDir, "/dev")
-	devices, err := hostDevices(devDir)
-	if err != nil {
-		return nil, fmt.Errorf("listing host devices in %s: %w", devDir, err)
+	// boot2container's containers are all privileged; the native
+	// dialect's only with --privileged, as with podman.
+	privileged := c.Privileged || c.Dialect == bootcfg.DialectB2C
+	capSet := defaultCapabilities
+	if privileged {
+		capSet = boundingSet()
 	}
-	mounts, err := containerMounts(firstNonEmpty(o.HostEtcDir, "/etc"))
+	capSet, err = adjustCapabilities(capSet, c.CapAdd, c.CapDrop)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.Image, err)
+	}
+	// Without --privileged the container gets only the standard device
+	// nodes, and without CAP_MKNOD it cannot make others. The device
+	// cgroup allows all: a deny list needs crun to load an eBPF program,
+	// which needs a higher RLIMIT_MEMLOCK than some hosts grant.
+	var devices []specs.LinuxDevice
+	if privileged {
+		devDir := firstNonEmpty(o.DevDir, "/dev")
+		if devices, err = hostDevices(devDir); err != nil {
+			return nil, fmt.Errorf("listing host devices in %s: %w", devDir, err)
+		}
+	}
+	mounts, err := containerMounts(firstNonEmpty(o.HostEtcDir, "/etc"), privileged)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +136,7 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 		mounts = append(mounts, specs.Mount{Destination: "/proc/cmdline", Type: "bind", Source: o.CmdlineFile, Options: []string{"bind", "ro", "nosuid", "noexec", "nodev"}})
 	}
 
-	return &specs.Spec{
+	spec := &specs.Spec{
 		Version: SpecVersion,
 		Process: &specs.Process{
 			Terminal: false,
@@ -128,7 +148,7 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 			Args:         args,
 			Env:          env,
 			Cwd:          cwd,
-			Capabilities: capabilities(user.uid),
+			Capabilities: capabilities(user.uid, capSet),
 		},
 		Root:     &specs.Root{Path: o.RootfsDir},
 		Hostname: hostname,
@@ -140,12 +160,16 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 				{Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace},
 			},
-			Devices: devices,
-			Resources: &specs.LinuxResources{
-				Devices: []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}},
-			},
+			Devices:   devices,
+			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}},
 		},
-	}, nil
+	}
+	if !privileged {
+		spec.Linux.MaskedPaths = maskedPaths
+		spec.Linux.ReadonlyPaths = readonlyPaths
+		spec.Linux.Seccomp = seccompProfile()
+	}
+	return spec, nil
 }
 
 // processArgs applies podman's rules: --entrypoint replaces the image's
@@ -245,15 +269,19 @@ func makeWorkdir(root *os.Root, dir string, u execUser) error {
 // containerMounts lists the container's filesystems: what a privileged
 // podman container gets, plus the host's resolv.conf and hosts from etcDir
 // when they exist.
-func containerMounts(etcDir string) ([]specs.Mount, error) {
+func containerMounts(etcDir string, privileged bool) ([]specs.Mount, error) {
+	sysMode := "ro"
+	if privileged {
+		sysMode = "rw"
+	}
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "rw"}},
-		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "rw"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", sysMode}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysMode}},
 	}
 	for _, name := range []string{"resolv.conf", "hosts"} {
 		src := filepath.Join(etcDir, name)
@@ -272,21 +300,26 @@ func containerMounts(etcDir string) ([]specs.Mount, error) {
 	return mounts, nil
 }
 
-// capabilities gives root every capability the caller can grant (those in
-// its bounding set, which for PID 1 is all that the kernel knows), like
-// podman --privileged; any other user keeps them in its bounding set only,
-// as podman does.
-func capabilities(uid uint32) *specs.LinuxCapabilities {
+// boundingSet lists every capability the caller can grant: those in its
+// bounding set, which for PID 1 is all that the kernel knows (what podman
+// --privileged gives).
+func boundingSet() []string {
 	var all []string
 	for i, name := range allCapabilities() {
 		if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0); err == nil && in == 1 {
 			all = append(all, name)
 		}
 	}
+	return all
+}
+
+// capabilities gives root the capabilities of set; any other user keeps
+// them in its bounding set only, as podman does.
+func capabilities(uid uint32, set []string) *specs.LinuxCapabilities {
 	if uid != 0 {
-		return &specs.LinuxCapabilities{Bounding: all}
+		return &specs.LinuxCapabilities{Bounding: set}
 	}
-	return &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
+	return &specs.LinuxCapabilities{Bounding: set, Effective: set, Permitted: set}
 }
 
 // allCapabilities lists every Linux capability, CAP_CHOWN (0) to

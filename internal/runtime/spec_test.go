@@ -249,7 +249,7 @@ func TestRootfsMustBeAbsolute(t *testing.T) {
 // TestSpecJSON checks the shape of config.json as the runtime reads it.
 func TestSpecJSON(t *testing.T) {
 	etc := testRootfs(t, map[string]string{"resolv.conf": "nameserver 10.0.2.3\n"})
-	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Cmd: []string{"sh"}}}, bootcfg.Container{Image: "x"},
+	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Cmd: []string{"sh"}}}, bootcfg.Container{Image: "x", Privileged: true},
 		Options{RootfsDir: withPasswd(t), Hostname: "h", HostEtcDir: etc, DevDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +324,7 @@ func TestSpecJSON(t *testing.T) {
 }
 
 func TestCapabilitiesOfOtherUsers(t *testing.T) {
-	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Cmd: []string{"sh"}, User: "1000"}}, bootcfg.Container{Image: "x"},
+	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Cmd: []string{"sh"}, User: "1000"}}, bootcfg.Container{Image: "x", Privileged: true},
 		Options{RootfsDir: testRootfs(t, nil), Hostname: "h", DevDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
