@@ -19,8 +19,7 @@ type containerOption struct {
 
 // containerOptions lists the supported podman-run options. Those that only
 // set what ociboot always does (every container is removed at its end and
-// shares the host's network) or that do not apply on a console without a
-// terminal (-i, -t) are accepted and change nothing.
+// shares the host's network) are accepted and change nothing.
 func containerOptions() []containerOption {
 	return []containerOption{
 		{long: "env", short: 'e', value: true, set: setEnv},
@@ -36,8 +35,8 @@ func containerOptions() []containerOption {
 		{long: "cap-drop", value: true, set: setCapDrop},
 		{long: "rm", set: noEffect},
 		{long: "privileged", set: setPrivileged},
-		{long: "interactive", short: 'i', set: noEffect},
-		{long: "tty", short: 't', set: noEffect},
+		{long: "interactive", short: 'i', set: setInteractive},
+		{long: "tty", short: 't', set: setTTY},
 	}
 }
 
@@ -298,4 +297,14 @@ func setCapDrop(c *Container, v string) error {
 	caps, err := capNames(v)
 	c.CapDrop = append(c.CapDrop, caps...)
 	return err
+}
+
+func setInteractive(c *Container, _ string) error {
+	c.Interactive = true
+	return nil
+}
+
+func setTTY(c *Container, _ string) error {
+	c.TTY = true
+	return nil
 }

@@ -14,7 +14,7 @@ func TestParseContainer(t *testing.T) {
 		want Container
 	}{
 		{"alpine", Container{Image: "alpine"}},
-		{"-ti docker://alpine:latest", Container{Image: "alpine:latest"}},
+		{"-ti docker://alpine:latest", Container{Image: "alpine:latest", TTY: true, Interactive: true}},
 		{
 			"--rm --privileged --network=host --pull=always alpine sh -c 'echo hi; exit 3'",
 			Container{Image: "alpine", Pull: "always", Command: []string{"sh", "-c", "echo hi; exit 3"}, Privileged: true},
@@ -22,14 +22,16 @@ func TestParseContainer(t *testing.T) {
 		{
 			`-e A=1 --env B=2 -eC=3 -e=D=4 --env=E="x y" -it registry.lan:5000/ci/runner:v1 run --verbose -e`,
 			Container{
-				Image:   "registry.lan:5000/ci/runner:v1",
-				Env:     []string{"A=1", "B=2", "C=3", "D=4", "E=x y"},
-				Command: []string{"run", "--verbose", "-e"},
+				Image:       "registry.lan:5000/ci/runner:v1",
+				Env:         []string{"A=1", "B=2", "C=3", "D=4", "E=x y"},
+				Command:     []string{"run", "--verbose", "-e"},
+				TTY:         true,
+				Interactive: true,
 			},
 		},
 		{
 			"-tie K=V --net host alpine",
-			Container{Image: "alpine", Env: []string{"K=V"}},
+			Container{Image: "alpine", Env: []string{"K=V"}, TTY: true, Interactive: true},
 		},
 		{
 			"-w /work --workdir=/tmp -u 1000:1000 --user=nobody --name job-1 -h runner --hostname=ci alpine",

@@ -157,4 +157,10 @@ type Container struct {
 	// CapAdd and CapDrop (--cap-add, --cap-drop) change the capability
 	// set: names with or without CAP_, or ALL.
 	CapAdd, CapDrop []string
+	// Interactive (-i) gives the container the console as its input;
+	// otherwise its stdin is /dev/null.
+	Interactive bool
+	// TTY (-t) gives the container a terminal (a pseudo-terminal whose
+	// other end is the console).
+	TTY bool
 }

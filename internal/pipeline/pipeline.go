@@ -245,6 +245,17 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 	fmt.Fprintf(c.Log, "ociboot: %s: starting %s (pulled and unpacked in %s)\n", j, j.id, time.Since(begin).Round(time.Millisecond))
 	cmd := c.Runtime.Command(bundle, j.id)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr)
+	if !j.ct.Interactive && !j.ct.TTY {
+		// Only -i reads the console (with -t, the runtime needs it to be
+		// its stdin to set up the terminal).
+		devNull, err := os.Open(os.DevNull)
+		if err != nil {
+			os.RemoveAll(bundle)
+			return nil, err
+		}
+		defer devNull.Close()
+		cmd.Stdin = devNull
+	}
 	wait, err := c.Procs.Start(cmd)
 	if err != nil {
 		os.RemoveAll(bundle)

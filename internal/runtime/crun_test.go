@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/cruntest"
@@ -93,7 +95,7 @@ func runContainer(t *testing.T, c bootcfg.Container, o Options, applets ...strin
 }
 
 func TestCrunRunExitStatus(t *testing.T) {
-	c, err := bootcfg.ParseContainer(`--rm --privileged --network=host -ti docker://busybox sh -c 'echo hi; exit 3'`)
+	c, err := bootcfg.ParseContainer(`--rm --privileged --network=host docker://busybox sh -c 'echo hi; exit 3'`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,4 +323,59 @@ func TestCrunDefaultConfinement(t *testing.T) {
 	if _, err := Spec(nil, bootcfg.Container{Image: "x", Command: []string{"sh"}, CapAdd: []string{"CAP_NOPE"}}, Options{RootfsDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), `unknown capability "CAP_NOPE"`) {
 		t.Errorf("unknown capability: %v", err)
 	}
+}
+
+// TestCrunTTY checks that -t gives the container a terminal: crun makes
+// a pseudo-terminal and relays it to its own stdio, which must be a
+// terminal too (the console, at boot; a pseudo-terminal here).
+func TestCrunTTY(t *testing.T) {
+	c, err := bootcfg.ParseContainer(`-t busybox sh -c 'test -t 0 && test -t 1 && echo on a terminal; tty'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, rootfs := busyboxRootfs(t, "test", "tty")
+	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Env: []string{"PATH=/bin"}}}, c, Options{RootfsDir: rootfs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteBundle(bundle, s); err != nil {
+		t.Fatal(err)
+	}
+	master, slave := openPTY(t)
+	cmd := Runtime{Path: crunPath}.Command(bundle, containerID(t))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(&out, master); close(done) }()
+	err = cmd.Wait()
+	<-done // EIO once every slave is closed
+	if err != nil || !strings.Contains(out.String(), "on a terminal") || !strings.Contains(out.String(), "/dev/pts/") {
+		t.Errorf("with -t: %v, output %q; want a terminal on /dev/pts", err, out.String())
+	}
+}
+
+// openPTY opens a pseudo-terminal pair.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, sl
 }

@@ -139,7 +139,7 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	spec := &specs.Spec{
 		Version: SpecVersion,
 		Process: &specs.Process{
-			Terminal: false,
+			Terminal: c.TTY,
 			User: specs.User{
 				UID:            user.uid,
 				GID:            user.gid,

@@ -190,6 +190,7 @@ func TestBoot(t *testing.T) {
 			`b2c.container="%[1]s sh -c 'echo second sees status $B2C_PIPELINE_STATUS, previous exit $OCIBOOT_PIPELINE_PREV_CONTAINER_EXIT_CODE; exit 129'" `+
 			`b2c.extra_args_url=http://%[2]s:%[3]d/extra-args `+
 			`b2c.container="%[1]s cat /proc/cmdline" ociboot.registry_auth=registry.lan,bob,%[4]s `+
+			`b2c.container="-t %[1]s sh -c 'test -t 1 && echo terminal: $(tty)'" `+
 			`b2c.reboot_cmd="/init version"`, img, vm.GuestHost, web, "pw-"+secretMarker)
 		res, console, err := f.boot(t, cmdline, web)
 		if err != nil {
@@ -214,6 +215,7 @@ func TestBoot(t *testing.T) {
 			"first on runner-12",
 			"second sees status 3, previous exit 3",
 			`ociboot.registry_auth="registry.lan,bob,***"`, // the container's /proc/cmdline
+			"terminal: /dev/pts/0",
 			"post sees mode reboot",
 			"service 1/1 ("+img+"): stopped",
 			"Execution is over, pipeline status: 3",
