@@ -31,6 +31,12 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
 	}
+	for i := range cfg.Taps {
+		// The tap's descriptor is the child's fd 3+i (exec.Cmd.ExtraFiles).
+		id := fmt.Sprintf("t%d", i+1)
+		args = append(args, "-netdev", fmt.Sprintf("tap,id=%s,fd=%d", id, 3+i),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=52:54:00:12:35:%02x", id, 0x10+i))
+	}
 	for _, d := range cfg.Disks {
 		args = append(args, "-drive", "file="+optEscape(d)+",format=raw,if=virtio")
 	}

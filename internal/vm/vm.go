@@ -73,6 +73,10 @@ type Config struct {
 	Console   io.Writer     // receives the serial console as it comes; nil discards
 	Stdin     io.Reader     // serial console input; nil gives none
 	Log       io.Writer     // one line saying which accelerator is used; nil discards
+	// Taps are open tap devices (made by the caller, say in a network
+	// namespace of its own), each the backend of one more virtio NIC,
+	// after the user-network one: eth1, eth2... in the guest.
+	Taps []*os.File
 }
 
 // Result is what a run observed. Run returns it even with an error, filled
@@ -117,6 +121,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	stderr := &tailBuffer{max: 2048}
 	cmd := exec.CommandContext(runCtx, cfg.QEMU, args...)
 	cmd.Stdin = cfg.Stdin
+	cmd.ExtraFiles = cfg.Taps // fd 3, 4...: see qemuArgs
 	cmd.Stdout = con
 	cmd.Stderr = stderr
 	if relay != "" {

@@ -20,6 +20,7 @@ func TestQEMUArgs(t *testing.T) {
 		Cmdline: "quiet ociboot.container=alpine", MemoryMB: 512, SMP: 2,
 		Forwards: []int{8080, 5000},
 		Disks:    []string{"/tmp/a.img", "/x/with,comma.img"},
+		Taps:     []*os.File{os.Stdin, os.Stdout}, // any files: only their count matters
 	}
 	args := qemuArgs(cfg, AccelTCG, "/usr/bin/ociboot")
 	want := []string{
@@ -31,6 +32,8 @@ func TestQEMUArgs(t *testing.T) {
 		"-device", "virtio-net-pci,netdev=n0",
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
+		"-netdev", "tap,id=t1,fd=3", "-device", "virtio-net-pci,netdev=t1,mac=52:54:00:12:35:10",
+		"-netdev", "tap,id=t2,fd=4", "-device", "virtio-net-pci,netdev=t2,mac=52:54:00:12:35:11",
 		"-drive", "file=/tmp/a.img,format=raw,if=virtio",
 		"-drive", "file=/x/with,,comma.img,format=raw,if=virtio",
 		"-kernel", "/boot/vmlinuz-x", "-initrd", "/tmp/i.img",

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/netnstest"
+	"github.com/ociboot/ociboot/internal/ntptest"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/vm"
 )
@@ -86,11 +88,18 @@ func setup(t *testing.T) *fixture {
 // More ports of 127.0.0.1 may be forwarded too.
 func (f *fixture) boot(t *testing.T, cmdline string, ports ...int) (vm.Result, string, error) {
 	t.Helper()
+	return f.bootWithTaps(t, cmdline, nil, ports...)
+}
+
+// bootWithTaps is boot with more NICs, backed by the given tap devices.
+func (f *fixture) bootWithTaps(t *testing.T, cmdline string, taps []*os.File, ports ...int) (vm.Result, string, error) {
+	t.Helper()
 	var console bytes.Buffer
 	cfg := vm.Config{
 		Initramfs: f.initramfs,
 		Cmdline:   fmt.Sprintf("ociboot.insecure_registry=%s:%d %s", vm.GuestHost, f.reg.Port, cmdline),
 		Forwards:  append([]int{f.reg.Port}, ports...),
+		Taps:      taps,
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
 	}
@@ -224,6 +233,42 @@ func TestBoot(t *testing.T) {
 			// and ociboot rebooted itself.
 			`reboot command "/init version" did not reboot: it exited with status 0`,
 			"reboot: Restarting system")
+	})
+
+	t.Run("ntp", func(t *testing.T) {
+		t.Parallel()
+		// NTP is UDP, which QEMU's user networking does not forward: the
+		// VM's second NIC is a tap in a network namespace of the test's,
+		// where dnsmasq gives it an address and an SNTP responder runs
+		// one hour ahead (see internal/netnstest).
+		ns := netnstest.New(t)
+		tap := ns.Tap(t, "tap0", "192.168.77.1/24")
+		var ntp *ntptest.Server
+		if err := ns.Do(func() error {
+			ntp = ntptest.Start(t, "192.168.77.1:123", time.Hour)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20")
+		cmdline := fmt.Sprintf(`ociboot.ntp_peer=192.168.77.1 ociboot.container="%s sh -c 'echo guest time $(date +%%s)'"`, f.images["busybox"])
+		res, console, err := f.bootWithTaps(t, cmdline, []*os.File{tap})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 0 || ntp.Requests() == 0 {
+			t.Errorf("status %d, %d NTP requests: want 0 and some", res.Status, ntp.Requests())
+		}
+		// The guest's clock starts from the host's, a few seconds behind
+		// by the time it is set.
+		inOrder(t, console, "eth1: 192.168.77.", "clock: 192.168.77.1 stratum 2: offset +", "clock set", "guest time ")
+		var guest int64
+		if i := strings.LastIndex(console, "\nguest time "); i >= 0 {
+			_, _ = fmt.Sscanf(console[i+1:], "guest time %d", &guest)
+		}
+		if d := time.Until(time.Unix(guest, 0)); d < 59*time.Minute || d > 61*time.Minute {
+			t.Errorf("the container's clock is %v ahead of the host's, want one hour", d)
+		}
 	})
 
 	t.Run("unknown-parameter", func(t *testing.T) {
