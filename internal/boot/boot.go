@@ -14,10 +14,12 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
@@ -132,7 +134,9 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 	}
 	plan, err := bootcfg.Parse(strings.TrimSpace(string(cmdline)), baked)
 	if err != nil {
-		return nil, none, stage("cmdline", err)
+		// Honour on_failure and poweroff_delay as far as they can be read.
+		action, delay := bootcfg.FailureSettings(strings.TrimSpace(string(cmdline)), baked)
+		return &bootcfg.Plan{OnFailure: action, PoweroffDelay: delay}, none, stage("cmdline", withShell(err, baked.Shell))
 	}
 	setIdentity(con, cmp.Or(plan.Hostname, "ociboot"))
 
@@ -206,10 +210,41 @@ func syncClock(ctx context.Context, con io.Writer, plan *bootcfg.Plan, dhcpServe
 	}
 }
 
+// shellError carries, with a command-line error, the shell the initramfs
+// has: the Plan that would say so could not be made.
+type shellError struct {
+	error
+	shell string
+}
+
+func (e shellError) Unwrap() error { return e.error }
+
+func withShell(err error, shell string) error {
+	if shell == "" {
+		return err
+	}
+	return shellError{err, shell}
+}
+
 // fail reports a stage failure on the console, waits so that it can be
-// read, and powers off or reboots as the plan (if there is one yet) says.
+// read, and powers off or reboots (or starts a shell first) as the plan,
+// if there is one yet, says.
 func fail(con io.Writer, reaper *pid1.Reaper, plan *bootcfg.Plan, err error) {
 	fmt.Fprintf(con, "ociboot: boot failed at %v\n", err)
+	if reaper == nil {
+		reaper = pid1.NewReaper()
+	}
+	if plan != nil && plan.OnFailure == bootcfg.FailShell {
+		shell := plan.Shell()
+		var se shellError
+		if errors.As(err, &se) {
+			shell = se.shell
+		}
+		if shell != "" {
+			runShell(con, reaper, shell)
+			plan.PoweroffDelay = 0 // the shell's user has read the error
+		}
+	}
 	wait, action := failDelay, pid1.PowerOff
 	if plan != nil {
 		if plan.PoweroffDelay >= 0 {
@@ -223,10 +258,24 @@ func fail(con io.Writer, reaper *pid1.Reaper, plan *bootcfg.Plan, err error) {
 		fmt.Fprintf(con, "ociboot: %s in %s\n", action, wait)
 		time.Sleep(wait)
 	}
-	if reaper == nil {
-		reaper = pid1.NewReaper()
-	}
 	pid1.ShutdownWith(action, reaper, con, endCommand(plan, action))
+}
+
+// runShell runs an interactive shell on the console and waits for it.
+func runShell(con io.Writer, reaper *pid1.Reaper, shell string) {
+	fmt.Fprintf(con, "ociboot: starting %s on the console (ociboot.on_failure=shell); the machine powers off when it exits\n", shell)
+	cmd := exec.Command(shell, "-i")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Its own session, with the console as its controlling terminal:
+	// job control and ctrl-C work.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	cmd.Env = []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root", "TERM=linux", "PS1=ociboot# "}
+	code, err := reaper.Run(cmd)
+	if err != nil {
+		fmt.Fprintf(con, "ociboot: the shell: %v\n", err)
+		return
+	}
+	fmt.Fprintf(con, "ociboot: the shell exited with status %d\n", code)
 }
 
 // readBaked reads the configuration `ociboot build` baked in.

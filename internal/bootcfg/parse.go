@@ -112,7 +112,7 @@ func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
 			kernel[i] = append(kernel[i], got[i]...)
 		}
 	}
-	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts}
+	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts, shell: baked.Shell}
 	for host, c := range baked.RegistryAuth {
 		if plan.RegistryAuth == nil {
 			plan.RegistryAuth = map[string]image.Credential{}
@@ -310,14 +310,20 @@ func applyRebootCmd(p *Plan, v Param) error {
 func applyOnFailure(p *Plan, v Param) error {
 	s, err := value(v)
 	if err != nil {
-		return fmt.Errorf("%w: poweroff or reboot", err)
+		return fmt.Errorf("%w: poweroff, reboot or shell", err)
 	}
 	switch FailureAction(s) {
 	case FailPowerOff, FailReboot:
 		p.OnFailure = FailureAction(s)
 		return nil
+	case FailShell:
+		if p.shell == "" {
+			return errors.New("this initramfs has no shell: make it with `ociboot build --shell`, or use poweroff or reboot")
+		}
+		p.OnFailure = FailShell
+		return nil
 	}
-	return fmt.Errorf("got %q, expected poweroff or reboot", s)
+	return fmt.Errorf("got %q, expected poweroff, reboot or shell", s)
 }
 
 // applyHostname checks what sethostname takes: 1 to 64 bytes, here
@@ -562,4 +568,23 @@ func maskPassword(v string) string {
 	host, rest, _ := strings.Cut(v, ",")
 	user, _, _ := strings.Cut(rest, ",")
 	return host + "," + user + ",***"
+}
+
+// FailureSettings reads, as far as it can, what to do on a failure from a
+// command line that Parse refused: the last valid on_failure and
+// poweroff_delay of the baked-in then the kernel parameters. It is how
+// PID 1 honours them when the command line itself is at fault.
+func FailureSettings(kernelCmdline string, baked Baked) (FailureAction, int) {
+	p := &Plan{PoweroffDelay: -1, shell: baked.Shell}
+	for _, cmdline := range []string{baked.Cmdline, kernelCmdline} {
+		for _, v := range SplitKernelCmdline(cmdline) {
+			switch v.Key {
+			case "ociboot.on_failure":
+				_ = applyOnFailure(p, v)
+			case "ociboot.poweroff_delay", "b2c.poweroff_delay":
+				_ = applyPoweroffDelay(p, v)
+			}
+		}
+	}
+	return p.OnFailure, p.PoweroffDelay
 }

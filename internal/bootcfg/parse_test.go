@@ -114,7 +114,7 @@ func TestParseErrors(t *testing.T) {
 		{"b2c.pipefail=maybe", "", `b2c.pipefail="maybe": got "maybe", expected no value, or 1/0`},
 		{"b2c.shutdown_cmd=", "", `b2c.shutdown_cmd="": empty command`},
 		{"b2c.reboot_cmd", "", `b2c.reboot_cmd: needs a value: a command`},
-		{"ociboot.on_failure=halt", "", `got "halt", expected poweroff or reboot`},
+		{"ociboot.on_failure=halt", "", `got "halt", expected poweroff, reboot or shell`},
 		{"b2c.hostname=-x", "", `got "-x", expected a host name`},
 		{"b2c.hostname=a_b", "", `got "a_b"`},
 		{"b2c.insmods=a.ko,", "", `module file "": expected comma-separated paths`},
@@ -248,4 +248,21 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestOnFailureShell(t *testing.T) {
+	if _, err := Parse("ociboot.on_failure=shell", Baked{}); err == nil || !strings.Contains(err.Error(), "ociboot build --shell") {
+		t.Errorf("shell without one: %v", err)
+	}
+	p, err := Parse("ociboot.on_failure=shell", Baked{Shell: "/bin/sh"})
+	if err != nil || p.OnFailure != FailShell || p.Shell() != "/bin/sh" {
+		t.Errorf("shell with one: %+v, %v", p, err)
+	}
+	action, delay := FailureSettings("ociboot.bogus=1 ociboot.on_failure=reboot b2c.poweroff_delay=x ociboot.poweroff_delay=2", Baked{Cmdline: "ociboot.on_failure=shell"})
+	if action != FailReboot || delay != 2 {
+		t.Errorf("FailureSettings: %s, %d; want reboot, 2", action, delay)
+	}
+	if action, _ := FailureSettings("ociboot.on_failure=shell", Baked{}); action != "" {
+		t.Errorf("FailureSettings without a shell: %q, want none", action)
+	}
 }

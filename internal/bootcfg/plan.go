@@ -34,6 +34,9 @@ type Baked struct {
 	Modules []string `json:"modules,omitempty"`
 	// KernelVersion is the `uname -r` the modules were taken from.
 	KernelVersion string `json:"kernel_version,omitempty"`
+	// Shell is the path of the shell `ociboot build --shell` installed,
+	// for ociboot.on_failure=shell; "" when there is none.
+	Shell string `json:"shell,omitempty"`
 
 	// RegistryAuth holds the credentials read from AuthPath, by registry;
 	// ociboot.registry_auth= wins for the same registry.
@@ -50,6 +53,7 @@ type FailureAction string
 const (
 	FailPowerOff FailureAction = "poweroff"
 	FailReboot   FailureAction = "reboot"
+	FailShell    FailureAction = "shell" // needs Baked.Shell
 )
 
 // Plan is everything PID 1 has been asked to do, in typed form.
@@ -106,7 +110,13 @@ type Plan struct {
 	// PoweroffDelay is how long to wait before powering off, in seconds
 	// (ociboot.poweroff_delay= / b2c.poweroff_delay=); -1 when not set.
 	PoweroffDelay int
+
+	shell string // Baked.Shell, for checking on_failure=shell
 }
+
+// Shell is the shell on_failure=shell starts ("" when the initramfs has
+// none).
+func (p *Plan) Shell() string { return p.shell }
 
 // Dialect says whose defaults a container gets.
 type Dialect int

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ func newBuildCmd() *cobra.Command {
 		authFile string
 		caFiles  []string
 		mirrors  []string
+		shell    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -31,7 +33,8 @@ func newBuildCmd() *cobra.Command {
 with its shared libraries, kernel modules with their dependencies, the
 default kernel parameters given with --cmdline, and the registry
 configuration: credentials (--registry-auth), CA certificates (--ca-file)
-and mirrors (--registry-mirror). SOURCE_DATE_EPOCH, when set, is the
+and mirrors (--registry-mirror), and with --shell, busybox as /bin/sh for
+ociboot.on_failure=shell. SOURCE_DATE_EPOCH, when set, is the
 modification time of every file; the same inputs give the same bytes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -50,6 +53,11 @@ modification time of every file; the same inputs give the same bytes.`,
 			}
 			if err := registryOptions(&opts, authFile, caFiles, mirrors); err != nil {
 				return err
+			}
+			if shell {
+				if opts.Shell, err = exec.LookPath("busybox"); err != nil {
+					return fmt.Errorf("--shell: %w (install busybox-static)", err)
+				}
 			}
 			if opts.SourceDateEpoch, err = sourceDateEpoch(); err != nil {
 				return err
@@ -76,6 +84,7 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&authFile, "registry-auth", "", "docker config.json with registry credentials to bake in (stored mode 0600)")
 	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates to trust besides the embedded roots (repeatable)")
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
+	f.BoolVar(&shell, "shell", false, "include busybox (found on PATH) as /bin/sh, for ociboot.on_failure=shell")
 	return cmd
 }
 
@@ -165,6 +174,9 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	}
 	if len(rep.AuthRegistries) > 0 {
 		fmt.Fprintf(w, "  registry credentials for: %s\n", strings.Join(rep.AuthRegistries, ", "))
+	}
+	if rep.Shell != "" {
+		fmt.Fprintf(w, "  shell: %s (busybox)\n", rep.Shell)
 	}
 	if rep.CACerts > 0 {
 		fmt.Fprintf(w, "  extra CA certificates: %d\n", rep.CACerts)

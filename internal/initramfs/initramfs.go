@@ -60,6 +60,10 @@ type Options struct {
 	// SourceDateEpoch is the modification time of every entry, in seconds
 	// since 1970 (SOURCE_DATE_EPOCH); default 0.
 	SourceDateEpoch int64
+	// Shell, when set, is a host busybox (static, or with the libraries
+	// it needs) installed as /bin/busybox with /bin/sh linked to it, for
+	// ociboot.on_failure=shell.
+	Shell string
 }
 
 // Include puts the host file or directory Src at Dst in the image.
@@ -112,6 +116,8 @@ type Report struct {
 	AuthRegistries []string
 	// CACerts is how many certificates CACerts holds.
 	CACerts int
+	// Shell is the shell's path in the image ("" for none).
+	Shell string
 }
 
 // Fixed layout of the image.
@@ -171,11 +177,15 @@ func Build(opts Options) (*Report, error) {
 	if err := addRegistryFiles(t, opts, rep); err != nil {
 		return nil, err
 	}
+	if err := addShell(t, opts.Shell, rep); err != nil {
+		return nil, err
+	}
 	baked, err := json.MarshalIndent(bootcfg.Baked{
 		Cmdline:       opts.Cmdline,
 		Runtime:       rep.Runtime,
 		Modules:       opts.Modules,
 		KernelVersion: rep.KernelVersion,
+		Shell:         rep.Shell,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: encoding %s: %w", bootcfg.BakedPath, err)
@@ -289,6 +299,42 @@ func addRuntime(t *tree, runtime string, rep *Report) error {
 		}
 		rep.Libraries = append(rep.Libraries, File{Path: lib, Size: t.entries[clean(file)].size})
 	}
+	return nil
+}
+
+// Where --shell puts busybox, and the shell linked to it.
+const (
+	busyboxPath = "/bin/busybox"
+	shellPath   = "/bin/sh"
+)
+
+// addShell installs the host's busybox as /bin/busybox, with the
+// libraries it needs if it is not static, and /bin/sh linked to it.
+func addShell(t *tree, busybox string, rep *Report) error {
+	if busybox == "" {
+		return nil
+	}
+	from := "--shell " + busybox
+	out, err := exec.Command(busybox, "sh", "-c", "echo ok").Output()
+	if err != nil || string(out) != "ok\n" {
+		return fmt.Errorf("initramfs: %s: not a busybox with a working sh applet (%v)", from, err)
+	}
+	if err := t.addFile(busyboxPath, busybox, 0o755, from); err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	libs, err := libraryClosure(busybox)
+	if err != nil {
+		return fmt.Errorf("initramfs: %s: %w", from, err)
+	}
+	for _, lib := range libs {
+		if _, err := t.addHostPath(lib, from); err != nil {
+			return fmt.Errorf("initramfs: library %s of %s: %w", lib, busybox, err)
+		}
+	}
+	if err := t.addSymlink(shellPath, "busybox", from); err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	rep.Shell = shellPath
 	return nil
 }
 

@@ -7,8 +7,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -92,5 +94,30 @@ func TestBuildRegistryFilesErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), secret) {
 			t.Errorf("%s: error %q shows a secret", tc.name, err)
 		}
+	}
+}
+
+func TestBuildShell(t *testing.T) {
+	rep, raw := build(t, Options{
+		Output: filepath.Join(t.TempDir(), "i.img"), Compression: None, InitBinary: smallInit(t), Runtime: "none",
+		Shell: "/bin/busybox",
+	})
+	a := readCPIO(t, raw)
+	host, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("the test needs busybox-static: %v", err)
+	}
+	if a.mode("bin/busybox") != cpio.S_IFREG|0o755 || string(a.content["bin/busybox"]) != string(host) {
+		t.Errorf("/bin/busybox: mode %o, %d bytes; want 0755 and the host's busybox", a.mode("bin/busybox"), len(a.content["bin/busybox"]))
+	}
+	if a.mode("bin/sh")&cpio.S_IFMT != cpio.S_IFLNK || string(a.content["bin/sh"]) != "busybox" {
+		t.Errorf("/bin/sh: mode %o, target %q; want a link to busybox", a.mode("bin/sh"), a.content["bin/sh"])
+	}
+	var baked bootcfg.Baked
+	if err := json.Unmarshal(a.content[strings.TrimPrefix(bootcfg.BakedPath, "/")], &baked); err != nil || baked.Shell != "/bin/sh" || rep.Shell != "/bin/sh" {
+		t.Errorf("baked shell %q (%v), report %q; want /bin/sh", baked.Shell, err, rep.Shell)
+	}
+	if _, err := Build(Options{Output: filepath.Join(t.TempDir(), "j.img"), InitBinary: smallInit(t), Runtime: "none", Shell: "/bin/true"}); err == nil || !strings.Contains(err.Error(), "not a busybox") {
+		t.Errorf("a shell that is not busybox: %v", err)
 	}
 }

@@ -120,7 +120,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	con := &console{out: cfg.Console, res: &res}
 	stderr := &tailBuffer{max: 2048}
 	cmd := exec.CommandContext(runCtx, cfg.QEMU, args...)
-	cmd.Stdin = cfg.Stdin
+	if cfg.Stdin != nil {
+		// Our own pipe and copy: exec.Cmd would wait for a copy from a
+		// reader that may never end, after QEMU has exited.
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return res, fmt.Errorf("vm: console input: %w", err)
+		}
+		defer pw.Close()
+		go func() { _, _ = io.Copy(pw, cfg.Stdin) }()
+		cmd.Stdin = pr
+		defer pr.Close()
+	}
 	cmd.ExtraFiles = cfg.Taps // fd 3, 4...: see qemuArgs
 	cmd.Stdout = con
 	cmd.Stderr = stderr

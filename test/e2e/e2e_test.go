@@ -271,6 +271,44 @@ func TestBoot(t *testing.T) {
 		}
 	})
 
+	t.Run("on-failure-shell", func(t *testing.T) {
+		t.Parallel()
+		// An initramfs with a shell; a boot that fails at the modules
+		// stage starts it on the console, which the test types into.
+		img := filepath.Join(t.TempDir(), "shell.img")
+		if out, err := exec.Command(f.bin, "build", "--shell", "-o", img).CombinedOutput(); err != nil {
+			t.Fatalf("ociboot build --shell: %v\n%s", err, out)
+		}
+		typed, typing := io.Pipe()
+		var console bytes.Buffer
+		watch := &watchWriter{w: &lockedWriter{w: &console}, want: "ociboot# ", seen: make(chan struct{})}
+		go func() {
+			// Type once the shell shows its prompt, and has set up the
+			// terminal (which may flush what came earlier). Busybox asks
+			// the terminal where the cursor is: answer first.
+			<-watch.seen
+			time.Sleep(time.Second)
+			_, _ = io.WriteString(typing, "\x1b[1;1R")
+			time.Sleep(200 * time.Millisecond)
+			_, _ = io.WriteString(typing, "echo typed-in-the-shell-$((6*7)); exit 3\r")
+			typing.Close()
+		}()
+		res, err := vm.Run(context.Background(), vm.Config{
+			Initramfs: img,
+			Cmdline:   "ociboot.on_failure=shell ociboot.insmods=/lib/nothing.ko",
+			Timeout:   bootTimeout,
+			Console:   watch,
+			Stdin:     typed,
+		})
+		typing.Close()
+		t.Logf("console:\n%s", console.String())
+		if err == nil || res.StatusSeen {
+			t.Errorf("vm.Run: %v, status seen %v: want no pipeline status", err, res.StatusSeen)
+		}
+		inOrder(t, console.String(), "boot failed at modules", "starting /bin/sh on the console",
+			"typed-in-the-shell-42", "the shell exited with status 3", "It's now safe to turn off your computer")
+	})
+
 	t.Run("unknown-parameter", func(t *testing.T) {
 		t.Parallel()
 		res, console, err := f.boot(t, `ociboot.poweroff_delay=0 ociboot.bogus=1 ociboot.container="`+f.images["busybox"]+` true"`)
@@ -391,4 +429,20 @@ func serve(t *testing.T, files map[string]string) int {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// watchWriter passes writes on and closes seen once want has gone
+// through (within one write).
+type watchWriter struct {
+	w    io.Writer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(w.want)) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return w.w.Write(p)
 }
