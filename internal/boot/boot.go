@@ -138,7 +138,11 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		action, delay := bootcfg.FailureSettings(strings.TrimSpace(string(cmdline)), baked)
 		return &bootcfg.Plan{OnFailure: action, PoweroffDelay: delay}, none, stage("cmdline", withShell(err, baked.Shell))
 	}
-	setIdentity(con, cmp.Or(plan.Hostname, "ociboot"))
+	ipHostname := ""
+	if plan.KernelIP != nil {
+		ipHostname = plan.KernelIP.Hostname
+	}
+	setIdentity(con, cmp.Or(plan.Hostname, ipHostname, "ociboot"))
 
 	console.Section(con, "modules")
 	for _, f := range plan.Insmods {
@@ -154,13 +158,27 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 
 	console.Section(con, "network")
 	start := time.Now()
-	if _, err := netconf.Up(ctx, netconf.Options{Log: console.Stage(con, "network")}); err != nil {
+	netOpts := netconf.Options{Log: console.Stage(con, "network")}
+	switch {
+	case len(plan.Ifaces) > 0:
+		netOpts.Ifaces = plan.Ifaces
+	case plan.KernelIP != nil:
+		netOpts = plan.KernelIP.Apply(netOpts)
+	}
+	network, err := netconf.Up(ctx, netOpts)
+	if err != nil {
 		return plan, none, stage("network", err)
 	}
 	fmt.Fprintf(con, "ociboot: network: up in %s\n", time.Since(start).Round(time.Millisecond))
+	// For the machine's life: links that come later, lease renewals.
+	go func() {
+		if err := netconf.Maintain(ctx, netOpts, network); err != nil {
+			fmt.Fprintf(con, "ociboot: network: %v\n", err)
+		}
+	}()
 
 	console.Section(con, "clock")
-	syncClock(ctx, con, plan, nil)
+	syncClock(ctx, con, plan, network.NTP)
 
 	if plan.ExtraArgsURL != "" {
 		console.Section(con, "extra_args_url")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/netconf"
 )
 
 // paramDef is one parameter ociboot knows, under all its spellings.
@@ -49,6 +50,8 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.hostname", "b2c.hostname"}, apply: applyHostname, early: true},
 		{names: []string{"ociboot.insmods", "b2c.insmods"}, apply: applyInsmods, early: true},
 		{names: []string{"ociboot.modules"}, apply: applyModules, early: true},
+		{names: []string{"ociboot.iface", "b2c.iface"}, apply: applyIface, early: true},
+		{names: []string{"ip"}, apply: applyKernelIP, early: true},
 		{names: []string{"ociboot.ntp_peer", "b2c.ntp_peer"}, apply: applyNTPPeer, early: true},
 		{names: []string{"ociboot.extra_args_url", "b2c.extra_args_url"}, apply: applyExtraArgsURL, early: true},
 		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
@@ -167,10 +170,10 @@ func collect(cmdline, origin string, defs []paramDef) ([][]source, error) {
 		if p.Key == "--" && !p.HasValue {
 			break
 		}
-		if !inNamespace(p.Key) {
-			continue
-		}
 		i := findParam(defs, p.Key)
+		if i < 0 && !inNamespace(p.Key) {
+			continue // the kernel's, or another program's
+		}
 		if i < 0 {
 			hint := ""
 			if near := nearest(p.Key, allNames(defs)); near != "" {
@@ -587,4 +590,32 @@ func FailureSettings(kernelCmdline string, baked Baked) (FailureAction, int) {
 		}
 	}
 	return p.OnFailure, p.PoweroffDelay
+}
+
+func applyIface(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: NAME,address=CIDR,gateway=IP,nameserver=IP,route=NET/LEN:GW,forward,dhcp", err)
+	}
+	i, err := netconf.ParseIface(s)
+	if err != nil {
+		return err
+	}
+	p.Ifaces = append(p.Ifaces, i)
+	return nil
+}
+
+// applyKernelIP reads the kernel's ip= parameter, which ociboot applies
+// itself (the last one wins, as in the kernel).
+func applyKernelIP(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: dhcp, off, DEV:dhcp or CLIENT:SERVER:GW:MASK:HOST:DEV:AUTOCONF", err)
+	}
+	k, err := netconf.ParseKernelIP(s)
+	if err != nil {
+		return err
+	}
+	p.KernelIP = &k
+	return nil
 }

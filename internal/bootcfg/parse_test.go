@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/netconf"
 )
 
 func TestParse(t *testing.T) {
@@ -44,6 +45,7 @@ func TestParse(t *testing.T) {
 					c("busybox"), c("--entrypoint=/bin/true busybox"),
 				},
 				PoweroffDelay: 15,
+				KernelIP:      kernelIP(t, "dhcp"),
 			},
 		},
 		{
@@ -200,7 +202,7 @@ func TestDocumentedParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z_]+)`")
+	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z_]+|ip)`")
 	for _, line := range strings.Split(string(data), "\n") {
 		if !strings.HasPrefix(line, "| `") {
 			continue
@@ -265,4 +267,33 @@ func TestOnFailureShell(t *testing.T) {
 	if action, _ := FailureSettings("ociboot.on_failure=shell", Baked{}); action != "" {
 		t.Errorf("FailureSettings without a shell: %q, want none", action)
 	}
+}
+
+func TestNetworkParameters(t *testing.T) {
+	p, err := Parse(`ip=10.0.2.15::10.0.2.2:255.255.255.0:box:eth0:off b2c.iface=eth1,address=192.168.7.2/24,gateway=192.168.7.1 ociboot.iface=eth2,dhcp`, Baked{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Ifaces) != 2 || p.Ifaces[0].Name != "eth1" || !p.Ifaces[1].DHCP || p.KernelIP == nil || p.KernelIP.Hostname != "box" {
+		t.Errorf("ifaces %+v, ip= %+v", p.Ifaces, p.KernelIP)
+	}
+	for _, bad := range []string{"ip=10.0.2.15:x", "b2c.iface=eth0,address=10.0.0.1", "b2c.iface", "ip"} {
+		_, err := Parse(bad, Baked{})
+		key, _, _ := strings.Cut(bad, "=")
+		if err == nil || !strings.Contains(err.Error(), "kernel parameter "+key) {
+			t.Errorf("%s: %v, want an error naming %s", bad, err, key)
+		}
+	}
+	if _, err := ParseWithExtra("", Baked{}, "b2c.iface=eth0,dhcp"); err == nil || !strings.Contains(err.Error(), "comes too late") {
+		t.Errorf("iface in extra args: %v", err)
+	}
+}
+
+func kernelIP(t *testing.T, s string) *netconf.KernelIP {
+	t.Helper()
+	k, err := netconf.ParseKernelIP(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &k
 }

@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/netconf"
 )
 
 // Where `ociboot build` writes the baked configuration inside the
@@ -80,6 +81,11 @@ type Plan struct {
 	// Insmods are module files in the initramfs, inserted as they are, in
 	// order, before the named modules (ociboot.insmods=).
 	Insmods []string
+	// Ifaces configure the named links (ociboot.iface=, b2c.iface=); when
+	// there are none, KernelIP (ip=) says what to do, and without it every
+	// ethernet link gets DHCP.
+	Ifaces   []netconf.Iface
+	KernelIP *netconf.KernelIP
 	// NTPPeer says where the clock is set from; the zero value is none.
 	NTPPeer clock.Peer
 	// ExtraArgsURL, when set, is fetched once the network and the clock

@@ -250,8 +250,10 @@ func TestBoot(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20")
-		cmdline := fmt.Sprintf(`ociboot.ntp_peer=192.168.77.1 ociboot.container="%s sh -c 'echo guest time $(date +%%s)'"`, f.images["busybox"])
+		// dnsmasq offers the responder as NTP server (option 42): auto
+		// takes it from the lease.
+		ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20", "--dhcp-option=42,192.168.77.1")
+		cmdline := fmt.Sprintf(`b2c.ntp_peer=auto ociboot.container="%s sh -c 'echo guest time $(date +%%s)'"`, f.images["busybox"])
 		res, console, err := f.bootWithTaps(t, cmdline, []*os.File{tap})
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
@@ -269,6 +271,43 @@ func TestBoot(t *testing.T) {
 		if d := time.Until(time.Unix(guest, 0)); d < 59*time.Minute || d > 61*time.Minute {
 			t.Errorf("the container's clock is %v ahead of the host's, want one hour", d)
 		}
+	})
+
+	t.Run("ip-static", func(t *testing.T) {
+		t.Parallel()
+		// The kernel's static ip= form, host name included, on the user
+		// network (10.0.2.0/24).
+		cmdline := fmt.Sprintf(`ip=10.0.2.15::10.0.2.2:255.255.255.0:ip-host:eth0:off b2c.container="%s sh -c 'echo on $(hostname): $(/bin/busybox ip -4 -o addr show eth0)'"`, f.images["busybox"])
+		res, console, err := f.boot(t, cmdline)
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 0 {
+			t.Errorf("status %d, want 0", res.Status)
+		}
+		inOrder(t, console, "network: eth0: 10.0.2.15/24 via 10.0.2.2", "(static)", "on ip-host: 2: eth0 inet 10.0.2.15/24")
+	})
+
+	t.Run("iface-two-nics", func(t *testing.T) {
+		t.Parallel()
+		// b2c.iface: DHCP on eth0 (the user network, for the registry), a
+		// static address, route and name server on eth1, a tap in a
+		// network namespace of the test's.
+		ns := netnstest.New(t)
+		tap := ns.Tap(t, "tap0", "192.168.77.1/24")
+		cmdline := fmt.Sprintf(`b2c.iface=eth0,dhcp b2c.iface=eth1,address=192.168.77.5/24,route=192.168.88.0/24:192.168.77.1,nameserver=192.168.77.1 `+
+			`b2c.container="%s sh -c '/bin/busybox ping -c 1 -W 10 192.168.77.1 >/dev/null && echo ping ok; grep nameserver /etc/resolv.conf; /bin/busybox ip route show dev eth1'"`, f.images["busybox"])
+		res, console, err := f.bootWithTaps(t, cmdline, []*os.File{tap})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 0 {
+			t.Errorf("status %d, want 0", res.Status)
+		}
+		// The links are configured at once: their lines come in any order.
+		inOrder(t, console, "network: eth0: 10.0.2.15/24", "ping ok")
+		inOrder(t, console, "network: eth1: 192.168.77.5/24, dns 192.168.77.1, route 192.168.88.0/24 via 192.168.77.1 (static)", "ping ok",
+			"nameserver 192.168.77.1", "192.168.88.0/24 via 192.168.77.1 dev eth1")
 	})
 
 	t.Run("on-failure-shell", func(t *testing.T) {
