@@ -126,9 +126,15 @@ func (s *state) record(spec string, code int, pipeline bool) {
 	case StatusPowerOff:
 		s.Action = PowerOff
 	}
-	if pipeline && code != 0 && code != StatusReboot && code != StatusPowerOff && s.Status == 0 {
+	if pipeline && failed(code) && s.Status == 0 {
 		s.Status, s.FailedBy = code, spec
 	}
+}
+
+// failed tells whether a pipeline container's exit code is a failure: 129
+// and 130 are requests (reboot, power off), not failures.
+func failed(code int) bool {
+	return code != 0 && code != StatusReboot && code != StatusPowerOff
 }
 
 // job is one container to run, with what names it in messages.
@@ -191,7 +197,7 @@ func Run(ctx context.Context, c Config) Result {
 		}
 		code := c.runJob(ctx, j, s.env())
 		s.record(j.ct.Spec, code, true)
-		stopped = c.Plan.Pipefail && code != 0
+		stopped = c.Plan.Pipefail && failed(code)
 	}
 
 	for _, j := range jobs(c.Plan.PostContainers, "post container", "post") {

@@ -192,14 +192,14 @@ func TestServicesPostContainersPipefail(t *testing.T) {
 	t.Run("pipefail stops the pipeline, post containers still run", func(t *testing.T) {
 		plan := &bootcfg.Plan{
 			Pipefail:       true,
-			Containers:     h.containers(t, `busybox sh -c 'echo first; exit 2'`, `busybox echo never`),
+			Containers:     h.containers(t, `busybox sh -c 'exit 129'`, `busybox sh -c 'echo first; exit 2'`, `busybox echo never`),
 			PostContainers: h.containers(t, `busybox sh -c 'echo post; exit 5'`),
 		}
 		res, out, log := h.runPlan(t, context.Background(), plan)
 		if res.Status != 2 || out != "first\npost\n" {
 			t.Errorf("status %d, output %q: want 2 and the first container then the post container", res.Status, out)
 		}
-		if !strings.Contains(log, "container 2/2 ("+h.ref+"): not started: pipefail") {
+		if !strings.Contains(log, "container 3/3 ("+h.ref+"): not started: pipefail") {
 			t.Error("the log does not say why the second container did not run")
 		}
 	})

@@ -61,7 +61,12 @@ func setup(t *testing.T) *fixture {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building ociboot: %v\n%s", err, out)
 	}
-	out, err := exec.Command(f.bin, "build", "-o", f.initramfs).CombinedOutput()
+	// The dummy network driver's module file, for b2c.insmods.
+	dummy, err := filepath.Glob("/lib/modules/" + kernelRelease(t) + "/kernel/drivers/net/dummy.ko*")
+	if err != nil || len(dummy) != 1 {
+		t.Fatalf("the dummy module of the test kernel: %v %v", dummy, err)
+	}
+	out, err := exec.Command(f.bin, "build", "-o", f.initramfs, "--include", dummy[0]+":/lib/extra/"+filepath.Base(dummy[0])).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ociboot build: %v\n%s", err, out)
 	}
@@ -270,6 +275,29 @@ func TestBoot(t *testing.T) {
 		}
 		if d := time.Until(time.Unix(guest, 0)); d < 59*time.Minute || d > 61*time.Minute {
 			t.Errorf("the container's clock is %v ahead of the host's, want one hour", d)
+		}
+	})
+
+	t.Run("pipefail-insmods-130", func(t *testing.T) {
+		t.Parallel()
+		// A module file inserted with b2c.insmods; 130 is no failure and
+		// makes the end action a power-off; pipefail stops the pipeline
+		// at the first failure; the post container still runs.
+		img := f.images["busybox"]
+		cmdline := fmt.Sprintf(`b2c.insmods=/lib/extra/dummy.ko b2c.pipefail `+
+			`b2c.container="%[1]s sh -c 'grep -o ^dummy /proc/modules; exit 130'" b2c.container="%[1]s false" `+
+			`b2c.container="%[1]s echo never-printed" b2c.post_container="%[1]s echo post ran"`, img)
+		res, console, err := f.boot(t, cmdline)
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 1 {
+			t.Errorf("status %d, want 1 (false)", res.Status)
+		}
+		inOrder(t, console, "modules: inserted /lib/extra/dummy.ko", "\ndummy", "not started: pipefail", "post ran",
+			"Execution is over, pipeline status: 1", "reboot: Power down")
+		if strings.Contains(console, "\nnever-printed") {
+			t.Error("a container ran after the failure despite pipefail")
 		}
 	})
 
@@ -484,4 +512,14 @@ func (w *watchWriter) Write(p []byte) (int, error) {
 		w.once.Do(func() { close(w.seen) })
 	}
 	return w.w.Write(p)
+}
+
+// kernelRelease is the version of the kernel the VMs boot.
+func kernelRelease(t *testing.T) string {
+	t.Helper()
+	k, err := vm.DefaultKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
 }
