@@ -2,7 +2,12 @@ package bootcfg
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"path"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ociboot/ociboot/internal/image"
@@ -31,6 +36,14 @@ func containerOptions() []containerOption {
 		{long: "pull", value: true, set: setPull},
 		{long: "platform", value: true, set: setPlatform},
 		{long: "network", alias: "net", value: true, set: setNetwork},
+		{long: "volume", short: 'v', value: true, set: setVolume},
+		{long: "mount", value: true, set: setMount},
+		{long: "tmpfs", value: true, set: setTmpfs},
+		{long: "device", value: true, set: setDevice},
+		{long: "env-file", value: true, set: setEnvFile},
+		{long: "shm-size", value: true, set: setShmSize},
+		{long: "ulimit", value: true, set: setUlimit},
+		{long: "security-opt", value: true, set: setSecurityOpt},
 		{long: "cap-add", value: true, set: setCapAdd},
 		{long: "cap-drop", value: true, set: setCapDrop},
 		{long: "rm", set: noEffect},
@@ -255,13 +268,255 @@ func setPlatform(c *Container, v string) error {
 	return err
 }
 
-// setNetwork accepts host networking only, which is what every container
-// gets.
-func setNetwork(_ *Container, v string) error {
-	if v != "host" {
-		return fmt.Errorf("got %q, only \"host\" is supported", v)
+// setNetwork accepts host networking (the default) and none.
+func setNetwork(c *Container, v string) error {
+	switch v {
+	case "host":
+		c.NoNetwork = false
+	case "none":
+		c.NoNetwork = true
+	default:
+		return fmt.Errorf("got %q, expected host or none", v)
 	}
 	return nil
+}
+
+// absPath checks an absolute path without "..".
+func absPath(what, p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p && path.Clean(p)+"/" != p {
+		return fmt.Errorf("%s %q: expected an absolute, clean path", what, p)
+	}
+	for _, e := range strings.Split(p, "/") {
+		if e == ".." {
+			return fmt.Errorf("%s %q: expected an absolute, clean path", what, p)
+		}
+	}
+	return nil
+}
+
+// setVolume reads -v SRC:DST[:OPTS], SRC a host path (named volumes come
+// with volume support), OPTS ro or rw.
+func setVolume(c *Container, v string) error {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return fmt.Errorf("got %q, expected HOST-PATH:CONTAINER-PATH[:ro|rw]", v)
+	}
+	if !strings.HasPrefix(parts[0], "/") {
+		return fmt.Errorf("got %q: named volumes are not supported yet, expected a host path such as /run/data", parts[0])
+	}
+	m := Mount{Type: "bind", Source: parts[0], Target: parts[1]}
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro":
+				m.ReadOnly = true
+			case "rw":
+				m.ReadOnly = false
+			default:
+				return fmt.Errorf("volume option %q: expected ro or rw", o)
+			}
+		}
+	}
+	if err := absPath("host path", m.Source); err != nil {
+		return err
+	}
+	if err := absPath("container path", m.Target); err != nil {
+		return err
+	}
+	c.Mounts = append(c.Mounts, m)
+	return nil
+}
+
+// setMount reads --mount type=bind|tmpfs,source=…,target=…[,ro][,tmpfs-size=…][,tmpfs-mode=…].
+func setMount(c *Container, v string) error {
+	var m Mount
+	for _, kv := range strings.Split(v, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		switch k {
+		case "type":
+			if val != "bind" && val != "tmpfs" {
+				return fmt.Errorf("type %q: expected bind or tmpfs", val)
+			}
+			m.Type = val
+		case "source", "src":
+			m.Source = val
+		case "target", "destination", "dst":
+			m.Target = val
+		case "ro", "readonly":
+			m.ReadOnly = val == "" || val == "true"
+		case "tmpfs-size":
+			n, err := parseSize(val)
+			if err != nil {
+				return fmt.Errorf("tmpfs-size: %w", err)
+			}
+			m.Options = append(m.Options, fmt.Sprintf("size=%d", n))
+		case "tmpfs-mode":
+			if _, err := strconv.ParseUint(val, 8, 32); err != nil {
+				return fmt.Errorf("tmpfs-mode %q: expected an octal mode such as 1777", val)
+			}
+			m.Options = append(m.Options, "mode="+val)
+		default:
+			return fmt.Errorf("mount option %q: expected type, source, target, ro, tmpfs-size or tmpfs-mode", k)
+		}
+	}
+	switch {
+	case m.Type == "":
+		return fmt.Errorf("got %q, expected type=bind or type=tmpfs", v)
+	case m.Type == "bind" && m.Source == "":
+		return fmt.Errorf("got %q: a bind mount needs source=HOST-PATH", v)
+	case m.Type == "tmpfs" && m.Source != "":
+		return fmt.Errorf("got %q: a tmpfs has no source", v)
+	}
+	if m.Type == "bind" {
+		if err := absPath("source", m.Source); err != nil {
+			return err
+		}
+	}
+	if err := absPath("target", m.Target); err != nil {
+		return err
+	}
+	c.Mounts = append(c.Mounts, m)
+	return nil
+}
+
+// setTmpfs reads --tmpfs PATH[:size=N,mode=M,ro].
+func setTmpfs(c *Container, v string) error {
+	target, opts, _ := strings.Cut(v, ":")
+	if err := absPath("tmpfs path", target); err != nil {
+		return err
+	}
+	m := Mount{Type: "tmpfs", Target: target}
+	if opts != "" {
+		for _, o := range strings.Split(opts, ",") {
+			k, val, _ := strings.Cut(o, "=")
+			switch k {
+			case "size":
+				n, err := parseSize(val)
+				if err != nil {
+					return fmt.Errorf("size: %w", err)
+				}
+				m.Options = append(m.Options, fmt.Sprintf("size=%d", n))
+			case "mode":
+				if _, err := strconv.ParseUint(val, 8, 32); err != nil {
+					return fmt.Errorf("mode %q: expected an octal mode such as 1777", val)
+				}
+				m.Options = append(m.Options, "mode="+val)
+			case "ro":
+				m.ReadOnly = true
+			case "rw":
+			default:
+				return fmt.Errorf("tmpfs option %q: expected size=, mode=, ro or rw", k)
+			}
+		}
+	}
+	c.Mounts = append(c.Mounts, m)
+	return nil
+}
+
+// setDevice reads --device HOST[:CONTAINER][:PERMS].
+func setDevice(c *Container, v string) error {
+	parts := strings.Split(v, ":")
+	d := Device{Host: parts[0], Container: parts[0], Access: "rwm"}
+	switch len(parts) {
+	case 1:
+	case 2:
+		if strings.HasPrefix(parts[1], "/") {
+			d.Container = parts[1]
+		} else {
+			d.Access = parts[1]
+		}
+	case 3:
+		d.Container, d.Access = parts[1], parts[2]
+	default:
+		return fmt.Errorf("got %q, expected HOST[:CONTAINER][:PERMISSIONS]", v)
+	}
+	if err := absPath("host device", d.Host); err != nil {
+		return err
+	}
+	if err := absPath("container device", d.Container); err != nil {
+		return err
+	}
+	if d.Access == "" || strings.Trim(d.Access, "rwm") != "" {
+		return fmt.Errorf("permissions %q: expected some of r, w and m", d.Access)
+	}
+	c.Devices = append(c.Devices, d)
+	return nil
+}
+
+func setEnvFile(c *Container, v string) error {
+	if v == "" {
+		return errors.New("expected the path of a file of KEY=VALUE lines")
+	}
+	c.EnvFiles = append(c.EnvFiles, v)
+	return nil
+}
+
+func setShmSize(c *Container, v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	c.ShmSize = n
+	return nil
+}
+
+// ulimitNames are podman's --ulimit names.
+var ulimitNames = []string{"as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
+
+// setUlimit reads NAME=SOFT[:HARD], -1 meaning unlimited.
+func setUlimit(c *Container, v string) error {
+	name, limits, ok := strings.Cut(v, "=")
+	if !ok || !slices.Contains(ulimitNames, name) {
+		return fmt.Errorf("got %q, expected NAME=SOFT[:HARD] with NAME one of %s", v, strings.Join(ulimitNames, ", "))
+	}
+	soft, hard, hasHard := strings.Cut(limits, ":")
+	if !hasHard {
+		hard = soft
+	}
+	parse := func(s string) (uint64, error) {
+		if s == "-1" || s == "unlimited" {
+			return math.MaxUint64, nil
+		}
+		return strconv.ParseUint(s, 10, 64)
+	}
+	u := Ulimit{Name: name}
+	var err1, err2 error
+	u.Soft, err1 = parse(soft)
+	u.Hard, err2 = parse(hard)
+	if err1 != nil || err2 != nil || u.Soft > u.Hard {
+		return fmt.Errorf("got %q, expected NAME=SOFT[:HARD], whole numbers or -1, soft at most hard", v)
+	}
+	c.Ulimits = append(c.Ulimits, u)
+	return nil
+}
+
+func setSecurityOpt(c *Container, v string) error {
+	switch v {
+	case "seccomp=unconfined":
+		c.SeccompUnconfined = true
+	case "no-new-privileges", "no-new-privileges=true", "no-new-privileges:true":
+		c.NoNewPrivileges = true
+	case "no-new-privileges=false", "no-new-privileges:false":
+		c.NoNewPrivileges = false
+	case "label=disable", "apparmor=unconfined":
+		// No SELinux or AppArmor confinement is applied anyway.
+	default:
+		return fmt.Errorf("got %q, expected seccomp=unconfined, no-new-privileges, label=disable or apparmor=unconfined", v)
+	}
+	return nil
+}
+
+// parseSize reads a size: bytes, or a number with b, k, m or g (powers
+// of 1024), as podman does.
+func parseSize(s string) (int64, error) {
+	num := strings.TrimRight(strings.ToLower(s), "bkmg")
+	unit := strings.ToLower(s[len(num):])
+	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || mult == 0 || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("got %q, expected a size such as 64m, 1g or 1048576", s)
+	}
+	return n * mult, nil
 }
 
 func setPrivileged(c *Container, _ string) error {

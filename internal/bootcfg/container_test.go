@@ -1,6 +1,7 @@
 package bootcfg
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -69,13 +70,13 @@ func TestParseContainerErrors(t *testing.T) {
 		{"-ti --rm", "no image"},
 		{"-e", "option -e needs a value"},
 		{"--env", "option --env needs a value"},
-		{"-v /a:/b alpine", "unknown container option -v: supported options are -e/--env, --entrypoint, -w/--workdir"},
-		{"--volume=/a:/b alpine", "unknown container option --volume: supported"},
+		{"-X alpine", "unknown container option -X: supported options are -e/--env, --entrypoint, -w/--workdir"},
+		{"--volumes=/a:/b alpine", "unknown container option --volumes: supported"},
 		{"-tx alpine", "unknown container option -x"},
 		{"-e FOO alpine", `option -e: got "FOO", expected KEY=VALUE`},
 		{"-e =x alpine", `expected KEY=VALUE`},
-		{"--network bridge alpine", `option --network: got "bridge", only "host" is supported`},
-		{"--net=none alpine", `option --net: got "none"`},
+		{"--network bridge alpine", `option --network: got "bridge", expected host or none`},
+		{"--net=slirp4netns alpine", `option --net: got "slirp4netns"`},
 		{"--pull sometimes alpine", `option --pull: got "sometimes", expected always, missing or never`},
 		{"-w work alpine", `option -w: got "work", expected an absolute path`},
 		{"-u :0 alpine", `option -u: got ":0", expected USER[:GROUP]`},
@@ -125,4 +126,56 @@ func FuzzParseContainer(f *testing.F) {
 			t.Fatalf("ParseContainer(%q) = %#v, %v; without --rm it was %#v", "--rm "+spec, again, err, c)
 		}
 	})
+}
+
+func TestParseContainerMountsAndLimits(t *testing.T) {
+	c, err := ParseContainer(`-v /run/data:/data -v /etc/ci:/ci:ro --mount type=tmpfs,target=/scratch,tmpfs-size=64m,tmpfs-mode=1777 ` +
+		`--mount type=bind,source=/srv,target=/srv,readonly --tmpfs /cache:size=1g,mode=700 --device /dev/kvm --device /dev/ttyS1:/dev/ttyS9:rw ` +
+		`--env-file /etc/ci.env --network none --shm-size 128m --ulimit nofile=1024:4096 --ulimit core=-1 ` +
+		`--security-opt seccomp=unconfined --security-opt no-new-privileges alpine`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Container{
+		Image: "alpine",
+		Mounts: []Mount{
+			{Type: "bind", Source: "/run/data", Target: "/data"},
+			{Type: "bind", Source: "/etc/ci", Target: "/ci", ReadOnly: true},
+			{Type: "tmpfs", Target: "/scratch", Options: []string{"size=67108864", "mode=1777"}},
+			{Type: "bind", Source: "/srv", Target: "/srv", ReadOnly: true},
+			{Type: "tmpfs", Target: "/cache", Options: []string{"size=1073741824", "mode=700"}},
+		},
+		Devices:           []Device{{Host: "/dev/kvm", Container: "/dev/kvm", Access: "rwm"}, {Host: "/dev/ttyS1", Container: "/dev/ttyS9", Access: "rw"}},
+		EnvFiles:          []string{"/etc/ci.env"},
+		NoNetwork:         true,
+		ShmSize:           128 << 20,
+		Ulimits:           []Ulimit{{Name: "nofile", Soft: 1024, Hard: 4096}, {Name: "core", Soft: math.MaxUint64, Hard: math.MaxUint64}},
+		SeccompUnconfined: true,
+		NoNewPrivileges:   true,
+	}
+	c.Spec = ""
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"-v data:/data alpine", "named volumes are not supported yet"},
+		{"-v /a:/b:z alpine", `volume option "z": expected ro or rw`},
+		{"-v /a/../b:/b alpine", `host path "/a/../b": expected an absolute, clean path`},
+		{"-v /a alpine", "expected HOST-PATH:CONTAINER-PATH"},
+		{"--mount type=volume,target=/x alpine", `type "volume": expected bind or tmpfs`},
+		{"--mount type=bind,target=/x alpine", "a bind mount needs source="},
+		{"--mount target=/x alpine", "expected type=bind or type=tmpfs"},
+		{"--tmpfs tmp alpine", `tmpfs path "tmp"`},
+		{"--tmpfs /t:size=lots alpine", `got "lots", expected a size`},
+		{"--device /dev/kvm:xyz alpine", `permissions "xyz"`},
+		{"--shm-size 0 alpine", `got "0", expected a size`},
+		{"--ulimit files=1 alpine", `expected NAME=SOFT[:HARD] with NAME one of`},
+		{"--ulimit nofile=10:5 alpine", "soft at most hard"},
+		{"--security-opt seccomp=/x.json alpine", `got "seccomp=/x.json"`},
+		{"--network bridge alpine", `got "bridge", expected host or none`},
+	} {
+		if _, err := ParseContainer(tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseContainer(%q) = %v, want an error containing %q", tc.spec, err, tc.want)
+		}
+	}
 }

@@ -179,4 +179,47 @@ type Container struct {
 	// TTY (-t) gives the container a terminal (a pseudo-terminal whose
 	// other end is the console).
 	TTY bool
+	// Mounts are -v/--volume, --mount and --tmpfs, in order.
+	Mounts []Mount
+	// Devices are --device nodes of the host given to the container.
+	Devices []Device
+	// EnvFiles are --env-file files (in the initramfs) of KEY=VALUE
+	// lines, read when the container starts; -e values win over them.
+	EnvFiles []string
+	// NoNetwork (--network none) gives the container a network namespace
+	// of its own with only a loopback link; otherwise it shares the
+	// host's.
+	NoNetwork bool
+	// ShmSize (--shm-size) is the size of /dev/shm in bytes; 0 means 64 MiB.
+	ShmSize int64
+	// Ulimits (--ulimit) set the process's resource limits.
+	Ulimits []Ulimit
+	// SeccompUnconfined (--security-opt seccomp=unconfined) drops the
+	// seccomp filter; NoNewPrivileges (--security-opt no-new-privileges)
+	// sets the flag of that name.
+	SeccompUnconfined, NoNewPrivileges bool
+}
+
+// Mount is a bind mount of a host path or a tmpfs in a container.
+type Mount struct {
+	Type     string // "bind" or "tmpfs"
+	Source   string // the host path, for a bind mount
+	Target   string // absolute path in the container
+	ReadOnly bool
+	// Options are more mount options: for a tmpfs, size=BYTES and
+	// mode=OCTAL.
+	Options []string
+}
+
+// Device is a host device node given to a container.
+type Device struct {
+	Host, Container string // absolute paths
+	Access          string // some of "rwm"
+}
+
+// Ulimit is one resource limit, by its podman name (nofile, nproc, core,
+// memlock, stack, ...).
+type Ulimit struct {
+	Name       string
+	Soft, Hard uint64
 }

@@ -379,3 +379,36 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	}
 	return m, sl
 }
+
+// TestCrunContainerOptions checks from inside a container what the
+// podman-run options ask for.
+func TestCrunContainerOptions(t *testing.T) {
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(t.TempDir(), "ci.env")
+	if err := os.WriteFile(envFile, []byte("# a comment\nFROM_FILE=yes\n\nBOTH=file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := fmt.Sprintf(`-v %s:/data:ro --tmpfs /scratch:size=1m --env-file %s -e BOTH=flag --network none --shm-size 8m `+
+		`--ulimit nofile=100:200 --security-opt no-new-privileges --security-opt seccomp=unconfined --device /dev/null:/dev/mynull busybox`, host, envFile)
+	c, err := bootcfg.ParseContainer(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Command = []string{"sh", "-c", `cat /data/in; echo x > /data/out 2>/dev/null || echo data read-only;
+		for m in /dev/shm /scratch; do echo "$m $(grep " $m " /proc/mounts | grep -o 'size=[0-9]*k')"; done;
+		echo "env $FROM_FILE $BOTH"; grep -c : /proc/net/dev; ulimit -n; ulimit -Hn;
+		grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t'; test -c /dev/mynull && echo mynull`}
+	stdout, stderr, status := runContainer(t, c, Options{}, "cut", "tr", "test")
+	want := "from the host\ndata read-only\n/dev/shm size=8192k\n/scratch size=1024k\nenv yes flag\n1\n100\n200\nNoNewPrivs:1\nSeccomp:0\nmynull\n"
+	if status != 0 || stdout != want {
+		t.Errorf("status %d, inside the container:\n%s\nwant:\n%s\nstderr: %s", status, stdout, want, stderr)
+	}
+	// A bind mount whose source is missing is an error naming it.
+	c.Mounts = []bootcfg.Mount{{Type: "bind", Source: "/nonexistent/dir", Target: "/x"}}
+	if _, err := Spec(nil, c, Options{RootfsDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "volume /nonexistent/dir:/x") {
+		t.Errorf("missing volume source: %v", err)
+	}
+}

@@ -98,7 +98,11 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 		return nil, fmt.Errorf("working directory %q of image %s: %w", cwd, c.Image, err)
 	}
 
-	env := mergeEnv(cfg.Env, o.Env, c.Env)
+	fromFiles, err := envFiles(c)
+	if err != nil {
+		return nil, err
+	}
+	env := mergeEnv(cfg.Env, o.Env, fromFiles, c.Env)
 	env = setDefault(env, "PATH", DefaultPath)
 	env = setDefault(env, "HOSTNAME", hostname)
 	env = setDefault(env, "HOME", user.home)
@@ -125,10 +129,20 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 			return nil, fmt.Errorf("listing host devices in %s: %w", devDir, err)
 		}
 	}
-	mounts, err := containerMounts(firstNonEmpty(o.HostEtcDir, "/etc"), privileged)
+	mounts, err := containerMounts(firstNonEmpty(o.HostEtcDir, "/etc"), privileged, c.ShmSize)
 	if err != nil {
 		return nil, err
 	}
+	extra, err := userMounts(c)
+	if err != nil {
+		return nil, err
+	}
+	mounts = append(mounts, extra...)
+	given, err := userDevices(c)
+	if err != nil {
+		return nil, err
+	}
+	devices = append(devices, given...)
 	if o.CmdlineFile != "" {
 		if _, err := os.Stat(o.CmdlineFile); err != nil {
 			return nil, fmt.Errorf("command line to show as /proc/cmdline: %w", err)
@@ -167,8 +181,15 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	if !privileged {
 		spec.Linux.MaskedPaths = maskedPaths
 		spec.Linux.ReadonlyPaths = readonlyPaths
-		spec.Linux.Seccomp = seccompProfile()
+		if !c.SeccompUnconfined {
+			spec.Linux.Seccomp = seccompProfile()
+		}
 	}
+	if c.NoNetwork {
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	spec.Process.NoNewPrivileges = c.NoNewPrivileges
+	spec.Process.Rlimits = rlimits(c)
 	return spec, nil
 }
 
@@ -269,16 +290,20 @@ func makeWorkdir(root *os.Root, dir string, u execUser) error {
 // containerMounts lists the container's filesystems: what a privileged
 // podman container gets, plus the host's resolv.conf and hosts from etcDir
 // when they exist.
-func containerMounts(etcDir string, privileged bool) ([]specs.Mount, error) {
+func containerMounts(etcDir string, privileged bool, shmSize int64) ([]specs.Mount, error) {
 	sysMode := "ro"
 	if privileged {
 		sysMode = "rw"
+	}
+	shm := "size=65536k"
+	if shmSize > 0 {
+		shm = fmt.Sprintf("size=%d", shmSize)
 	}
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", shm}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", sysMode}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysMode}},
