@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTapAndDo(t *testing.T) {
@@ -32,7 +33,12 @@ func TestTapAndDo(t *testing.T) {
 		t.Errorf("ip addr in the namespace: %v: %s", err, out)
 	}
 	d := ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20")
-	if !strings.Contains(d.Log(), "DHCP, IP range 192.168.77.10 -- 192.168.77.20") {
-		t.Errorf("dnsmasq log:\n%s", d.Log())
+	// dnsmasq logs its range just after it says it started.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(d.Log(), "DHCP, IP range 192.168.77.10 -- 192.168.77.20") {
+		if time.Now().After(deadline) {
+			t.Fatalf("dnsmasq log:\n%s", d.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
