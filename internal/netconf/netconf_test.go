@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/netnstest"
 	"github.com/vishvananda/netlink"
 )
 
@@ -351,73 +352,11 @@ func linkUp(t *testing.T, cns, cname, sns, sname string) {
 	}
 }
 
-// dnsmasq is a running dnsmasq.
-type dnsmasq struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  strings.Builder
-	done chan struct{} // closed when its output ends
-	once sync.Once
-}
-
-// logs returns what dnsmasq logged so far.
-func (d *dnsmasq) logs() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
-
-// stop kills dnsmasq and waits for it.
-func (d *dnsmasq) stop() {
-	d.once.Do(func() {
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		_ = d.cmd.Wait()
-	})
-}
-
 // startDnsmasq runs dnsmasq as a DHCP server only (no DNS) in ns and waits
 // until it listens.
-func startDnsmasq(t *testing.T, ns string, args ...string) *dnsmasq {
+func startDnsmasq(t *testing.T, ns string, args ...string) *netnstest.DHCPServer {
 	t.Helper()
-	args = append([]string{"netns", "exec", ns, "dnsmasq", "--no-daemon",
-		"--conf-file=/dev/null", "--port=0", "--bind-interfaces", "--leasefile-ro",
-		"--no-ping", "--log-dhcp", "--log-facility=-"}, args...)
-	d := &dnsmasq{cmd: exec.Command("ip", args...), done: make(chan struct{})} // ip execs dnsmasq in place: same PID
-	stderr, err := d.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting dnsmasq: %v", err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		started := false
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.log.WriteString(sc.Text() + "\n")
-			d.mu.Unlock()
-			if !started && strings.Contains(sc.Text(), "started, version") { // logged once its sockets are open
-				started = true
-				close(ready)
-			}
-		}
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			t.Logf("dnsmasq output:\n%s", d.logs())
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("dnsmasq did not start within 10s")
-	}
-	return d
+	return netnstest.Dnsmasq(t, ns, args...)
 }
 
 func TestUpLeasesOnSeveralLinks(t *testing.T) {
@@ -826,12 +765,12 @@ func TestMaintainRenews(t *testing.T) {
 	h.waitLog("c0: renewed "+addr+", lease 2m0s from 10.213.17.1", 8*time.Second)
 	ip := strings.Split(addr, "/")[0]
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) { // its log lags
-		n := strings.Count(d.logs(), "DHCPACK(s0) "+ip)
+		n := strings.Count(d.Log(), "DHCPACK(s0) "+ip)
 		if n >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("dnsmasq sent %d ACKs for %s, want 2 (the lease and its renewal):\n%s", n, ip, d.logs())
+			t.Errorf("dnsmasq sent %d ACKs for %s, want 2 (the lease and its renewal):\n%s", n, ip, d.Log())
 			break
 		}
 	}
@@ -850,7 +789,7 @@ func TestMaintainRenews(t *testing.T) {
 
 	// A new server that does not know the lease refuses its renewal:
 	// Maintain drops the address and gets a new one.
-	d.stop()
+	d.Stop()
 	startDnsmasq(t, sns, append(server, "--dhcp-authoritative", "--dhcp-range=10.213.17.200,10.213.17.210,255.255.255.0,2m")...)
 	h.waitLog("c0: lost the lease on "+addr+" (the server refused the lease (DHCPNAK)", 8*time.Second)
 	line := h.waitLog("c0: 10.213.17.2", 10*time.Second)

@@ -126,8 +126,11 @@ func (ns *NS) Tap(t testing.TB, name, cidr string) *os.File {
 
 // DHCPServer is dnsmasq serving DHCPv4 in a namespace.
 type DHCPServer struct {
-	mu  sync.Mutex
-	log strings.Builder
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan struct{} // closed when its output ends
+	once sync.Once
 }
 
 // Log returns what dnsmasq logged so far.
@@ -137,56 +140,68 @@ func (d *DHCPServer) Log() string {
 	return d.log.String()
 }
 
+// Stop kills dnsmasq and waits for it; the test's end does too.
+func (d *DHCPServer) Stop() {
+	d.once.Do(func() {
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		_ = d.cmd.Wait()
+	})
+}
+
 // DHCP starts dnsmasq in the namespace, answering DHCPv4 on iface with
 // addresses from first to last (such as 192.168.77.10 and
 // 192.168.77.20), plus extra dnsmasq arguments (such as
-// "--dhcp-option=42,192.168.77.1" to offer an NTP server). It serves no
-// DNS, writes no lease file, and stops when the test ends.
+// "--dhcp-option=42,192.168.77.1" to offer an NTP server).
 func (ns *NS) DHCP(t testing.TB, iface, first, last string, extra ...string) *DHCPServer {
 	t.Helper()
-	args := append([]string{"--no-daemon", "--conf-file=/dev/null", "--port=0", "--bind-interfaces",
-		"--interface=" + iface, "--leasefile-ro", "--no-ping", "--log-dhcp", "--log-facility=-",
-		"--dhcp-range=" + first + "," + last + ",1h"}, extra...)
-	cmd := ns.Command("dnsmasq", args...)
-	stderr, err := cmd.StderrPipe()
+	return Dnsmasq(t, ns.Name, append([]string{"--interface=" + iface, "--dhcp-range=" + first + "," + last + ",1h"}, extra...)...)
+}
+
+// Dnsmasq runs dnsmasq in the network namespace called nsName (made with
+// `ip netns add`) as a DHCP server only: no DNS, no lease file, logging
+// every exchange, with args for the interfaces and ranges. It returns
+// once dnsmasq listens, and stops it when the test ends (printing its
+// log if the test failed).
+func Dnsmasq(t testing.TB, nsName string, args ...string) *DHCPServer {
+	t.Helper()
+	args = append([]string{"netns", "exec", nsName, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--bind-interfaces", "--leasefile-ro", "--no-ping", "--log-dhcp", "--log-facility=-"}, args...)
+	d := &DHCPServer{cmd: exec.Command("ip", args...), done: make(chan struct{})} // ip execs dnsmasq in place
+	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("netnstest: starting dnsmasq in %s: %v", ns.Name, err)
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("netnstest: starting dnsmasq in %s: %v", nsName, err)
 	}
-	d := &DHCPServer{}
 	ready := make(chan struct{})
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
 		started := false
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			d.mu.Lock()
 			d.log.WriteString(sc.Text() + "\n")
 			d.mu.Unlock()
-			if !started && strings.Contains(sc.Text(), "started, version") {
+			if !started && strings.Contains(sc.Text(), "started, version") { // logged once its sockets are open
 				started = true
 				close(ready)
 			}
 		}
-		if !started {
-			close(ready)
-		}
+		close(d.done)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		_ = cmd.Wait()
+		d.Stop()
+		if t.Failed() {
+			t.Logf("dnsmasq output:\n%s", d.Log())
+		}
 	})
 	select {
 	case <-ready:
+	case <-d.done:
+		t.Fatalf("netnstest: dnsmasq in %s ended:\n%s", nsName, d.Log())
 	case <-time.After(10 * time.Second):
-		t.Fatalf("netnstest: dnsmasq did not start within 10s:\n%s", d.Log())
-	}
-	if !strings.Contains(d.Log(), "started, version") {
-		t.Fatalf("netnstest: dnsmasq failed:\n%s", d.Log())
+		t.Fatalf("netnstest: dnsmasq in %s did not start within 10s:\n%s", nsName, d.Log())
 	}
 	return d
 }
