@@ -344,17 +344,12 @@ func setMount(c *Container, v string) error {
 			m.Target = val
 		case "ro", "readonly":
 			m.ReadOnly = val == "" || val == "true"
-		case "tmpfs-size":
-			n, err := parseSize(val)
+		case "tmpfs-size", "tmpfs-mode":
+			opt, err := tmpfsOption(strings.TrimPrefix(k, "tmpfs-"), val)
 			if err != nil {
-				return fmt.Errorf("tmpfs-size: %w", err)
+				return fmt.Errorf("%s: %w", k, err)
 			}
-			m.Options = append(m.Options, fmt.Sprintf("size=%d", n))
-		case "tmpfs-mode":
-			if _, err := strconv.ParseUint(val, 8, 32); err != nil {
-				return fmt.Errorf("tmpfs-mode %q: expected an octal mode such as 1777", val)
-			}
-			m.Options = append(m.Options, "mode="+val)
+			m.Options = append(m.Options, opt)
 		default:
 			return fmt.Errorf("mount option %q: expected type, source, target, ro, tmpfs-size or tmpfs-mode", k)
 		}
@@ -390,17 +385,12 @@ func setTmpfs(c *Container, v string) error {
 		for _, o := range strings.Split(opts, ",") {
 			k, val, _ := strings.Cut(o, "=")
 			switch k {
-			case "size":
-				n, err := parseSize(val)
+			case "size", "mode":
+				opt, err := tmpfsOption(k, val)
 				if err != nil {
-					return fmt.Errorf("size: %w", err)
+					return fmt.Errorf("%s: %w", k, err)
 				}
-				m.Options = append(m.Options, fmt.Sprintf("size=%d", n))
-			case "mode":
-				if _, err := strconv.ParseUint(val, 8, 32); err != nil {
-					return fmt.Errorf("mode %q: expected an octal mode such as 1777", val)
-				}
-				m.Options = append(m.Options, "mode="+val)
+				m.Options = append(m.Options, opt)
 			case "ro":
 				m.ReadOnly = true
 			case "rw":
@@ -411,6 +401,22 @@ func setTmpfs(c *Container, v string) error {
 	}
 	c.Mounts = append(c.Mounts, m)
 	return nil
+}
+
+// tmpfsOption checks a tmpfs's size (podman's sizes) or mode (octal) and
+// returns the mount option.
+func tmpfsOption(key, val string) (string, error) {
+	if key == "size" {
+		n, err := parseSize(val)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("size=%d", n), nil
+	}
+	if _, err := strconv.ParseUint(val, 8, 32); err != nil {
+		return "", fmt.Errorf("got %q, expected an octal mode such as 1777", val)
+	}
+	return "mode=" + val, nil
 }
 
 // setDevice reads --device HOST[:CONTAINER][:PERMS].

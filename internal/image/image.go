@@ -139,11 +139,7 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 			img, err = nil, fmt.Errorf("pull %s (%s) from %s: %w", r, platform.String(), where, err)
 		}
 	}()
-	insecure := false
-	for _, h := range o.Insecure {
-		insecure = insecure || NormalizeRegistry(h) == ep.host
-	}
-	nref, err := r.nameAtPath(ep.host, ep.repository, insecure)
+	nref, err := r.nameAtPath(ep.host, ep.repository, o.insecure(ep.host))
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +190,16 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 	return img, nil
 }
 
+// insecure tells whether host (normalized) is one of o.Insecure.
+func (o PullOptions) insecure(host string) bool {
+	for _, h := range o.Insecure {
+		if NormalizeRegistry(h) == host {
+			return true
+		}
+	}
+	return false
+}
+
 // withBlobFallback makes img, resolved at mirror ep, fetch any layer the
 // mirror cannot serve from the sources after it (later mirrors, then the
 // registry), by digest.
@@ -205,11 +211,7 @@ func (o PullOptions) withBlobFallback(ctx context.Context, img v1.Image, r Refer
 			where = "mirror " + n.String()
 		}
 		m.next = append(m.next, blobSource{where: where, open: func(d v1.Hash) (io.ReadCloser, error) {
-			insecure := false
-			for _, h := range o.Insecure {
-				insecure = insecure || NormalizeRegistry(h) == n.host
-			}
-			nref, err := r.nameAtPath(n.host, n.repository, insecure)
+			nref, err := r.nameAtPath(n.host, n.repository, o.insecure(n.host))
 			if err != nil {
 				return nil, err
 			}
