@@ -7,12 +7,18 @@ import (
 
 	"github.com/ociboot/ociboot/internal/boot"
 	"github.com/ociboot/ociboot/internal/cli"
+	"github.com/ociboot/ociboot/internal/containerinit"
 	// CA roots for TLS to registries when the machine has none of its
 	// own, as in the initramfs.
 	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {
+	// In a container given --init, we are its PID 1, in front of its
+	// command.
+	if len(os.Args) > 1 && os.Args[1] == containerinit.Arg {
+		os.Exit(containerinit.Main(os.Args[2:]))
+	}
 	// The kernel runs us as /init with PID 1; the re-exec after moving the
 	// root into a tmpfs keeps PID 1. Anything else is a person at a shell.
 	if os.Getpid() == 1 {

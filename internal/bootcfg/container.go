@@ -36,6 +36,7 @@ func containerOptions() []containerOption {
 		{long: "pull", value: true, set: setPull},
 		{long: "platform", value: true, set: setPlatform},
 		{long: "network", alias: "net", value: true, set: setNetwork},
+		{long: "init", set: setInit},
 		{long: "volume", short: 'v', value: true, set: setVolume},
 		{long: "mount", value: true, set: setMount},
 		{long: "tmpfs", value: true, set: setTmpfs},
@@ -567,5 +568,10 @@ func setInteractive(c *Container, _ string) error {
 
 func setTTY(c *Container, _ string) error {
 	c.TTY = true
+	return nil
+}
+
+func setInit(c *Container, _ string) error {
+	c.Init = true
 	return nil
 }

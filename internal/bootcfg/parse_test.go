@@ -126,7 +126,7 @@ func TestParseErrors(t *testing.T) {
 		{"b2c.volume=job", "", `unknown kernel parameter "b2c.volume"`},
 		{"", "ociboot.bar", `unknown baked-in parameter "ociboot.bar"`},
 		{"ociboot.container", "", `kernel parameter ociboot.container: needs a value: [OPTIONS] IMAGE`},
-		{`b2c.container="--init alpine"`, "", `kernel parameter b2c.container="--init alpine": unknown container option --init`},
+		{`b2c.container="--detach alpine"`, "", `kernel parameter b2c.container="--detach alpine": unknown container option --detach`},
 		{`ociboot.run=`, "", `kernel parameter ociboot.run="": no image`},
 		{"b2c.poweroff_delay=-1", "", `kernel parameter b2c.poweroff_delay="-1": got "-1", expected a whole number of seconds, 0 or more`},
 		{"ociboot.poweroff_delay=soon", "", `ociboot.poweroff_delay="soon": got "soon"`},

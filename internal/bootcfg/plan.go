@@ -194,6 +194,9 @@ type Container struct {
 	ShmSize int64
 	// Ulimits (--ulimit) set the process's resource limits.
 	Ulimits []Ulimit
+	// Init (--init) runs a small init as the container's PID 1, in front
+	// of its command: it passes signals on and reaps orphans.
+	Init bool
 	// SeccompUnconfined (--security-opt seccomp=unconfined) drops the
 	// seccomp filter; NoNewPrivileges (--security-opt no-new-privileges)
 	// sets the flag of that name.

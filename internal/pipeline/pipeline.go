@@ -69,6 +69,9 @@ type Config struct {
 	// CmdlineFile, when set, is what containers see as /proc/cmdline (the
 	// command line with its secrets masked).
 	CmdlineFile string
+	// InitBinary is the ociboot binary, the init of containers given
+	// --init; "" means this executable.
+	InitBinary string
 }
 
 // Result is how the pipeline went.
@@ -332,7 +335,13 @@ func prepare(ctx context.Context, c Config, ct bootcfg.Container, bundle string,
 	if err != nil {
 		return fmt.Errorf("reading the image config of %s: %w", ct.Image, err)
 	}
-	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile})
+	initBinary := c.InitBinary
+	if initBinary == "" && ct.Init {
+		if initBinary, err = os.Executable(); err != nil {
+			return fmt.Errorf("--init: %w", err)
+		}
+	}
+	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile, InitBinary: initBinary})
 	if err != nil {
 		return err
 	}

@@ -412,3 +412,26 @@ func TestCrunContainerOptions(t *testing.T) {
 		t.Errorf("missing volume source: %v", err)
 	}
 }
+
+// TestCrunInit checks --init: the ociboot binary, built here, is the
+// container's PID 1, runs the command, and exits with its status.
+func TestCrunInit(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ociboot")
+	build := exec.Command("go", "build", "-o", bin, "github.com/ociboot/ociboot/cmd/ociboot")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building ociboot: %v\n%s", err, out)
+	}
+	c, err := bootcfg.ParseContainer(`--init busybox sh -c 'tr "\0" " " < /proc/1/cmdline; echo; sleep 0.2 & echo child; exit 3'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status := runContainer(t, c, Options{InitBinary: bin}, "tr")
+	want := "/run/ociboot-init container-init -- sh -c tr \"\\0\" \" \" < /proc/1/cmdline; echo; sleep 0.2 & echo child; exit 3 \nchild\n"
+	if status != 3 || stdout != want {
+		t.Errorf("with --init: status %d, stdout %q, stderr %q; want 3 and %q", status, stdout, stderr, want)
+	}
+	if _, err := Spec(nil, bootcfg.Container{Image: "x", Command: []string{"sh"}, Init: true}, Options{RootfsDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "--init: no init binary") {
+		t.Errorf("--init without a binary: %v", err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/containerinit"
 )
 
 // SpecVersion is the ociVersion of the specs Spec writes: the runtime spec
@@ -58,6 +59,9 @@ type Options struct {
 	// /proc/cmdline (read-only): the kernel command line with its secrets
 	// masked (bootcfg.MaskSecrets).
 	CmdlineFile string
+	// InitBinary is the ociboot binary, mounted into containers given
+	// --init to be their PID 1 (containerinit).
+	InitBinary string
 }
 
 // Spec builds the runtime spec of container c of an image with config img
@@ -138,6 +142,13 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 		return nil, err
 	}
 	mounts = append(mounts, extra...)
+	if c.Init {
+		if o.InitBinary == "" {
+			return nil, fmt.Errorf("container %s: --init: no init binary to mount", c.Image)
+		}
+		mounts = append(mounts, specs.Mount{Destination: containerinit.Path, Type: "bind", Source: o.InitBinary, Options: []string{"bind", "ro"}})
+		args = append([]string{containerinit.Path, containerinit.Arg, "--"}, args...)
+	}
 	given, err := userDevices(c)
 	if err != nil {
 		return nil, err
