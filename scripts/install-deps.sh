@@ -18,6 +18,8 @@ packages=(
 	skopeo            # bench/pull.sh peers
 	debootstrap       # bench/pull.sh's realistic image
 	time              # bench/pull.sh's peak RSS figures
+	kbd               # loadkeys -b, for ociboot build --keymaps
+	console-data      # the text keymaps it converts
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
 

@@ -26,6 +26,7 @@ import (
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/keymap"
 	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pid1"
@@ -144,6 +145,13 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 	}
 	setIdentity(con, cmp.Or(plan.Hostname, ipHostname, "ociboot"))
 
+	if plan.Keymap != "" {
+		if err := loadKeymap(plan.Keymap); err != nil {
+			return plan, none, stage("keymap", err)
+		}
+		fmt.Fprintf(con, "ociboot: keymap: %s loaded\n", plan.Keymap)
+	}
+
 	console.Section(con, "modules")
 	for _, f := range plan.Insmods {
 		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
@@ -212,6 +220,21 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		CmdlineFile: masked,
 	})
 	return plan, res, nil
+}
+
+// loadKeymap loads the keymap name that `ociboot build --keymaps` stored
+// into the keyboard driver, through the first virtual console.
+func loadKeymap(name string) error {
+	file := filepath.Join(bootcfg.KeymapDir, name+".bmap")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	m, err := keymap.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return keymap.Load("/dev/tty0", m)
 }
 
 // syncClock sets the clock as ociboot.ntp_peer says, with the NTP servers

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.on_failure"}, apply: applyOnFailure},
 		{names: []string{"ociboot.hostname", "b2c.hostname"}, apply: applyHostname, early: true},
 		{names: []string{"ociboot.insmods", "b2c.insmods"}, apply: applyInsmods, early: true},
+		{names: []string{"ociboot.keymap", "b2c.keymap"}, apply: applyKeymap, early: true},
 		{names: []string{"ociboot.modules"}, apply: applyModules, early: true},
 		{names: []string{"ociboot.iface", "b2c.iface"}, apply: applyIface, early: true},
 		{names: []string{"ip"}, apply: applyKernelIP, early: true},
@@ -115,7 +117,7 @@ func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
 			kernel[i] = append(kernel[i], got[i]...)
 		}
 	}
-	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts, shell: baked.Shell}
+	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts, shell: baked.Shell, keymaps: baked.Keymaps}
 	for host, c := range baked.RegistryAuth {
 		if plan.RegistryAuth == nil {
 			plan.RegistryAuth = map[string]image.Credential{}
@@ -617,5 +619,20 @@ func applyKernelIP(p *Plan, v Param) error {
 		return err
 	}
 	p.KernelIP = &k
+	return nil
+}
+
+func applyKeymap(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: a console keymap name such as fr-latin1", err)
+	}
+	if !slices.Contains(p.keymaps, s) {
+		if len(p.keymaps) == 0 {
+			return fmt.Errorf("keymap %q: this initramfs has no keymaps: make it with `ociboot build --keymaps common` (or --keymaps %s)", s, s)
+		}
+		return fmt.Errorf("keymap %q: not in this initramfs, which has %s (add it with `ociboot build --keymaps`)", s, strings.Join(p.keymaps, ", "))
+	}
+	p.Keymap = s
 	return nil
 }

@@ -297,3 +297,16 @@ func kernelIP(t *testing.T, s string) *netconf.KernelIP {
 	}
 	return &k
 }
+
+func TestKeymap(t *testing.T) {
+	p, err := Parse("b2c.keymap=fr-latin1", Baked{Keymaps: []string{"us", "fr-latin1"}})
+	if err != nil || p.Keymap != "fr-latin1" {
+		t.Errorf("keymap in the initramfs: %q, %v", p.Keymap, err)
+	}
+	if _, err := Parse("b2c.keymap=de-latin1", Baked{Keymaps: []string{"us", "fr-latin1"}}); err == nil || !strings.Contains(err.Error(), "which has us, fr-latin1") {
+		t.Errorf("keymap not in the initramfs: %v", err)
+	}
+	if _, err := Parse("b2c.keymap=us", Baked{}); err == nil || !strings.Contains(err.Error(), "ociboot build --keymaps common") {
+		t.Errorf("no keymaps at all: %v", err)
+	}
+}

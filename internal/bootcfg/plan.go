@@ -22,6 +22,9 @@ const (
 	AuthPath = "/etc/ociboot/auth.json"
 	// CAPath holds extra CA certificates, PEM (`ociboot build --ca-file`).
 	CAPath = "/etc/ociboot/ca.pem"
+	// KeymapDir holds the binary keymaps `ociboot build --keymaps` stored,
+	// as NAME.bmap.
+	KeymapDir = "/usr/share/ociboot/keymaps"
 )
 
 // Baked is the configuration `ociboot build` bakes into the initramfs.
@@ -38,6 +41,8 @@ type Baked struct {
 	// Shell is the path of the shell `ociboot build --shell` installed,
 	// for ociboot.on_failure=shell; "" when there is none.
 	Shell string `json:"shell,omitempty"`
+	// Keymaps are the console keymaps stored in KeymapDir.
+	Keymaps []string `json:"keymaps,omitempty"`
 
 	// RegistryAuth holds the credentials read from AuthPath, by registry;
 	// ociboot.registry_auth= wins for the same registry.
@@ -117,7 +122,12 @@ type Plan struct {
 	// (ociboot.poweroff_delay= / b2c.poweroff_delay=); -1 when not set.
 	PoweroffDelay int
 
-	shell string // Baked.Shell, for checking on_failure=shell
+	// Keymap is the console keymap to load (ociboot.keymap=), one of
+	// Baked.Keymaps; "" leaves the kernel's.
+	Keymap string
+
+	shell   string   // Baked.Shell, for checking on_failure=shell
+	keymaps []string // Baked.Keymaps, for checking keymap=
 }
 
 // Shell is the shell on_failure=shell starts ("" when the initramfs has

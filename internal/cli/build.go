@@ -25,6 +25,7 @@ func newBuildCmd() *cobra.Command {
 		caFiles  []string
 		mirrors  []string
 		shell    bool
+		keymaps  string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -44,6 +45,7 @@ modification time of every file; the same inputs give the same bytes.`,
 			}
 			opts.Compression = c
 			opts.Modules = splitComma(modules)
+			opts.Keymaps = splitComma(keymaps)
 			for _, s := range includes {
 				inc, err := initramfs.ParseInclude(s)
 				if err != nil {
@@ -85,6 +87,7 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates to trust besides the embedded roots (repeatable)")
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 	f.BoolVar(&shell, "shell", false, "include busybox (found on PATH) as /bin/sh, for ociboot.on_failure=shell")
+	f.StringVar(&keymaps, "keymaps", "", `console keymaps for ociboot.keymap= (kbd names, comma-separated, or "common"); needs kbd's loadkeys and its keymaps`)
 	return cmd
 }
 
@@ -177,6 +180,9 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	}
 	if rep.Shell != "" {
 		fmt.Fprintf(w, "  shell: %s (busybox)\n", rep.Shell)
+	}
+	if len(rep.Keymaps) > 0 {
+		fmt.Fprintf(w, "  keymaps: %s\n", strings.Join(rep.Keymaps, " "))
 	}
 	if rep.CACerts > 0 {
 		fmt.Fprintf(w, "  extra CA certificates: %d\n", rep.CACerts)

@@ -6,6 +6,9 @@
 package initramfs
 
 import (
+	"slices"
+	"io/fs"
+	"errors"
 	"bufio"
 	"bytes"
 	"debug/elf"
@@ -64,7 +67,18 @@ type Options struct {
 	// it needs) installed as /bin/busybox with /bin/sh linked to it, for
 	// ociboot.on_failure=shell.
 	Shell string
+	// Keymaps are console keymaps (kbd names such as fr-latin1, or
+	// "common" for CommonKeymaps), converted with the host's `loadkeys -b`
+	// and stored for ociboot.keymap=.
+	Keymaps []string
 }
+
+// CommonKeymaps are the keymaps --keymaps common ships.
+var CommonKeymaps = []string{"us", "uk", "de-latin1", "fr-latin1", "es", "it", "be-latin1", "fr_CH-latin1",
+	"sg-latin1", "se-latin1", "no-latin1", "dk-latin1", "fi", "pt-latin1", "br-abnt2", "pl", "cz-lat2", "hu", "ru", "jp106", "dvorak"}
+
+// keymapDirs are where kbd's text keymaps are looked for.
+var keymapDirs = []string{"/usr/share/keymaps", "/usr/share/kbd/keymaps"}
 
 // Include puts the host file or directory Src at Dst in the image.
 type Include struct {
@@ -118,6 +132,8 @@ type Report struct {
 	CACerts int
 	// Shell is the shell's path in the image ("" for none).
 	Shell string
+	// Keymaps are the names of the keymaps stored.
+	Keymaps []string
 }
 
 // Fixed layout of the image.
@@ -180,12 +196,16 @@ func Build(opts Options) (*Report, error) {
 	if err := addShell(t, opts.Shell, rep); err != nil {
 		return nil, err
 	}
+	if err := addKeymaps(t, opts.Keymaps, rep); err != nil {
+		return nil, err
+	}
 	baked, err := json.MarshalIndent(bootcfg.Baked{
 		Cmdline:       opts.Cmdline,
 		Runtime:       rep.Runtime,
 		Modules:       opts.Modules,
 		KernelVersion: rep.KernelVersion,
 		Shell:         rep.Shell,
+		Keymaps:       rep.Keymaps,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: encoding %s: %w", bootcfg.BakedPath, err)
@@ -336,6 +356,68 @@ func addShell(t *tree, busybox string, rep *Report) error {
 	}
 	rep.Shell = shellPath
 	return nil
+}
+
+// addKeymaps converts the named kbd keymaps to their binary form with
+// `loadkeys -b` (which only writes) and stores them as
+// bootcfg.KeymapDir/NAME.bmap.
+func addKeymaps(t *tree, names []string, rep *Report) error {
+	var all []string
+	for _, n := range names {
+		if n == "common" {
+			all = append(all, CommonKeymaps...)
+		} else {
+			all = append(all, n)
+		}
+	}
+	for _, name := range all {
+		if slices.Contains(rep.Keymaps, name) {
+			continue
+		}
+		src, err := findKeymap(name)
+		if err != nil {
+			return fmt.Errorf("initramfs: --keymaps: %w", err)
+		}
+		out, err := exec.Command("loadkeys", "-b", src).Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+			}
+			return fmt.Errorf("initramfs: --keymaps: loadkeys -b %s (package kbd): %w", src, err)
+		}
+		if err := t.addData(path.Join(bootcfg.KeymapDir, name+".bmap"), out, 0o644, "--keymaps "+name); err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+		rep.Keymaps = append(rep.Keymaps, name)
+	}
+	return nil
+}
+
+// findKeymap finds kbd's text keymap called name.
+func findKeymap(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/ ") {
+		return "", fmt.Errorf("keymap %q: expected a name such as fr-latin1", name)
+	}
+	var found string
+	for _, dir := range keymapDirs {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || found != "" {
+				return filepath.SkipDir
+			}
+			for _, ext := range []string{".kmap.gz", ".map.gz", ".kmap", ".map"} {
+				if d.Name() == name+ext {
+					found = p
+					return filepath.SkipAll
+				}
+			}
+			return nil
+		})
+		if found != "" {
+			return found, nil
+		}
+	}
+	return "", fmt.Errorf("keymap %q: not found in %s (packages kbd and console-data)", name, strings.Join(keymapDirs, " or "))
 }
 
 // addModules adds the modules' closure, as stored on the host, and the

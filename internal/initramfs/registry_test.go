@@ -19,6 +19,7 @@ import (
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/keymap"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -119,5 +120,30 @@ func TestBuildShell(t *testing.T) {
 	}
 	if _, err := Build(Options{Output: filepath.Join(t.TempDir(), "j.img"), InitBinary: smallInit(t), Runtime: "none", Shell: "/bin/true"}); err == nil || !strings.Contains(err.Error(), "not a busybox") {
 		t.Errorf("a shell that is not busybox: %v", err)
+	}
+}
+
+func TestBuildKeymaps(t *testing.T) {
+	rep, raw := build(t, Options{
+		Output: filepath.Join(t.TempDir(), "i.img"), Compression: None, InitBinary: smallInit(t), Runtime: "none",
+		Keymaps: []string{"fr-latin1", "us", "fr-latin1"},
+	})
+	a := readCPIO(t, raw)
+	for _, name := range []string{"fr-latin1", "us"} {
+		data := a.content[strings.TrimPrefix(bootcfg.KeymapDir, "/")+"/"+name+".bmap"]
+		if _, err := keymap.Parse(data); err != nil {
+			t.Errorf("keymap %s in the image: %v", name, err)
+		}
+	}
+	var baked bootcfg.Baked
+	if err := json.Unmarshal(a.content[strings.TrimPrefix(bootcfg.BakedPath, "/")], &baked); err != nil || !slices.Equal(baked.Keymaps, []string{"fr-latin1", "us"}) || !slices.Equal(rep.Keymaps, baked.Keymaps) {
+		t.Errorf("baked keymaps %v (%v), report %v; want fr-latin1 and us once each", baked.Keymaps, err, rep.Keymaps)
+	}
+	if _, err := Build(Options{Output: filepath.Join(t.TempDir(), "j.img"), InitBinary: smallInit(t), Runtime: "none", Keymaps: []string{"klingon"}}); err == nil || !strings.Contains(err.Error(), `keymap "klingon": not found`) {
+		t.Errorf("unknown keymap: %v", err)
+	}
+	// Every keymap "common" names exists here.
+	if _, err := Build(Options{Output: filepath.Join(t.TempDir(), "k.img"), InitBinary: smallInit(t), Runtime: "none", Keymaps: []string{"common"}}); err != nil {
+		t.Errorf("--keymaps common: %v", err)
 	}
 }

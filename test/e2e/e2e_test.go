@@ -66,7 +66,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil || len(dummy) != 1 {
 		t.Fatalf("the dummy module of the test kernel: %v %v", dummy, err)
 	}
-	out, err := exec.Command(f.bin, "build", "-o", f.initramfs, "--include", dummy[0]+":/lib/extra/"+filepath.Base(dummy[0])).CombinedOutput()
+	out, err := exec.Command(f.bin, "build", "-o", f.initramfs, "--include", dummy[0]+":/lib/extra/"+filepath.Base(dummy[0]), "--keymaps", "fr-latin1").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ociboot build: %v\n%s", err, out)
 	}
@@ -205,6 +205,8 @@ func TestBoot(t *testing.T) {
 			`b2c.extra_args_url=http://%[2]s:%[3]d/extra-args `+
 			`b2c.container="%[1]s cat /proc/cmdline" ociboot.registry_auth=registry.lan,bob,%[4]s `+
 			`b2c.container="-t %[1]s sh -c 'test -t 1 && echo terminal: $(tty)'" `+
+			// The key at the Q position types a: the French keymap is loaded.
+			`b2c.keymap=fr-latin1 b2c.container="%[1]s sh -c 'echo key16=$(busybox dumpkmap | busybox od -An -tx2 -j 295 -N 2)'" `+
 			`b2c.reboot_cmd="/init version"`, img, vm.GuestHost, web, "pw-"+secretMarker)
 		res, console, err := f.boot(t, cmdline, web)
 		if err != nil {
@@ -221,6 +223,7 @@ func TestBoot(t *testing.T) {
 			}
 		}
 		inOrder(t, console,
+			"ociboot: keymap: fr-latin1 loaded",
 			"ociboot: ==== network ==== ",
 			"ociboot: ==== clock ==== ",
 			"clock: warning: no NTP peer",
@@ -230,6 +233,7 @@ func TestBoot(t *testing.T) {
 			"second sees status 3, previous exit 3",
 			`ociboot.registry_auth="registry.lan,bob,***"`, // the container's /proc/cmdline
 			"terminal: /dev/pts/0",
+			"key16= 0b61",
 			"post sees mode reboot",
 			"service 1/1 ("+img+"): stopped",
 			"Execution is over, pipeline status: 3",
