@@ -6,19 +6,19 @@
 package initramfs
 
 import (
-	"slices"
-	"io/fs"
-	"errors"
 	"bufio"
 	"bytes"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
