@@ -3,8 +3,8 @@ GO      ?= go
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 BIN     := bin/ociboot
 GOFILES := $(shell find cmd internal test bench -name '*.go')
-# Brief fuzz runs of the layer applier, the gzip decoder and the command
-# line parser. New inputs are minimised for 1 s at
+# Brief fuzz runs of the parsers of outside input: layers, gzip, the command
+# line, network and NTP parameters, keymaps. New inputs are minimised for 1 s at
 # most: the 60 s default outlasts a 10 s run and fails it with "context
 # deadline exceeded". Scratch trees go to a tmpfs.
 FUZZ    := TMPDIR=/dev/shm $(GO) test -run '^$$' -fuzztime 10s -fuzzminimizetime 1s -fuzz
@@ -33,6 +33,10 @@ test: deps lint
 	$(FUZZ) '^FuzzReader$$' ./internal/inflate
 	$(FUZZ) '^FuzzParse$$' ./internal/bootcfg
 	$(FUZZ) '^FuzzMaskSecrets$$' ./internal/bootcfg
+	$(FUZZ) '^FuzzParseIface$$' ./internal/netconf
+	$(FUZZ) '^FuzzParseKernelIP$$' ./internal/netconf
+	$(FUZZ) '^FuzzParsePeer$$' ./internal/clock
+	$(FUZZ) '^FuzzParse$$' ./internal/keymap
 
 demo: deps build
 	./scripts/demo.sh
