@@ -305,6 +305,38 @@ func TestBoot(t *testing.T) {
 		}
 	})
 
+	t.Run("interactive", func(t *testing.T) {
+		t.Parallel()
+		// -i: the container reads what is typed on the console; one
+		// without -i reads nothing (its stdin is /dev/null).
+		typed, typing := io.Pipe()
+		var console bytes.Buffer
+		watch := &watchWriter{w: &lockedWriter{w: &console}, want: "ready-to-read", seen: make(chan struct{})}
+		go func() {
+			<-watch.seen
+			time.Sleep(time.Second)
+			_, _ = io.WriteString(typing, "typed line\r")
+			typing.Close()
+		}()
+		img := f.images["busybox"]
+		res, err := vm.Run(context.Background(), vm.Config{
+			Initramfs: f.initramfs,
+			Cmdline: fmt.Sprintf(`ociboot.insecure_registry=%s:%d `+
+				`b2c.container="%[3]s sh -c 'read -t 5 line; echo without -i read $? \"$line\"'" `+
+				`b2c.container="-i %[3]s sh -c 'echo ready-to-read; read line; echo with -i got: $line'"`, vm.GuestHost, f.reg.Port, img),
+			Forwards: []int{f.reg.Port},
+			Timeout:  bootTimeout,
+			Console:  watch,
+			Stdin:    typed,
+		})
+		typing.Close()
+		t.Logf("console:\n%s", console.String())
+		if err != nil || res.Status != 0 {
+			t.Fatalf("vm.Run: %v, status %d", err, res.Status)
+		}
+		inOrder(t, console.String(), `without -i read 1 ""`, "ready-to-read", "with -i got: typed line")
+	})
+
 	t.Run("ip-static", func(t *testing.T) {
 		t.Parallel()
 		// The kernel's static ip= form, host name included, on the user
