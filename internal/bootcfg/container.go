@@ -254,13 +254,18 @@ func setHostname(c *Container, v string) error {
 	return nil
 }
 
+// setPull takes always and missing, which are the same while ociboot
+// keeps no images between containers or boots: every image is pulled.
+// never could only fail, so it is refused.
 func setPull(c *Container, v string) error {
 	switch v {
-	case "always", "missing", "never":
+	case "always", "missing":
 		c.Pull = v
 		return nil
+	case "never":
+		return errors.New(`got "never", but there are no local images to use (ociboot keeps none yet): expected always or missing`)
 	}
-	return fmt.Errorf("got %q, expected always, missing or never", v)
+	return fmt.Errorf("got %q, expected always or missing", v)
 }
 
 func setPlatform(c *Container, v string) error {

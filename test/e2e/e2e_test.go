@@ -386,14 +386,17 @@ func TestBoot(t *testing.T) {
 		var console bytes.Buffer
 		watch := &watchWriter{w: &lockedWriter{w: &console}, want: "ociboot# ", seen: make(chan struct{})}
 		go func() {
-			// Type once the shell shows its prompt, and has set up the
-			// terminal (which may flush what came earlier). Busybox asks
-			// the terminal where the cursor is: answer first.
+			// Type once the shell shows its prompt, and again every 2 s
+			// until it has run the line: a loaded machine may still be
+			// setting up the terminal (which flushes what came before),
+			// or waiting for its answer to busybox's cursor query.
 			<-watch.seen
-			time.Sleep(time.Second)
-			_, _ = io.WriteString(typing, "\x1b[1;1R")
-			time.Sleep(200 * time.Millisecond)
-			_, _ = io.WriteString(typing, "echo typed-in-the-shell-$((6*7)); exit 3\r")
+			for i := 0; i < 30 && !strings.Contains(readLocked(&console, watch), "typed-in-the-shell-42"); i++ {
+				time.Sleep(time.Second)
+				_, _ = io.WriteString(typing, "\x1b[1;1R")
+				_, _ = io.WriteString(typing, "echo typed-in-the-shell-$((6*7)); exit 3\r")
+				time.Sleep(time.Second)
+			}
 			typing.Close()
 		}()
 		res, err := vm.Run(context.Background(), vm.Config{
@@ -558,4 +561,13 @@ func kernelRelease(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
+}
+
+// readLocked returns what w (whose writer is a lockedWriter over buf) has
+// written so far.
+func readLocked(buf *bytes.Buffer, w *watchWriter) string {
+	lw := w.w.(*lockedWriter)
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return buf.String()
 }
