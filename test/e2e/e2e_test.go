@@ -313,9 +313,15 @@ func TestBoot(t *testing.T) {
 		var console bytes.Buffer
 		watch := &watchWriter{w: &lockedWriter{w: &console}, want: "ready-to-read", seen: make(chan struct{})}
 		go func() {
+			// The first characters typed may be lost while the serial
+			// line is being set up: type the line again until it has
+			// gone through whole.
 			<-watch.seen
-			time.Sleep(time.Second)
-			_, _ = io.WriteString(typing, "typed line\r")
+			for i := 0; i < 30 && !strings.Contains(readLocked(&console, watch), "with -i got: typed line"); i++ {
+				time.Sleep(time.Second)
+				_, _ = io.WriteString(typing, "typed line\r")
+				time.Sleep(time.Second)
+			}
 			typing.Close()
 		}()
 		img := f.images["busybox"]
@@ -323,7 +329,7 @@ func TestBoot(t *testing.T) {
 			Initramfs: f.initramfs,
 			Cmdline: fmt.Sprintf(`ociboot.insecure_registry=%s:%d `+
 				`b2c.container="%[3]s sh -c 'read -t 5 line; echo without -i read $? \"$line\"'" `+
-				`b2c.container="-i %[3]s sh -c 'echo ready-to-read; read line; echo with -i got: $line'"`, vm.GuestHost, f.reg.Port, img),
+				`b2c.container="-i %[3]s sh -c 'echo ready-to-read; while read line; do echo with -i got: $line; case $line in typed?line) break;; esac; done'"`, vm.GuestHost, f.reg.Port, img),
 			Forwards: []int{f.reg.Port},
 			Timeout:  bootTimeout,
 			Console:  watch,
@@ -538,17 +544,22 @@ func serve(t *testing.T, files map[string]string) int {
 }
 
 // watchWriter passes writes on and closes seen once want has gone
-// through (within one write).
+// through, even split across writes.
 type watchWriter struct {
 	w    io.Writer
 	want string
 	seen chan struct{}
 	once sync.Once
+	tail []byte // the end of what was written, shorter than want
 }
 
 func (w *watchWriter) Write(p []byte) (int, error) {
-	if bytes.Contains(p, []byte(w.want)) {
+	w.tail = append(w.tail, p...)
+	if bytes.Contains(w.tail, []byte(w.want)) {
 		w.once.Do(func() { close(w.seen) })
+	}
+	if keep := len(w.want) - 1; len(w.tail) > keep {
+		w.tail = append(w.tail[:0], w.tail[len(w.tail)-keep:]...)
 	}
 	return w.w.Write(p)
 }
