@@ -87,6 +87,8 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates to trust besides the embedded roots (repeatable)")
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 	f.BoolVar(&shell, "shell", false, "include busybox (found on PATH) as /bin/sh, for ociboot.on_failure=shell")
+	f.BoolVar(&opts.ModulesAll, "modules-all", false, "add the whole module tree of the kernel as a second cpio segment, for an OS booted from an image")
+	f.StringVar(&opts.Firmware, "firmware", "", "add this directory as /lib/firmware in the second cpio segment")
 	f.StringVar(&keymaps, "keymaps", "", `console keymaps for ociboot.keymap= (kbd names, comma-separated, or "common"); needs kbd's loadkeys and its keymaps`)
 	return cmd
 }
@@ -180,6 +182,10 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	}
 	if rep.Shell != "" {
 		fmt.Fprintf(w, "  shell: %s (busybox)\n", rep.Shell)
+	}
+	if rep.SecondSegment.Size > 0 {
+		fmt.Fprintf(w, "  segments: first %s, second (modules/firmware, %d entries, %s of cpio) %s\n",
+			humanBytes(rep.FirstSegment), rep.SecondSegment.Entries, humanBytes(rep.SecondSegment.ArchiveSize), humanBytes(rep.SecondSegment.Size))
 	}
 	if len(rep.Keymaps) > 0 {
 		fmt.Fprintf(w, "  keymaps: %s\n", strings.Join(rep.Keymaps, " "))

@@ -71,6 +71,13 @@ type Options struct {
 	// "common" for CommonKeymaps), converted with the host's `loadkeys -b`
 	// and stored for ociboot.keymap=.
 	Keymaps []string
+	// ModulesAll puts the kernel's whole module tree (/lib/modules/KVER,
+	// as ModulesDir has it) into a second compressed cpio segment after
+	// the first, which the kernel unpacks over it: an OS booted from an
+	// image can then load any driver. Firmware, when set, is a host
+	// directory put there as /lib/firmware.
+	ModulesAll bool
+	Firmware   string
 }
 
 // CommonKeymaps are the keymaps --keymaps common ships.
@@ -134,6 +141,19 @@ type Report struct {
 	Shell string
 	// Keymaps are the names of the keymaps stored.
 	Keymaps []string
+	// FirstSegment is the compressed size of the first segment (all of
+	// OutputSize when there is no second). SecondSegment describes the
+	// segment of ModulesAll and Firmware (zero without them).
+	FirstSegment  int64
+	SecondSegment Segment
+}
+
+// Segment is the second archive of an image: entries, cpio bytes and
+// compressed bytes.
+type Segment struct {
+	Entries     int
+	ArchiveSize int64
+	Size        int64
 }
 
 // Fixed layout of the image.
@@ -217,8 +237,25 @@ func Build(opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
+	second, secondNames, err := secondSegment(opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := writeAtomic(opts.Output, func(w io.Writer) error {
-		return writeArchive(w, t, names, comp, opts.SourceDateEpoch, rep)
+		cw := &countingWriter{w: w}
+		if err := writeArchive(cw, t, names, comp, opts.SourceDateEpoch, rep); err != nil {
+			return err
+		}
+		rep.FirstSegment = cw.n
+		if second == nil {
+			return nil
+		}
+		var seg Report
+		if err := writeArchive(cw, second, secondNames, comp, opts.SourceDateEpoch, &seg); err != nil {
+			return err
+		}
+		rep.SecondSegment = Segment{Entries: seg.Entries, ArchiveSize: seg.ArchiveSize, Size: cw.n - rep.FirstSegment}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
@@ -420,28 +457,65 @@ func findKeymap(name string) (string, error) {
 	return "", fmt.Errorf("keymap %q: not found in %s (packages kbd and console-data)", name, strings.Join(keymapDirs, " or "))
 }
 
+// secondSegment is the tree of ModulesAll and Firmware, nil when neither
+// is asked for.
+func secondSegment(opts Options) (*tree, []string, error) {
+	if !opts.ModulesAll && opts.Firmware == "" {
+		return nil, nil, nil
+	}
+	t := newTree()
+	if opts.ModulesAll {
+		kver, dir, err := moduleSource(opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := t.addHostTree(dir, path.Join(modulesRoot, kver), "--modules-all "+dir); err != nil {
+			return nil, nil, fmt.Errorf("initramfs: --modules-all: %w", err)
+		}
+	}
+	if opts.Firmware != "" {
+		if err := t.addHostTree(opts.Firmware, "/lib/firmware", "--firmware "+opts.Firmware); err != nil {
+			return nil, nil, fmt.Errorf("initramfs: --firmware: %w", err)
+		}
+	}
+	names, err := t.finish()
+	if err != nil {
+		return nil, nil, fmt.Errorf("initramfs: %w", err)
+	}
+	return t, names, nil
+}
+
+// moduleSource is the kernel version and module directory opts name:
+// KernelVersion, else ModulesDir's base name, else the newest in
+// /lib/modules; ModulesDir, else /lib/modules/KVER.
+func moduleSource(opts Options) (kver, dir string, err error) {
+	kver, dir = opts.KernelVersion, opts.ModulesDir
+	switch {
+	case dir != "" && kver == "":
+		kver = filepath.Base(dir)
+	case kver == "":
+		if kver, err = newestKernel(modulesRoot); err != nil {
+			return "", "", fmt.Errorf("initramfs: choosing the kernel version: %w", err)
+		}
+	}
+	if dir == "" {
+		dir = filepath.Join(modulesRoot, kver)
+	}
+	if strings.ContainsRune(kver, '/') || kver == "." || kver == ".." {
+		return "", "", fmt.Errorf("initramfs: kernel version %q is not a directory name", kver)
+	}
+	return kver, dir, nil
+}
+
 // addModules adds the modules' closure, as stored on the host, and the
 // index files restricted to it, under /lib/modules/KVER.
 func addModules(t *tree, opts Options, rep *Report) error {
 	if len(opts.Modules) == 0 {
 		return nil
 	}
-	kver, dir := opts.KernelVersion, opts.ModulesDir
-	switch {
-	case dir != "" && kver == "":
-		kver = filepath.Base(dir)
-	case kver == "":
-		v, err := newestKernel(modulesRoot)
-		if err != nil {
-			return fmt.Errorf("initramfs: choosing the kernel version: %w", err)
-		}
-		kver = v
-	}
-	if dir == "" {
-		dir = filepath.Join(modulesRoot, kver)
-	}
-	if strings.ContainsRune(kver, '/') || kver == "." || kver == ".." {
-		return fmt.Errorf("initramfs: kernel version %q is not a directory name", kver)
+	kver, dir, err := moduleSource(opts)
+	if err != nil {
+		return err
 	}
 	ix, err := kmod.LoadIndex(dir)
 	if err != nil {
@@ -488,7 +562,8 @@ func writeArchive(w io.Writer, t *tree, names []string, comp Compression, mtime 
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	counter := &countingWriter{w: bufio.NewWriterSize(zw, 256<<10)}
+	buf := bufio.NewWriterSize(zw, 256<<10)
+	counter := &countingWriter{w: buf}
 	cw := cpio.Newc.Writer(counter)
 	for i, name := range names {
 		if err := writeEntry(cw, name, t.entries[name], uint64(i+1), uint64(mtime), rep); err != nil {
@@ -500,7 +575,7 @@ func writeArchive(w io.Writer, t *tree, names []string, comp Compression, mtime 
 	}
 	rep.Entries = len(names)
 	rep.ArchiveSize = counter.n
-	if err := counter.w.Flush(); err != nil {
+	if err := buf.Flush(); err != nil {
 		return fmt.Errorf("initramfs: compressing: %w", err)
 	}
 	if err := zw.Close(); err != nil {
@@ -546,8 +621,9 @@ func writeEntry(cw cpio.RecordWriter, name string, e *entry, ino, mtime uint64, 
 	return cw.WriteRecord(rec)
 }
 
+// countingWriter counts the bytes written through it.
 type countingWriter struct {
-	w *bufio.Writer
+	w io.Writer
 	n int64
 }
 

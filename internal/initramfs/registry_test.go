@@ -147,3 +147,48 @@ func TestBuildKeymaps(t *testing.T) {
 		t.Errorf("--keymaps common: %v", err)
 	}
 }
+
+func TestBuildSecondSegment(t *testing.T) {
+	mods := filepath.Join(t.TempDir(), "6.1.0-test")
+	fw := t.TempDir()
+	for name, content := range map[string]string{
+		filepath.Join(mods, "kernel/drivers/net/dummy.ko"): "not really a module",
+		filepath.Join(mods, "modules.dep"):                 "kernel/drivers/net/dummy.ko:\n",
+		filepath.Join(fw, "vendor/blob.bin"):               "firmware",
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, raw := build(t, Options{
+		Output: filepath.Join(t.TempDir(), "i.img"), Compression: None, InitBinary: smallInit(t), Runtime: "none",
+		ModulesDir: mods, ModulesAll: true, Firmware: fw,
+	})
+	if rep.FirstSegment+rep.SecondSegment.Size != int64(len(raw)) || rep.SecondSegment.Entries == 0 {
+		t.Fatalf("segments %d + %+v, image %d bytes", rep.FirstSegment, rep.SecondSegment, len(raw))
+	}
+	// The kernel reads the segments one after the other: each is a whole
+	// archive.
+	first, second := readCPIO(t, raw[:rep.FirstSegment]), readCPIO(t, raw[rep.FirstSegment:])
+	if _, ok := first.records["init"]; !ok {
+		t.Error("the first segment has no /init")
+	}
+	for name, want := range map[string]string{
+		"lib/modules/6.1.0-test/kernel/drivers/net/dummy.ko": "not really a module",
+		"lib/modules/6.1.0-test/modules.dep":                 "kernel/drivers/net/dummy.ko:\n",
+		"lib/firmware/vendor/blob.bin":                       "firmware",
+	} {
+		if got := string(second.content[name]); got != want {
+			t.Errorf("second segment /%s = %q, want %q", name, got, want)
+		}
+	}
+	// Compressed, the image is still two segments that decompress to the
+	// same archives.
+	rep, _ = build(t, Options{Output: filepath.Join(t.TempDir(), "j.img"), Compression: Zstd, InitBinary: smallInit(t), Runtime: "none", ModulesDir: mods, ModulesAll: true})
+	if rep.SecondSegment.Size == 0 || rep.FirstSegment == 0 {
+		t.Errorf("zstd segments: %d and %+v", rep.FirstSegment, rep.SecondSegment)
+	}
+}
