@@ -301,12 +301,6 @@ func (z *Reader) readBytes(p []byte) error {
 	return nil
 }
 
-func (z *Reader) readByte() (byte, error) {
-	var b [1]byte
-	err := z.readBytes(b[:])
-	return b[0], err
-}
-
 // member reads a gzip member header (RFC 1952 2.3); at the end of the
 // input after at least one member, the stream ends.
 func (z *Reader) member() error {
@@ -330,16 +324,25 @@ func (z *Reader) member() error {
 	if h[0] != 0x1f || h[1] != 0x8b || h[2] != 8 {
 		return ErrHeader
 	}
-	flags := h[3]
-	if flags&0xe0 != 0 {
-		return ErrHeader
-	}
-	if flags&0x04 != 0 { // FEXTRA
-		var l [2]byte
-		if err := z.readBytes(l[:]); err != nil {
+	// As compress/gzip (and klauspost's gzip) read it: reserved flag bits
+	// are ignored (GNU gzip refuses them), a name or comment is at most
+	// 511 bytes, and the header CRC, when there is one, must match.
+	hcrc := crc32.Update(0, crc32.IEEETable, h[:])
+	read := func(p []byte) error {
+		if err := z.readBytes(p); err != nil {
 			return err
 		}
-		if err := z.skip(int(binary.LittleEndian.Uint16(l[:]))); err != nil {
+		hcrc = crc32.Update(hcrc, crc32.IEEETable, p)
+		return nil
+	}
+	flags := h[3]
+	if flags&0x04 != 0 { // FEXTRA
+		var l [2]byte
+		if err := read(l[:]); err != nil {
+			return err
+		}
+		extra := make([]byte, binary.LittleEndian.Uint16(l[:]))
+		if err := read(extra); err != nil {
 			return err
 		}
 	}
@@ -347,36 +350,31 @@ func (z *Reader) member() error {
 		if flags&f == 0 {
 			continue
 		}
-		for {
-			b, err := z.readByte()
-			if err != nil {
+		var b [1]byte
+		for n := 0; ; n++ {
+			if n == 512 {
+				return ErrHeader
+			}
+			if err := read(b[:]); err != nil {
 				return err
 			}
-			if b == 0 {
+			if b[0] == 0 {
 				break
 			}
 		}
 	}
 	if flags&0x02 != 0 { // FHCRC
-		if err := z.skip(2); err != nil {
+		var c [2]byte
+		if err := z.readBytes(c[:]); err != nil {
 			return err
+		}
+		if binary.LittleEndian.Uint16(c[:]) != uint16(hcrc) {
+			return ErrHeader
 		}
 	}
 	z.members++
 	z.crc, z.size, z.total = 0, 0, 0
 	z.state = stateBlock
-	return nil
-}
-
-func (z *Reader) skip(n int) error {
-	for n > 0 {
-		if z.ip == z.inEnd && !z.fill() && z.ip == z.inEnd {
-			return z.inputErr()
-		}
-		k := min(n, z.inEnd-z.ip)
-		z.ip += k
-		n -= k
-	}
 	return nil
 }
 

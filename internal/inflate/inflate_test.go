@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"errors"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -112,12 +113,18 @@ func TestHeaderFieldsAndMembers(t *testing.T) {
 		t.Fatalf("two members: got %d bytes, want %d", len(got), len(want))
 	}
 	// FHCRC: compress/gzip does not write it; set the flag by hand and
-	// append two header CRC bytes.
+	// add the header's CRC (its low 16 bits), then a wrong one.
 	one := gzipped(t, []byte("hello"), 6, gzip.Header{})
-	withCRC := append(append(append([]byte{}, one[:10]...), 0xaa, 0xbb), one[10:]...)
-	withCRC[3] |= 0x02
+	head := append([]byte{}, one[:10]...)
+	head[3] |= 0x02
+	sum := crc32.ChecksumIEEE(head)
+	withCRC := append(append(head, byte(sum), byte(sum>>8)), one[10:]...)
 	if got, err := decode(bytes.NewReader(withCRC)); err != nil || string(got) != "hello" {
 		t.Fatalf("FHCRC member: %q, %v", got, err)
+	}
+	withCRC[10] ^= 1
+	if _, err := decode(bytes.NewReader(withCRC)); !errors.Is(err, ErrHeader) {
+		t.Fatalf("FHCRC member with a wrong CRC: %v, want ErrHeader", err)
 	}
 }
 
@@ -166,7 +173,6 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"not gzip", []byte("this is not gzip data at all"), ErrHeader},
 		{"wrong method", flip(2, 0x01), ErrHeader},
-		{"reserved flags", flip(3, 0x80), ErrHeader},
 		{"bad crc", flip(len(good)-6, 0x01), ErrChecksum},
 		{"bad size", flip(len(good)-2, 0x01), ErrChecksum},
 		{"trailing garbage", append(append([]byte{}, good...), "garbage!!!"...), ErrHeader},
@@ -184,6 +190,10 @@ func TestBadInput(t *testing.T) {
 		if tc.want == nil && !errors.As(err, &ce) {
 			t.Errorf("%s: error %v, want a CorruptError", tc.name, err)
 		}
+	}
+	// Reserved flag bits are ignored, as compress/gzip ignores them.
+	if got, err := decode(bytes.NewReader(flip(3, 0xe0))); err != nil || len(got) != 100000 {
+		t.Errorf("reserved flags: %d bytes, %v; want the data", len(got), err)
 	}
 	// Every truncation fails: none may pass for a complete stream.
 	for n := 0; n < len(good); n += 1 + n/50 {
