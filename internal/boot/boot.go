@@ -129,14 +129,15 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		return nil, none, stage("config", err)
 	}
 	console.Section(con, "configuration")
-	cmdline, err := os.ReadFile("/proc/cmdline")
+	raw, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return nil, none, stage("cmdline", err)
 	}
-	plan, err := bootcfg.Parse(strings.TrimSpace(string(cmdline)), baked)
+	cmdline := strings.TrimSpace(string(raw))
+	plan, err := bootcfg.Parse(cmdline, baked)
 	if err != nil {
 		// Honour on_failure and poweroff_delay as far as they can be read.
-		action, delay := bootcfg.FailureSettings(strings.TrimSpace(string(cmdline)), baked)
+		action, delay := bootcfg.FailureSettings(cmdline, baked)
 		return &bootcfg.Plan{OnFailure: action, PoweroffDelay: delay}, none, stage("cmdline", withShell(err, baked.Shell))
 	}
 	ipHostname := ""
@@ -194,7 +195,7 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		if err != nil {
 			return plan, none, stage("extra_args_url", err)
 		}
-		next, err := bootcfg.ParseWithExtra(strings.TrimSpace(string(cmdline)), baked, extra)
+		next, err := bootcfg.ParseWithExtra(cmdline, baked, extra)
 		if err != nil {
 			return plan, none, stage("extra_args_url", err)
 		}
@@ -208,7 +209,7 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 	if err := os.MkdirAll(filepath.Dir(masked), 0o755); err != nil {
 		return plan, none, stage("containers", err)
 	}
-	if err := os.WriteFile(masked, []byte(bootcfg.MaskSecrets(strings.TrimSpace(string(cmdline)))+"\n"), 0o444); err != nil {
+	if err := os.WriteFile(masked, []byte(bootcfg.MaskSecrets(cmdline)+"\n"), 0o444); err != nil {
 		return plan, none, stage("containers", err)
 	}
 	res := pipeline.Run(ctx, pipeline.Config{

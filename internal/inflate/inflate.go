@@ -120,19 +120,8 @@ func (z *Reader) Reset(r io.Reader) error {
 
 // Read implements io.Reader.
 func (z *Reader) Read(p []byte) (int, error) {
-	for z.rp == z.op {
-		if z.err != nil {
-			return 0, z.err
-		}
-		if z.state == stateEnd {
-			return 0, io.EOF
-		}
-		if z.op >= outLimit {
-			// Keep the window, drop the rest.
-			copy(z.out, z.out[z.op-windowSize:z.op])
-			z.op, z.rp = windowSize, windowSize
-		}
-		z.err = z.step()
+	if err := z.fillOut(); err != nil {
+		return 0, err
 	}
 	n := copy(p, z.out[z.rp:z.op])
 	z.rp += n
@@ -144,27 +133,38 @@ func (z *Reader) Read(p []byte) (int, error) {
 func (z *Reader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for {
-		if z.rp < z.op {
-			n, err := w.Write(z.out[z.rp:z.op])
-			total += int64(n)
-			z.rp += n
-			if err != nil {
-				return total, err
-			}
-			continue
+		if err := z.fillOut(); err == io.EOF {
+			return total, nil
+		} else if err != nil {
+			return total, err
 		}
+		n, err := w.Write(z.out[z.rp:z.op])
+		total += int64(n)
+		z.rp += n
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// fillOut decodes until there is output not yet handed out, and returns
+// io.EOF at the end of the stream or the error that stopped decoding.
+func (z *Reader) fillOut() error {
+	for z.rp == z.op {
 		if z.err != nil {
-			return total, z.err
+			return z.err
 		}
 		if z.state == stateEnd {
-			return total, nil
+			return io.EOF
 		}
 		if z.op >= outLimit {
+			// Keep the window, drop the rest.
 			copy(z.out, z.out[z.op-windowSize:z.op])
 			z.op, z.rp = windowSize, windowSize
 		}
 		z.err = z.step()
 	}
+	return nil
 }
 
 // step decodes until the output buffer is nearly full or something other

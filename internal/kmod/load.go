@@ -86,17 +86,12 @@ func (ix *Index) Load(names []string, opts LoadOptions) ([]Module, error) {
 		if _, err := os.Stat(filepath.Join(sysDir, m.Name)); err == nil {
 			continue
 		}
-		file := filepath.Join(ix.dir, m.Path)
-		image, err := ReadModule(file)
+		added, err := insert(filepath.Join(ix.dir, m.Path), opts.Params[m.Name])
 		if err != nil {
 			return loaded, fmt.Errorf("kmod: loading module %s: %w", m.Name, err)
 		}
-		err = unix.InitModule(image, opts.Params[m.Name])
-		if errors.Is(err, unix.EEXIST) {
+		if !added {
 			continue
-		}
-		if err != nil {
-			return loaded, fmt.Errorf("kmod: loading module %s from %s: init_module: %w", m.Name, file, err)
 		}
 		loaded = append(loaded, m)
 		if opts.Loaded != nil {
@@ -121,12 +116,25 @@ func LoadModules(dir string, names []string) error {
 // InsertFile inserts the module in file (compressed or not) as it is,
 // without dependencies; a module already loaded (EEXIST) is no error.
 func InsertFile(file string) error {
-	image, err := ReadModule(file)
-	if err != nil {
+	if _, err := insert(file, ""); err != nil {
 		return fmt.Errorf("kmod: inserting %s: %w", file, err)
 	}
-	if err := unix.InitModule(image, ""); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("kmod: inserting %s: init_module: %w", file, err)
-	}
 	return nil
+}
+
+// insert reads the module in file and gives it to the kernel with params;
+// it reports false for a module already loaded (EEXIST).
+func insert(file, params string) (bool, error) {
+	image, err := ReadModule(file)
+	if err != nil {
+		return false, err
+	}
+	err = unix.InitModule(image, params)
+	if errors.Is(err, unix.EEXIST) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: init_module: %w", file, err)
+	}
+	return true, nil
 }

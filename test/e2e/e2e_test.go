@@ -309,21 +309,12 @@ func TestBoot(t *testing.T) {
 		t.Parallel()
 		// -i: the container reads what is typed on the console; one
 		// without -i reads nothing (its stdin is /dev/null).
+		// The first characters typed may be lost while the serial line
+		// is being set up: the line is typed again until it has gone
+		// through whole.
 		typed, typing := io.Pipe()
-		var console bytes.Buffer
-		watch := &watchWriter{w: &lockedWriter{w: &console}, want: "ready-to-read", seen: make(chan struct{})}
-		go func() {
-			// The first characters typed may be lost while the serial
-			// line is being set up: type the line again until it has
-			// gone through whole.
-			<-watch.seen
-			for i := 0; i < 30 && !strings.Contains(readLocked(&console, watch), "with -i got: typed line"); i++ {
-				time.Sleep(time.Second)
-				_, _ = io.WriteString(typing, "typed line\r")
-				time.Sleep(time.Second)
-			}
-			typing.Close()
-		}()
+		console := newTypist("ready-to-read")
+		go console.typeUntil(typing, "typed line\r", "with -i got: typed line")
 		img := f.images["busybox"]
 		res, err := vm.Run(context.Background(), vm.Config{
 			Initramfs: f.initramfs,
@@ -332,7 +323,7 @@ func TestBoot(t *testing.T) {
 				`b2c.container="-i %[3]s sh -c 'echo ready-to-read; while read line; do echo with -i got: $line; case $line in typed?line) break;; esac; done'"`, vm.GuestHost, f.reg.Port, img),
 			Forwards: []int{f.reg.Port},
 			Timeout:  bootTimeout,
-			Console:  watch,
+			Console:  console,
 			Stdin:    typed,
 		})
 		typing.Close()
@@ -388,28 +379,18 @@ func TestBoot(t *testing.T) {
 		if out, err := exec.Command(f.bin, "build", "--shell", "-o", img).CombinedOutput(); err != nil {
 			t.Fatalf("ociboot build --shell: %v\n%s", err, out)
 		}
+		// Typed once the shell shows its prompt, and again until it has
+		// run the line: a loaded machine may still be setting up the
+		// terminal (which flushes what came before), or waiting for its
+		// answer to busybox's cursor query, which comes first.
 		typed, typing := io.Pipe()
-		var console bytes.Buffer
-		watch := &watchWriter{w: &lockedWriter{w: &console}, want: "ociboot# ", seen: make(chan struct{})}
-		go func() {
-			// Type once the shell shows its prompt, and again every 2 s
-			// until it has run the line: a loaded machine may still be
-			// setting up the terminal (which flushes what came before),
-			// or waiting for its answer to busybox's cursor query.
-			<-watch.seen
-			for i := 0; i < 30 && !strings.Contains(readLocked(&console, watch), "typed-in-the-shell-42"); i++ {
-				time.Sleep(time.Second)
-				_, _ = io.WriteString(typing, "\x1b[1;1R")
-				_, _ = io.WriteString(typing, "echo typed-in-the-shell-$((6*7)); exit 3\r")
-				time.Sleep(time.Second)
-			}
-			typing.Close()
-		}()
+		console := newTypist("ociboot# ")
+		go console.typeUntil(typing, "\x1b[1;1R"+"echo typed-in-the-shell-$((6*7)); exit 3\r", "typed-in-the-shell-42")
 		res, err := vm.Run(context.Background(), vm.Config{
 			Initramfs: img,
 			Cmdline:   "ociboot.on_failure=shell ociboot.insmods=/lib/nothing.ko",
 			Timeout:   bootTimeout,
-			Console:   watch,
+			Console:   console,
 			Stdin:     typed,
 		})
 		typing.Close()
@@ -543,25 +524,53 @@ func serve(t *testing.T, files map[string]string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// watchWriter passes writes on and closes seen once want has gone
-// through, even split across writes.
-type watchWriter struct {
-	w    io.Writer
-	want string
-	seen chan struct{}
-	once sync.Once
-	tail []byte // the end of what was written, shorter than want
+// typist records a VM's console and types into it once a prompt has
+// shown.
+type typist struct {
+	prompt string
+	seen   chan struct{} // closed once prompt has shown
+	mu     sync.Mutex
+	buf    bytes.Buffer
 }
 
-func (w *watchWriter) Write(p []byte) (int, error) {
-	w.tail = append(w.tail, p...)
-	if bytes.Contains(w.tail, []byte(w.want)) {
-		w.once.Do(func() { close(w.seen) })
+func newTypist(prompt string) *typist {
+	return &typist{prompt: prompt, seen: make(chan struct{})}
+}
+
+func (c *typist) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Look at the end only, where prompt may span this write and the last.
+	from := max(c.buf.Len()-len(c.prompt), 0)
+	c.buf.Write(p)
+	if c.seen != nil && bytes.Contains(c.buf.Bytes()[from:], []byte(c.prompt)) {
+		close(c.seen)
+		c.seen = nil
 	}
-	if keep := len(w.want) - 1; len(w.tail) > keep {
-		w.tail = append(w.tail[:0], w.tail[len(w.tail)-keep:]...)
+	return len(p), nil
+}
+
+func (c *typist) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+// typeUntil waits for the prompt, then types text every 2 s until the
+// console shows done (30 times at most), and closes w.
+func (c *typist) typeUntil(w io.WriteCloser, text, done string) {
+	c.mu.Lock()
+	seen := c.seen
+	c.mu.Unlock()
+	if seen != nil {
+		<-seen
 	}
-	return w.w.Write(p)
+	for i := 0; i < 30 && !strings.Contains(c.String(), done); i++ {
+		time.Sleep(time.Second)
+		_, _ = io.WriteString(w, text)
+		time.Sleep(time.Second)
+	}
+	w.Close()
 }
 
 // kernelRelease is the version of the kernel the VMs boot.
@@ -572,13 +581,4 @@ func kernelRelease(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
-}
-
-// readLocked returns what w (whose writer is a lockedWriter over buf) has
-// written so far.
-func readLocked(buf *bytes.Buffer, w *watchWriter) string {
-	lw := w.w.(*lockedWriter)
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	return buf.String()
 }
