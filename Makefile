@@ -39,6 +39,7 @@ test: deps lint
 	$(FUZZ) 200000x -fuzz '^FuzzParseKernelIP$$' ./internal/netconf
 	$(FUZZ) 200000x -fuzz '^FuzzParsePeer$$' ./internal/clock
 	$(FUZZ) 200000x -fuzz '^FuzzParse$$' ./internal/keymap
+	$(FUZZ) 200000x -fuzz '^FuzzParseSize$$' ./internal/switchroot
 
 demo: deps build
 	./scripts/demo.sh

@@ -16,7 +16,8 @@ packages=(
 	umoci             # the image engine's differential test
 	apache2-utils     # htpasswd, for the registry auth tests
 	skopeo            # bench/pull.sh peers
-	debootstrap       # bench/pull.sh's realistic image
+	debootstrap       # bench/pull.sh's realistic image, the switch-root tests' Debian
+	xz-utils          # the switch-root tests' rootfs.tar.xz
 	time              # bench/pull.sh's peak RSS figures
 	kbd               # loadkeys -b, for ociboot build --keymaps
 	console-data      # the text keymaps it converts

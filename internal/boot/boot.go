@@ -57,9 +57,11 @@ func stage(name string, err error) error {
 // Main runs the init. It never returns.
 func Main() {
 	con := os.Stdout
-	if !pid1.RootMoved(os.Environ()) {
-		// The kernel's rootfs cannot be pivoted away from: move into a
-		// tmpfs and re-execute from there (does not return on success).
+	if !pid1.RootMoved(os.Environ()) && !wantsSwitchRoot() {
+		// The kernel's rootfs cannot be pivoted away from, as the
+		// container runtime must: move into a tmpfs and re-execute from
+		// there (does not return on success). Switch-root mode needs no
+		// pivot_root, and stays.
 		err := pid1.MoveRootToTmpfs("75%")
 		fail(con, nil, nil, stage("root", err))
 	}
@@ -179,12 +181,22 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		return plan, none, stage("network", err)
 	}
 	fmt.Fprintf(con, "ociboot: network: up in %s\n", time.Since(start).Round(time.Millisecond))
-	// For the machine's life: links that come later, lease renewals.
+	// For the machine's life (or until switching root): links that come
+	// later, lease renewals.
+	netCtx, stopNet := context.WithCancel(ctx)
+	final := make(chan *netconf.Result, 1)
 	go func() {
-		if err := netconf.Maintain(ctx, netOpts, network); err != nil {
+		r, err := netconf.Maintain(netCtx, netOpts, network)
+		if err != nil {
 			fmt.Fprintf(con, "ociboot: network: %v\n", err)
+			r = network
 		}
+		final <- r
 	}()
+	stopNetwork := func() *netconf.Result {
+		stopNet()
+		return <-final
+	}
 
 	console.Section(con, "clock")
 	syncClock(ctx, con, plan, network.NTP)
@@ -201,6 +213,11 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 		}
 		plan = next
 		fmt.Fprintf(con, "ociboot: extra_args_url: read %d bytes of parameters from %s\n", len(extra), plan.ExtraArgsURL)
+	}
+
+	if plan.Root != "" {
+		hostname := cmp.Or(plan.Hostname, ipHostname)
+		return plan, none, stage("root", switchRoot(ctx, con, reaper, plan, hostname, stopNetwork))
 	}
 
 	console.Section(con, "containers")

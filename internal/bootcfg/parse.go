@@ -62,6 +62,14 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.platform"}, apply: applyPlatform},
 		{names: []string{"ociboot.pull_timeout"}, apply: applyPullTimeout},
 		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay},
+		{names: []string{"ociboot.root", "rd.container.rootfs"}, apply: applyRoot, early: true},
+		{names: []string{"ociboot.root_size", "rd.tmpfs.size"}, apply: applyRootSize},
+		{names: []string{"ociboot.init", "init"}, apply: applyInit},
+		{names: []string{"ociboot.init_args"}, apply: applyInitArgs},
+		{names: []string{"ociboot.keep_network"}, apply: applyKeepNetwork},
+		{names: []string{"rd.shell"}, apply: applyRDShell},
+		{names: []string{"selinux"}, apply: applySELinux},
+		{names: []string{"enforcing"}, apply: applyEnforcing},
 	}
 }
 
@@ -143,6 +151,9 @@ func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
 				return nil, fmt.Errorf("%s parameter %s: %w", v.origin, shown, err)
 			}
 		}
+	}
+	if err := plan.checkRoot(); err != nil {
+		return nil, err
 	}
 	return plan, nil
 }
@@ -267,19 +278,9 @@ func applyPostContainer(p *Plan, v Param) error {
 // applyPipefail takes the bare flag (boot2container's spelling) or a
 // boolean value.
 func applyPipefail(p *Plan, v Param) error {
-	if !v.HasValue {
-		p.Pipefail = true
-		return nil
-	}
-	switch strings.ToLower(v.Value) {
-	case "1", "true", "yes", "on":
-		p.Pipefail = true
-	case "0", "false", "no", "off":
-		p.Pipefail = false
-	default:
-		return fmt.Errorf("got %q, expected no value, or 1/0, true/false, yes/no, on/off", v.Value)
-	}
-	return nil
+	on, err := boolean(v)
+	p.Pipefail = on
+	return err
 }
 
 // command reads a command line run inside the initramfs: shell words,

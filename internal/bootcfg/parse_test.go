@@ -91,7 +91,7 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{"pipefail values", "ociboot.pipefail=yes ociboot.pipefail=off", "", Plan{PoweroffDelay: -1}},
-		{"other namespaces are left alone", "rd.container.rootfs=x ociboot2.foo b2cx=1 OCIBOOT.foo", "", Plan{PoweroffDelay: -1}},
+		{"other namespaces are left alone", "rd.break=pre-mount ociboot2.foo b2cx=1 OCIBOOT.foo", "", Plan{PoweroffDelay: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +111,7 @@ func TestParse(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ kernel, baked, want string }{
-		{"ociboot.foo=1", "", `unknown kernel parameter "ociboot.foo": ociboot's parameters are listed in docs/cmdline.md`},
+		{"ociboot.frobnicate=1", "", `unknown kernel parameter "ociboot.frobnicate": ociboot's parameters are listed in docs/cmdline.md`},
 		{"b2c.containr=alpine", "", `unknown kernel parameter "b2c.containr" (did you mean b2c.container?)`},
 		{"b2c.pipefail=maybe", "", `b2c.pipefail="maybe": got "maybe", expected no value, or 1/0`},
 		{"b2c.shutdown_cmd=", "", `b2c.shutdown_cmd="": empty command`},
@@ -202,7 +202,7 @@ func TestDocumentedParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z_]+|ip)`")
+	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z_]+|rd\\.[a-z.]+|ip|init|selinux|enforcing)`")
 	for _, line := range strings.Split(string(data), "\n") {
 		if !strings.HasPrefix(line, "| `") {
 			continue

@@ -10,6 +10,7 @@ import (
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/netconf"
+	"github.com/ociboot/ociboot/internal/switchroot"
 )
 
 // Where `ociboot build` writes the baked configuration inside the
@@ -126,8 +127,34 @@ type Plan struct {
 	// Baked.Keymaps; "" leaves the kernel's.
 	Keymap string
 
-	shell   string   // Baked.Shell, for checking on_failure=shell
-	keymaps []string // Baked.Keymaps, for checking keymap=
+	// Root, when set, is the image reference or rootfs tarball URL booted
+	// as the OS (ociboot.root=, rd.container.rootfs=) instead of running
+	// containers.
+	Root string
+	// RootSize is the size of the root's tmpfs (ociboot.root_size=,
+	// rd.tmpfs.size=); the zero value means the default. RootSizeParam
+	// is the parameter as written, for messages.
+	RootSize      switchroot.Size
+	RootSizeParam string
+	// Init is the image's init (ociboot.init=, or dracut's init=); ""
+	// means /sbin/init, else /lib/systemd/systemd.
+	Init string
+	// InitArgs, when not nil, are the init's arguments
+	// (ociboot.init_args=); nil passes on those the kernel gave PID 1.
+	InitArgs []string
+	// DropNetwork tears the network down before the image's init runs
+	// (ociboot.keep_network=0); otherwise it is left for the OS.
+	DropNetwork bool
+	// SELinuxDisabled (selinux=0) skips loading the image's SELinux
+	// policy; SELinuxPermissive (enforcing=0) makes a failed load a
+	// warning.
+	SELinuxDisabled, SELinuxPermissive bool
+
+	shell     string   // Baked.Shell, for checking on_failure=shell
+	keymaps   []string // Baked.Keymaps, for checking keymap=
+	rootOnly  []string // parameters given that need Root
+	initParam string   // "init=VALUE" when Init comes from the kernel's init=
+	rdShell   bool     // rd.shell asked for a shell (and there is one)
 }
 
 // Shell is the shell on_failure=shell starts ("" when the initramfs has

@@ -45,6 +45,15 @@ type TarballOptions struct {
 	// StallTimeout ends an HTTP download that receives nothing (no
 	// response, no body bytes) for that long; 0 means 60s.
 	StallTimeout time.Duration
+	// CACerts holds PEM CA certificates trusted, besides the system's
+	// roots, by the client made when Client is nil.
+	CACerts []byte
+	// Check, when set, is called once the file's size is known (-1 when
+	// the server does not say) and its first bytes have been found to be
+	// a tar, compressed as named ("gzip", "xz", "zstd" or "tar"), before
+	// anything is written; an error from it stops the unpack and is
+	// returned.
+	Check func(size int64, compression string) error
 }
 
 // UnpackTarball streams the rootfs tarball at rawURL into the existing
@@ -95,6 +104,14 @@ func UnpackTarball(ctx context.Context, rawURL string, dir string, o TarballOpti
 		return fmt.Errorf("rootfs tarball %s: %w", src.name, err)
 	}
 	return nil
+}
+
+// CheckTarballURL checks the form of a rootfs tarball URL as UnpackTarball
+// takes it (scheme, host or absolute path, #sha256= pin), without
+// fetching anything. Errors do not repeat the URL's user info.
+func CheckTarballURL(s string) error {
+	_, err := parseTarballURL(s)
+	return err
 }
 
 // tarballSource is a parsed tarball URL.
@@ -197,6 +214,11 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	if err := checkTarHeader(tarBuf, kind); err != nil {
 		return err
 	}
+	if o.Check != nil {
+		if err := o.Check(size, kind); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(o.Log, "rootfs tarball %s: %s %s into %s\n", s.name, formatSize(size), kind, dir)
 
 	if err := ApplyLayer(tarBuf, dir); err != nil {
@@ -252,7 +274,10 @@ func openTarballFile(name string) (io.ReadCloser, int64, error) {
 func (s tarballSource) get(ctx context.Context, cancel context.CancelCauseFunc, o TarballOptions) (io.ReadCloser, int64, error) {
 	client := o.Client
 	if client == nil {
-		client = newTarballClient()
+		var err error
+		if client, err = newTarballClient(o.CACerts); err != nil {
+			return nil, 0, err
+		}
 	}
 	stall := time.AfterFunc(o.StallTimeout, func() {
 		cancel(fmt.Errorf("no data received for %s", o.StallTimeout))
@@ -314,15 +339,20 @@ func (s tarballSource) getOnce(ctx context.Context, client *http.Client) (*http.
 // newTarballClient returns an HTTP client with bounded connection set-up
 // and response-header waits and no overall limit (a root file system may
 // take a while to arrive).
-func newTarballClient() *http.Client {
+func newTarballClient(caCerts []byte) (*http.Client, error) {
+	roots, err := rootsWith(caCerts)
+	if err != nil {
+		return nil, err
+	}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
-	}}
+	}}, nil
 }
 
 // tarballStallGuard restarts the stall watchdog whenever body bytes

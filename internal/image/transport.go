@@ -51,18 +51,9 @@ const (
 // adds authentication on top, with keys; the resume transport uses them
 // too when a bearer token expires during a download.
 func newPullTransport(o PullOptions, keys keychain) (http.RoundTripper, error) {
-	var roots *x509.CertPool // nil: the system's roots (or the embedded ones)
-	if len(o.CACerts) > 0 {
-		certs, err := ParseCACerts(o.CACerts)
-		if err != nil {
-			return nil, fmt.Errorf("extra CA certificates: %w", err)
-		}
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		for _, c := range certs {
-			roots.AddCert(c)
-		}
+	roots, err := rootsWith(o.CACerts)
+	if err != nil {
+		return nil, err
 	}
 	policy := &schemePolicy{
 		verified: newHTTPTransport(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}),
@@ -86,6 +77,27 @@ func newPullTransport(o PullOptions, keys keychain) (http.RoundTripper, error) {
 			return reauthenticate(ctx, req, retry, keys)
 		},
 	}, nil
+}
+
+// rootsWith returns the system's roots plus the PEM certificates in
+// caCerts; nil (the system's roots, or the embedded ones) when there are
+// none.
+func rootsWith(caCerts []byte) (*x509.CertPool, error) {
+	if len(caCerts) == 0 {
+		return nil, nil
+	}
+	certs, err := ParseCACerts(caCerts)
+	if err != nil {
+		return nil, fmt.Errorf("extra CA certificates: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	for _, c := range certs {
+		roots.AddCert(c)
+	}
+	return roots, nil
 }
 
 // reauthenticate returns a transport that has authenticated afresh, with

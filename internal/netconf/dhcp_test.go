@@ -172,8 +172,8 @@ func TestUpRejectsBadOptions(t *testing.T) {
 		if _, err := Up(t.Context(), c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Up(%+v) = %v, want an error with %q", c.o, err, c.want)
 		}
-		if err := Maintain(t.Context(), c.o, nil); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("Maintain(%+v) = %v, want an error with %q", c.o, err, c.want)
+		if r, err := Maintain(t.Context(), c.o, nil); r != nil || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Maintain(%+v) = %+v, %v; want no result and an error with %q", c.o, r, err, c.want)
 		}
 	}
 }

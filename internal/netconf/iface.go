@@ -318,27 +318,9 @@ func applyStatic(link netlink.Link, i Iface) error {
 			return fmt.Errorf("adding address %s: %w", a.String(), err)
 		}
 	}
-	routes := i.Routes
-	if i.Gateway != nil {
-		dst := net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
-		if i.Gateway.To4() != nil {
-			dst = net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
-		}
-		routes = append([]Route{{Dst: dst, Gateway: i.Gateway}}, routes...)
-	}
-	for _, r := range routes {
-		route := &netlink.Route{
-			LinkIndex: index,
-			Dst:       &net.IPNet{IP: r.Dst.IP, Mask: r.Dst.Mask},
-			Gw:        r.Gateway,
-			Protocol:  unix.RTPROT_STATIC,
-			Priority:  staticMetricBase + index,
-		}
-		if !onLink(i.Addresses, r.Gateway) {
-			route.Flags = int(netlink.FLAG_ONLINK)
-		}
-		if err := netlink.RouteReplace(route); err != nil {
-			return fmt.Errorf("adding the route to %s via %s: %w", r.Dst.String(), r.Gateway, err)
+	for _, route := range staticRoutes(index, i) {
+		if err := netlink.RouteReplace(&route); err != nil {
+			return fmt.Errorf("adding the route to %s via %s: %w", route.Dst.String(), route.Gw, err)
 		}
 	}
 	if i.Forward {
@@ -349,6 +331,53 @@ func applyStatic(link netlink.Link, i Iface) error {
 		}
 	}
 	return nil
+}
+
+// staticRoutes are the kernel routes of i on the link index: the default
+// route through i.Gateway first, then i.Routes.
+func staticRoutes(index int, i Iface) []netlink.Route {
+	routes := i.Routes
+	if i.Gateway != nil {
+		dst := net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+		if i.Gateway.To4() != nil {
+			dst = net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+		}
+		routes = append([]Route{{Dst: dst, Gateway: i.Gateway}}, routes...)
+	}
+	var rs []netlink.Route
+	for _, r := range routes {
+		route := netlink.Route{
+			LinkIndex: index,
+			Dst:       &net.IPNet{IP: r.Dst.IP, Mask: r.Dst.Mask},
+			Gw:        r.Gateway,
+			Protocol:  unix.RTPROT_STATIC,
+			Priority:  staticMetricBase + index,
+		}
+		if !onLink(i.Addresses, r.Gateway) {
+			route.Flags = int(netlink.FLAG_ONLINK)
+		}
+		rs = append(rs, route)
+	}
+	return rs
+}
+
+// unapplyStatic removes from link the addresses and routes that
+// applyStatic set for i; those already gone are no error. Forwarding is
+// left as it is.
+func unapplyStatic(link netlink.Link, i Iface) error {
+	var errs []error
+	for _, r := range staticRoutes(link.Attrs().Index, i) {
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENODEV) {
+			errs = append(errs, fmt.Errorf("removing the route to %s via %s: %w", r.Dst.String(), r.Gw, err))
+		}
+	}
+	for _, a := range i.Addresses {
+		err := netlink.AddrDel(link, &netlink.Addr{IPNet: &net.IPNet{IP: a.IP, Mask: a.Mask}})
+		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
+			errs = append(errs, fmt.Errorf("removing address %s: %w", a.String(), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // onLink reports whether gw is in one of the prefixes of addrs, or an IPv6

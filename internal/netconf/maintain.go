@@ -18,9 +18,10 @@ import (
 const attemptWindow = 30 * time.Second
 
 // Maintain keeps the network that o describes configured until ctx ends,
-// then returns nil; the caller runs it in a goroutine for as long as the
-// machine runs, with the Options given to Up and Up's result (nil when Up
-// failed: Maintain then configures the links when they come).
+// then returns what is configured at that moment; the caller runs it in a
+// goroutine for as long as the machine runs, with the Options given to Up
+// and Up's result (nil when Up failed: Maintain then configures the links
+// when they come).
 //
 // It watches the links: a link to configure (any ethernet link when o asks
 // for DHCP on every ethernet link, else the links o names) that appears,
@@ -29,53 +30,71 @@ const attemptWindow = 30 * time.Second
 // it comes back. It renews every DHCP lease: at T1 with the server that
 // gave it (unicast), at T2 with any server (broadcast); it applies what a
 // renewal changes, and when the lease is refused or ends it removes the
-// address and starts over. resolv.conf follows the changes. With o.None,
-// Maintain returns at once.
+// address and starts over. resolv.conf follows the changes.
 //
-// It returns an error only when o is invalid or link notifications cannot
-// be had.
-func Maintain(ctx context.Context, o Options, r *Result) error {
+// When ctx ends, Maintain stops its workers, waits for them, and returns
+// the configuration as they left it, in the shape Up returns: the leases
+// as last renewed, the static settings, the DNS and NTP servers; the error
+// is nil. That Result is what Release takes to tear the network down.
+// With o.None, Maintain returns at once, with r (or, when r is nil, the
+// empty Result Up gives for o.None).
+//
+// It returns an error only when o is invalid (with a nil Result) or link
+// notifications cannot be had (with the configuration as it stands then).
+func Maintain(ctx context.Context, o Options, r *Result) (*Result, error) {
 	e, err := newEngine(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if e.o.None {
-		return nil
+		if r == nil {
+			r = e.result()
+		}
+		return r, nil
 	}
 	e.seed(r)
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() {
+	// stop ends the workers and waits for them, so that nothing changes
+	// the configuration that result then reads.
+	stop := func() {
 		cancel()
 		wg.Wait()
-	}()
+	}
 	workers := map[int]*worker{}
 	for {
-		updates, stop, err := subscribeLinks()
+		updates, unsubscribe, err := subscribeLinks()
 		if err != nil {
-			return err
+			stop()
+			return e.result(), err
 		}
 		e.watch(ctx, updates, workers, &wg)
-		stop()
+		unsubscribe()
 		if ctx.Err() != nil {
-			return nil
+			break
 		}
 		// The kernel dropped notifications (its socket buffer was full):
 		// listing the links again catches up.
 		e.logf("netconf: link notifications lost; listing links again")
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
+		if !sleepUntil(ctx, time.Now().Add(time.Second)) {
+			break
 		}
 	}
+	stop()
+	return e.result(), nil
 }
+
+// errLinkGone is the cause that ends a worker whose link went away or was
+// renamed: what it applies after that is not recorded. A worker ended
+// because Maintain returns still records what it applied, so that
+// Maintain's result matches the links.
+var errLinkGone = errors.New("netconf: link removed")
 
 // worker is the goroutine that keeps one link configured.
 type worker struct {
 	name   string
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	kick   chan struct{} // a notification about the link
 }
 
@@ -99,7 +118,7 @@ func (e *engine) watch(ctx context.Context, updates <-chan netlink.LinkUpdate, w
 		switch {
 		case u.Header.Type == unix.RTM_DELLINK:
 			if w != nil {
-				w.cancel()
+				w.cancel(errLinkGone)
 				delete(workers, index)
 				e.gone(w.name, index)
 			}
@@ -113,7 +132,7 @@ func (e *engine) watch(ctx context.Context, updates <-chan netlink.LinkUpdate, w
 			}
 			continue
 		case w != nil: // renamed: a new link as far as configuration goes
-			w.cancel()
+			w.cancel(errLinkGone)
 			delete(workers, index)
 			e.gone(w.name, index)
 		}
@@ -121,7 +140,7 @@ func (e *engine) watch(ctx context.Context, updates <-chan netlink.LinkUpdate, w
 		if !ok {
 			continue
 		}
-		wctx, wcancel := context.WithCancel(ctx)
+		wctx, wcancel := context.WithCancelCause(ctx)
 		w = &worker{name: name, cancel: wcancel, kick: make(chan struct{}, 1)}
 		workers[index] = w
 		wg.Go(func() { e.maintainLink(wctx, link, want, w.kick) })

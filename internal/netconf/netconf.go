@@ -14,7 +14,9 @@
 //
 // Up applies that configuration and returns once a link is configured.
 // Maintain then runs for the machine's lifetime: it renews DHCP leases and
-// configures links that appear, or get their carrier, later.
+// configures links that appear, or get their carrier, later; it returns
+// the configuration as it stands when it ends. Release tears that
+// configuration down, for a system that must find its links unconfigured.
 //
 // DNS servers go to resolv.conf in this order: Options.Nameservers, the
 // static nameservers of the configured links, then the DNS servers of the
@@ -92,7 +94,8 @@ type Options struct {
 	match func(netlink.Link) bool
 }
 
-// Result is what Up configured.
+// Result is what Up, or Maintain when it ends, configured; Release
+// takes it to undo that.
 type Result struct {
 	// Static are the links given static settings, in link order, with
 	// their names (Iface.Name is set even when Options left it empty).
@@ -581,23 +584,29 @@ func (e *engine) conf(name string, index int) *linkConf {
 }
 
 // setStatic records static settings applied on a link, unless ctx ended
-// (the link went away meanwhile).
+// with errLinkGone (the link went away meanwhile).
 func (e *engine) setStatic(ctx context.Context, name string, index int, i *Iface) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ctx.Err() == nil {
+	if !linkGone(ctx) {
 		e.conf(name, index).static = i
 	}
 }
 
 // setLease records the lease applied on a link, or its loss when l is
-// nil, unless ctx ended.
+// nil, unless ctx ended with errLinkGone.
 func (e *engine) setLease(ctx context.Context, name string, index int, l *Lease) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ctx.Err() == nil {
+	if !linkGone(ctx) {
 		e.conf(name, index).lease = l
 	}
+}
+
+// linkGone reports whether ctx, a worker's, ended because its link went
+// away.
+func linkGone(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errLinkGone)
 }
 
 // forget drops what is recorded for the link name at index.

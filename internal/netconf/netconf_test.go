@@ -25,10 +25,11 @@ import (
 // namespaces; deleting them removes the veths.
 
 const (
-	helperEnv    = "OCIBOOT_NETCONF_HELPER" // holds a helperRequest as JSON
-	resultPrefix = "NETCONF-RESULT "        // Up's result, as JSON
-	logPrefix    = "NETCONF-LOG "           // a line of Options.Log, as it comes
-	donePrefix   = "NETCONF-DONE "          // Maintain's error, once it returned
+	helperEnv     = "OCIBOOT_NETCONF_HELPER" // holds a helperRequest as JSON
+	resultPrefix  = "NETCONF-RESULT "        // Up's result, as JSON
+	logPrefix     = "NETCONF-LOG "           // a line of Options.Log, as it comes
+	donePrefix    = "NETCONF-DONE "          // Maintain's result and error, as JSON, once it returned
+	releasePrefix = "NETCONF-RELEASED "      // Release's error and log, as JSON, once it returned
 )
 
 type helperRequest struct {
@@ -42,6 +43,9 @@ type helperRequest struct {
 	MatchPrefix string
 	// Maintain runs Maintain after Up until the helper's stdin closes.
 	Maintain bool
+	// Release runs Release once the helper's stdin closes, with Up's
+	// result, or Maintain's when Maintain is set.
+	Release bool
 }
 
 type helperLease struct {
@@ -60,6 +64,12 @@ type helperResult struct {
 	Err      string
 	Log      string
 	Elapsed  time.Duration
+}
+
+// helperRelease is what Release did in the helper.
+type helperRelease struct {
+	Err string
+	Log string // what Release wrote to its log
 }
 
 // lineWriter prints each line written to it with logPrefix, and keeps
@@ -136,35 +146,9 @@ func TestHelperProcess(t *testing.T) {
 	if err != nil {
 		res.Err = err.Error()
 	}
-	if r != nil {
-		for _, l := range r.Leases {
-			hl := helperLease{
-				Interface:  l.Interface,
-				Address:    l.Address.String(),
-				Server:     l.Server.String(),
-				Search:     l.Search,
-				DNS:        ipStrings(l.DNS),
-				NTP:        ipStrings(l.NTP),
-				MTU:        l.MTU,
-				Duration:   l.Duration,
-				AfterStart: l.Obtained.Sub(start),
-			}
-			if l.Gateway != nil {
-				hl.Gateway = l.Gateway.String()
-			}
-			res.Leases = append(res.Leases, hl)
-		}
-		for _, i := range r.Static {
-			res.Static = append(res.Static, i.String())
-		}
-		res.NTP, res.DNS = ipStrings(r.NTP), ipStrings(r.DNS)
-	}
-	out, err := json.Marshal(res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Printf("\n%s%s\n", resultPrefix, out)
-	if !req.Maintain {
+	res.addResult(r, start)
+	printJSON(t, resultPrefix, res)
+	if !req.Maintain && !req.Release {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -172,8 +156,64 @@ func TestHelperProcess(t *testing.T) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	err = Maintain(ctx, o, r)
-	fmt.Printf("\n%s%v\n", donePrefix, err)
+	if req.Maintain {
+		m, err := Maintain(ctx, o, r)
+		done := helperResult{Elapsed: time.Since(start)}
+		if err != nil {
+			done.Err = err.Error()
+		}
+		done.addResult(m, start)
+		printJSON(t, donePrefix, done)
+		r = m
+	} else {
+		<-ctx.Done()
+	}
+	if req.Release {
+		rlog := &lineWriter{}
+		var rel helperRelease
+		if err := Release(context.Background(), r, rlog); err != nil {
+			rel.Err = err.Error()
+		}
+		rel.Log = rlog.String()
+		printJSON(t, releasePrefix, rel)
+	}
+}
+
+// addResult fills in what r holds, with the leases' times from start.
+func (res *helperResult) addResult(r *Result, start time.Time) {
+	if r == nil {
+		return
+	}
+	for _, l := range r.Leases {
+		hl := helperLease{
+			Interface:  l.Interface,
+			Address:    l.Address.String(),
+			Server:     l.Server.String(),
+			Search:     l.Search,
+			DNS:        ipStrings(l.DNS),
+			NTP:        ipStrings(l.NTP),
+			MTU:        l.MTU,
+			Duration:   l.Duration,
+			AfterStart: l.Obtained.Sub(start),
+		}
+		if l.Gateway != nil {
+			hl.Gateway = l.Gateway.String()
+		}
+		res.Leases = append(res.Leases, hl)
+	}
+	for _, i := range r.Static {
+		res.Static = append(res.Static, i.String())
+	}
+	res.NTP, res.DNS = ipStrings(r.NTP), ipStrings(r.DNS)
+}
+
+// printJSON prints v as JSON on a line of its own after prefix.
+func printJSON(t *testing.T, prefix string, v any) {
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("\n%s%s\n", prefix, out)
 }
 
 // helper is a running child.
@@ -186,7 +226,8 @@ type helper struct {
 	out   strings.Builder
 }
 
-// startHelper runs Up (and Maintain, if asked) inside namespace ns.
+// startHelper runs Up (and Maintain and Release, if asked) inside
+// namespace ns.
 func startHelper(t *testing.T, ns string, req helperRequest) *helper {
 	t.Helper()
 	exe, err := os.Executable() // not /proc/self/exe: ip would resolve that to itself
@@ -254,16 +295,23 @@ func (h *helper) next(prefix string, d time.Duration) (string, bool) {
 // result waits for Up's result.
 func (h *helper) result(d time.Duration) helperResult {
 	h.t.Helper()
-	line, ok := h.next(resultPrefix, d)
-	if !ok {
-		h.t.Fatalf("helper in %s printed no result:\n%s", h.ns, h.out.String())
-	}
 	var res helperResult
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		h.t.Fatalf("helper result %q: %v", line, err)
-	}
+	h.decode(resultPrefix, d, &res)
 	h.t.Logf("Up in %s took %s; log:\n%s", h.ns, res.Elapsed, res.Log)
 	return res
+}
+
+// decode waits up to d for the line starting with prefix and decodes the
+// JSON it holds into v.
+func (h *helper) decode(prefix string, d time.Duration, v any) {
+	h.t.Helper()
+	line, ok := h.next(prefix, d)
+	if !ok {
+		h.t.Fatalf("helper in %s printed no %q line within %s; output:\n%s", h.ns, prefix, d, h.out.String())
+	}
+	if err := json.Unmarshal([]byte(line), v); err != nil {
+		h.t.Fatalf("helper line %s%s: %v", prefix, line, err)
+	}
 }
 
 // waitLog waits up to d for a log line holding substr and returns it.
@@ -282,15 +330,23 @@ func (h *helper) waitLog(substr string, d time.Duration) string {
 	}
 }
 
-// stop ends Maintain and returns its error text.
-func (h *helper) stop() string {
+// stop ends Maintain and returns its result, with its error in Err.
+func (h *helper) stop() helperResult {
 	h.t.Helper()
 	h.stdin.Close()
-	line, ok := h.next(donePrefix, 10*time.Second)
-	if !ok {
-		h.t.Fatalf("Maintain in %s did not return; output:\n%s", h.ns, h.out.String())
-	}
-	return line
+	var res helperResult
+	h.decode(donePrefix, 10*time.Second, &res)
+	return res
+}
+
+// release ends Maintain if it runs, and returns what Release then did.
+func (h *helper) release() helperRelease {
+	h.t.Helper()
+	h.stdin.Close() // a second Close, after stop, does nothing
+	var rel helperRelease
+	h.decode(releasePrefix, 15*time.Second, &rel)
+	h.t.Logf("Release in %s: error %q; log:\n%s", h.ns, rel.Err, rel.Log)
+	return rel
 }
 
 // runUp runs Up inside namespace ns and returns what it did.
@@ -732,8 +788,18 @@ func TestMaintainLateLinks(t *testing.T) {
 	// A link that goes away is forgotten.
 	run(t, "ip", "-n", cns, "link", "del", "c3")
 	h.waitLog("c3: link removed", 5*time.Second)
-	if err := h.stop(); err != "<nil>" {
-		t.Errorf("Maintain: %s", err)
+	m := h.stop()
+	if m.Err != "" {
+		t.Errorf("Maintain: %s", m.Err)
+	}
+	// Its result holds the links configured then: c0 from Up, c1 from
+	// Maintain; not c3, gone.
+	if len(m.Leases) != 2 || m.Leases[0].Interface != "c0" || m.Leases[0].Address != res.Leases[0].Address ||
+		m.Leases[1].Interface != "c1" || !strings.HasPrefix(m.Leases[1].Address, "10.213.15.") {
+		t.Errorf("Maintain's leases = %+v, want c0's from Up and one on c1 in 10.213.15.0/24", m.Leases)
+	}
+	if strings.Join(m.DNS, " ") != "10.213.14.53" {
+		t.Errorf("Maintain's DNS = %v, want 10.213.14.53", m.DNS)
 	}
 	got, _ := os.ReadFile(resolv)
 	if want := "# from the DHCP lease on c0\nnameserver 10.213.14.53\n"; string(got) != want {
@@ -799,8 +865,13 @@ func TestMaintainRenews(t *testing.T) {
 		t.Errorf("c0 addresses after the new lease, want 10.213.17.2xx only:\n%s", addrs)
 	}
 	wantLines(t, "routes", run(t, "ip", "-n", cns, "-4", "route", "show"), "default via 10.213.17.1 dev c0 proto dhcp src 10.213.17.2")
-	if err := h.stop(); err != "<nil>" {
-		t.Errorf("Maintain: %s", err)
+	m := h.stop()
+	if m.Err != "" {
+		t.Errorf("Maintain: %s", m.Err)
+	}
+	// Its result holds the new lease, not Up's.
+	if len(m.Leases) != 1 || !strings.HasPrefix(m.Leases[0].Address, "10.213.17.2") || !strings.Contains(line, m.Leases[0].Address+" via") {
+		t.Errorf("Maintain's leases = %+v, want the new one of %q", m.Leases, line)
 	}
 }
 
@@ -824,7 +895,7 @@ func TestMaintainRebinds(t *testing.T) {
 	addr := res.Leases[0].Address
 	h.waitLog("c0: 10.213.18.1 did not renew the lease on "+addr+"; asking any server", 5*time.Second)
 	h.waitLog("c0: renewed "+addr+", lease 2m0s from 10.213.18.1", 5*time.Second)
-	if err := h.stop(); err != "<nil>" {
-		t.Errorf("Maintain: %s", err)
+	if m := h.stop(); m.Err != "" {
+		t.Errorf("Maintain: %s", m.Err)
 	}
 }

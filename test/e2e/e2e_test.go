@@ -40,6 +40,9 @@ type fixture struct {
 	initramfs string
 	reg       *registrytest.Registry
 	images    map[string]string // name → reference as the guest sees it
+
+	bigMu sync.Mutex
+	big   string // the --modules-all initramfs, once built (bigInitramfs)
 }
 
 // guestRef turns a reference pushed to 127.0.0.1:PORT into the one the
@@ -142,6 +145,7 @@ func inOrder(t *testing.T, console string, wants ...string) {
 
 func TestBoot(t *testing.T) {
 	f := setup(t)
+	f.rootTests(t)
 
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()

@@ -1,0 +1,221 @@
+package switchroot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// HandOverModules makes the running kernel's modules (lib/modules/KVER
+// under initramfs, normally "/") available in the tree at dir when the
+// tree has none for this kernel, and the initramfs's firmware when the
+// tree has no firmware: bind mounts onto the tree's /lib/modules/KVER
+// and /lib/firmware, created as needed (following the tree's /lib ->
+// usr/lib). It returns the initramfs paths it handed over, which must
+// survive the freeing of the initramfs (see Exec), and logs what it did.
+func HandOverModules(initramfs, dir, kver string, log io.Writer) ([]string, error) {
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the new root %s: %w", dir, err)
+	}
+	defer unix.Close(root)
+	var kept []string
+
+	// The paths kept are the real ones (the initramfs's /lib may be a
+	// link to usr/lib): Exec's freeing walk meets those.
+	modules := "/lib/modules/" + kver
+	src, _ := filepath.EvalSymlinks(filepath.Join(initramfs, modules))
+	has, err := existsInRoot(root, modules)
+	switch {
+	case err != nil:
+		return nil, err
+	case has:
+		fmt.Fprintf(log, "modules: the image has its own %s\n", modules)
+	case src == "" || !isDir(src):
+		fmt.Fprintf(log, "modules: neither the image nor the initramfs has %s: the OS will load no modules\n", modules)
+	default:
+		if err := bindInto(root, src, modules); err != nil {
+			return nil, err
+		}
+		kept = append(kept, src)
+		fmt.Fprintf(log, "modules: %s of the initramfs handed over (%d modules)\n", modules, countModules(src))
+	}
+
+	firmware := "/lib/firmware"
+	src, _ = filepath.EvalSymlinks(filepath.Join(initramfs, firmware))
+	if src == "" || !isDir(src) || isEmptyDir(src) {
+		return kept, nil
+	}
+	empty, err := emptyInRoot(root, firmware)
+	switch {
+	case err != nil:
+		return nil, err
+	case !empty:
+		fmt.Fprintf(log, "modules: the image has its own %s\n", firmware)
+	default:
+		if err := bindInto(root, src, firmware); err != nil {
+			return nil, err
+		}
+		kept = append(kept, src)
+		fmt.Fprintf(log, "modules: %s of the initramfs handed over\n", firmware)
+	}
+	return kept, nil
+}
+
+// bindInto bind-mounts src onto name in the tree open as root, creating
+// name as a directory when missing.
+func bindInto(root int, src, name string) error {
+	fd, err := mkdirAllInRoot(root, name)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Mount(src, fdPath(fd), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s onto %s in the new root: %w", src, name, err)
+	}
+	return nil
+}
+
+// emptyInRoot reports whether the directory name of the tree is missing
+// or empty.
+func emptyInRoot(root int, name string) (bool, error) {
+	fd, err := openInRoot(root, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	if errors.Is(err, unix.ENOENT) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+func isEmptyDir(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
+}
+
+// countModules counts the module files under dir, for the log.
+func countModules(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && hasModuleSuffix(p) {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func hasModuleSuffix(p string) bool {
+	for _, s := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		if len(p) > len(s) && p[len(p)-len(s):] == s {
+			return true
+		}
+	}
+	return false
+}
+
+// NetworkFiles is what HandOverNetwork writes.
+type NetworkFiles struct {
+	// State is the network configuration as JSON, for
+	// /run/ociboot/network.json.
+	State []byte
+	// ResolvConf is the resolv.conf ociboot wrote ("" when none).
+	ResolvConf string
+	// Hostname is the machine's host name.
+	Hostname string
+}
+
+// StatePath is where the network configuration is left for the OS, as
+// the OS sees it.
+const StatePath = "/run/ociboot/network.json"
+
+// HandOverNetwork leaves the network configuration for the OS: it writes
+// StatePath under run (the initramfs's /run, which Exec moves into the
+// new root), and in the tree at dir /etc/resolv.conf and /etc/hostname
+// when the tree has neither file nor link of that name. It logs what it
+// wrote.
+func HandOverNetwork(dir, run string, f NetworkFiles, log io.Writer) error {
+	state := filepath.Join(run, strings.TrimPrefix(StatePath, "/run/"))
+	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+		return fmt.Errorf("network hand-over: %w", err)
+	}
+	if err := os.WriteFile(state, f.State, 0o644); err != nil {
+		return fmt.Errorf("network hand-over: %w", err)
+	}
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the new root %s: %w", dir, err)
+	}
+	defer unix.Close(root)
+	wrote := []string{StatePath}
+	for _, file := range []struct{ name, body string }{
+		{"resolv.conf", f.ResolvConf},
+		{"hostname", f.Hostname + "\n"},
+	} {
+		if file.body == "" || file.body == "\n" {
+			continue
+		}
+		ok, err := createInEtc(root, file.name, file.body)
+		if err != nil {
+			return fmt.Errorf("network hand-over: %w", err)
+		}
+		if ok {
+			wrote = append(wrote, "/etc/"+file.name)
+		}
+	}
+	fmt.Fprintf(log, "network: left configured for the OS; wrote %v\n", wrote)
+	return nil
+}
+
+// createInEtc creates /etc/NAME in the tree with body unless something
+// of that name is there; it reports whether it wrote it.
+func createInEtc(root int, name, body string) (bool, error) {
+	etc, err := mkdirAllInRoot(root, "/etc")
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(etc)
+	dirfd, err := unix.Openat(etc, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, &pathError{op: "open", path: "/etc", err: err}
+	}
+	defer unix.Close(dirfd)
+	fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if errors.Is(err, unix.EEXIST) {
+		return false, nil
+	}
+	if err != nil {
+		return false, &pathError{op: "create", path: "/etc/" + name, err: err}
+	}
+	f := os.NewFile(uintptr(fd), "/etc/"+name)
+	if _, err := io.WriteString(f, body); err != nil {
+		f.Close()
+		return false, &pathError{op: "write", path: "/etc/" + name, err: err}
+	}
+	if err := f.Close(); err != nil {
+		return false, &pathError{op: "write", path: "/etc/" + name, err: err}
+	}
+	return true, nil
+}

@@ -1,0 +1,93 @@
+package switchroot
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Size is the size of the root's tmpfs (ociboot.root_size=,
+// rd.tmpfs.size=): a number of bytes, or a share of the machine's RAM.
+// The zero value means "not given".
+type Size struct {
+	// Bytes is the size in bytes, when Percent is 0.
+	Bytes int64
+	// Percent is a share of RAM, 1 to 100, as tmpfs's size=N% reads it.
+	Percent int
+}
+
+// sizeWant is what ParseSize takes, for messages.
+const sizeWant = "a size such as 3G, 512M or 50% (of RAM): a whole number with an optional k, m, g or t suffix (powers of 1024), or a percentage from 1 to 100"
+
+// ParseSize reads a size as tmpfs's size= option does: a whole number of
+// bytes with an optional k, m, g or t suffix (either case, powers of
+// 1024; "3G", "512m"; "GiB" and "MB" spellings are accepted too), or N%
+// of RAM.
+func ParseSize(s string) (Size, error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 100 || p[0] == '+' {
+			return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
+		}
+		return Size{Percent: n}, nil
+	}
+	digits := strings.TrimLeft(s, "0123456789")
+	num := s[:len(s)-len(digits)]
+	shift := 0
+	switch strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(digits, "B"), "i")) {
+	case "":
+		if digits != "" { // a bare "B" or "iB"
+			return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
+		}
+	case "k":
+		shift = 10
+	case "m":
+		shift = 20
+	case "g":
+		shift = 30
+	case "t":
+		shift = 40
+	default:
+		return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		if errors.Is(err, strconv.ErrRange) || (err == nil && n > math.MaxInt64>>shift) {
+			return Size{}, fmt.Errorf("got %q: too large", s)
+		}
+		return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
+	}
+	if n > math.MaxInt64>>shift {
+		return Size{}, fmt.Errorf("got %q: too large", s)
+	}
+	return Size{Bytes: n << shift}, nil
+}
+
+// IsZero reports whether no size was given.
+func (s Size) IsZero() bool { return s.Bytes == 0 && s.Percent == 0 }
+
+// Of returns the size in bytes on a machine with ram bytes of RAM.
+func (s Size) Of(ram int64) int64 {
+	if s.Percent > 0 {
+		return ram / 100 * int64(s.Percent)
+	}
+	return s.Bytes
+}
+
+// String gives the size as it would be written on the command line.
+func (s Size) String() string {
+	if s.Percent > 0 {
+		return fmt.Sprintf("%d%%", s.Percent)
+	}
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
+		if s.Bytes >= 1<<u.shift && s.Bytes%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d%s", s.Bytes>>u.shift, u.suffix)
+		}
+	}
+	return strconv.FormatInt(s.Bytes, 10)
+}
