@@ -19,6 +19,10 @@ const StatusPrefix = "Execution is over, pipeline status: "
 // SafeLine is printed just before the machine powers off or reboots.
 const SafeLine = "It's now safe to turn off your computer"
 
+// HandoverPrefix starts the line printed, in switch-root mode, just
+// before the image's init is executed; the init's path follows it.
+const HandoverPrefix = "ociboot: root: starting "
+
 // prefixWriter writes each line with a prefix, so that a stage's output
 // says which stage it comes from.
 type prefixWriter struct {

@@ -109,7 +109,7 @@ func sha256File(t *testing.T, name string) string {
 // The exact call the switch-root VM tests make.
 func TestDebian(t *testing.T) {
 	start := time.Now()
-	p := Debian(t, "bookworm", "systemd", "systemd-sysv")
+	p := Debian(t, "bookworm", "systemd", "systemd-sysv", "udev", "kmod")
 	firstTime := time.Since(start)
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -204,7 +204,7 @@ func TestDebian(t *testing.T) {
 
 	// Cached: the same file, untouched, at once.
 	start = time.Now()
-	p2 := Debian(t, "bookworm", "systemd-sysv", "systemd", "systemd")
+	p2 := Debian(t, "bookworm", "kmod", "udev", "systemd-sysv", "systemd", "systemd")
 	again := time.Since(start)
 	fi2, err := os.Stat(p2)
 	if err != nil {

@@ -53,6 +53,9 @@ func (c *console) line(s string) {
 	if strings.Contains(s, SafeLine) {
 		c.res.SafeSeen = true
 	}
+	if strings.HasPrefix(s, HandoverPrefix) {
+		c.res.HandedOver = true
+	}
 	c.res.Lines = append(c.res.Lines, s)
 	if len(c.res.Lines) > maxLines {
 		c.res.Lines = c.res.Lines[1:] // append reallocates, so memory stays bounded

@@ -51,8 +51,9 @@ const NoStatusExit = 125
 
 // Console lines that ociboot prints at the end of a run.
 const (
-	StatusPrefix = contract.StatusPrefix
-	SafeLine     = contract.SafeLine
+	StatusPrefix   = contract.StatusPrefix
+	SafeLine       = contract.SafeLine
+	HandoverPrefix = contract.HandoverPrefix
 )
 
 // maxLines bounds Result.Lines; older lines are dropped first.
@@ -85,6 +86,7 @@ type Result struct {
 	Status     int           // pipeline status, valid when StatusSeen
 	StatusSeen bool          // the console showed StatusPrefix and a number
 	SafeSeen   bool          // the console showed SafeLine
+	HandedOver bool          // switch-root mode: the image's init was started
 	Started    bool          // QEMU was started (the configuration was sound)
 	Accel      string        // accelerator used: AccelTCG or AccelKVM
 	ExitCode   int           // QEMU's exit status; -1 if it died from a signal or never ran
@@ -160,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("vm: the VM timed out after %s%s", cfg.Timeout, statusNote(res))
 	case runErr != nil && !errors.As(runErr, &exitErr):
 		return res, fmt.Errorf("vm: running %s: %w", cfg.QEMU, runErr)
-	case !res.StatusSeen:
+	case !res.StatusSeen && !res.HandedOver:
 		return res, fmt.Errorf("vm: the VM stopped before the pipeline reported a status (%q was never printed; qemu %s)%s",
 			strings.TrimSpace(StatusPrefix)+" N", cmd.ProcessState, stderr.note())
 	}
@@ -170,11 +172,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 // ExitStatus maps a Run outcome to a process exit status: the pipeline
 // status when the run succeeded, 1 when QEMU never started (a configuration
 // error) and NoStatusExit otherwise. A status outside 0..255 gives 255 so
-// that it can never read as success.
+// that it can never read as success. In switch-root mode, where no
+// pipeline reports a status, a run that handed over to the image's init
+// and stopped by itself gives QEMU's exit status (0 when the OS powered
+// off).
 func ExitStatus(res Result, err error) int {
 	switch {
 	case !res.Started:
 		return 1
+	case err == nil && !res.StatusSeen && res.HandedOver:
+		return min(max(res.ExitCode, 0), 255)
 	case err != nil || !res.StatusSeen:
 		return NoStatusExit
 	case res.Status < 0 || res.Status > 255:

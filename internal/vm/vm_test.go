@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -88,6 +89,22 @@ func TestConsoleScansLinesAcrossWrites(t *testing.T) {
 	if !res.StatusSeen || res.Status != 42 || !res.SafeSeen {
 		t.Errorf("status %d seen %v safe %v, want 42 seen and safe", res.Status, res.StatusSeen, res.SafeSeen)
 	}
+	if res.HandedOver {
+		t.Error("HandedOver set by a pipeline run")
+	}
+}
+
+func TestConsoleSeesHandover(t *testing.T) {
+	var res Result
+	c := &console{out: io.Discard, res: &res}
+	for _, line := range []string{"ociboot: root: unpacked in 1.0s\r\n", "ociboot: root: starting /sbin/init , 9.27 s since boot\r\n"} {
+		if _, err := c.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !res.HandedOver || res.StatusSeen {
+		t.Errorf("HandedOver %v, StatusSeen %v; want true, false", res.HandedOver, res.StatusSeen)
+	}
 }
 
 func TestConsoleKeepsLastLines(t *testing.T) {
@@ -135,6 +152,10 @@ func TestExitStatus(t *testing.T) {
 		{Result{Started: true, Status: 256, StatusSeen: true}, nil, 255},
 		{Result{Started: true, Status: -1, StatusSeen: true}, nil, 255},
 		{Result{}, errors.New("no initramfs"), 1},
+		// Switch-root mode: the OS powered off, or the VM stopped oddly.
+		{Result{Started: true, HandedOver: true, ExitCode: 0}, nil, 0},
+		{Result{Started: true, HandedOver: true, ExitCode: 3}, nil, 3},
+		{Result{Started: true, HandedOver: true}, errors.New("timed out"), NoStatusExit},
 	} {
 		if got := ExitStatus(tc.res, tc.err); got != tc.want {
 			t.Errorf("ExitStatus(%+v, %v) = %d, want %d", tc.res, tc.err, got, tc.want)
