@@ -47,6 +47,7 @@ demo: deps build
 bench: deps build
 	./bench/boot.sh
 	./bench/pull.sh
+	./bench/root.sh
 	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
 
 clean:

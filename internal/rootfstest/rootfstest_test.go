@@ -117,7 +117,7 @@ func TestDebian(t *testing.T) {
 	}
 	idx := readTar(t, p)
 	t.Logf("%s: %.1f MiB, %d entries, first call %v", p, float64(fi.Size())/(1<<20), len(idx.order), firstTime.Round(time.Microsecond))
-	if want := fmt.Sprintf("debian-bookworm-%s-minbase+systemd,systemd-sysv-f%d.tar", debianArch[runtime.GOARCH], debianFormat); filepath.Base(p) != want {
+	if want := fmt.Sprintf("debian-bookworm-%s-minbase+kmod,systemd,systemd-sysv,udev-f%d.tar", debianArch[runtime.GOARCH], debianFormat); filepath.Base(p) != want {
 		t.Errorf("cache file %s, want %s", filepath.Base(p), want)
 	}
 

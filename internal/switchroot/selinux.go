@@ -174,11 +174,21 @@ func runInRoot(ctx context.Context, r Runner, dir, name string, args ...string) 
 		_, _ = io.Copy(io.Discard, pr)
 		out <- strings.TrimSpace(string(b))
 	}()
+	// exec.Cmd's default stdin, /dev/null, is gone with the initramfs's
+	// /dev (MoveAPIMounts): an empty pipe reads as it does.
+	null, closed, err := os.Pipe()
+	if err != nil {
+		pw.Close()
+		<-out
+		return -1, "", err
+	}
+	closed.Close()
+	defer null.Close()
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: dir}
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
-	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, pw, pw
 	wait, err := r.Start(cmd)
 	pw.Close()
 	if err != nil {

@@ -116,7 +116,7 @@ func (f *fixture) rootTests(t *testing.T) {
 
 	t.Run("root-busybox-oci", func(t *testing.T) {
 		t.Parallel()
-		_, console := f.bootRoot(t, f.initramfs, fmt.Sprintf(`ociboot.root=%s ociboot.hostname=rooty ociboot.iface=eth0,dhcp,nameserver=192.0.2.53 ociboot.init_args="one 'two words'"`, ref))
+		res, console := f.bootRoot(t, f.initramfs, fmt.Sprintf(`ociboot.root=%s ociboot.hostname=rooty ociboot.iface=eth0,dhcp,nameserver=192.0.2.53 ociboot.init_args="one 'two words'"`, ref))
 		inOrder(t, console,
 			"ociboot: ==== root ====",
 			"ociboot: root: unpacked in",
@@ -132,6 +132,9 @@ func (f *fixture) rootTests(t *testing.T) {
 			"ROOT-ETC-HOSTNAME rooty",
 			"ROOT-ADDRESSES eth0 10.0.2.15/24",
 			"ROOT-INIT-DONE")
+		if !res.HandedOver || vm.ExitStatus(res, nil) != 0 {
+			t.Errorf("hand-over seen %v, exit status %d; want true and 0 (the image's init powered off)", res.HandedOver, vm.ExitStatus(res, nil))
+		}
 		// Nothing of ociboot runs on: the init's shell (and the tr it
 		// runs) are all there is.
 		if line := lineWith(console, "ROOT-OTHER-PROCESSES"); line != "ROOT-OTHER-PROCESSES []" {
@@ -239,6 +242,26 @@ ExecStart=/bin/systemctl --no-block poweroff
 WantedBy=multi-user.target
 `
 
+// selinuxPackages add Debian's reference policy and its tools to the
+// systemd root.
+var selinuxPackages = append([]string{"selinux-policy-default", "policycoreutils"}, systemdPackages...)
+
+// selinuxUnit prints, once multi-user.target is reached, what the SELinux
+// test checks, and powers off.
+const selinuxUnit = `[Unit]
+Description=ociboot switch-root SELinux marker
+After=multi-user.target
+
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+ExecStart=/bin/sh -c 'echo "SELINUX-MARKER enforce=$(cat /sys/fs/selinux/enforce) file=$(stat -c %%C /etc/debian_version) init=$(cat /proc/1/attr/current | tr -d "\\0")"'
+ExecStart=/bin/systemctl --no-block poweroff
+
+[Install]
+WantedBy=multi-user.target
+`
+
 // testFirmware is the firmware file the big initramfs carries.
 const testFirmware = "ociboot test firmware"
 
@@ -329,6 +352,31 @@ func (f *fixture) systemdTests(t *testing.T) {
 			return fmt.Sprintf("http://%s:%d/%s#sha256=%x", vm.GuestHost, web, filepath.Base(xz), sha256.Sum256(data)), []int{web}
 		}},
 	}
+	t.Run("root-systemd-selinux", func(t *testing.T) {
+		t.Parallel()
+		// The image's policy is loaded and the tree relabelled before
+		// systemd runs: systemd then starts in its own domain, and the
+		// files carry the policy's labels.
+		base := rootfstest.Debian(t, "bookworm", selinuxPackages...)
+		tarPath := rootfstest.WithFiles(t, base,
+			rootfstest.File{Path: "etc/selinux/config", Body: "SELINUX=permissive\nSELINUXTYPE=default\n"},
+			rootfstest.File{Path: "etc/systemd/system/ociboot-selinux.service", Body: selinuxUnit},
+			rootfstest.File{Path: "etc/systemd/system/multi-user.target.wants/ociboot-selinux.service", Linkname: "/etc/systemd/system/ociboot-selinux.service"},
+		)
+		img := registrytest.Image(t, v1.Config{Cmd: []string{"/sbin/init"}}, rootfstest.Layer(t, tarPath))
+		ref := guestRef(registrytest.Push(t, f.reg, "e2e/debian-selinux:12", img))
+		res, console := f.bootRoot(t, f.initramfs, "security=selinux selinux=1 ociboot.root="+ref)
+		inOrder(t, console,
+			"ociboot: selinux: policy loaded (permissive)",
+			"ociboot: selinux: root relabelled",
+			"ociboot: root: starting /sbin/init",
+			"SELINUX-MARKER enforce=0 file=system_u:object_r:etc_t:s0 init=system_u:system_r:init_t:s0",
+			"reboot: Power down")
+		if !res.HandedOver {
+			t.Error("no hand-over seen")
+		}
+	})
+
 	for _, form := range forms {
 		t.Run("root-systemd-"+form.name, func(t *testing.T) {
 			t.Parallel()
@@ -359,7 +407,7 @@ func (f *fixture) systemdTests(t *testing.T) {
 				"ociboot: root: modules: /lib/modules/"+kernelRelease(t)+" of the initramfs handed over",
 				"ociboot: root: modules: /lib/firmware of the initramfs handed over",
 				handover,
-				"Welcome to Debian GNU/Linux 12 (bookworm)!",
+				"Welcome to ", "Debian GNU/Linux 12 (bookworm)", // with colour codes between
 				"SYSTEMD-MARKER target=active pid1=systemd modprobe=ok firmware="+testFirmware+" network=yes",
 				"reboot: Power down")
 			// The figures of the closing note, not asserted.
