@@ -48,22 +48,33 @@ func MoveRootToTmpfs(size string) error {
 	if err := moveTree("/", newRootDir); err != nil {
 		return err
 	}
-	if err := unix.Chdir(newRootDir); err != nil {
-		return fmt.Errorf("entering the tmpfs root: %w", err)
-	}
-	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("moving the tmpfs onto /: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot into the tmpfs root: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("chdir / in the tmpfs root: %w", err)
+	if err := MoveOntoRoot(newRootDir); err != nil {
+		return fmt.Errorf("the tmpfs root: %w", err)
 	}
 	env := append(os.Environ(), movedEnv)
 	exe := "/init"
 	if err := unix.Exec(exe, append([]string{exe}, os.Args[1:]...), env); err != nil {
 		return fmt.Errorf("re-executing %s from the tmpfs root: %w", exe, err)
+	}
+	return nil
+}
+
+// MoveOntoRoot makes the filesystem mounted on dir the root: it moves
+// the mount onto "/" and chroots there (the kernel's rootfs cannot be
+// pivot_root'ed away from). The process's working directory is then "/".
+// What was on the old root stays reachable only through open files.
+func MoveOntoRoot(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return fmt.Errorf("entering %s: %w", dir, err)
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving %s onto /: %w", dir, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot into %s: %w", dir, err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir / in the new root: %w", err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ociboot/ociboot/internal/pid1"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,17 +54,8 @@ func Exec(dir, init string, args, env []string, keep []string, log io.Writer) er
 	if err := freeInitramfs("/", dir, keep, log); err != nil {
 		return err
 	}
-	if err := unix.Chdir(dir); err != nil {
-		return fmt.Errorf("entering the new root: %w", err)
-	}
-	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("moving the new root onto /: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot into the new root: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("chdir / in the new root: %w", err)
+	if err := pid1.MoveOntoRoot(dir); err != nil {
+		return fmt.Errorf("switching to the new root: %w", err)
 	}
 	argv := append([]string{init}, args...)
 	if err := unix.Exec(init, argv, env); err != nil {

@@ -228,19 +228,19 @@ var systemdPackages = []string{"systemd", "systemd-sysv", "udev", "kmod"}
 
 // markerUnit prints what the systemd test checks, once multi-user.target
 // is reached, and powers off.
-const markerUnit = `[Unit]
-Description=ociboot switch-root test marker
-After=multi-user.target
+var markerUnit = systemdMarker("ociboot switch-root test marker",
+	`echo "SYSTEMD-MARKER target=$(systemctl is-active multi-user.target) pid1=$(cat /proc/1/comm) modprobe=$(modprobe dummy && grep -q "^dummy " /proc/modules && echo ok) firmware=$(cat /lib/firmware/ociboot-test.bin) network=$(test -s /run/ociboot/network.json && echo yes)"`)
 
-[Service]
-Type=oneshot
-StandardOutput=journal+console
-ExecStart=/bin/sh -c 'echo "SYSTEMD-MARKER target=$(systemctl is-active multi-user.target) pid1=$(cat /proc/1/comm) modprobe=$(modprobe dummy && grep -q "^dummy " /proc/modules && echo ok) firmware=$(cat /lib/firmware/ociboot-test.bin) network=$(test -s /run/ociboot/network.json && echo yes)"'
-ExecStart=/bin/systemctl --no-block poweroff
-
-[Install]
-WantedBy=multi-user.target
-`
+// systemdMarker is a unit that runs the shell command script once
+// multi-user.target is reached, its output on the console, then powers
+// off.
+func systemdMarker(description, script string) string {
+	return "[Unit]\nDescription=" + description + "\nAfter=multi-user.target\n\n" +
+		"[Service]\nType=oneshot\nStandardOutput=journal+console\n" +
+		"ExecStart=/bin/sh -c '" + script + "'\n" +
+		"ExecStart=/bin/systemctl --no-block poweroff\n\n" +
+		"[Install]\nWantedBy=multi-user.target\n"
+}
 
 // selinuxPackages add Debian's reference policy and its tools to the
 // systemd root.
@@ -248,19 +248,8 @@ var selinuxPackages = append([]string{"selinux-policy-default", "policycoreutils
 
 // selinuxUnit prints, once multi-user.target is reached, what the SELinux
 // test checks, and powers off.
-const selinuxUnit = `[Unit]
-Description=ociboot switch-root SELinux marker
-After=multi-user.target
-
-[Service]
-Type=oneshot
-StandardOutput=journal+console
-ExecStart=/bin/sh -c 'echo "SELINUX-MARKER enforce=$(cat /sys/fs/selinux/enforce) file=$(stat -c %%C /etc/debian_version) init=$(cat /proc/1/attr/current | tr -d "\\0")"'
-ExecStart=/bin/systemctl --no-block poweroff
-
-[Install]
-WantedBy=multi-user.target
-`
+var selinuxUnit = systemdMarker("ociboot switch-root SELinux marker",
+	`echo "SELINUX-MARKER enforce=$(cat /sys/fs/selinux/enforce) file=$(stat -c %%C /etc/debian_version) init=$(cat /proc/1/attr/current | tr -d "\\0")"`)
 
 // testFirmware is the firmware file the big initramfs carries.
 const testFirmware = "ociboot test firmware"
@@ -274,7 +263,9 @@ func (f *fixture) bigInitramfs(t *testing.T) string {
 	if f.big != "" {
 		return f.big
 	}
-	dir := t.TempDir()
+	// Next to the fixture's initramfs: it must outlive the subtest that
+	// happens to build it.
+	dir := filepath.Dir(f.initramfs)
 	fw := filepath.Join(dir, "firmware")
 	if err := os.MkdirAll(fw, 0o755); err != nil {
 		t.Fatal(err)
