@@ -25,6 +25,7 @@ import (
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/console"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/keymap"
 	"github.com/ociboot/ociboot/internal/kmod"
@@ -203,7 +204,7 @@ func run(ctx context.Context, con io.Writer, reaper *pid1.Reaper) (*bootcfg.Plan
 
 	if plan.ExtraArgsURL != "" {
 		console.Section(con, "extra_args_url")
-		extra, err := fetchExtraArgs(ctx, plan.ExtraArgsURL, plan.CACerts, console.Stage(con, "extra_args_url"))
+		extra, err := fetchExtraArgs(ctx, plan.ExtraArgsURL, fetch.Options{CACerts: plan.CACerts}, console.Stage(con, "extra_args_url"))
 		if err != nil {
 			return plan, none, stage("extra_args_url", err)
 		}
@@ -371,7 +372,7 @@ func readBakedRegistry(b *bootcfg.Baked, authPath, caPath string) error {
 	ca, err := os.ReadFile(caPath)
 	switch {
 	case err == nil:
-		if _, err := image.ParseCACerts(ca); err != nil {
+		if _, err := fetch.ParseCACerts(ca); err != nil {
 			return fmt.Errorf("%s: %w", caPath, err)
 		}
 		b.CACerts = ca

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/fetch/fetchtest"
 )
 
 func TestFetchExtraArgs(t *testing.T) {
@@ -29,28 +32,30 @@ func TestFetchExtraArgs(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
+	clock := fetchtest.NewClock()
+	o := fetch.Options{Retry: fetch.Retry{Clock: clock}}
 
 	var log bytes.Buffer
-	got, err := fetchExtraArgs(ctx, srv.URL+"/flaky", nil, &log)
+	got, err := fetchExtraArgs(ctx, srv.URL+"/flaky", o, &log)
 	if err != nil || !strings.Contains(got, "b2c.container=alpine") {
 		t.Fatalf("flaky server: %q, %v", got, err)
 	}
-	if calls.Load() != 3 || strings.Count(log.String(), "503 Service Unavailable") != 2 {
-		t.Errorf("%d calls, log %q: want two retried 503s", calls.Load(), log.String())
+	if calls.Load() != 3 || strings.Count(log.String(), "503 Service Unavailable") != 2 || len(clock.Sleeps()) != 2 {
+		t.Errorf("%d calls, waits %v, log %q: want two retried 503s", calls.Load(), clock.Sleeps(), log.String())
 	}
 	if strings.Contains(log.String(), "secret-value") {
 		t.Error("the log shows the content")
 	}
 
 	calls.Store(0)
-	_, err = fetchExtraArgs(ctx, srv.URL+"/missing", nil, &log)
+	_, err = fetchExtraArgs(ctx, srv.URL+"/missing", o, &log)
 	if err == nil || !strings.Contains(err.Error(), srv.URL+"/missing") || !strings.Contains(err.Error(), "404 Not Found") || calls.Load() != 1 {
 		t.Errorf("missing: %v after %d calls, want one 404 naming the URL", err, calls.Load())
 	}
-	if _, err := fetchExtraArgs(ctx, srv.URL+"/big", nil, &log); err == nil || !strings.Contains(err.Error(), "longer than 1 MiB") {
+	if _, err := fetchExtraArgs(ctx, srv.URL+"/big", o, &log); err == nil || !strings.Contains(err.Error(), "longer than 1 MiB") {
 		t.Errorf("big: %v", err)
 	}
-	if _, err := fetchExtraArgs(ctx, srv.URL+"/x", []byte("not a certificate"), &log); err == nil || !strings.Contains(err.Error(), "extra CA certificates") {
+	if _, err := fetchExtraArgs(ctx, srv.URL+"/x", fetch.Options{CACerts: []byte("not a certificate")}, &log); err == nil || !strings.Contains(err.Error(), "extra CA certificates") {
 		t.Errorf("bad CA: %v", err)
 	}
 }

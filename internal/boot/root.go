@@ -12,6 +12,7 @@ import (
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/console"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pid1"
@@ -60,7 +61,7 @@ func switchRoot(ctx context.Context, con io.Writer, reaper *pid1.Reaper, plan *b
 			CACerts:  plan.CACerts,
 			Timeout:  plan.PullTimeout,
 		},
-		Tarball: image.TarballOptions{CACerts: plan.CACerts},
+		Tarball: image.TarballOptions{Fetch: fetch.Options{CACerts: plan.CACerts}},
 		Log:     log,
 	})
 	if err != nil {

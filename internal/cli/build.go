@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/initramfs"
 	"github.com/spf13/cobra"
@@ -111,7 +112,7 @@ func registryOptions(opts *initramfs.Options, authFile string, caFiles, mirrors 
 		if err != nil {
 			return fmt.Errorf("--ca-file: %w", err)
 		}
-		if _, err := image.ParseCACerts(data); err != nil {
+		if _, err := fetch.ParseCACerts(data); err != nil {
 			return fmt.Errorf("--ca-file %s: %w", f, err)
 		}
 		if len(data) > 0 && data[len(data)-1] != '\n' {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -97,7 +98,7 @@ func (o pullFlags) pullOptions(plat v1.Platform, log io.Writer) (image.PullOptio
 		if err != nil {
 			return po, fmt.Errorf("--ca-file: %w", err)
 		}
-		if _, err := image.ParseCACerts(data); err != nil {
+		if _, err := fetch.ParseCACerts(data); err != nil {
 			return po, fmt.Errorf("--ca-file %s: %w", f, err)
 		}
 		po.CACerts = append(append(po.CACerts, data...), '\n')

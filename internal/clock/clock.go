@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/beevik/ntp"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,6 +59,10 @@ type Options struct {
 	// RetryDelay is the pause between two rounds; DefaultRetryDelay when
 	// 0, none when negative.
 	RetryDelay time.Duration
+	// Sleep makes the pause between rounds, returning early when ctx is
+	// done; nil waits on the wall clock. Tests give a fetch.Clock's, which
+	// records.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Port is the UDP port of servers given without one (DHCP servers,
 	// DefaultPool, a Peer without Port); DefaultPort when 0.
 	Port int
@@ -195,13 +200,17 @@ func Sync(ctx context.Context, o Options) (Result, error) {
 	if setClock == nil {
 		setClock = setRealtime
 	}
-	return syncServers(ctx, candidates(o), tries, timeout, delay, setClock, o.Log)
+	sleep := o.Sleep
+	if sleep == nil {
+		sleep = fetch.RealClock{}.Sleep
+	}
+	return syncServers(ctx, candidates(o), tries, timeout, delay, sleep, setClock, o.Log)
 }
 
 // syncServers is Sync once the servers are chosen and the defaults
 // applied.
 func syncServers(ctx context.Context, servers []server, tries int, timeout, delay time.Duration,
-	setClock func(time.Time) error, log io.Writer) (Result, error) {
+	sleep func(context.Context, time.Duration) error, setClock func(time.Time) error, log io.Writer) (Result, error) {
 	logf := func(format string, args ...any) {
 		if log != nil {
 			fmt.Fprintf(log, format+"\n", args...)
@@ -211,12 +220,8 @@ func syncServers(ctx context.Context, servers []server, tries int, timeout, dela
 	done := make([]bool, len(servers)) // kissed off: do not ask again
 	for round := 1; round <= tries && slices.Contains(done, false); round++ {
 		if round > 1 && delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if err := sleep(ctx, delay); err != nil {
 				return Result{}, fmt.Errorf("clock: %w", ctx.Err())
-			case <-t.C:
 			}
 		}
 		for i, s := range servers {

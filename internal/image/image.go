@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/ociboot/ociboot/internal/fetch"
 )
 
 // PullOptions tune Pull. The zero value pulls over verified HTTPS for
@@ -56,8 +57,11 @@ type PullOptions struct {
 	// DefaultMirrorTimeout.
 	MirrorTimeout time.Duration
 	// StallTimeout is how long a blob download may receive nothing before
-	// it is resumed; 0 means DefaultStallTimeout.
+	// it is resumed; 0 means fetch.DefaultStall.
 	StallTimeout time.Duration
+	// Retry is the retry policy of every request; the zero value is
+	// fetch's default.
+	Retry fetch.Retry
 }
 
 // Defaults of PullOptions.

@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,33 +19,23 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/inflate"
 	"github.com/ulikunitz/xz"
 )
 
 // TarballOptions tune UnpackTarball. The zero value is ready to use.
 type TarballOptions struct {
-	// Client fetches http and https URLs (TLS is verified against its
-	// roots); nil means a client with bounded connection, TLS handshake
-	// and response-header waits.
+	// Client fetches http and https URLs; nil means fetch.New(Fetch):
+	// requests that fail before the body are retried, a body that breaks
+	// or stalls is resumed with a range request.
 	Client *http.Client
+	// Fetch makes the client when Client is nil: CA certificates trusted
+	// besides the system's roots, the retry policy, the stall timeout.
+	Fetch fetch.Options
 	// Log receives one line when the download starts and one when the
 	// tree is applied (sizes, time, throughput, sha256); nil discards them.
 	Log io.Writer
-	// Attempts bounds how often an HTTP request that fails before any
-	// byte of the body arrived (connection refused or reset, timeout, 5xx,
-	// 408, 429) is tried; 0 means 4. A failure mid-stream is not retried
-	// here: a resuming Client does that.
-	Attempts int
-	// RetryDelay is the wait before the second attempt, doubled before
-	// each further one; 0 means 1s.
-	RetryDelay time.Duration
-	// StallTimeout ends an HTTP download that receives nothing (no
-	// response, no body bytes) for that long; 0 means 60s.
-	StallTimeout time.Duration
-	// CACerts holds PEM CA certificates trusted, besides the system's
-	// roots, by the client made when Client is nil.
-	CACerts []byte
 	// Check, when set, is called once the file's size is known (-1 when
 	// the server does not say) and its first bytes have been found to be
 	// a tar, compressed as named ("gzip", "xz", "zstd" or "tar"), before
@@ -80,9 +68,9 @@ type TarballOptions struct {
 // entry for the top directory ("./") leaves dir's own mode and owner as
 // they are.
 //
-// Every network wait is bounded by ctx, the client's timeouts and
-// o.StallTimeout; failures before the body starts are retried (see
-// TarballOptions). Errors name the URL without its user info and query.
+// Every network wait is bounded by ctx and the client's timeouts; the
+// client retries and resumes (see TarballOptions). Errors name the URL
+// without its user info and query.
 func UnpackTarball(ctx context.Context, rawURL string, dir string, o TarballOptions) error {
 	src, err := parseTarballURL(rawURL)
 	if err != nil {
@@ -90,15 +78,6 @@ func UnpackTarball(ctx context.Context, rawURL string, dir string, o TarballOpti
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
-	}
-	if o.Attempts <= 0 {
-		o.Attempts = 4
-	}
-	if o.RetryDelay <= 0 {
-		o.RetryDelay = time.Second
-	}
-	if o.StallTimeout <= 0 {
-		o.StallTimeout = 60 * time.Second
 	}
 	if err := src.unpack(ctx, dir, o); err != nil {
 		return fmt.Errorf("rootfs tarball %s: %w", src.name, err)
@@ -195,7 +174,7 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	if s.u.Scheme == "file" {
 		body, size, err = openTarballFile(s.u.Path)
 	} else {
-		body, size, err = s.get(ctx, cancel, o)
+		body, size, err = s.get(ctx, o)
 	}
 	if err != nil {
 		return err
@@ -266,53 +245,19 @@ func openTarballFile(name string) (io.ReadCloser, int64, error) {
 	return f, fi.Size(), nil
 }
 
-// get sends the GET request and returns the body and its length (-1 if
-// unknown). A request that fails before the body starts is tried again,
-// up to o.Attempts times in all. A watchdog cancels ctx (through cancel)
-// when nothing arrives for o.StallTimeout, while waiting for the response
-// and between reads of the body.
-func (s tarballSource) get(ctx context.Context, cancel context.CancelCauseFunc, o TarballOptions) (io.ReadCloser, int64, error) {
+// get sends the GET request through the client and returns the body and
+// its length (-1 if unknown).
+func (s tarballSource) get(ctx context.Context, o TarballOptions) (io.ReadCloser, int64, error) {
 	client := o.Client
 	if client == nil {
 		var err error
-		if client, err = newTarballClient(o.CACerts); err != nil {
+		if client, err = fetch.New(o.Fetch); err != nil {
 			return nil, 0, err
 		}
 	}
-	stall := time.AfterFunc(o.StallTimeout, func() {
-		cancel(fmt.Errorf("no data received for %s", o.StallTimeout))
-	})
-	delay := o.RetryDelay
-	for attempt := 1; ; attempt++ {
-		stall.Reset(o.StallTimeout)
-		resp, retry, err := s.getOnce(ctx, client)
-		if err == nil {
-			return &tarballStallGuard{ReadCloser: resp.Body, timer: stall, after: o.StallTimeout}, resp.ContentLength, nil
-		}
-		stall.Stop()
-		if ctx.Err() != nil {
-			return nil, 0, fmt.Errorf("GET attempt %d: %w", attempt, context.Cause(ctx))
-		}
-		if !retry || attempt >= o.Attempts {
-			return nil, 0, fmt.Errorf("GET failed after %d attempt(s): %w", attempt, err)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, 0, fmt.Errorf("GET attempt %d: %w (waiting to retry: %w)", attempt, err, context.Cause(ctx))
-		}
-		delay *= 2
-	}
-}
-
-// getOnce sends one GET request. On error it says whether trying again
-// may help.
-func (s tarballSource) getOnce(ctx context.Context, client *http.Client) (*http.Response, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.u.String(), nil)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	// Ask for the file as stored: a transparently decoded body would
 	// neither match its pinned hash nor be what was sniffed.
@@ -324,56 +269,13 @@ func (s tarballSource) getOnce(ctx context.Context, client *http.Client) (*http.
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		var cert *tls.CertificateVerificationError
-		return nil, !errors.As(err, &cert), err
+		return nil, 0, fmt.Errorf("GET: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		c := resp.StatusCode
-		retry := c >= 500 || c == http.StatusTooManyRequests || c == http.StatusRequestTimeout
-		return nil, retry, fmt.Errorf("server answered %q, want \"200 OK\"", resp.Status)
+		return nil, 0, fmt.Errorf("GET: server answered %q, want \"200 OK\"", resp.Status)
 	}
-	return resp, false, nil
-}
-
-// newTarballClient returns an HTTP client with bounded connection set-up
-// and response-header waits and no overall limit (a root file system may
-// take a while to arrive).
-func newTarballClient(caCerts []byte) (*http.Client, error) {
-	roots, err := rootsWith(caCerts)
-	if err != nil {
-		return nil, err
-	}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		IdleConnTimeout:       90 * time.Second,
-	}}, nil
-}
-
-// tarballStallGuard restarts the stall watchdog whenever body bytes
-// arrive and stops it when the body is closed.
-type tarballStallGuard struct {
-	io.ReadCloser
-	timer *time.Timer
-	after time.Duration
-}
-
-func (g *tarballStallGuard) Read(p []byte) (int, error) {
-	n, err := g.ReadCloser.Read(p)
-	if n > 0 {
-		g.timer.Reset(g.after)
-	}
-	return n, err
-}
-
-func (g *tarballStallGuard) Close() error {
-	g.timer.Stop()
-	return g.ReadCloser.Close()
+	return resp.Body, resp.ContentLength, nil
 }
 
 // tarballMeter counts (and, with h set, hashes) what is read through it,

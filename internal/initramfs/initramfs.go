@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -284,7 +285,7 @@ func addRegistryFiles(t *tree, opts Options, rep *Report) error {
 		}
 	}
 	if opts.CACerts != nil {
-		certs, err := image.ParseCACerts(opts.CACerts)
+		certs, err := fetch.ParseCACerts(opts.CACerts)
 		if err != nil {
 			return fmt.Errorf("initramfs: CA certificates: %w", err)
 		}

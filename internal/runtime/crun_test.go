@@ -248,16 +248,12 @@ func TestCrunDelete(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	start := time.Now()
 	if err := rt.Delete(ctx, id); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	err = <-done
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); err == nil || !ok || (ws.ExitStatus() != 137 && ws.Signal() != syscall.SIGKILL) {
 		t.Errorf("crun run ended with %v, want the container killed", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("the container took %v to go", d)
 	}
 	if out, err := exec.Command(crunPath, "state", id).CombinedOutput(); err == nil {
 		t.Errorf("crun still knows container %s after Delete: %s", id, out)

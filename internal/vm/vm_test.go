@@ -283,16 +283,19 @@ func TestProbeRunsUnderTCG(t *testing.T) {
 	t.Logf("probe under TCG took %s", time.Since(start))
 }
 
-// Under KVM the probe either passes or gives up within probeWait (plus the
-// time to kill QEMU); which one depends on the host.
-func TestProbeKVMReturnsInTime(t *testing.T) {
-	start := time.Now()
-	err := probeKVM(context.Background(), DefaultQEMU, AccelKVM, probeWait)
-	took := time.Since(start)
-	t.Logf("probe under KVM: %v after %s", err, took)
-	if took > probeWait+3*time.Second {
-		t.Errorf("the KVM probe took %s, want at most %s plus a kill", took, probeWait)
+// Under KVM the probe either passes or gives up at probeWait (a guest
+// that hangs is killed then); which one depends on the host. A watchdog
+// far beyond any load fails the test if the probe hangs.
+func TestProbeKVMReturns(t *testing.T) {
+	done := make(chan error, 1)
+	go func() { done <- probeKVM(context.Background(), DefaultQEMU, AccelKVM, probeWait) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("the KVM probe still runs 5 minutes after it started, with a %s limit", probeWait)
 	}
+	t.Logf("probe under KVM: %v", err)
 	var log bytes.Buffer
 	accel := chooseAccel(context.Background(), Config{QEMU: DefaultQEMU, Accel: AccelAuto, Log: &log})
 	if want := map[bool]string{true: AccelKVM, false: AccelTCG}[err == nil]; accel != want {

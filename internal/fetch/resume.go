@@ -1,4 +1,4 @@
-package image
+package fetch
 
 import (
 	"context"
@@ -6,51 +6,60 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 )
 
 const (
-	// DefaultStallTimeout is how long a read of a blob download may wait
-	// for data before the connection is treated as broken and resumed.
-	DefaultStallTimeout = 60 * time.Second
-	// maxResumes bounds how many times one blob download is resumed.
+	// DefaultStall is how long a body being read may wait for data
+	// before the connection is taken as broken and the download resumed.
+	DefaultStall = 60 * time.Second
+	// maxResumes bounds how many times one download is resumed.
 	maxResumes = 5
 )
 
-// blobPath matches the path of a blob download (and not of an upload).
-var blobPath = regexp.MustCompile(`^/v2/.+/blobs/[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
+// errStalled is the cause given when a body received nothing for the
+// stall timeout.
+var errStalled = errors.New("no data received")
 
-// errStalled is the cause given when a blob download received nothing
-// for the stall timeout.
-var errStalled = errors.New("no data received within the stall timeout")
-
-// resumeTransport makes blob downloads survive broken connections: when
-// the body of a `GET /v2/…/blobs/DIGEST` answered with 200 fails mid-way,
-// or receives nothing for the stall timeout, the rest is asked for with
-// `Range: bytes=N-` (and If-Range when the server gave a validator). Only
-// a 206 whose Content-Range starts at N and has the original length is
-// accepted; otherwise the read fails with the original error. The bytes
-// are still checked against the blob's digest by the reader above.
+// ResumeTransport makes downloads survive broken connections: when the
+// body of a GET answered with 200 fails mid-way, or receives nothing for
+// Stall while it is read, the rest is asked for with `Range: bytes=N-`
+// (and If-Range when the server gave a validator: a strong ETag or
+// Last-Modified). Only a 206 whose Content-Range starts at N and has the
+// original length is accepted; otherwise the read fails with the
+// original error. Whoever reads the body still checks its digest.
 //
 // A bearer token may expire while a big blob downloads: when the range
-// request is refused with 401, reauth, if set, gives a transport that has
-// authenticated afresh, and the range request is sent once more through
-// it.
-type resumeTransport struct {
-	inner  http.RoundTripper
-	stall  time.Duration
-	reauth func(ctx context.Context, req *http.Request) (http.RoundTripper, error)
+// request is refused with 401, Reauth, if set, gives a transport that has
+// authenticated afresh (nil when it does not apply to the request), and
+// the range request is sent once more through it.
+type ResumeTransport struct {
+	Inner http.RoundTripper
+	// Stall is the longest wait for data while the body is read; 0 means
+	// DefaultStall.
+	Stall time.Duration
+	// Match chooses the requests whose bodies resume; nil means every GET
+	// without a Range header of its own.
+	Match  func(*http.Request) bool
+	Reauth func(ctx context.Context, req *http.Request) (http.RoundTripper, error)
 }
 
-func (t *resumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method != http.MethodGet || req.Header.Get("Range") != "" || !isBlobRequest(req) {
-		return t.inner.RoundTrip(req)
+func (t *ResumeTransport) stall() time.Duration {
+	if t.Stall > 0 {
+		return t.Stall
+	}
+	return DefaultStall
+}
+
+// RoundTrip sends req; the body of a matching 200 resumes.
+func (t *ResumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet || req.Header.Get("Range") != "" || (t.Match != nil && !t.Match(req)) {
+		return t.Inner.RoundTrip(req)
 	}
 	b := &resumingBody{t: t, req: req}
-	resp, err := b.open(t.inner, req.Header)
+	resp, err := b.open(t.Inner, req.Header)
 	if err != nil {
 		return nil, err
 	}
@@ -70,25 +79,10 @@ func (t *resumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// isBlobRequest reports whether req downloads a blob, or follows a
-// redirect of such a download (to a CDN, say).
-func isBlobRequest(req *http.Request) bool {
-	for hops := 0; req != nil && hops < 20; hops++ {
-		if blobPath.MatchString(req.URL.Path) {
-			return true
-		}
-		if req.Response == nil {
-			return false
-		}
-		req = req.Response.Request
-	}
-	return false
-}
-
-// resumingBody is a blob body that resumes after errors and stalls. Like
+// resumingBody is a body that resumes after errors and stalls. Like
 // any body, it is read from one goroutine at a time.
 type resumingBody struct {
-	t         *resumeTransport
+	t         *ResumeTransport
 	req       *http.Request
 	size      int64  // Content-Length of the 200, or -1
 	validator string // strong ETag or Last-Modified, for If-Range
@@ -130,7 +124,7 @@ func (b *resumingBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	b.watch.Reset(b.t.stall)
+	b.watch.Reset(b.t.stall())
 	n, err := b.body.Read(p)
 	b.watch.Stop()
 	b.off += int64(n)
@@ -138,7 +132,7 @@ func (b *resumingBody) Read(p []byte) (int, error) {
 		return n, err
 	}
 	if errors.Is(context.Cause(b.ctx), errStalled) {
-		err = fmt.Errorf("%w (%s): %v", errStalled, b.t.stall, err)
+		err = fmt.Errorf("%w for %s: %v", errStalled, b.t.stall(), err)
 	}
 	if b.resumes >= maxResumes || b.req.Context().Err() != nil || (b.size >= 0 && b.off >= b.size) {
 		b.err = err
@@ -151,7 +145,7 @@ func (b *resumingBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// resume replaces the broken body with the rest of the blob.
+// resume replaces the broken body with the rest of the file.
 func (b *resumingBody) resume() error {
 	b.resumes++
 	b.body.Close()
@@ -161,24 +155,28 @@ func (b *resumingBody) resume() error {
 	if b.validator != "" {
 		h.Set("If-Range", b.validator)
 	}
-	rt := b.t.inner
+	rt := b.t.Inner
 	if b.authed != nil {
 		rt = b.authed
 		h.Del("Authorization")
 	}
 	resp, err := b.open(rt, h)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized && b.authed == nil && b.t.reauth != nil && blobPath.MatchString(b.req.URL.Path) {
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && b.authed == nil && b.t.Reauth != nil {
 		// The credentials expired: authenticate again, and ask once more.
-		resp.Body.Close()
-		b.release()
-		authed, aerr := b.t.reauth(b.req.Context(), b.req)
-		if aerr != nil {
+		authed, aerr := b.t.Reauth(b.req.Context(), b.req)
+		switch {
+		case aerr != nil:
+			resp.Body.Close()
+			b.release()
 			b.body, b.release = http.NoBody, func() {}
-			return fmt.Errorf("the registry refused the credentials (401); authenticating again: %w", aerr)
+			return fmt.Errorf("the server refused the credentials (401); authenticating again: %w", aerr)
+		case authed != nil:
+			resp.Body.Close()
+			b.release()
+			b.authed = authed
+			h.Del("Authorization")
+			resp, err = b.open(authed, h)
 		}
-		b.authed = authed
-		h.Del("Authorization")
-		resp, err = b.open(authed, h)
 	}
 	if err != nil {
 		b.body, b.release = http.NoBody, func() {}
@@ -194,7 +192,7 @@ func (b *resumingBody) resume() error {
 	return nil
 }
 
-// checkPartial accepts only a 206 holding bytes off… of the same blob.
+// checkPartial accepts only a 206 holding bytes off… of the same file.
 func (b *resumingBody) checkPartial(resp *http.Response) error {
 	if resp.StatusCode != http.StatusPartialContent {
 		return fmt.Errorf("server answered %s to a range request, expected 206 Partial Content", resp.Status)

@@ -1,0 +1,200 @@
+package fetch
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Network limits of every request: a connection that cannot be set up,
+// or a server that does not start answering, fails the try (and Retry
+// decides on another). Bodies have no overall limit; ResumeTransport
+// watches them for stalls.
+const (
+	DialTimeout           = 10 * time.Second
+	TLSHandshakeTimeout   = 10 * time.Second
+	ResponseHeaderTimeout = 30 * time.Second
+)
+
+// Options make a client with New. The zero value verifies TLS against
+// the system's roots and retries with the default policy.
+type Options struct {
+	// CACerts holds PEM CA certificates trusted besides the system's
+	// (in the initramfs, the embedded) roots.
+	CACerts []byte
+	// Retry is the retry policy of requests that fail before their body.
+	Retry Retry
+	// Stall is how long a GET's body may receive nothing, while it is
+	// read, before the download is resumed; 0 means DefaultStall.
+	Stall time.Duration
+	// Base sends the requests; nil means NewHTTPTransport with the roots.
+	Base http.RoundTripper
+	// Log, when set, receives a line before each retry's wait.
+	Log io.Writer
+}
+
+// New returns ociboot's HTTP client: requests retried by o.Retry, GET
+// bodies that resume after breaks and stalls, TLS verified against the
+// roots plus o.CACerts. It sets no overall timeout: callers bound
+// requests with their contexts.
+func New(o Options) (*http.Client, error) {
+	base := o.Base
+	if base == nil {
+		roots, err := Roots(o.CACerts)
+		if err != nil {
+			return nil, err
+		}
+		base = NewHTTPTransport(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil)
+	}
+	retry := &RetryTransport{Inner: base, Retry: o.Retry, Log: o.Log}
+	return &http.Client{Transport: &ResumeTransport{Inner: retry, Stall: o.Stall}}, nil
+}
+
+// Roots returns the system's roots plus the PEM certificates in caCerts;
+// nil (the system's roots, or the embedded ones) when there are none.
+func Roots(caCerts []byte) (*x509.CertPool, error) {
+	if len(caCerts) == 0 {
+		return nil, nil
+	}
+	certs, err := ParseCACerts(caCerts)
+	if err != nil {
+		return nil, fmt.Errorf("extra CA certificates: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	for _, c := range certs {
+		roots.AddCert(c)
+	}
+	return roots, nil
+}
+
+// ParseCACerts reads PEM-encoded CA certificates (text between the blocks
+// is ignored). Any other kind of PEM block, such as a private key, is an
+// error, and so is a file holding no certificate.
+func ParseCACerts(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is a %q, expected CERTIFICATE blocks only", n, block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block: expected one or more -----BEGIN CERTIFICATE----- blocks")
+	}
+	return certs, nil
+}
+
+// NewHTTPTransport returns an HTTP transport with bounded connection
+// set-up and response-header waits. dialTimeout, when set, gives the
+// connection timeout of a request's context (DialTimeout otherwise).
+func NewHTTPTransport(tc *tls.Config, dialTimeout func(context.Context) time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}
+			if dialTimeout != nil {
+				d.Timeout = dialTimeout(ctx)
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig:       tc,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   TLSHandshakeTimeout,
+		ResponseHeaderTimeout: ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// RetryTransport retries, by its policy, requests whose outcome is
+// Retryable and whose body can be sent again. After the last try it
+// returns the last response (a 503, say) or error as they are.
+type RetryTransport struct {
+	Inner http.RoundTripper
+	Retry Retry
+	// Attempts, when set, may lower the policy's attempts for a request
+	// (a registry mirror being probed gets fewer); 0 leaves them.
+	Attempts func(*http.Request) int
+	// Log, when set, receives a line before each wait.
+	Log io.Writer
+}
+
+// RoundTrip sends req, again while the policy allows.
+func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	policy := t.Retry
+	if t.Attempts != nil {
+		if n := t.Attempts(req); n > 0 {
+			policy.Attempts = min(policy.attempts(), n)
+		}
+	}
+	b := policy.Start(ctx)
+	for {
+		r := req
+		if b.Attempt() > 1 {
+			r = req.Clone(ctx)
+			if req.GetBody != nil {
+				body, err := req.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				r.Body = body
+			}
+		}
+		resp, err := t.Inner.RoundTrip(r)
+		after, retry := policy.Retryable(resp, err)
+		if !retry || !replayable || !b.Again(after) {
+			if err != nil && b.Attempt() > 1 {
+				err = fmt.Errorf("%w (attempt %d of %d)", err, b.Attempt(), b.Attempts())
+			}
+			return resp, err
+		}
+		last := describe(resp, err)
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		if t.Log != nil {
+			fmt.Fprintf(t.Log, "%s %s: %s (attempt %d of %d); again in %s\n", req.Method, Redact(req.URL), last, b.Attempt(), b.Attempts(), b.Delay().Round(time.Millisecond))
+		}
+		if err := b.Wait(); err != nil {
+			return nil, fmt.Errorf("%s %s: %s (attempt %d of %d); stopped waiting to retry: %w", req.Method, Redact(req.URL), last, b.Attempt(), b.Attempts(), err)
+		}
+	}
+}
+
+func describe(resp *http.Response, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "server answered " + resp.Status
+}
+
+// Redact writes u without its query and user info, which may hold
+// signatures or credentials (blob redirects to a CDN carry them).
+func Redact(u *url.URL) string {
+	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	return v.String()
+}
