@@ -43,9 +43,10 @@ func ApplyLayer(r io.Reader, root string) error {
 // with a directory (taking the new entry's mode, owner and times, which
 // are set after the directory's content whatever the tar order).
 //
-// Every entry is confined to root: names are relative to root (an
-// absolute name or hard link target, or one that climbs out with "..", is
-// refused: no image tool writes them), and symbolic links in the parent
+// Every entry is confined to root: names are relative to root (a leading
+// "/" is dropped, as GNU tar, umoci, containerd and moby do; a name or
+// hard link target that climbs out with ".." is refused), and symbolic
+// links in the parent
 // components of a name or of a hard link target are resolved as if root
 // were "/" (openat2 RESOLVE_IN_ROOT), so nothing outside root is ever
 // created, changed or removed. The last component is never followed.
@@ -55,7 +56,7 @@ func ApplyLayer(r io.Reader, root string) error {
 // attributes (PAX SCHILY.xattr.*, security.capability included) are set
 // after the owner, since chown clears capabilities; a filesystem that
 // does not take one (ENOTSUP, EPERM) is not an error. An entry for root
-// itself ("./") leaves root as it is; sparse entries are refused. It
+// itself ("./" or "/") leaves root as it is; sparse entries are refused. It
 // reads r only up to the tar's end-of-archive marker. On error the tree
 // under root is left part-applied, and the error names the entry.
 func ApplyLayerWith(r io.Reader, root string, o ApplyOptions) error {
@@ -121,14 +122,12 @@ type dirTime struct {
 	times []unix.Timespec
 }
 
-// escapes says why a tar name (or hard link target) is refused: it is
-// absolute, or it leaves root through "..". Image tools write neither, so
-// such names are refused rather than confined. "" means the name is fine.
+// escapes says why a tar name (or hard link target) is refused: it
+// leaves root through "..", once a leading "/" is dropped. Image tools do
+// not write such names, so they are refused rather than confined. ""
+// means the name is fine.
 func escapes(name string) string {
-	if strings.HasPrefix(name, "/") {
-		return "is absolute, want a path relative to the root"
-	}
-	if c := path.Clean(name); c == ".." || strings.HasPrefix(c, "../") {
+	if c := path.Clean(strings.TrimLeft(name, "/")); c == ".." || strings.HasPrefix(c, "../") {
 		return "leaves the root through \"..\""
 	}
 	return ""

@@ -28,9 +28,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// umociBinary is the reference applier of the differential test (Debian
-// package umoci).
-const umociBinary = "/usr/bin/umoci"
+// umociBinary is the reference applier of the differential test.
+const umociBinary = registrytest.UmociBinary
 
 // capNetRaw is a security.capability value (VFS_CAP_REVISION_2,
 // effective) granting cap_net_raw, as setcap cap_net_raw+ep writes it.
@@ -205,6 +204,36 @@ func TestDifferentialUmoci(t *testing.T) {
 		}
 		if n := len(snapshot(t, ours, start)); n < 40 {
 			t.Errorf("ociboot unpacked %d entries, want the whole busybox tree", n)
+		}
+	})
+	// umoci's own images start with an entry for "/" and name the rest
+	// relative to it; a leading "/" is dropped, as umoci does.
+	t.Run("image made by umoci insert", func(t *testing.T) {
+		src := t.TempDir()
+		for p, content := range map[string]string{"etc/os-release": "ID=umoci\n", "bin/tool": "#!/bin/sh\n"} {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(src, p), []byte(content), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink("os-release", filepath.Join(src, "etc/release")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(filepath.Join(src, "bin/tool"), filepath.Join(src, "bin/tool2")); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ours, theirs := unpackBoth(t, registrytest.UmociImage(t, src))
+		if diffs := compareTrees(t, ours, theirs, start, nil); len(diffs) > 0 {
+			t.Errorf("ociboot (-) and umoci (+) differ:\n%s", strings.Join(diffs, "\n"))
+		}
+		got := snapshot(t, ours, start)
+		for p, want := range map[string]string{"etc/os-release": "file 0755 0:0 size=9", "etc/release": `-> "os-release"`, "bin/tool": "links=bin/tool2"} {
+			if n, ok := got[p]; !ok || !strings.Contains(n.String(), want) {
+				t.Errorf("ociboot's %s: %v, want it to contain %q", p, n, want)
+			}
 		}
 	})
 	for _, tc := range differentialCases {

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -201,4 +204,38 @@ func PlatformIndex(t testing.TB, imageFor func(v1.Platform) v1.Image, platforms 
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 	}
 	return idx
+}
+
+// UmociBinary builds UmociImage (Debian package umoci).
+const UmociBinary = "/usr/bin/umoci"
+
+// UmociImage returns the one-layer image that umoci itself makes of the
+// directory src (`umoci insert --image L:T SRC /`): its layer starts with
+// an entry for "/" and names the rest relative to it, as umoci writes
+// images.
+func UmociImage(t testing.TB, src string) v1.Image {
+	t.Helper()
+	lay := filepath.Join(t.TempDir(), "layout")
+	for _, args := range [][]string{{"init", "--layout", lay}, {"new", "--image", lay + ":t"}, {"insert", "--image", lay + ":t", src, "/"}} {
+		if out, err := exec.Command(UmociBinary, args...).CombinedOutput(); err != nil {
+			t.Fatalf("registrytest: umoci %s: %v\n%s", args[0], err, out)
+		}
+	}
+	p, err := layout.FromPath(lay)
+	if err != nil {
+		t.Fatalf("registrytest: umoci's layout: %v", err)
+	}
+	index, err := p.ImageIndex()
+	if err != nil {
+		t.Fatalf("registrytest: umoci's layout: %v", err)
+	}
+	m, err := index.IndexManifest()
+	if err != nil || len(m.Manifests) != 1 {
+		t.Fatalf("registrytest: umoci's layout holds %d images (%v), want 1", len(m.Manifests), err)
+	}
+	img, err := p.Image(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatalf("registrytest: umoci's image: %v", err)
+	}
+	return img
 }

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/netnstest"
 	"github.com/ociboot/ociboot/internal/ntptest"
 	"github.com/ociboot/ociboot/internal/registrytest"
@@ -88,7 +89,32 @@ func setup(t *testing.T) *fixture {
 		registrytest.LayerFromFiles(t, map[string]string{"/data/old/b": "upper\n"}, "/data/old/"),
 	)
 	f.images["layered"] = guestRef(registrytest.Push(t, f.reg, "e2e/layered:1", layered))
+	f.images["umoci"] = guestRef(registrytest.Push(t, f.reg, "e2e/umoci:1", umociBusybox(t)))
 	return f
+}
+
+// umociBusybox is a busybox image made by umoci itself, whose layer
+// starts with an entry for "/".
+func umociBusybox(t *testing.T) v1.Image {
+	t.Helper()
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bb, err := os.ReadFile(registrytest.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "bin/busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("busybox", filepath.Join(src, "bin/sh")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "made-by"), []byte("umoci insert\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return registrytest.UmociImage(t, src)
 }
 
 // boot runs a VM with the registry forwarded and returns its result and
@@ -151,8 +177,9 @@ func TestBoot(t *testing.T) {
 		t.Parallel()
 		cmdline := fmt.Sprintf(
 			`ociboot.container="%s sh -c 'echo first container on \"$(hostname)\"; test -e /etc/deleted-later && echo DELETED-$((40+2)); cat /etc/added; echo old dir holds $(ls /data/old).'" `+
-				`b2c.container="-e GREETING=hello %s sh -c 'echo second container says $GREETING'"`,
-			f.images["layered"], f.images["busybox"])
+				`b2c.container="-e GREETING=hello %s sh -c 'echo second container says $GREETING'" `+
+				`ociboot.container="%s /bin/sh -c 'echo third container from an image by $(/bin/busybox cat /made-by)'"`,
+			f.images["layered"], f.images["busybox"], f.images["umoci"])
 		res, console, err := f.boot(t, cmdline)
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
@@ -165,6 +192,7 @@ func TestBoot(t *testing.T) {
 			"added in layer 3",
 			"old dir holds b.", // only the opaque directory's upper file
 			"second container says hello",
+			"third container from an image by umoci insert",
 			"Execution is over, pipeline status: 0",
 			"It's now safe to turn off your computer")
 		// The kernel echoes its command line: look for what only the
