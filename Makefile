@@ -30,8 +30,8 @@ lint:
 # fails its test.
 test: deps lint
 	$(GO) test -count=1 -timeout 30m ./...
-	$(FUZZ) 15000x -fuzz '^FuzzApplyLayer$$' ./internal/image
-	$(FUZZ) 12000x -fuzz '^FuzzApplyLayerEntries$$' ./internal/image
+	$(FUZZ) 15000x -fuzz '^FuzzApplyLayer$$' ./internal/layer
+	$(FUZZ) 12000x -fuzz '^FuzzApplyLayerEntries$$' ./internal/layer
 	$(FUZZ) 60000x -fuzz '^FuzzReader$$' ./internal/inflate
 	$(FUZZ) 120000x -fuzz '^FuzzParse$$' ./internal/bootcfg
 	$(FUZZ) 120000x -fuzz '^FuzzMaskSecrets$$' ./internal/bootcfg

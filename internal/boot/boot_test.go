@@ -1,10 +1,19 @@
 package boot
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+	consolepkg "github.com/ociboot/ociboot/internal/console"
+	"github.com/ociboot/ociboot/internal/event"
 )
 
 func TestReadBaked(t *testing.T) {
@@ -36,12 +45,69 @@ func TestReadBaked(t *testing.T) {
 	}
 }
 
-func TestStageError(t *testing.T) {
-	if stage("network", nil) != nil {
-		t.Error("stage with a nil error is not nil")
+// TestRun checks the loop of the walk: stages in order, skipped ones
+// without a trace, a section line and an end event each, and the first
+// error, named by its stage, ending the walk.
+func TestRun(t *testing.T) {
+	var console bytes.Buffer
+	var rec event.Recorder
+	s := &state{events: event.New(consolepkg.Sink{W: &console}, &rec), plan: &bootcfg.Plan{}}
+	var ran []string
+	step := func(name string, err error) stage {
+		return stage{name: name, run: func(context.Context, *state) error {
+			ran = append(ran, name)
+			return err
+		}}
 	}
-	err := stage("network", os.ErrDeadlineExceeded)
-	if !strings.HasPrefix(err.Error(), "network: ") {
-		t.Errorf("stage error %q does not start with the stage name", err)
+	skipped := step("skipped", nil)
+	skipped.skip = func(*state) bool { return true }
+	failure := errors.New("no link")
+	err := s.run(context.Background(), []stage{step("first", nil), skipped, step("network", failure), step("never", nil)})
+
+	var se *stageError
+	if !errors.As(err, &se) || se.stage != "network" || !errors.Is(err, failure) || err.Error() != "network: no link" {
+		t.Errorf("run: %v, want the network stage's error, named", err)
+	}
+	if !slices.Equal(ran, []string{"first", "network"}) {
+		t.Errorf("stages run: %q, want first and network", ran)
+	}
+	var got []string
+	for _, e := range rec.Events() {
+		switch e := e.(type) {
+		case event.StageStart:
+			got = append(got, "start "+e.Stage)
+		case event.StageEnd:
+			got = append(got, fmt.Sprintf("end %s %v", e.Stage, e.Err))
+		}
+	}
+	if want := []string{"start first", "end first <nil>", "start network", "end network no link"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if n := strings.Count(console.String(), "ociboot: ===="); n != 2 || !strings.Contains(console.String(), "ociboot: ==== network ==== ") {
+		t.Errorf("console:\n%s\nwant two section lines, the second for network", console.String())
+	}
+}
+
+// TestStagesRead checks the walk's shape: the stages each mode runs, in
+// order.
+func TestStagesRead(t *testing.T) {
+	for _, tc := range []struct {
+		plan bootcfg.Plan
+		want []string
+	}{
+		{bootcfg.Plan{}, []string{"configuration", "modules", "network", "clock", "containers", "end"}},
+		{bootcfg.Plan{ExtraArgsURL: "http://x/"}, []string{"configuration", "modules", "network", "clock", "extra_args_url", "containers", "end"}},
+		{bootcfg.Plan{Root: "debian"}, []string{"configuration", "modules", "network", "clock", "root"}},
+	} {
+		s := &state{plan: &tc.plan}
+		var got []string
+		for _, st := range stages() {
+			if st.skip == nil || !st.skip(s) {
+				got = append(got, st.name)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("plan %+v: stages %q, want %q", tc.plan, got, tc.want)
+		}
 	}
 }

@@ -17,12 +17,12 @@ const (
 	extraMaxLength = 1 << 20
 )
 
-// fetchExtraArgs downloads the command line at url (ociboot.extra_args_url)
+// fetchExtra downloads the command line at url (ociboot.extra_args_url)
 // with ociboot's HTTP client made from o (its CA certificates, its retry
 // policy: connection errors, timeouts, 429 and 5xx are retried with
 // backoff, a line each in log; other answers fail at once). The content is
 // never logged: it may hold secrets.
-func fetchExtraArgs(ctx context.Context, url string, o fetch.Options, log io.Writer) (string, error) {
+func fetchExtra(ctx context.Context, url string, o fetch.Options, log io.Writer) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, extraTimeout)
 	defer cancel()
 	o.Log = log

@@ -36,7 +36,7 @@ func TestFetchExtraArgs(t *testing.T) {
 	o := fetch.Options{Retry: fetch.Retry{Clock: clock}}
 
 	var log bytes.Buffer
-	got, err := fetchExtraArgs(ctx, srv.URL+"/flaky", o, &log)
+	got, err := fetchExtra(ctx, srv.URL+"/flaky", o, &log)
 	if err != nil || !strings.Contains(got, "b2c.container=alpine") {
 		t.Fatalf("flaky server: %q, %v", got, err)
 	}
@@ -48,14 +48,14 @@ func TestFetchExtraArgs(t *testing.T) {
 	}
 
 	calls.Store(0)
-	_, err = fetchExtraArgs(ctx, srv.URL+"/missing", o, &log)
+	_, err = fetchExtra(ctx, srv.URL+"/missing", o, &log)
 	if err == nil || !strings.Contains(err.Error(), srv.URL+"/missing") || !strings.Contains(err.Error(), "404 Not Found") || calls.Load() != 1 {
 		t.Errorf("missing: %v after %d calls, want one 404 naming the URL", err, calls.Load())
 	}
-	if _, err := fetchExtraArgs(ctx, srv.URL+"/big", o, &log); err == nil || !strings.Contains(err.Error(), "longer than 1 MiB") {
+	if _, err := fetchExtra(ctx, srv.URL+"/big", o, &log); err == nil || !strings.Contains(err.Error(), "longer than 1 MiB") {
 		t.Errorf("big: %v", err)
 	}
-	if _, err := fetchExtraArgs(ctx, srv.URL+"/x", fetch.Options{CACerts: []byte("not a certificate")}, &log); err == nil || !strings.Contains(err.Error(), "extra CA certificates") {
+	if _, err := fetchExtra(ctx, srv.URL+"/x", fetch.Options{CACerts: []byte("not a certificate")}, &log); err == nil || !strings.Contains(err.Error(), "extra CA certificates") {
 		t.Errorf("bad CA: %v", err)
 	}
 }

@@ -14,38 +14,18 @@ import (
 	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/ociboot/ociboot/internal/netconf"
-	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/switchroot"
-	"golang.org/x/sys/unix"
 )
 
 // newRoot is where the image is unpacked before it becomes "/".
 const newRoot = "/sysroot"
 
-// wantsSwitchRoot reads, before anything else is set up, whether the
-// command line (or the baked-in one) asks to boot an image as the OS. It
-// mounts /proc for that moment only.
-func wantsSwitchRoot() bool {
-	_ = os.MkdirAll("/proc", 0o555)
-	mounted := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "") == nil
-	raw, err := os.ReadFile("/proc/cmdline")
-	if mounted {
-		_ = unix.Unmount("/proc", 0)
-	}
-	if err != nil {
-		return false // Parse will say what is wrong
-	}
-	baked, _ := readBaked(bootcfg.BakedPath)
-	return bootcfg.WantsRoot(string(raw), baked)
-}
-
-// switchRoot boots plan.Root as the OS: unpack, hand over, switch root
-// and execute its init. It returns only on failure. stopNetwork ends the
-// network's upkeep and returns its final state.
-func switchRoot(ctx context.Context, con io.Writer, reaper *pid1.Reaper, plan *bootcfg.Plan, hostname string, stopNetwork func() *netconf.Result) error {
-	console.Section(con, "root")
-	log := console.Stage(con, "root")
+// switchRoot boots the plan's root as the OS: unpack, hand over, switch
+// root and execute its init. It returns only on failure.
+func switchRoot(ctx context.Context, s *state) error {
+	plan, log := s.plan, s.log("root")
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return err
 	}
@@ -53,16 +33,9 @@ func switchRoot(ctx context.Context, con io.Writer, reaper *pid1.Reaper, plan *b
 		Source:    plan.Root,
 		Size:      plan.RootSize,
 		SizeParam: plan.RootSizeParam,
-		Pull: image.PullOptions{
-			Insecure: plan.InsecureRegistries,
-			Platform: plan.Platform,
-			Mirrors:  plan.RegistryMirrors,
-			Auth:     plan.RegistryAuth,
-			CACerts:  plan.CACerts,
-			Timeout:  plan.PullTimeout,
-		},
-		Tarball: image.TarballOptions{Fetch: fetch.Options{CACerts: plan.CACerts}},
-		Log:     log,
+		Puller:    s.puller,
+		Tarball:   image.TarballOptions{Fetch: fetch.Options{CACerts: plan.Registry.CACerts}},
+		Log:       log,
 	})
 	if err != nil {
 		return err
@@ -74,29 +47,29 @@ func switchRoot(ctx context.Context, con io.Writer, reaper *pid1.Reaper, plan *b
 	if err != nil {
 		return err
 	}
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return fmt.Errorf("uname: %w", err)
+	kver, err := kmod.RunningRelease()
+	if err != nil {
+		return err
 	}
-	keep, err := switchroot.HandOverModules("/", newRoot, unix.ByteSliceToString(uts.Release[:]), log)
+	keep, err := switchroot.HandOverModules("/", newRoot, kver, log)
 	if err != nil {
 		return err
 	}
 
-	network := stopNetwork()
+	network := s.stopNetwork()
 	if plan.DropNetwork {
-		if err := netconf.Release(ctx, network, console.Ours(con)); err != nil {
+		if err := netconf.Release(ctx, network, s.log("")); err != nil {
 			return err
 		}
-	} else if err := handOverNetwork(network, hostname, log); err != nil {
+	} else if err := handOverNetwork(network, hostname(plan), log); err != nil {
 		return err
 	}
 
 	if err := switchroot.MoveAPIMounts(newRoot); err != nil {
 		return err
 	}
-	sel := switchroot.SELinux{Disabled: plan.SELinuxDisabled, Permissive: plan.SELinuxPermissive, Runner: reaper}
-	if _, err := switchroot.LoadSELinuxPolicy(ctx, newRoot, sel, console.Ours(con)); err != nil {
+	sel := switchroot.SELinux{Disabled: plan.SELinuxDisabled, Permissive: plan.SELinuxPermissive, Runner: s.reaper}
+	if _, err := switchroot.LoadSELinuxPolicy(ctx, newRoot, sel, s.log("")); err != nil {
 		return err
 	}
 
@@ -105,8 +78,17 @@ func switchRoot(ctx context.Context, con io.Writer, reaper *pid1.Reaper, plan *b
 		args = os.Args[1:] // what the kernel gave PID 1
 	}
 	fmt.Fprintf(log, "starting %s %s, %.2f s since boot\n", init, strings.Join(args, " "), console.SinceBoot().Seconds())
-	reaper.Stop()
+	s.reaper.Stop()
 	return switchroot.Exec(newRoot, init, args, initEnv(os.Environ()), keep, log)
+}
+
+// hostname is the host name the plan gives (ociboot.hostname, else ip=),
+// "" when none.
+func hostname(plan *bootcfg.Plan) string {
+	if plan.Hostname != "" || plan.KernelIP == nil {
+		return plan.Hostname
+	}
+	return plan.KernelIP.Hostname
 }
 
 // handOverNetwork leaves the network configuration for the OS.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/switchroot"
 )
 
 // containerOption is one podman-run option that ParseContainer knows.
@@ -413,7 +414,7 @@ func setTmpfs(c *Container, v string) error {
 // returns the mount option.
 func tmpfsOption(key, val string) (string, error) {
 	if key == "size" {
-		n, err := parseSize(val)
+		n, err := switchroot.ParseBytes(val)
 		if err != nil {
 			return "", err
 		}
@@ -464,7 +465,7 @@ func setEnvFile(c *Container, v string) error {
 }
 
 func setShmSize(c *Container, v string) error {
-	n, err := parseSize(v)
+	n, err := switchroot.ParseBytes(v)
 	if err != nil {
 		return err
 	}
@@ -516,19 +517,6 @@ func setSecurityOpt(c *Container, v string) error {
 		return fmt.Errorf("got %q, expected seccomp=unconfined, no-new-privileges, label=disable or apparmor=unconfined", v)
 	}
 	return nil
-}
-
-// parseSize reads a size: bytes, or a number with b, k, m or g (powers
-// of 1024), as podman does.
-func parseSize(s string) (int64, error) {
-	num := strings.TrimRight(strings.ToLower(s), "bkmg")
-	unit := strings.ToLower(s[len(num):])
-	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || mult == 0 || n <= 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("got %q, expected a size such as 64m, 1g or 1048576", s)
-	}
-	return n * mult, nil
 }
 
 func setPrivileged(c *Container, _ string) error {

@@ -1,6 +1,7 @@
 package bootcfg
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -35,6 +36,11 @@ type paramDef struct {
 	// early parameters are applied before extra_args_url is fetched, so
 	// the extra args may not set them.
 	early bool
+	// failsafe parameters are also read from a command line that is
+	// refused, as far as their own values are valid: what to do on the
+	// failure, and whether an image is booted as the OS (which PID 1
+	// decides first of all).
+	failsafe bool
 }
 
 // knownParams is the table of parameters in the ociboot. and b2c.
@@ -47,7 +53,7 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.pipefail", "b2c.pipefail"}, apply: applyPipefail},
 		{names: []string{"ociboot.shutdown_cmd", "b2c.shutdown_cmd"}, apply: applyShutdownCmd},
 		{names: []string{"ociboot.reboot_cmd", "b2c.reboot_cmd"}, apply: applyRebootCmd},
-		{names: []string{"ociboot.on_failure"}, apply: applyOnFailure},
+		{names: []string{"ociboot.on_failure"}, apply: applyOnFailure, failsafe: true},
 		{names: []string{"ociboot.hostname", "b2c.hostname"}, apply: applyHostname, early: true},
 		{names: []string{"ociboot.insmods", "b2c.insmods"}, apply: applyInsmods, early: true},
 		{names: []string{"ociboot.keymap", "b2c.keymap"}, apply: applyKeymap, early: true},
@@ -61,13 +67,13 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true, mask: maskPassword},
 		{names: []string{"ociboot.platform"}, apply: applyPlatform},
 		{names: []string{"ociboot.pull_timeout"}, apply: applyPullTimeout},
-		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay},
-		{names: []string{"ociboot.root", "rd.container.rootfs"}, apply: applyRoot, early: true},
+		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay, failsafe: true},
+		{names: []string{"ociboot.root", "rd.container.rootfs"}, apply: applyRoot, early: true, failsafe: true},
 		{names: []string{"ociboot.root_size", "rd.tmpfs.size"}, apply: applyRootSize},
 		{names: []string{"ociboot.init", "init"}, apply: applyInit},
 		{names: []string{"ociboot.init_args"}, apply: applyInitArgs},
 		{names: []string{"ociboot.keep_network"}, apply: applyKeepNetwork},
-		{names: []string{"rd.shell"}, apply: applyRDShell},
+		{names: []string{"rd.shell"}, apply: applyRDShell, failsafe: true},
 		{names: []string{"selinux"}, apply: applySELinux},
 		{names: []string{"enforcing"}, apply: applyEnforcing},
 	}
@@ -87,32 +93,36 @@ type source struct {
 // b2c. namespaces that ociboot does not know are errors; other parameters are
 // left to the kernel. Parsing stops at a bare `--`, after which the kernel
 // passes the arguments to init.
+//
+// Parse never returns a nil Plan: with an error, the Plan holds only the
+// failsafe parameters that could be read (on_failure, rd.shell,
+// poweroff_delay, root), so that PID 1 honours them when the command line
+// itself is at fault.
 func Parse(kernelCmdline string, baked Baked) (*Plan, error) {
-	return parseLayers(baked, layer{baked.Cmdline, "baked-in"}, layer{kernelCmdline, "kernel"})
+	return parse(baked, []layer{{baked.Cmdline, "baked-in"}, {kernelCmdline, "kernel"}})
 }
 
 // ParseWithExtra is Parse with extra, the command line fetched from
-// ociboot.extra_args_url, read as more kernel command line, after it: a
+// ociboot.extra_args_url, read as more kernel command line after it: a
 // repeatable parameter's values are added to the kernel's, any other
 // parameter replaces the kernel's value. The parameters applied before
-// the extra args are fetched (network, time, modules, host name) may not
-// be set there.
+// the extra args are fetched (network, time, modules, host name, root)
+// may not be set there. Like Parse, it never returns a nil Plan.
 func ParseWithExtra(kernelCmdline string, baked Baked, extra string) (*Plan, error) {
-	return parseLayers(baked, layer{baked.Cmdline, "baked-in"}, layer{kernelCmdline, "kernel"}, layer{extra, "extra_args_url"})
+	return parse(baked, []layer{{baked.Cmdline, "baked-in"}, {kernelCmdline, "kernel"}, {extra, "extra_args_url"}})
 }
 
 // layer is one command line and where it comes from, lowest first. The
 // extra args' layer continues the kernel's instead of replacing it.
 type layer struct{ cmdline, origin string }
 
-func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
+func parse(baked Baked, layers []layer) (*Plan, error) {
 	defs := knownParams()
 	var byLayer [][][]source
+	var first error
 	for _, l := range layers {
 		got, err := collect(l.cmdline, l.origin, defs)
-		if err != nil {
-			return nil, err
-		}
+		first = cmp.Or(first, err)
 		if l.origin != "extra_args_url" {
 			byLayer = append(byLayer, got)
 			continue
@@ -120,19 +130,46 @@ func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
 		kernel := byLayer[len(byLayer)-1]
 		for i, def := range defs {
 			if def.early && len(got[i]) > 0 {
-				return nil, fmt.Errorf("extra_args_url parameter %s comes too late: it is applied before the extra args are fetched; put it on the kernel command line", got[i][0].Key)
+				first = cmp.Or(first, fmt.Errorf("extra_args_url parameter %s comes too late: it is applied before the extra args are fetched; put it on the kernel command line", got[i][0].Key))
+				continue
 			}
 			kernel[i] = append(kernel[i], got[i]...)
 		}
 	}
-	plan := &Plan{PoweroffDelay: -1, PullTimeout: image.DefaultPullTimeout, CACerts: baked.CACerts, shell: baked.Shell, keymaps: baked.Keymaps}
-	for host, c := range baked.RegistryAuth {
-		if plan.RegistryAuth == nil {
-			plan.RegistryAuth = map[string]image.Credential{}
-		}
-		plan.RegistryAuth[image.NormalizeRegistry(host)] = c
+	plan := newPlan(baked)
+	if first == nil {
+		first = plan.apply(defs, byLayer, false)
 	}
+	if first != nil {
+		safe := newPlan(baked)
+		_ = safe.apply(defs, byLayer, true)
+		return safe, first
+	}
+	return plan, nil
+}
+
+// newPlan is the Plan before any parameter: the defaults and what was
+// baked in.
+func newPlan(baked Baked) *Plan {
+	p := &Plan{PoweroffDelay: -1, Registry: image.PullOptions{Timeout: image.DefaultPullTimeout, CACerts: baked.CACerts},
+		shell: baked.Shell, keymaps: baked.Keymaps}
+	for host, c := range baked.RegistryAuth {
+		if p.Registry.Auth == nil {
+			p.Registry.Auth = map[string]image.Credential{}
+		}
+		p.Registry.Auth[image.NormalizeRegistry(host)] = c
+	}
+	return p
+}
+
+// apply applies every parameter's values, layer over layer, and checks
+// the result; with failsafe set, only the failsafe parameters, each value
+// that is not valid skipped.
+func (p *Plan) apply(defs []paramDef, byLayer [][][]source, failsafe bool) error {
 	for i, def := range defs {
+		if failsafe && !def.failsafe {
+			continue
+		}
 		var values []source
 		for _, l := range byLayer {
 			switch {
@@ -143,19 +180,21 @@ func parseLayers(baked Baked, layers ...layer) (*Plan, error) {
 			}
 		}
 		for _, v := range values {
-			if err := def.apply(plan, v.Param); err != nil {
+			err := def.apply(p, v.Param)
+			if err != nil && !failsafe {
 				shown := v.Param.String()
 				if def.secret {
 					shown = v.Key + " (value not shown: it holds a password)"
 				}
-				return nil, fmt.Errorf("%s parameter %s: %w", v.origin, shown, err)
+				return fmt.Errorf("%s parameter %s: %w", v.origin, shown, err)
 			}
 		}
 	}
-	if err := plan.checkRoot(); err != nil {
-		return nil, err
+	if failsafe {
+		p.failOver()
+		return nil
 	}
-	return plan, nil
+	return p.checkRoot()
 }
 
 // mergeByKey returns the baked-in values whose key the kernel does not
@@ -176,9 +215,11 @@ func mergeByKey(baked, kernel []source, key func(Param) string) []source {
 
 // collect splits a command line and sorts its ociboot. and b2c. parameters
 // by definition: the result's i-th list holds the values of defs[i], in
-// command-line order.
+// command-line order. The error is the first unknown parameter's; the
+// known ones are all sorted.
 func collect(cmdline, origin string, defs []paramDef) ([][]source, error) {
 	byDef := make([][]source, len(defs))
+	var first error
 	for _, p := range SplitKernelCmdline(cmdline) {
 		if p.Key == "--" && !p.HasValue {
 			break
@@ -192,12 +233,13 @@ func collect(cmdline, origin string, defs []paramDef) ([][]source, error) {
 			if near := nearest(p.Key, allNames(defs)); near != "" {
 				hint = fmt.Sprintf(" (did you mean %s?)", near)
 			}
-			return nil, fmt.Errorf("unknown %s parameter %q%s: ociboot's parameters are listed in docs/cmdline.md",
-				origin, p.Key, hint)
+			first = cmp.Or(first, fmt.Errorf("unknown %s parameter %q%s: ociboot's parameters are listed in docs/cmdline.md",
+				origin, p.Key, hint))
+			continue
 		}
 		byDef[i] = append(byDef[i], source{p, origin})
 	}
-	return byDef, nil
+	return byDef, first
 }
 
 // inNamespace reports whether key is in a namespace whose parameters must
@@ -415,7 +457,7 @@ func applyInsecureRegistry(p *Plan, v Param) error {
 	if err != nil {
 		return fmt.Errorf("%w (a registry is HOST[:PORT], such as registry.lan:5000, 10.0.2.100:5000 or [fd00::1]:5000)", err)
 	}
-	p.InsecureRegistries = append(p.InsecureRegistries, s)
+	p.Registry.Insecure = append(p.Registry.Insecure, s)
 	return nil
 }
 
@@ -450,13 +492,13 @@ func applyRegistryMirror(p *Plan, v Param) error {
 	if err != nil {
 		return err
 	}
-	for i := range p.RegistryMirrors {
-		if p.RegistryMirrors[i].Registry == m.Registry {
-			p.RegistryMirrors[i].Mirrors = append(p.RegistryMirrors[i].Mirrors, m.Mirrors...)
+	for i := range p.Registry.Mirrors {
+		if p.Registry.Mirrors[i].Registry == m.Registry {
+			p.Registry.Mirrors[i].Mirrors = append(p.Registry.Mirrors[i].Mirrors, m.Mirrors...)
 			return nil
 		}
 	}
-	p.RegistryMirrors = append(p.RegistryMirrors, m)
+	p.Registry.Mirrors = append(p.Registry.Mirrors, m)
 	return nil
 }
 
@@ -477,10 +519,10 @@ func applyRegistryAuth(p *Plan, v Param) error {
 	if err != nil {
 		return err
 	}
-	if p.RegistryAuth == nil {
-		p.RegistryAuth = map[string]image.Credential{}
+	if p.Registry.Auth == nil {
+		p.Registry.Auth = map[string]image.Credential{}
 	}
-	p.RegistryAuth[host] = c
+	p.Registry.Auth[host] = c
 	return nil
 }
 
@@ -489,7 +531,7 @@ func applyPlatform(p *Plan, v Param) error {
 	if err != nil {
 		return fmt.Errorf("%w: OS/ARCH[/VARIANT] or ARCH[/VARIANT], such as linux/arm64 or arm/v7", err)
 	}
-	p.Platform, err = image.ParsePlatform(s)
+	p.Registry.Platform, err = image.ParsePlatform(s)
 	return err
 }
 
@@ -509,7 +551,7 @@ func applyPullTimeout(p *Plan, v Param) error {
 	if err != nil || d < time.Second {
 		return fmt.Errorf("got %q, expected %s", s, want)
 	}
-	p.PullTimeout = d
+	p.Registry.Timeout = d
 	return nil
 }
 
@@ -574,25 +616,6 @@ func maskPassword(v string) string {
 	host, rest, _ := strings.Cut(v, ",")
 	user, _, _ := strings.Cut(rest, ",")
 	return host + "," + user + ",***"
-}
-
-// FailureSettings reads, as far as it can, what to do on a failure from a
-// command line that Parse refused: the last valid on_failure and
-// poweroff_delay of the baked-in then the kernel parameters. It is how
-// PID 1 honours them when the command line itself is at fault.
-func FailureSettings(kernelCmdline string, baked Baked) (FailureAction, int) {
-	p := &Plan{PoweroffDelay: -1, shell: baked.Shell}
-	for _, cmdline := range []string{baked.Cmdline, kernelCmdline} {
-		for _, v := range SplitKernelCmdline(cmdline) {
-			switch v.Key {
-			case "ociboot.on_failure":
-				_ = applyOnFailure(p, v)
-			case "ociboot.poweroff_delay", "b2c.poweroff_delay":
-				_ = applyPoweroffDelay(p, v)
-			}
-		}
-	}
-	return p.OnFailure, p.PoweroffDelay
 }
 
 func applyIface(p *Plan, v Param) error {

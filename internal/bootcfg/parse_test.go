@@ -53,10 +53,10 @@ func TestParse(t *testing.T) {
 			"console=ttyS0",
 			`ociboot.container=alpine ociboot.modules=virtio_net,e1000 ociboot.insecure_registry=10.0.2.100:5000 ociboot.poweroff_delay=0`,
 			Plan{
-				Containers:         []Container{c("alpine")},
-				Modules:            []string{"virtio_net", "e1000"},
-				InsecureRegistries: []string{"10.0.2.100:5000"},
-				PoweroffDelay:      0,
+				Containers:    []Container{c("alpine")},
+				Modules:       []string{"virtio_net", "e1000"},
+				Registry:      image.PullOptions{Insecure: []string{"10.0.2.100:5000"}},
+				PoweroffDelay: 0,
 			},
 		},
 		{
@@ -64,10 +64,10 @@ func TestParse(t *testing.T) {
 			`b2c.run=busybox ociboot.insecure_registry=[fd00::1]:5000 ociboot.insecure_registry=registry.lan`,
 			`ociboot.container=alpine ociboot.container=debian ociboot.insecure_registry=10.0.2.100:5000 ociboot.poweroff_delay=3 ociboot.modules=a`,
 			Plan{
-				Containers:         []Container{b2c("busybox")},
-				Modules:            []string{"a"},
-				InsecureRegistries: []string{"[fd00::1]:5000", "registry.lan"},
-				PoweroffDelay:      3,
+				Containers:    []Container{b2c("busybox")},
+				Modules:       []string{"a"},
+				Registry:      image.PullOptions{Insecure: []string{"[fd00::1]:5000", "registry.lan"}},
+				PoweroffDelay: 3,
 			},
 		},
 		{"last value wins", "b2c.poweroff_delay=1 ociboot.poweroff_delay=2 ociboot.modules=a ociboot.modules=b", "", Plan{Modules: []string{"b"}, PoweroffDelay: 2}},
@@ -99,8 +99,8 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
-			if tt.want.PullTimeout == 0 {
-				tt.want.PullTimeout = image.DefaultPullTimeout
+			if tt.want.Registry.Timeout == 0 {
+				tt.want.Registry.Timeout = image.DefaultPullTimeout
 			}
 			if !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("Parse\n got %#v\nwant %#v", *got, tt.want)
@@ -170,7 +170,7 @@ func TestParseWithExtra(t *testing.T) {
 	if p.Hostname != "k" || p.PoweroffDelay != 1 || !p.Pipefail || p.OnFailure != FailReboot {
 		t.Errorf("hostname %q, poweroff delay %d, pipefail %v, on failure %s: want k (kernel), 1 (baked), true and reboot (extra)", p.Hostname, p.PoweroffDelay, p.Pipefail, p.OnFailure)
 	}
-	got := fmt.Sprint(p.RegistryMirrors)
+	got := fmt.Sprint(p.Registry.Mirrors)
 	if want := "[docker.io=m2 quay.io=q2]"; got != want {
 		t.Errorf("mirrors %s, want %s: each layer replaces a registry's mirrors", got, want)
 	}
@@ -260,12 +260,17 @@ func TestOnFailureShell(t *testing.T) {
 	if err != nil || p.OnFailure != FailShell || p.Shell() != "/bin/sh" {
 		t.Errorf("shell with one: %+v, %v", p, err)
 	}
-	action, delay := FailureSettings("ociboot.bogus=1 ociboot.on_failure=reboot b2c.poweroff_delay=x ociboot.poweroff_delay=2", Baked{Cmdline: "ociboot.on_failure=shell"})
-	if action != FailReboot || delay != 2 {
-		t.Errorf("FailureSettings: %s, %d; want reboot, 2", action, delay)
+	// A refused command line still says what to do on the failure, as far
+	// as it can be read.
+	p, err = Parse("ociboot.bogus=1 ociboot.on_failure=reboot b2c.poweroff_delay=x ociboot.poweroff_delay=2 ociboot.container=alpine", Baked{Cmdline: "ociboot.on_failure=shell"})
+	if err == nil || p == nil || p.OnFailure != FailReboot || p.PoweroffDelay != 2 || len(p.Containers) != 0 {
+		t.Errorf("refused command line: %+v, %v; want an error, reboot, 2 and nothing else", p, err)
 	}
-	if action, _ := FailureSettings("ociboot.on_failure=shell", Baked{}); action != "" {
-		t.Errorf("FailureSettings without a shell: %q, want none", action)
+	if p, err := Parse("ociboot.on_failure=shell", Baked{}); err == nil || p.OnFailure != "" {
+		t.Errorf("refused on_failure=shell without a shell: %q, %v; want none", p.OnFailure, err)
+	}
+	if p, err := Parse("rd.shell ociboot.nope", Baked{Shell: "/bin/sh"}); err == nil || p.OnFailure != FailShell || p.Shell() != "/bin/sh" {
+		t.Errorf("refused command line with rd.shell: %q, %v; want the shell", p.OnFailure, err)
 	}
 }
 

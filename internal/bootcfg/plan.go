@@ -4,8 +4,6 @@
 package bootcfg
 
 import (
-	"time"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
@@ -99,26 +97,20 @@ type Plan struct {
 	ExtraArgsURL string
 	// Modules are extra kernel modules to load (ociboot.modules=).
 	Modules []string
-	// InsecureRegistries are HOST[:PORT] registries (or mirrors) reached
-	// over plain HTTP, or HTTPS without certificate verification.
-	InsecureRegistries []string
-	// RegistryMirrors are tried, in order, before the registry they stand
-	// for (ociboot.registry_mirror=, also baked in by `ociboot build
-	// --registry-mirror`); one entry per registry.
-	RegistryMirrors []image.Mirror
-	// RegistryAuth holds credentials by normalized registry HOST[:PORT]:
-	// those baked in (AuthPath), then ociboot.registry_auth= (which wins
-	// for the same registry). Printing it shows no secret.
-	RegistryAuth map[string]image.Credential
-	// CACerts holds PEM CA certificates trusted besides the embedded
-	// roots (baked in, CAPath).
-	CACerts []byte
-	// Platform selects the image of multi-platform indexes
-	// (ociboot.platform=); the zero value means the running machine's.
-	Platform v1.Platform
-	// PullTimeout bounds the pull of each image, layers included
-	// (ociboot.pull_timeout=).
-	PullTimeout time.Duration
+	// Registry says where and how images come from, as one value for
+	// the puller: insecure registries (ociboot.insecure_registry=),
+	// mirrors tried in order before the registry they stand for
+	// (ociboot.registry_mirror=, also baked in by `ociboot build
+	// --registry-mirror`; one entry per registry), credentials by
+	// normalized HOST[:PORT] (baked in at AuthPath, then
+	// ociboot.registry_auth=, which wins for the same registry; printing
+	// them shows no secret), PEM CA certificates trusted besides the
+	// embedded roots (baked in at CAPath; rootfs tarballs and
+	// extra_args_url trust them too), the platform of multi-platform
+	// indexes (ociboot.platform=; the zero value means the running
+	// machine's) and the timeout of each pull, layers included
+	// (ociboot.pull_timeout=). Its Log and tuning fields are unset.
+	Registry image.PullOptions
 	// PoweroffDelay is how long to wait before powering off, in seconds
 	// (ociboot.poweroff_delay= / b2c.poweroff_delay=); -1 when not set.
 	PoweroffDelay int

@@ -32,21 +32,23 @@ func TestParseRegistryParameters(t *testing.T) {
 	}
 	want := Plan{
 		PoweroffDelay: -1,
-		// Kernel mirrors replace the baked-in ones registry by registry.
-		RegistryMirrors: []image.Mirror{
-			{Registry: "quay.io", Mirrors: []string{"q.lan"}},
-			{Registry: "docker.io", Mirrors: []string{"10.0.2.100:5000", "10.0.2.100:5001"}},
-			{Registry: "ghcr.io/org", Mirrors: []string{"g.lan/org"}},
+		Registry: image.PullOptions{
+			// Kernel mirrors replace the baked-in ones registry by registry.
+			Mirrors: []image.Mirror{
+				{Registry: "quay.io", Mirrors: []string{"q.lan"}},
+				{Registry: "docker.io", Mirrors: []string{"10.0.2.100:5000", "10.0.2.100:5001"}},
+				{Registry: "ghcr.io/org", Mirrors: []string{"g.lan/org"}},
+			},
+			// The credentials file, then the command line, which wins.
+			Auth: map[string]image.Credential{
+				"registry.lan:5000": {Username: "ci", Password: "c," + secret},
+				"docker.io":         {IdentityToken: "t" + secret},
+				"quay.io":           {Username: "baked", Password: "b" + secret},
+			},
+			CACerts:  []byte("PEM"),
+			Platform: v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"},
+			Timeout:  90 * time.Second,
 		},
-		// The credentials file, then the command line, which wins.
-		RegistryAuth: map[string]image.Credential{
-			"registry.lan:5000": {Username: "ci", Password: "c," + secret},
-			"docker.io":         {IdentityToken: "t" + secret},
-			"quay.io":           {Username: "baked", Password: "b" + secret},
-		},
-		CACerts:     []byte("PEM"),
-		Platform:    v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"},
-		PullTimeout: 90 * time.Second,
 	}
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("Parse\n got %+v\nwant %+v", *got, want)
@@ -56,8 +58,8 @@ func TestParseRegistryParameters(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	if len(got.RegistryMirrors) != 2 || got.RegistryMirrors[0].Mirrors[1] != "hub2.lan/dockerhub" || got.Platform.Architecture != "arm64" ||
-		got.PullTimeout != 20*time.Minute || got.RegistryAuth["registry.lan:5000"].Username != "file" {
+	if r := got.Registry; len(r.Mirrors) != 2 || r.Mirrors[0].Mirrors[1] != "hub2.lan/dockerhub" || r.Platform.Architecture != "arm64" ||
+		r.Timeout != 20*time.Minute || r.Auth["registry.lan:5000"].Username != "file" {
 		t.Errorf("Parse with baked-in values only: %+v", got)
 	}
 	// A plan prints without its secrets.
@@ -76,11 +78,11 @@ func TestParsePullTimeout(t *testing.T) {
 		{"10m", 10 * time.Minute}, {"600", 600 * time.Second}, {"1h30m", 90 * time.Minute}, {"1s", time.Second}, {"2.5m", 150 * time.Second},
 	} {
 		p, err := Parse("ociboot.pull_timeout="+tc.in, Baked{})
-		if err != nil || p.PullTimeout != tc.want {
+		if err != nil || p.Registry.Timeout != tc.want {
 			t.Errorf("ociboot.pull_timeout=%s: %v, %v; want %v", tc.in, p, err, tc.want)
 		}
 	}
-	if p, err := Parse("", Baked{}); err != nil || p.PullTimeout != image.DefaultPullTimeout {
+	if p, err := Parse("", Baked{}); err != nil || p.Registry.Timeout != image.DefaultPullTimeout {
 		t.Errorf("default pull timeout: %v, %v", p, err)
 	}
 }

@@ -10,23 +10,6 @@ import (
 // The switch-root parameters: ociboot.root= (dracut's rd.container.rootfs=)
 // boots an image as the OS instead of running containers.
 
-// WantsRoot reports whether the baked-in or kernel command line asks for
-// switch-root mode. PID 1 reads it first of all, before the full Parse:
-// that mode runs from the initramfs as the kernel unpacked it.
-func WantsRoot(kernelCmdline string, baked Baked) bool {
-	for _, cmdline := range []string{baked.Cmdline, kernelCmdline} {
-		for _, p := range SplitKernelCmdline(cmdline) {
-			if p.Key == "--" && !p.HasValue {
-				break
-			}
-			if (p.Key == "ociboot.root" || p.Key == "rd.container.rootfs") && p.HasValue && p.Value != "" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func applyRoot(p *Plan, v Param) error {
 	const want = "an image reference (such as registry.lan/os/debian:12) or the http://, https:// or file:/// URL of a rootfs tarball, with an optional #sha256=HEX"
 	s, err := value(v)
@@ -145,12 +128,18 @@ func boolean(v Param) (bool, error) {
 	return false, fmt.Errorf("got %q, expected no value, or 1/0, true/false, yes/no, on/off", v.Value)
 }
 
+// failOver makes rd.shell ask for the shell on failure, unless
+// ociboot.on_failure said otherwise.
+func (p *Plan) failOver() {
+	if p.rdShell && p.OnFailure == "" {
+		p.OnFailure = FailShell
+	}
+}
+
 // checkRoot checks the switch-root parameters against the rest of the
 // plan.
 func (p *Plan) checkRoot() error {
-	if p.rdShell && p.OnFailure == "" { // ociboot.on_failure wins
-		p.OnFailure = FailShell
-	}
+	p.failOver()
 	if p.Root == "" {
 		if len(p.rootOnly) > 0 {
 			return fmt.Errorf("parameter %s only applies when booting an image as the OS: add ociboot.root=IMAGE-OR-URL", p.rootOnly[0])

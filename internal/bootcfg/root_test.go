@@ -177,7 +177,10 @@ func TestParseRootWithExtra(t *testing.T) {
 	}
 }
 
-func TestWantsRoot(t *testing.T) {
+// TestRootReadFirst checks what PID 1 decides first of all: whether an
+// image is booted as the OS, read by Parse even from a command line it
+// refuses.
+func TestRootReadFirst(t *testing.T) {
 	tests := []struct {
 		kernel, baked string
 		want          bool
@@ -201,11 +204,15 @@ func TestWantsRoot(t *testing.T) {
 		{"a=\"b -- c\" ociboot.root=alpine", "", true}, // a quoted -- is not the end
 		{"ociboot.root=alpine --", "", true},
 		{"ociboot.root=alpine\x00rd.container.rootfs=x", "", true},
-		{"\x00ociboot.root=alpine", "", false}, // the command line ends at a NUL
+		{"\x00ociboot.root=alpine", "", false},           // the command line ends at a NUL
+		{"ociboot.root=alpine ociboot.nope=1", "", true}, // refused, but the root is read
+		{"ociboot.root=alpine ociboot.container=busybox", "", true},
+		{"ociboot.root=bad::ref ociboot.nope=1", "", false},
 	}
 	for _, tt := range tests {
-		if got := WantsRoot(tt.kernel, Baked{Cmdline: tt.baked}); got != tt.want {
-			t.Errorf("WantsRoot(%q, baked %q) = %v, want %v", tt.kernel, tt.baked, got, tt.want)
+		p, err := Parse(tt.kernel, Baked{Cmdline: tt.baked})
+		if got := p.Root != ""; got != tt.want {
+			t.Errorf("Parse(%q, baked %q): root %q (error %v), want one: %v", tt.kernel, tt.baked, p.Root, err, tt.want)
 		}
 	}
 }

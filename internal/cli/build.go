@@ -35,8 +35,9 @@ func newBuildCmd() *cobra.Command {
 with its shared libraries, kernel modules with their dependencies, the
 default kernel parameters given with --cmdline, and the registry
 configuration: credentials (--registry-auth), CA certificates (--ca-file)
-and mirrors (--registry-mirror), and with --shell, busybox as /bin/sh for
-ociboot.on_failure=shell. SOURCE_DATE_EPOCH, when set, is the
+and mirrors (--registry-mirror), with --shell, busybox as /bin/sh for
+ociboot.on_failure=shell, and with --include-program, more host programs
+with the shared libraries they need. SOURCE_DATE_EPOCH, when set, is the
 modification time of every file; the same inputs give the same bytes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -88,6 +89,7 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates to trust besides the embedded roots (repeatable)")
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 	f.BoolVar(&shell, "shell", false, "include busybox (found on PATH) as /bin/sh, for ociboot.on_failure=shell")
+	f.StringArrayVar(&opts.Programs, "include-program", nil, "add a host program (a path, or a name found on PATH) at its host path, with the shared libraries it needs (repeatable)")
 	f.BoolVar(&opts.ModulesAll, "modules-all", false, "add the whole module tree of the kernel as a second cpio segment, for an OS booted from an image")
 	f.StringVar(&opts.Firmware, "firmware", "", "add this directory as /lib/firmware in the second cpio segment")
 	f.StringVar(&keymaps, "keymaps", "", `console keymaps for ociboot.keymap= (kbd names, comma-separated, or "common"); needs kbd's loadkeys and its keymaps`)
@@ -159,13 +161,10 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 		rep.Output, humanBytes(rep.OutputSize), rep.Compression, humanBytes(rep.ArchiveSize), rep.Entries, rep.Files, took.Seconds())
 	fmt.Fprintf(w, "  init:    %s (%s)\n", rep.Init.Path, humanBytes(rep.Init.Size))
 	if rep.Runtime != "" {
-		total := rep.RuntimeFile.Size
-		var libs []string
-		for _, l := range rep.Libraries {
-			total += l.Size
-			libs = append(libs, filepath.Base(l.Path))
-		}
-		fmt.Fprintf(w, "  runtime: %s + %d libraries (%s): %s\n", rep.Runtime, len(rep.Libraries), humanBytes(total), strings.Join(libs, " "))
+		fmt.Fprintf(w, "  runtime: %s\n", programLine(rep.RuntimeFile, rep.Libraries))
+	}
+	for _, p := range rep.Programs {
+		fmt.Fprintf(w, "  program: %s\n", programLine(p.File, p.Libraries))
 	}
 	if len(rep.Modules) > 0 {
 		var mods []string
@@ -194,6 +193,18 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	if rep.CACerts > 0 {
 		fmt.Fprintf(w, "  extra CA certificates: %d\n", rep.CACerts)
 	}
+}
+
+// programLine describes a program and its libraries: their number, the
+// total size and their names.
+func programLine(prog initramfs.File, libs []initramfs.File) string {
+	total := prog.Size
+	var names []string
+	for _, l := range libs {
+		total += l.Size
+		names = append(names, filepath.Base(l.Path))
+	}
+	return fmt.Sprintf("%s + %d libraries (%s): %s", prog.Path, len(libs), humanBytes(total), strings.Join(names, " "))
 }
 
 // humanBytes formats a byte count for people.

@@ -1,14 +1,15 @@
 // Package console holds the console contract: the exact lines that
 // boot2container users' tooling matches on a machine's console, and the
-// stage-prefixed progress lines ociboot prints between them.
+// sink that prints the boot's events as ociboot's progress lines between
+// them.
 package console
 
 import (
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/event"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,47 +24,6 @@ const SafeLine = "It's now safe to turn off your computer"
 // before the image's init is executed; the init's path follows it.
 const HandoverPrefix = "ociboot: root: starting "
 
-// prefixWriter writes each line with a prefix, so that a stage's output
-// says which stage it comes from.
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-}
-
-// Stage returns a writer that prefixes every line written to it with
-// "ociboot: STAGE: ". Each Write must hold whole lines.
-func Stage(w io.Writer, stage string) io.Writer {
-	return &prefixWriter{w: w, prefix: "ociboot: " + stage + ": "}
-}
-
-// Ours returns a writer that prefixes every line with "ociboot: ", for
-// packages whose lines already name their stage. Each Write must hold
-// whole lines.
-func Ours(w io.Writer) io.Writer {
-	return &prefixWriter{w: w, prefix: "ociboot: "}
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	var sb strings.Builder
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line != "" {
-			sb.WriteString(p.prefix)
-			sb.WriteString(line)
-		}
-	}
-	if _, err := io.WriteString(p.w, sb.String()); err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}
-
-// Section prints the line that opens a stage, with the time since the
-// kernel started (CLOCK_BOOTTIME, the clock of the kernel's own log), e.g.
-// "ociboot: ==== network ==== 2.41 s since boot".
-func Section(w io.Writer, stage string) {
-	fmt.Fprintf(w, "ociboot: ==== %s ==== %.2f s since boot\n", stage, SinceBoot().Seconds())
-}
-
 // SinceBoot is the time since the kernel started, suspend included.
 func SinceBoot() time.Duration {
 	var ts unix.Timespec
@@ -71,4 +31,47 @@ func SinceBoot() time.Duration {
 		return 0
 	}
 	return time.Duration(ts.Nano())
+}
+
+// Sink prints boot events on w as ociboot's console lines: a section
+// line per stage, "ociboot: STAGE: " before a stage's messages, a line per
+// container start and exit, and the status line boot2container users'
+// tooling matches. Stage ends print nothing: a failure is printed by who
+// handles it.
+type Sink struct{ W io.Writer }
+
+// Handle prints e.
+func (s Sink) Handle(e event.Event) {
+	switch e := e.(type) {
+	case event.StageStart:
+		fmt.Fprintf(s.W, "ociboot: ==== %s ==== %.2f s since boot\n", e.Stage, e.SinceBoot.Seconds())
+	case event.Message:
+		if e.Stage == "" {
+			fmt.Fprintf(s.W, "ociboot: %s\n", e.Text)
+		} else {
+			fmt.Fprintf(s.W, "ociboot: %s: %s\n", e.Stage, e.Text)
+		}
+	case event.Pull:
+		fmt.Fprintf(s.W, "ociboot: %s: pulling %s\n", e.Job, e.Image)
+	case event.ContainerStart:
+		fmt.Fprintf(s.W, "ociboot: %s: starting %s (pulled and unpacked in %s)\n", e.Job, e.ID, e.Prepared.Round(time.Millisecond))
+	case event.ContainerBackground:
+		fmt.Fprintf(s.W, "ociboot: %s: running in the background\n", e.Job)
+	case event.ContainerSkipped:
+		fmt.Fprintf(s.W, "ociboot: %s: not started: %s\n", e.Job, e.Why)
+	case event.ContainerFailed:
+		fmt.Fprintf(s.W, "ociboot: %s: %v\n", e.Job, e.Err)
+	case event.ContainerExit:
+		if e.Stopped {
+			fmt.Fprintf(s.W, "ociboot: %s: stopped, status %d\n", e.Job, e.Status)
+		} else {
+			fmt.Fprintf(s.W, "ociboot: %s exited with status %d\n", e.Job, e.Status)
+		}
+	case event.PipelineStatus:
+		fmt.Fprintf(s.W, "%s%d\n", StatusPrefix, e.Status)
+	case event.EndAction:
+		if e.Delay > 0 {
+			fmt.Fprintf(s.W, "ociboot: %s in %ds\n", e.Action, int64(e.Delay/time.Second))
+		}
+	}
 }

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/layer/layertest"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -35,15 +37,15 @@ const umociBinary = registrytest.UmociBinary
 // effective) granting cap_net_raw, as setcap cap_net_raw+ep writes it.
 var capNetRaw = string([]byte{0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 
-func withOwner(e entry, uid, gid int) entry { e.Uid, e.Gid = uid, gid; return e }
+func withOwner(e layertest.Entry, uid, gid int) layertest.Entry { e.Uid, e.Gid = uid, gid; return e }
 
-func withTime(e entry, sec, nsec int64) entry {
+func withTime(e layertest.Entry, sec, nsec int64) layertest.Entry {
 	e.ModTime = time.Unix(sec, nsec)
 	e.Format = tar.FormatPAX // sub-second times need PAX
 	return e
 }
 
-func withXattr(e entry, k, v string) entry {
+func withXattr(e layertest.Entry, k, v string) layertest.Entry {
 	if e.PAXRecords == nil {
 		e.PAXRecords = map[string]string{}
 	}
@@ -51,68 +53,68 @@ func withXattr(e entry, k, v string) entry {
 	return e
 }
 
-func device(name string, kind byte, major, minor int64, mode int64) entry {
-	return entry{Header: tar.Header{Typeflag: kind, Name: name, Mode: mode, Devmajor: major, Devminor: minor, ModTime: time.Unix(1e9, 0)}}
+func device(name string, kind byte, major, minor int64, mode int64) layertest.Entry {
+	return layertest.Entry{Header: tar.Header{Typeflag: kind, Name: name, Mode: mode, Devmajor: major, Devminor: minor, ModTime: time.Unix(1e9, 0)}}
 }
 
 // differentialCases are images, bottom layer first, that exercise every
 // layer semantic ociboot implements.
 var differentialCases = []struct {
 	name   string
-	layers [][]entry
+	layers [][]layertest.Entry
 	// umociDiffers lists, by path, the intentional differences with umoci.
 	umociDiffers map[string]string
-	// want holds, by path, text that ociboot's description of the entry
+	// want holds, by path, text that ociboot's description of the layertest.Entry
 	// must contain, so that a semantic both tools lost would not pass.
 	want map[string]string
 }{
-	{"modes owners times", [][]entry{{
-		dir("usr/", 0o755), dir("usr/bin/", 0o755),
-		withOwner(file("usr/bin/su", "su", 0o4755), 0, 42),
-		withOwner(file("usr/bin/wall", "wall", 0o2755), 1000, 5),
-		withTime(dir("tmp/", 0o1777), 123456789, 0),
-		file("tmp/later", "x", 0o600), // changes tmp's mtime after its entry
-		withOwner(withTime(file("home/u/nanos", "n", 0o640), 1600000000, 123456789), 1000, 1000),
-		withOwner(withTime(symlink("usr/bin/sh", "busybox"), 987654321, 0), 7, 8),
-		file("deep/no/parents/f", "no directory entries above", 0o444),
-		dir("ro/", 0o555), file("ro/f", "inside a read-only directory", 0o644),
+	{"modes owners times", [][]layertest.Entry{{
+		layertest.Dir("usr/", 0o755), layertest.Dir("usr/bin/", 0o755),
+		withOwner(layertest.File("usr/bin/su", "su", 0o4755), 0, 42),
+		withOwner(layertest.File("usr/bin/wall", "wall", 0o2755), 1000, 5),
+		withTime(layertest.Dir("tmp/", 0o1777), 123456789, 0),
+		layertest.File("tmp/later", "x", 0o600), // changes tmp's mtime after its layertest.Entry
+		withOwner(withTime(layertest.File("home/u/nanos", "n", 0o640), 1600000000, 123456789), 1000, 1000),
+		withOwner(withTime(layertest.Symlink("usr/bin/sh", "busybox"), 987654321, 0), 7, 8),
+		layertest.File("deep/no/parents/f", "no directory entries above", 0o444),
+		layertest.Dir("ro/", 0o555), layertest.File("ro/f", "inside a read-only directory", 0o644),
 	}}, nil, map[string]string{
 		"usr/bin/su": "file 4755 0:42", "usr/bin/wall": "file 2755 1000:5", "tmp": "dir 1777 0:0 mtime=1973-11-29T21:33:09Z",
 		"home/u/nanos": "mtime=2020-09-13T12:26:40.123456789Z", "usr/bin/sh": `symlink 0777 7:8 -> "busybox" mtime=2001-04-19T04:25:21Z`,
 		"ro": "dir 0555", "ro/f": "size=28",
 	}},
-	{"setgid directories", [][]entry{{
-		withOwner(dir("shared/", 0o2775), 0, 50),
-		withOwner(file("shared/root-owned", "r", 0o644), 0, 0), // not the directory's group
-		withOwner(file("shared/group-owned", "g", 0o664), 0, 50),
-		file("shared/implicit/f", "in a directory made for it", 0o644),
-		withOwner(file("plain/f", "f", 0o644), 0, 50),
+	{"setgid directories", [][]layertest.Entry{{
+		withOwner(layertest.Dir("shared/", 0o2775), 0, 50),
+		withOwner(layertest.File("shared/root-owned", "r", 0o644), 0, 0), // not the directory's group
+		withOwner(layertest.File("shared/group-owned", "g", 0o664), 0, 50),
+		layertest.File("shared/implicit/f", "in a directory made for it", 0o644),
+		withOwner(layertest.File("plain/f", "f", 0o644), 0, 50),
 	}}, map[string]string{
 		// umoci leaves a directory in which it made a missing directory
 		// (shared/implicit) with the time of the unpack; ociboot sets the
-		// time of its entry, as for every directory.
+		// time of its layertest.Entry, as for every directory.
 		"shared": "mtime",
 	}, map[string]string{"shared/implicit": "dir 2755 0:50", "shared/root-owned": "file 0644 0:0", "shared/group-owned": "file 0664 0:50", "plain/f": "file 0644 0:50"}},
-	{"directory entry after its content", [][]entry{{
-		file("a/b/c", "c", 0o644),
-		file("a/f", "f", 0o644),
-		withOwner(withTime(dir("a/b/", 0o700), 222222222, 0), 3, 4),
-		withTime(dir("a/", 0o750), 111111111, 0),
+	{"directory entry after its content", [][]layertest.Entry{{
+		layertest.File("a/b/c", "c", 0o644),
+		layertest.File("a/f", "f", 0o644),
+		withOwner(withTime(layertest.Dir("a/b/", 0o700), 222222222, 0), 3, 4),
+		withTime(layertest.Dir("a/", 0o750), 111111111, 0),
 	}}, nil, map[string]string{"a": "dir 0750 0:0 mtime=1973-07-10T00:11:51Z", "a/b": "dir 0700 3:4 mtime=1977-01-16T00:23:42Z"}},
-	{"whiteouts", [][]entry{
-		{file("a/x", "x", 0o644), file("a/y", "y", 0o644), file("a/d/deep/f", "f", 0o644), file("a/z", "z", 0o644), symlink("a/l", "x")},
+	{"whiteouts", [][]layertest.Entry{
+		{layertest.File("a/x", "x", 0o644), layertest.File("a/y", "y", 0o644), layertest.File("a/d/deep/f", "f", 0o644), layertest.File("a/z", "z", 0o644), layertest.Symlink("a/l", "x")},
 		{
-			whiteout("a/.wh.x"), whiteout("a/.wh.d"), whiteout("a/.wh.missing"), whiteout("a/.wh.l"),
-			whiteout("a/.wh.z"), file("a/z", "z2", 0o600), // whiteout then re-add in one layer
-			file("b/new", "n", 0o644),
+			layertest.Whiteout("a/.wh.x"), layertest.Whiteout("a/.wh.d"), layertest.Whiteout("a/.wh.missing"), layertest.Whiteout("a/.wh.l"),
+			layertest.Whiteout("a/.wh.z"), layertest.File("a/z", "z2", 0o600), // whiteout then re-add in one layer
+			layertest.File("b/new", "n", 0o644),
 		},
-		{whiteout(".wh.b"), file("a/y", "y3", 0o644)},
+		{layertest.Whiteout(".wh.b"), layertest.File("a/y", "y3", 0o644)},
 	}, nil, map[string]string{"a/z": "file 0600", "a/y": "size=2"}},
-	{"opaque directories", [][]entry{
-		{file("d/old", "o", 0o644), file("d/sub/old2", "o", 0o644), file("d/keep", "lower", 0o644), symlink("d/link", "old"), file("e/old", "o", 0o644), file("other/f", "f", 0o644)},
+	{"opaque directories", [][]layertest.Entry{
+		{layertest.File("d/old", "o", 0o644), layertest.File("d/sub/old2", "o", 0o644), layertest.File("d/keep", "lower", 0o644), layertest.Symlink("d/link", "old"), layertest.File("e/old", "o", 0o644), layertest.File("other/f", "f", 0o644)},
 		{
-			whiteout("d/.wh..wh..opq"), dir("d/", 0o750), file("d/new", "n", 0o644), file("d/sub/new2", "n", 0o644), file("d/keep", "upper", 0o644),
-			file("e/new", "n", 0o644), whiteout("e/.wh..wh..opq"), // marker last
+			layertest.Whiteout("d/.wh..wh..opq"), layertest.Dir("d/", 0o750), layertest.File("d/new", "n", 0o644), layertest.File("d/sub/new2", "n", 0o644), layertest.File("d/keep", "upper", 0o644),
+			layertest.File("e/new", "n", 0o644), layertest.Whiteout("e/.wh..wh..opq"), // marker last
 		},
 	}, map[string]string{
 		// umoci leaves a directory that an opaque marker emptied with the
@@ -120,56 +122,56 @@ var differentialCases = []struct {
 		// the layer, as it does for every directory (and as Docker does).
 		"d": "mtime",
 	}, map[string]string{"d": "dir 0750", "d/keep": "size=5", "e/new": "file"}},
-	{"hard links", [][]entry{
-		{file("lower/f", "lower", 0o644), file("lower/g", "g", 0o755), hardlink("lower/g2", "lower/g"), file("lower/h", "h", 0o644), hardlink("lower/h2", "lower/h")},
+	{"hard links", [][]layertest.Entry{
+		{layertest.File("lower/f", "lower", 0o644), layertest.File("lower/g", "g", 0o755), layertest.Hardlink("lower/g2", "lower/g"), layertest.File("lower/h", "h", 0o644), layertest.Hardlink("lower/h2", "lower/h")},
 		{
-			file("bin/a", "A", 0o755), hardlink("bin/b", "bin/a"), hardlink("./bin/c", "./bin/a"),
-			hardlink("fromlower", "lower/f"),   // to a lower layer's file
-			whiteout("lower/.wh.g"),            // g2 survives the whiteout of its other name
-			file("lower/h", "replaced", 0o600), // h2 keeps the old content
+			layertest.File("bin/a", "A", 0o755), layertest.Hardlink("bin/b", "bin/a"), layertest.Hardlink("./bin/c", "./bin/a"),
+			layertest.Hardlink("fromlower", "lower/f"),   // to a lower layer's file
+			layertest.Whiteout("lower/.wh.g"),            // g2 survives the whiteout of its other name
+			layertest.File("lower/h", "replaced", 0o600), // h2 keeps the old content
 		},
-		{hardlink("late", "lower/g2"), whiteout("lower/.wh.f")}, // fromlower survives f's whiteout
+		{layertest.Hardlink("late", "lower/g2"), layertest.Whiteout("lower/.wh.f")}, // fromlower survives f's whiteout
 	}, nil, map[string]string{
 		"bin/a": "links=bin/b,bin/c", "lower/g2": "links=late", "fromlower": "size=5", "lower/h2": "size=1", "lower/h": "size=8",
 	}},
-	{"symlinks", [][]entry{
-		{file("etc/real", "r", 0o644), dir("dir/", 0o755), file("dir/in", "i", 0o644)},
+	{"symlinks", [][]layertest.Entry{
+		{layertest.File("etc/real", "r", 0o644), layertest.Dir("dir/", 0o755), layertest.File("dir/in", "i", 0o644)},
 		{
-			symlink("abs", "/etc/real"), symlink("rel", "../etc/real"), symlink("dangling", "nowhere/at/all"),
-			symlink("dirlink", "dir"), symlink("loop", "loop"), symlink("long", strings.Repeat("x/", 60)+"end"),
+			layertest.Symlink("abs", "/etc/real"), layertest.Symlink("rel", "../etc/real"), layertest.Symlink("dangling", "nowhere/at/all"),
+			layertest.Symlink("dirlink", "dir"), layertest.Symlink("loop", "loop"), layertest.Symlink("long", strings.Repeat("x/", 60)+"end"),
 		},
 	}, nil, map[string]string{"abs": `-> "/etc/real"`, "dangling": `-> "nowhere/at/all"`, "loop": `-> "loop"`}},
-	{"devices and fifos", [][]entry{{
+	{"devices and fifos", [][]layertest.Entry{{
 		device("dev/null", tar.TypeChar, 1, 3, 0o666),
 		withOwner(device("dev/loop9", tar.TypeBlock, 7, 9, 0o660), 0, 6),
 		device("run/fifo", tar.TypeFifo, 0, 0, 0o620),
 		device("dev/tty", tar.TypeChar, 5, 0, 0o2666),
 	}}, nil, map[string]string{"dev/null": "char 0666 0:0 dev=1:3", "dev/loop9": "block 0660 0:6 dev=7:9", "run/fifo": "fifo 0620", "dev/tty": "char 2666"}},
-	{"extended attributes", [][]entry{{
-		withXattr(file("usr/bin/ping", "ping", 0o755), "security.capability", capNetRaw),
-		withXattr(withXattr(file("f", "f", 0o644), "user.origin", "test"), "user.empty", ""),
-		withXattr(dir("d/", 0o755), "user.dir", "yes"),
+	{"extended attributes", [][]layertest.Entry{{
+		withXattr(layertest.File("usr/bin/ping", "ping", 0o755), "security.capability", capNetRaw),
+		withXattr(withXattr(layertest.File("f", "f", 0o644), "user.origin", "test"), "user.empty", ""),
+		withXattr(layertest.Dir("d/", 0o755), "user.dir", "yes"),
 	}, {
 		// A later layer replaces the file: the attributes of the old one go.
-		file("f", "f2", 0o644),
-		withOwner(withXattr(file("usr/bin/ping2", "ping2", 0o755), "security.capability", capNetRaw), 0, 0),
+		layertest.File("f", "f2", 0o644),
+		withOwner(withXattr(layertest.File("usr/bin/ping2", "ping2", 0o755), "security.capability", capNetRaw), 0, 0),
 	}}, nil, map[string]string{
 		"usr/bin/ping": "xattrs=security.capability=0100000200200000", "f": "file 0644 0:0 size=2 sha256=", "d": "xattrs=user.dir=796573",
 		"usr/bin/ping2": "xattrs=security.capability=",
 	}},
-	{"replacements", [][]entry{
+	{"replacements", [][]layertest.Entry{
 		{
-			file("dir2file/inner", "i", 0o644), file("file2dir", "f", 0o644), file("file2link", "f", 0o644),
-			symlink("link2dir", "/file2dir"), file("merge/lower", "l", 0o644), dir("dir2link/", 0o755), file("dir2link/x", "x", 0o644),
-			file("fifo2file", "", 0o644),
+			layertest.File("dir2file/inner", "i", 0o644), layertest.File("file2dir", "f", 0o644), layertest.File("file2link", "f", 0o644),
+			layertest.Symlink("link2dir", "/file2dir"), layertest.File("merge/lower", "l", 0o644), layertest.Dir("dir2link/", 0o755), layertest.File("dir2link/x", "x", 0o644),
+			layertest.File("fifo2file", "", 0o644),
 		},
 		{
-			file("dir2file", "now a file", 0o644),
-			dir("file2dir/", 0o711), file("file2dir/x", "x", 0o644),
-			symlink("file2link", "dir2file"),
-			dir("link2dir/", 0o755), file("link2dir/y", "y", 0o644),
-			dir("merge/", 0o700), file("merge/upper", "u", 0o644),
-			symlink("dir2link", "file2dir"),
+			layertest.File("dir2file", "now a file", 0o644),
+			layertest.Dir("file2dir/", 0o711), layertest.File("file2dir/x", "x", 0o644),
+			layertest.Symlink("file2link", "dir2file"),
+			layertest.Dir("link2dir/", 0o755), layertest.File("link2dir/y", "y", 0o644),
+			layertest.Dir("merge/", 0o700), layertest.File("merge/upper", "u", 0o644),
+			layertest.Symlink("dir2link", "file2dir"),
 			device("fifo2file", tar.TypeFifo, 0, 0, 0o644),
 		},
 	}, nil, map[string]string{"dir2file": "file", "file2dir": "dir 0711", "file2link": "symlink", "link2dir": "dir", "merge": "dir 0700", "dir2link": "symlink", "fifo2file": "fifo"}},
@@ -260,9 +262,9 @@ func TestDifferentialUmoci(t *testing.T) {
 
 // gzipLayer returns a gzip-compressed OCI layer holding entries, full
 // headers kept (owners, times, devices, PAX records).
-func gzipLayer(t *testing.T, entries []entry) v1.Layer {
+func gzipLayer(t *testing.T, entries []layertest.Entry) v1.Layer {
 	t.Helper()
-	data := tarOf(t, entries...)
+	data := layertest.Tar(t, entries...)
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}, tarball.WithMediaType(types.OCILayer))

@@ -1,10 +1,12 @@
 // Package image pulls container images from OCI registries and unpacks
-// them into a directory tree: Pull resolves a reference, written as people
-// write them, to an image for the wanted platform, from the registry's
-// mirrors or the registry itself, with credentials, extra CAs, retries and
-// resumable blob downloads; Unpack streams its layers bottom-up through
-// ApplyLayer, which applies one layer tar with the OCI whiteout rules and
-// never touches anything outside the target directory. FromDir builds a
+// them into a directory tree: a Puller resolves a reference, written as
+// people write them, to an image for the wanted platform, from the
+// registry's mirrors or the registry itself, with credentials, extra CAs,
+// retries and resumable blob downloads (one HTTP stack, internal/fetch,
+// for all its pulls); Unpack streams its layers bottom-up through
+// layer.ApplyWith, which applies one layer tar with the OCI whiteout
+// rules and never touches anything outside the target directory.
+// UnpackTarball does the same for rootfs tarballs; FromDir builds a
 // one-layer image from a directory, to seed a registry.
 package image
 
@@ -70,15 +72,57 @@ const (
 	DefaultMirrorTimeout = 30 * time.Second
 )
 
-// Pull resolves ref (see ParseReference) to the image for o.Platform,
-// trying o's mirrors for its registry first, and returns it; an image
-// whose config names another platform is an error. A reference with a
-// digest is pulled by digest, which go-containerregistry verifies. Only
-// the manifest and config are fetched here; layers are fetched by
-// Unpack, under ctx bounded by o.Timeout, so ctx must stay live until
-// Unpack is done. Transient failures are retried and interrupted blob
-// downloads resumed (see newPullTransport).
-func Pull(ctx context.Context, ref string, o PullOptions) (_ v1.Image, err error) {
+// Puller pulls images with one set of registry settings and one HTTP
+// stack (connections kept alive, retries, resumed downloads,
+// credentials), shared by every pull of a boot: the pipeline's
+// containers and the switch-root image.
+type Puller struct {
+	o    PullOptions
+	keys keychain
+	tr   http.RoundTripper
+}
+
+// NewPuller returns a puller with o's settings. o.Platform and o.Log are
+// the defaults of its pulls.
+func NewPuller(o PullOptions) (*Puller, error) {
+	keys := keychain{}
+	for host, c := range o.Auth {
+		keys[NormalizeRegistry(host)] = c
+	}
+	tr, err := newPullTransport(o, keys)
+	if err != nil {
+		return nil, fmt.Errorf("pull: %w", err)
+	}
+	return &Puller{o: o, keys: keys, tr: tr}, nil
+}
+
+// Pull pulls ref once with the settings of o (see Puller.Pull).
+func Pull(ctx context.Context, ref string, o PullOptions) (v1.Image, error) {
+	p, err := NewPuller(o)
+	if err != nil {
+		return nil, err
+	}
+	return p.Pull(ctx, ref, v1.Platform{}, nil)
+}
+
+// Pull resolves ref (see ParseReference) to the image for platform (the
+// zero value: the puller's), trying the mirrors of its registry first,
+// and returns it; an image whose config names another platform is an
+// error. A reference with a digest is pulled by digest, which
+// go-containerregistry verifies. Only the manifest and config are fetched
+// here; layers are fetched by Unpack, under ctx bounded by the pull
+// timeout, so ctx must stay live until Unpack is done. log (nil: the
+// puller's) gets a line per image and per mirror that failed. Transient
+// failures are retried and interrupted blob downloads resumed (see
+// newPullTransport).
+func (p *Puller) Pull(ctx context.Context, ref string, platform v1.Platform, log io.Writer) (_ v1.Image, err error) {
+	o := p.o
+	if platform.Architecture != "" || platform.OS != "" {
+		o.Platform = platform
+	}
+	if log != nil {
+		o.Log = log
+	}
 	r, err := ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
@@ -93,23 +137,15 @@ func Pull(ctx context.Context, ref string, o PullOptions) (_ v1.Image, err error
 			cancel()
 		}
 	}()
-	keys := keychain{}
-	for host, c := range o.Auth {
-		keys[NormalizeRegistry(host)] = c
-	}
-	tr, err := newPullTransport(o, keys)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", r, err)
-	}
 	var failures []error
 	eps := endpoints(r, o.Mirrors)
 	for i, ep := range eps {
-		img, err := o.pullFrom(ctx, r, ep, tr, keys)
+		img, err := o.pullFrom(ctx, r, ep, p.tr, p.keys)
 		if err == nil {
 			if ep.mirror {
-				img = o.withBlobFallback(ctx, img, r, ep, eps[i+1:], tr, keys)
+				img = o.withBlobFallback(ctx, img, r, ep, eps[i+1:], p.tr, p.keys)
 			}
-			return img, nil
+			return pulledImage{img}, nil
 		}
 		if ctx.Err() != nil {
 			if cause := context.Cause(ctx); !errors.Is(err, cause) {
@@ -259,3 +295,22 @@ func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr 
 	}
 	return img, cf, nil
 }
+
+// pulledImage is an image the Puller resolved: its layers are
+// remoteLayers.
+type pulledImage struct{ v1.Image }
+
+func (p pulledImage) Layers() ([]v1.Layer, error) {
+	layers, err := p.Image.Layers()
+	for i, l := range layers {
+		layers[i] = remoteLayer{l}
+	}
+	return layers, err
+}
+
+// remoteLayer is a layer of an image the Puller resolved, from a
+// registry or mirror through go-containerregistry's remote package, whose
+// Compressed stream checks the blob's size and digest itself (the read
+// that reaches the end fails on a mismatch): Unpack does not hash it
+// again. Any other layer is hashed by Unpack.
+type remoteLayer struct{ v1.Layer }

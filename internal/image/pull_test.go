@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/layer/layertest"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -48,11 +50,11 @@ func TestPullUnpackBusybox(t *testing.T) {
 		t.Fatalf("Unpack: %v", err)
 	}
 
-	mustNotExist(t, filepath.Join(root, "etc/group"))
-	if got := readFile(t, filepath.Join(root, "etc/added")); got != "new\n" {
+	layertest.MustNotExist(t, filepath.Join(root, "etc/group"))
+	if got := layertest.ReadFile(t, filepath.Join(root, "etc/added")); got != "new\n" {
 		t.Errorf("etc/added = %q", got)
 	}
-	if got := readFile(t, filepath.Join(root, "etc/os-release")); !strings.Contains(got, "ID=busybox") {
+	if got := layertest.ReadFile(t, filepath.Join(root, "etc/os-release")); !strings.Contains(got, "ID=busybox") {
 		t.Errorf("etc/os-release = %q", got)
 	}
 	if target, err := os.Readlink(filepath.Join(root, "bin/sh")); err != nil || target != "busybox" {
@@ -75,7 +77,7 @@ func TestUnpackCorruptLayer(t *testing.T) {
 	marker := strings.Repeat("A", 64)
 	// An uncompressed layer: a changed byte in a file's content still makes
 	// a valid tar, so only the digest check can catch it.
-	layer := static.NewLayer(tarOf(t, file("data", marker, 0o644)), types.OCIUncompressedLayer)
+	layer := static.NewLayer(layertest.Tar(t, layertest.File("data", marker, 0o644)), types.OCIUncompressedLayer)
 	ref := registrytest.Push(t, reg, "test/corrupt:1", registrytest.Image(t, v1.Config{}, layer))
 	digest, err := layer.Digest()
 	if err != nil {

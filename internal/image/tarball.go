@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/inflate"
+	"github.com/ociboot/ociboot/internal/layer"
 	"github.com/ulikunitz/xz"
 )
 
@@ -48,7 +49,7 @@ type TarballOptions struct {
 // directory dir, the way dracut's container-root module takes
 // rd.container.rootfs=, but without a staging copy: the bytes go from
 // the network (or file) through a SHA-256 hash and a decompressor
-// straight into ApplyLayer.
+// straight into layer.Apply.
 //
 // rawURL is http://, https:// or file:///ABSOLUTE/PATH, optionally followed
 // by #sha256=HEX (64 hex digits, either case): the SHA-256 of the file as
@@ -62,8 +63,8 @@ type TarballOptions struct {
 // partly applied or unverified tree that must not be used as a root; the
 // caller discards it.
 //
-// Entries are applied by ApplyLayer, confined to dir. A plain rootfs
-// tarball has no whiteouts, but ApplyLayer reads any ".wh."-prefixed name
+// Entries are applied by layer.Apply, confined to dir. A plain rootfs
+// tarball has no whiteouts, but layer.Apply reads any ".wh."-prefixed name
 // as one: such an entry is not created, it removes its sibling. The
 // entry for the top directory ("./") leaves dir's own mode and owner as
 // they are.
@@ -200,7 +201,7 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	}
 	fmt.Fprintf(o.Log, "rootfs tarball %s: %s %s into %s\n", s.name, formatSize(size), kind, dir)
 
-	if err := ApplyLayer(tarBuf, dir); err != nil {
+	if err := layer.Apply(tarBuf, dir); err != nil {
 		return fmt.Errorf("after %s of %s: %w", formatSize(raw.n), formatSize(size), err)
 	}
 	// Reading the decompressed stream to its end checks the compressor's

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/layer"
 )
 
 // DefaultMemoryBudget is the memory Unpack uses for layer data in flight
@@ -46,7 +46,7 @@ type UnpackOptions struct {
 	// come from several goroutines, and must return quickly.
 	Progress func(LayerProgress)
 	// AllowDevices lets layers create character and block device nodes;
-	// without it such an entry fails the unpack (see ApplyOptions).
+	// without it such an entry fails the unpack (see layer.Options).
 	AllowDevices bool
 	// MemoryBudget bounds the layer data held in memory: the compressed
 	// bytes fetched and the tar bytes decompressed ahead of the applier
@@ -109,7 +109,7 @@ func Unpack(ctx context.Context, img v1.Image, dir string, log io.Writer) error 
 }
 
 // UnpackWith applies the layers of img onto the existing directory dir,
-// bottom layer first, with ApplyLayerWith's semantics and confinement.
+// bottom layer first, with layer.ApplyWith's semantics and confinement.
 //
 // Layers are streamed, never staged on disk. For each layer one goroutine
 // downloads the blob (layer.Compressed) and another decompresses it
@@ -272,7 +272,7 @@ func (u *unpacker) fetch(r *layerRun) error {
 	}
 	defer rc.Close()
 	src := io.Reader(rc)
-	if !verifiesDigest(rc) {
+	if _, verified := r.layer.(remoteLayer); !verified {
 		h, err := v1.Hasher(r.p.Digest.Algorithm)
 		if err != nil {
 			err = fmt.Errorf("unsupported digest algorithm: %w", err)
@@ -316,7 +316,7 @@ func (u *unpacker) decompress(r *layerRun) {
 func (u *unpacker) apply(r *layerRun) error {
 	u.update(r, func(p *LayerProgress) { p.State = LayerApplying })
 	counted := &countingReader{r: r.tar}
-	if err := ApplyLayerWith(counted, u.dir, ApplyOptions{AllowDevices: u.opts.AllowDevices}); err != nil {
+	if err := layer.ApplyWith(counted, u.dir, layer.Options{AllowDevices: u.opts.AllowDevices}); err != nil {
 		return err
 	}
 	// Read what follows the tar's end-of-archive marker: the blob is
@@ -354,17 +354,6 @@ func (u *unpacker) logf(format string, args ...any) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	fmt.Fprintf(u.opts.Log, format, args...)
-}
-
-// verifiesDigest tells whether rc, from a layer's Compressed, checks the
-// blob's size and digest itself: go-containerregistry's registry layers
-// do (the read that reaches the end fails on a mismatch), so hashing
-// them again would only cost time. Anything else is hashed by Unpack.
-func verifiesDigest(rc io.ReadCloser) bool {
-	t := reflect.TypeOf(rc)
-	return t != nil && t.Kind() == reflect.Pointer &&
-		t.Elem().PkgPath() == "github.com/google/go-containerregistry/pkg/v1/remote" &&
-		t.Elem().Name() == "limitedReadCloser"
 }
 
 // digestAtEOF hashes what is read through it and, when r ends, fails

@@ -16,6 +16,8 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/layer/layertest"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -37,7 +39,7 @@ func (l claimedDigest) Digest() (v1.Hash, error) { return l.digest, nil }
 
 func TestUnpackChecksDigestOfAnyLayer(t *testing.T) {
 	wrong := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
-	good := static.NewLayer(tarOf(t, file("f", "content", 0o644)), types.OCIUncompressedLayer)
+	good := static.NewLayer(layertest.Tar(t, layertest.File("f", "content", 0o644)), types.OCIUncompressedLayer)
 	img := registrytest.Image(t, v1.Config{}, claimedDigest{good, wrong})
 	err := image.Unpack(context.Background(), img, t.TempDir(), nil)
 	if err == nil || !strings.Contains(err.Error(), wrong.String()) || !strings.Contains(err.Error(), "does not match its digest") {
@@ -47,21 +49,21 @@ func TestUnpackChecksDigestOfAnyLayer(t *testing.T) {
 
 func TestUnpackCompressions(t *testing.T) {
 	// gzip (LayerFromFiles) under zstd and uncompressed layers.
-	tr := tarOf(t, file("etc/zstd", "z", 0o644), whiteout("etc/.wh.gz"))
+	tr := layertest.Tar(t, layertest.File("etc/zstd", "z", 0o644), layertest.Whiteout("etc/.wh.gz"))
 	zstdLayer := zstdLayerOf(t, tr)
 	img := registrytest.Image(t, v1.Config{},
 		registrytest.LayerFromFiles(t, map[string]string{"etc/gz": "g", "etc/keep": "k"}),
 		zstdLayer,
-		static.NewLayer(tarOf(t, file("etc/raw", "r", 0o644)), types.OCIUncompressedLayer),
+		static.NewLayer(layertest.Tar(t, layertest.File("etc/raw", "r", 0o644)), types.OCIUncompressedLayer),
 	)
 	root := t.TempDir()
 	var log bytes.Buffer
 	if err := image.Unpack(context.Background(), img, root, &log); err != nil {
 		t.Fatalf("Unpack: %v", err)
 	}
-	mustNotExist(t, filepath.Join(root, "etc/gz"))
+	layertest.MustNotExist(t, filepath.Join(root, "etc/gz"))
 	for p, want := range map[string]string{"etc/keep": "k", "etc/zstd": "z", "etc/raw": "r"} {
-		if got := readFile(t, filepath.Join(root, p)); got != want {
+		if got := layertest.ReadFile(t, filepath.Join(root, p)); got != want {
 			t.Errorf("%s = %q, want %q", p, got, want)
 		}
 	}
@@ -111,38 +113,6 @@ func TestUnpackStopsOnCancel(t *testing.T) {
 	}
 }
 
-// BenchmarkApplyLayer applies a generated 72 MB layer (64 files of 1 MiB,
-// 2000 files of 4 KiB in 40 directories).
-func BenchmarkApplyLayer(b *testing.B) {
-	var entries []entry
-	big := strings.Repeat("x", 1<<20)
-	for i := range 64 {
-		entries = append(entries, file(fmt.Sprintf("big/%02d", i), big, 0o644))
-	}
-	small := strings.Repeat("y", 4<<10)
-	for i := range 2000 {
-		entries = append(entries, file(fmt.Sprintf("small/%02d/%04d", i%40, i), small, 0o644))
-	}
-	data := tarOf(b, entries...)
-	b.SetBytes(int64(len(data)))
-	base := b.TempDir()
-	b.ResetTimer()
-	for i := range b.N {
-		root := filepath.Join(base, fmt.Sprint(i))
-		if err := os.Mkdir(root, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := image.ApplyLayer(bytes.NewReader(data), root); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		if err := os.RemoveAll(root); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-	}
-}
-
 // failingLayer is a layer whose download fails after some bytes.
 type failingLayer struct {
 	v1.Layer
@@ -177,15 +147,15 @@ func (l stalledLayer) Compressed() (io.ReadCloser, error) {
 func noisyTar(t *testing.T, prefix string, n, size int, seed int64) []byte {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
-	var entries []entry
+	var entries []layertest.Entry
 	for i := range n {
 		b := make([]byte, size)
 		for j := range b {
 			b[j] = byte(rng.IntN(256))
 		}
-		entries = append(entries, file(fmt.Sprintf("%s/%03d", prefix, i), string(b), 0o644))
+		entries = append(entries, layertest.File(fmt.Sprintf("%s/%03d", prefix, i), string(b), 0o644))
 	}
-	return tarOf(t, entries...)
+	return layertest.Tar(t, entries...)
 }
 
 func TestUnpackManyLayersInATinyBudget(t *testing.T) {
@@ -194,7 +164,7 @@ func TestUnpackManyLayersInATinyBudget(t *testing.T) {
 	var layers []v1.Layer
 	for i := range 10 {
 		data := noisyTar(t, fmt.Sprintf("l%d", i), 3, 1<<20+i, int64(i))
-		extra := tarOf(t, file("shared", fmt.Sprintf("layer %d", i), 0o644), whiteout(fmt.Sprintf(".wh.l%d", i-2)))
+		extra := layertest.Tar(t, layertest.File("shared", fmt.Sprintf("layer %d", i), 0o644), layertest.Whiteout(fmt.Sprintf(".wh.l%d", i-2)))
 		data = append(data[:len(data)-1024], extra...) // one tar: drop the first end-of-archive blocks
 		switch i % 3 {
 		case 0:
@@ -212,14 +182,14 @@ func TestUnpackManyLayersInATinyBudget(t *testing.T) {
 	if err := image.UnpackWith(ctx, img, root, image.UnpackOptions{MemoryBudget: 1}); err != nil {
 		t.Fatalf("UnpackWith: %v", err)
 	}
-	if got := readFile(t, filepath.Join(root, "shared")); got != "layer 9" {
+	if got := layertest.ReadFile(t, filepath.Join(root, "shared")); got != "layer 9" {
 		t.Errorf("shared = %q, want the top layer's", got)
 	}
 	for i := range 10 {
 		p := filepath.Join(root, fmt.Sprintf("l%d/002", i))
 		if i < 8 {
-			mustNotExist(t, p)
-		} else if st := lstat(t, p); st.Size != 1<<20+int64(i) {
+			layertest.MustNotExist(t, p)
+		} else if st := layertest.Lstat(t, p); st.Size != 1<<20+int64(i) {
 			t.Errorf("%s: size %d", p, st.Size)
 		}
 	}
@@ -238,26 +208,26 @@ func gzipLayerOf(t testing.TB, data []byte) v1.Layer {
 }
 
 func TestUnpackStopsAtACorruptLayer(t *testing.T) {
-	good := static.NewLayer(tarOf(t, file("one", "1", 0o644)), types.OCIUncompressedLayer)
+	good := static.NewLayer(layertest.Tar(t, layertest.File("one", "1", 0o644)), types.OCIUncompressedLayer)
 	wrong := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("cd", 32)}
-	bad := claimedDigest{static.NewLayer(tarOf(t, file("two", "2", 0o644)), types.OCIUncompressedLayer), wrong}
-	after := static.NewLayer(tarOf(t, file("three", "3", 0o644)), types.OCIUncompressedLayer)
+	bad := claimedDigest{static.NewLayer(layertest.Tar(t, layertest.File("two", "2", 0o644)), types.OCIUncompressedLayer), wrong}
+	after := static.NewLayer(layertest.Tar(t, layertest.File("three", "3", 0o644)), types.OCIUncompressedLayer)
 	img := registrytest.Image(t, v1.Config{}, good, bad, after)
 	root := t.TempDir()
 	err := image.UnpackWith(context.Background(), img, root, image.UnpackOptions{})
 	if err == nil || !strings.Contains(err.Error(), "layer 2/3 "+wrong.String()) || !strings.Contains(err.Error(), "does not match its digest") {
 		t.Fatalf("error %v, want a digest mismatch naming layer 2/3 %s", err, wrong)
 	}
-	if got := readFile(t, filepath.Join(root, "one")); got != "1" {
+	if got := layertest.ReadFile(t, filepath.Join(root, "one")); got != "1" {
 		t.Errorf("layer 1 not applied: one = %q", got)
 	}
-	mustNotExist(t, filepath.Join(root, "three")) // nothing of a layer above an unverified one
+	layertest.MustNotExist(t, filepath.Join(root, "three")) // nothing of a layer above an unverified one
 }
 
 func TestUnpackFetchErrorNamesTheLayer(t *testing.T) {
 	big := gzipLayerOf(t, noisyTar(t, "big", 2, 1<<20, 7))
 	img := registrytest.Image(t, v1.Config{},
-		static.NewLayer(tarOf(t, file("one", "1", 0o644)), types.OCIUncompressedLayer),
+		static.NewLayer(layertest.Tar(t, layertest.File("one", "1", 0o644)), types.OCIUncompressedLayer),
 		failingLayer{big, 100 << 10},
 	)
 	d, err := big.Digest()
@@ -273,7 +243,7 @@ func TestUnpackFetchErrorNamesTheLayer(t *testing.T) {
 func TestUnpackCancelWhileFetching(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	img := registrytest.Image(t, v1.Config{},
-		static.NewLayer(tarOf(t, file("one", "1", 0o644)), types.OCIUncompressedLayer),
+		static.NewLayer(layertest.Tar(t, layertest.File("one", "1", 0o644)), types.OCIUncompressedLayer),
 		stalledLayer{gzipLayerOf(t, noisyTar(t, "big", 4, 1<<20, 8)), ctx},
 	)
 	time.AfterFunc(200*time.Millisecond, cancel)
@@ -290,15 +260,15 @@ func TestUnpackCancelWhileFetching(t *testing.T) {
 }
 
 func TestUnpackRefusesDevicesUnlessAllowed(t *testing.T) {
-	null := entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}}
-	disk := entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/sda", Mode: 0o660, Devmajor: 8, Devminor: 0}}
-	fifo := entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "run/fifo", Mode: 0o600}}
-	base := gzipLayerOf(t, tarOf(t, file("etc/os-release", "ID=test\n", 0o644), fifo))
+	null := layertest.Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}}
+	disk := layertest.Entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/sda", Mode: 0o660, Devmajor: 8, Devminor: 0}}
+	fifo := layertest.Entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "run/fifo", Mode: 0o600}}
+	base := gzipLayerOf(t, layertest.Tar(t, layertest.File("etc/os-release", "ID=test\n", 0o644), fifo))
 	for _, tc := range []struct {
-		dev   entry
+		dev   layertest.Entry
 		words string
 	}{{null, "character device node 1:3"}, {disk, "block device node 8:0"}} {
-		devices := gzipLayerOf(t, tarOf(t, tc.dev))
+		devices := gzipLayerOf(t, layertest.Tar(t, tc.dev))
 		d, err := devices.Digest()
 		if err != nil {
 			t.Fatal(err)
@@ -314,8 +284,8 @@ func TestUnpackRefusesDevicesUnlessAllowed(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, want)
 			}
 		}
-		mustNotExist(t, filepath.Join(root, tc.dev.Name))
-		if st := lstat(t, filepath.Join(root, "run/fifo")); st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		layertest.MustNotExist(t, filepath.Join(root, tc.dev.Name))
+		if st := layertest.Lstat(t, filepath.Join(root, "run/fifo")); st.Mode&unix.S_IFMT != unix.S_IFIFO {
 			t.Errorf("run/fifo mode %#o: FIFOs are allowed", st.Mode)
 		}
 
@@ -323,7 +293,7 @@ func TestUnpackRefusesDevicesUnlessAllowed(t *testing.T) {
 		if err := image.UnpackWith(context.Background(), img, root, image.UnpackOptions{AllowDevices: true}); err != nil {
 			t.Fatalf("UnpackWith with AllowDevices: %v", err)
 		}
-		if st := lstat(t, filepath.Join(root, tc.dev.Name)); st.Rdev != unix.Mkdev(uint32(tc.dev.Devmajor), uint32(tc.dev.Devminor)) {
+		if st := layertest.Lstat(t, filepath.Join(root, tc.dev.Name)); st.Rdev != unix.Mkdev(uint32(tc.dev.Devmajor), uint32(tc.dev.Devminor)) {
 			t.Errorf("%s: rdev %#x", tc.dev.Name, st.Rdev)
 		}
 		if err := image.Unpack(context.Background(), img, t.TempDir(), nil); err != nil {
@@ -333,20 +303,20 @@ func TestUnpackRefusesDevicesUnlessAllowed(t *testing.T) {
 }
 
 func TestUnpackHostileLayerNamesLayerAndEntry(t *testing.T) {
-	base := sandbox(t)
+	base := layertest.Sandbox(t)
 	root := filepath.Join(base, "root")
-	before := outsideSnapshot(t, base)
-	hostile := gzipLayerOf(t, tarOf(t, symlink("link", filepath.Join(base, "sibling")), file("link/evil", "x", 0o644)))
+	before := layertest.OutsideSnapshot(t, base)
+	hostile := gzipLayerOf(t, layertest.Tar(t, layertest.Symlink("link", filepath.Join(base, "sibling")), layertest.File("link/evil", "x", 0o644)))
 	d, err := hostile.Digest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := registrytest.Image(t, v1.Config{}, static.NewLayer(tarOf(t, file("ok", "1", 0o644)), types.OCIUncompressedLayer), hostile)
+	img := registrytest.Image(t, v1.Config{}, static.NewLayer(layertest.Tar(t, layertest.File("ok", "1", 0o644)), types.OCIUncompressedLayer), hostile)
 	err = image.UnpackWith(context.Background(), img, root, image.UnpackOptions{})
 	if err == nil || !strings.Contains(err.Error(), "layer 2/2 "+d.String()) || !strings.Contains(err.Error(), `entry "link/evil"`) {
 		t.Errorf("error %v, want one naming layer 2/2 %s and entry link/evil", err, d)
 	}
-	if after := outsideSnapshot(t, base); !slices.Equal(before, after) {
+	if after := layertest.OutsideSnapshot(t, base); !slices.Equal(before, after) {
 		t.Errorf("outside root changed:\nbefore %q\nafter  %q", before, after)
 	}
 }
@@ -354,7 +324,7 @@ func TestUnpackHostileLayerNamesLayerAndEntry(t *testing.T) {
 func TestUnpackProgress(t *testing.T) {
 	layers := []v1.Layer{
 		gzipLayerOf(t, noisyTar(t, "a", 3, 1<<20, 1)),
-		zstdLayerOf(t, tarOf(t, file("b", "b", 0o644))),
+		zstdLayerOf(t, layertest.Tar(t, layertest.File("b", "b", 0o644))),
 		static.NewLayer(noisyTar(t, "c", 1, 300<<10, 3), types.OCIUncompressedLayer),
 	}
 	img := registrytest.Image(t, v1.Config{}, layers...)
@@ -391,7 +361,7 @@ func TestUnpackProgress(t *testing.T) {
 }
 
 func TestUnpackRefusesHugeZstdWindows(t *testing.T) {
-	l := zstdLayerOf(t, tarOf(t, file("f", strings.Repeat("x", 1<<20), 0o644)), zstd.WithWindowSize(64<<20))
+	l := zstdLayerOf(t, layertest.Tar(t, layertest.File("f", strings.Repeat("x", 1<<20), 0o644)), zstd.WithWindowSize(64<<20))
 	err := image.UnpackWith(context.Background(), registrytest.Image(t, v1.Config{}, l), t.TempDir(), image.UnpackOptions{})
 	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "layer 1/1") || !strings.Contains(err.Error(), "zstd") || !strings.Contains(err.Error(), "window") {
@@ -405,7 +375,7 @@ func TestUnpackRefusesHugeZstdWindows(t *testing.T) {
 // network. bench/pull.sh measures the whole pull against other tools.
 func BenchmarkUnpack(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	var entries []entry
+	var entries []layertest.Entry
 	for i := range 600 {
 		body := make([]byte, 40<<10)
 		for j := range body {
@@ -415,9 +385,9 @@ func BenchmarkUnpack(b *testing.B) {
 				body[j] = byte(rng.IntN(256))
 			}
 		}
-		entries = append(entries, file(fmt.Sprintf("d%02d/f%03d", i%20, i), string(body), 0o644))
+		entries = append(entries, layertest.File(fmt.Sprintf("d%02d/f%03d", i%20, i), string(body), 0o644))
 	}
-	data := tarOf(b, entries...)
+	data := layertest.Tar(b, entries...)
 	for _, c := range []struct {
 		name  string
 		layer func() v1.Layer

@@ -68,6 +68,10 @@ type Options struct {
 	// it needs) installed as /bin/busybox with /bin/sh linked to it, for
 	// ociboot.on_failure=shell.
 	Shell string
+	// Programs are more host programs (paths, or names looked up on
+	// PATH), each kept at its host path with the shared libraries it
+	// needs (ociboot build --include-program).
+	Programs []string
 	// Keymaps are console keymaps (kbd names such as fr-latin1, or
 	// "common" for CommonKeymaps), converted with the host's `loadkeys -b`
 	// and stored for ociboot.keymap=.
@@ -140,6 +144,8 @@ type Report struct {
 	CACerts int
 	// Shell is the shell's path in the image ("" for none).
 	Shell string
+	// Programs are the programs of Options.Programs, with their libraries.
+	Programs []Program
 	// Keymaps are the names of the keymaps stored.
 	Keymaps []string
 	// FirstSegment is the compressed size of the first segment (all of
@@ -147,6 +153,13 @@ type Report struct {
 	// segment of ModulesAll and Firmware (zero without them).
 	FirstSegment  int64
 	SecondSegment Segment
+}
+
+// Program is a host program put into the image, with the libraries it
+// needs.
+type Program struct {
+	File
+	Libraries []File
 }
 
 // Segment is the second archive of an image: entries, cpio bytes and
@@ -212,6 +225,9 @@ func Build(opts Options) (*Report, error) {
 		}
 	}
 	if err := addRegistryFiles(t, opts, rep); err != nil {
+		return nil, err
+	}
+	if err := addPrograms(t, opts.Programs, rep); err != nil {
 		return nil, err
 	}
 	if err := addShell(t, opts.Shell, rep); err != nil {
@@ -321,8 +337,73 @@ func addInit(t *tree, bin string, rep *Report) error {
 	return nil
 }
 
-// addRuntime adds the OCI runtime at its host path, with every shared
-// library it needs, keeping the host's symlinks.
+// addProgram adds the host program bin (an absolute path to an ELF file)
+// with its ELF closure: every shared library it needs, the dynamic loader
+// included, each at its host path with the host's symlinks. The program
+// goes at its host path too, or at dst when set. It returns what it
+// added: the program's file, then the libraries. from says, in
+// messages, who asked for it.
+func addProgram(t *tree, bin, dst, from string) (File, []File, error) {
+	var prog File
+	if err := checkELF(bin); err != nil {
+		return prog, nil, err
+	}
+	if dst == "" {
+		file, err := t.addHostPath(bin, from)
+		if err != nil {
+			return prog, nil, err
+		}
+		prog = File{Path: bin, Size: t.entries[clean(file)].size}
+	} else {
+		if err := t.addFile(dst, bin, 0o755, from); err != nil {
+			return prog, nil, err
+		}
+		prog = File{Path: bin, Size: t.entries[clean(dst)].size}
+	}
+	closure, err := libraryClosure(bin)
+	if err != nil {
+		return prog, nil, fmt.Errorf("%s: %w", bin, err)
+	}
+	var libs []File
+	for _, lib := range closure {
+		file, err := t.addHostPath(lib, from)
+		if err != nil {
+			return prog, nil, fmt.Errorf("library %s of %s: %w", lib, bin, err)
+		}
+		libs = append(libs, File{Path: lib, Size: t.entries[clean(file)].size})
+	}
+	return prog, libs, nil
+}
+
+// checkELF says what bin is when it is not an ELF file.
+func checkELF(bin string) error {
+	f, err := os.Open(bin)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != "\x7fELF" {
+		what := "not an ELF program"
+		if string(magic[:2]) == "#!" {
+			what += " but a script: add its interpreter with --include-program and the script with --include"
+		}
+		return fmt.Errorf("%s is %s", bin, what)
+	}
+	return nil
+}
+
+// lookProgram finds a program given by name on PATH, or by path, and
+// returns its absolute path.
+func lookProgram(name string) (string, error) {
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Abs(bin)
+}
+
+// addRuntime adds the OCI runtime at its host path, with its ELF closure.
 func addRuntime(t *tree, runtime string, rep *Report) error {
 	switch {
 	case runtime == "none":
@@ -332,30 +413,31 @@ func addRuntime(t *tree, runtime string, rep *Report) error {
 	case runtime != "crun" && runtime != "runc" && !filepath.IsAbs(runtime):
 		return fmt.Errorf("initramfs: runtime %q: want crun, runc, none or an absolute path", runtime)
 	}
-	bin, err := exec.LookPath(runtime)
+	bin, err := lookProgram(runtime)
 	if err != nil {
 		return fmt.Errorf("initramfs: runtime %s: %w", runtime, err)
 	}
-	if bin, err = filepath.Abs(bin); err != nil {
-		return fmt.Errorf("initramfs: runtime %s: %w", runtime, err)
-	}
-	from := "the runtime " + bin
-	file, err := t.addHostPath(bin, from)
+	prog, libs, err := addProgram(t, bin, "", "the runtime "+bin)
 	if err != nil {
 		return fmt.Errorf("initramfs: runtime: %w", err)
 	}
-	rep.Runtime = bin
-	rep.RuntimeFile = File{Path: bin, Size: t.entries[clean(file)].size}
-	libs, err := libraryClosure(bin)
-	if err != nil {
-		return fmt.Errorf("initramfs: runtime %s: %w", bin, err)
-	}
-	for _, lib := range libs {
-		file, err := t.addHostPath(lib, from)
+	rep.Runtime, rep.RuntimeFile, rep.Libraries = bin, prog, libs
+	return nil
+}
+
+// addPrograms adds the programs of --include-program, each at its host
+// path with its ELF closure.
+func addPrograms(t *tree, names []string, rep *Report) error {
+	for _, name := range names {
+		bin, err := lookProgram(name)
 		if err != nil {
-			return fmt.Errorf("initramfs: library %s of %s: %w", lib, bin, err)
+			return fmt.Errorf("initramfs: --include-program %s: %w", name, err)
 		}
-		rep.Libraries = append(rep.Libraries, File{Path: lib, Size: t.entries[clean(file)].size})
+		prog, libs, err := addProgram(t, bin, "", "--include-program "+name)
+		if err != nil {
+			return fmt.Errorf("initramfs: --include-program %s: %w", name, err)
+		}
+		rep.Programs = append(rep.Programs, Program{File: prog, Libraries: libs})
 	}
 	return nil
 }
@@ -366,8 +448,8 @@ const (
 	shellPath   = "/bin/sh"
 )
 
-// addShell installs the host's busybox as /bin/busybox, with the
-// libraries it needs if it is not static, and /bin/sh linked to it.
+// addShell installs the host's busybox as /bin/busybox, with its ELF
+// closure if it is not static, and /bin/sh linked to it.
 func addShell(t *tree, busybox string, rep *Report) error {
 	if busybox == "" {
 		return nil
@@ -377,17 +459,8 @@ func addShell(t *tree, busybox string, rep *Report) error {
 	if err != nil || string(out) != "ok\n" {
 		return fmt.Errorf("initramfs: %s: not a busybox with a working sh applet (%v)", from, err)
 	}
-	if err := t.addFile(busyboxPath, busybox, 0o755, from); err != nil {
-		return fmt.Errorf("initramfs: %w", err)
-	}
-	libs, err := libraryClosure(busybox)
-	if err != nil {
+	if _, _, err := addProgram(t, busybox, busyboxPath, from); err != nil {
 		return fmt.Errorf("initramfs: %s: %w", from, err)
-	}
-	for _, lib := range libs {
-		if _, err := t.addHostPath(lib, from); err != nil {
-			return fmt.Errorf("initramfs: library %s of %s: %w", lib, busybox, err)
-		}
 	}
 	if err := t.addSymlink(shellPath, "busybox", from); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
@@ -495,7 +568,7 @@ func moduleSource(opts Options) (kver, dir string, err error) {
 	case dir != "" && kver == "":
 		kver = filepath.Base(dir)
 	case kver == "":
-		if kver, err = newestKernel(modulesRoot); err != nil {
+		if kver, err = kmod.NewestRelease(modulesRoot); err != nil {
 			return "", "", fmt.Errorf("initramfs: choosing the kernel version: %w", err)
 		}
 	}

@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -22,7 +24,7 @@ import (
 // linux-image-amd64, which `make test` installs), and hostModules its
 // modules directory. An empty hostKernel makes the tests that need it fail.
 var (
-	hostKernel, _ = newestKernel("/lib/modules")
+	hostKernel, _ = kmod.NewestRelease("/lib/modules")
 	hostModules   = "/lib/modules/" + hostKernel
 )
 
@@ -561,23 +563,6 @@ func TestTreeFollowsArchiveSymlinks(t *testing.T) {
 	}
 }
 
-func TestNewestKernel(t *testing.T) {
-	root := t.TempDir()
-	for _, v := range []string{"6.1.0-9-amd64", "6.1.0-56-amd64", "6.1.0-10-amd64", "5.19.0-1-amd64"} {
-		must(t, os.Mkdir(filepath.Join(root, v), 0o755))
-	}
-	must(t, os.WriteFile(filepath.Join(root, "7.0-not-a-dir"), nil, 0o644))
-	if v, err := newestKernel(root); err != nil || v != "6.1.0-56-amd64" {
-		t.Errorf("newestKernel = %q, %v; want 6.1.0-56-amd64", v, err)
-	}
-	if _, err := newestKernel(t.TempDir()); err == nil {
-		t.Error("newestKernel of an empty directory succeeded")
-	}
-	if c := compareVersions("6.10.1", "6.9.12"); c <= 0 {
-		t.Errorf("6.10.1 vs 6.9.12 = %d, want > 0", c)
-	}
-}
-
 // BenchmarkBuildZstd builds the default image: crun, virtio_pci and
 // virtio_net, zstd, with this test binary's bytes (its ELF magic spoiled,
 // as it may be dynamically linked) standing in for a 15 MB ociboot.
@@ -601,4 +586,47 @@ func BenchmarkBuildZstd(b *testing.B) {
 	}
 	b.ReportMetric(float64(rep.OutputSize), "bytes/image")
 	b.ReportMetric(float64(rep.ArchiveSize), "bytes/cpio")
+}
+
+// TestIncludeProgram checks --include-program with the next tool the
+// boot needs, Debian's mke2fs: unpacked with cpio(1), the image runs it
+// in a chroot, every shared library found inside.
+func TestIncludeProgram(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "initramfs.img")
+	rep, raw := build(t, Options{Output: out, Compression: None, InitBinary: smallInit(t), Runtime: "none", Programs: []string{"mke2fs"}})
+	if len(rep.Programs) != 1 || rep.Programs[0].Path != "/usr/sbin/mke2fs" || len(rep.Programs[0].Libraries) < 3 {
+		t.Fatalf("report: %+v, want mke2fs with its libraries", rep.Programs)
+	}
+	a := readCPIO(t, raw)
+	for _, f := range append([]File{rep.Programs[0].File}, rep.Programs[0].Libraries...) {
+		if _, ok := a.records[a.resolve(t, f.Path)]; !ok {
+			t.Errorf("%s is not in the image", f.Path)
+		}
+	}
+	root := t.TempDir()
+	unpack := exec.Command("cpio", "-id", "--quiet")
+	unpack.Dir, unpack.Stdin = root, bytes.NewReader(raw)
+	if b, err := unpack.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -id: %v\n%s", err, b)
+	}
+	run := exec.Command("/usr/sbin/mke2fs", "-V")
+	run.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	b, err := run.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "mke2fs") {
+		t.Errorf("mke2fs -V in the image: %v\n%s", err, b)
+	}
+}
+
+func TestIncludeProgramErrors(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "script")
+	must(t, os.WriteFile(script, []byte("#!/bin/sh\necho hi\n"), 0o755))
+	for _, tc := range []struct{ program, want string }{
+		{"no-such-program-q", `--include-program no-such-program-q: exec: "no-such-program-q": executable file not found`},
+		{script, "--include-program " + script + ": " + script + " is not an ELF program but a script"},
+	} {
+		_, err := Build(Options{Output: filepath.Join(t.TempDir(), "x.img"), InitBinary: smallInit(t), Runtime: "none", Programs: []string{tc.program}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.program, err, tc.want)
+		}
+	}
 }

@@ -9,7 +9,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +16,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
-	"github.com/ociboot/ociboot/internal/console"
+	"github.com/ociboot/ociboot/internal/event"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/runtime"
 )
@@ -55,14 +54,17 @@ type Procs interface {
 
 // Config is what Run needs.
 type Config struct {
-	Plan    *bootcfg.Plan
+	Plan *bootcfg.Plan
+	// Puller pulls the images, with the Plan's registry settings.
+	Puller  *image.Puller
 	Runtime runtime.Runtime
 	// StateDir holds one bundle (config.json + rootfs) per container
 	// while it runs.
 	StateDir string
 	Procs    Procs
-	// Log gets ociboot's progress lines.
-	Log io.Writer
+	// Events receives what happens: pulls, container starts and exits,
+	// progress lines.
+	Events *event.Reporter
 	// Stdin, Stdout and Stderr are the containers' stdio; nil means the
 	// process's own (the console).
 	Stdin, Stdout, Stderr *os.File
@@ -180,10 +182,10 @@ func Run(ctx context.Context, c Config) Result {
 		}
 		r, err := c.start(ctx, j, s.env())
 		if err != nil {
-			fmt.Fprintf(c.Log, "ociboot: %s: %v\n", j, err)
+			c.Events.Report(event.ContainerFailed{Job: j.String(), Err: err})
 			continue
 		}
-		fmt.Fprintf(c.Log, "ociboot: %s: running in the background\n", j)
+		c.Events.Report(event.ContainerBackground{Job: j.String()})
 		services = append(services, r)
 	}
 
@@ -191,11 +193,11 @@ func Run(ctx context.Context, c Config) Result {
 	for _, j := range jobs(c.Plan.Containers, "container", "container") {
 		switch {
 		case ctx.Err() != nil:
-			fmt.Fprintf(c.Log, "ociboot: %s: not started: shutting down\n", j)
+			c.Events.Report(event.ContainerSkipped{Job: j.String(), Why: "shutting down"})
 			s.record(j.ct.Spec, StatusSetupFailed, true)
 			continue
 		case stopped:
-			fmt.Fprintf(c.Log, "ociboot: %s: not started: pipefail, an earlier container failed\n", j)
+			c.Events.Report(event.ContainerSkipped{Job: j.String(), Why: "pipefail, an earlier container failed"})
 			continue
 		}
 		code := c.runJob(ctx, j, s.env())
@@ -205,7 +207,7 @@ func Run(ctx context.Context, c Config) Result {
 
 	for _, j := range jobs(c.Plan.PostContainers, "post container", "post") {
 		if ctx.Err() != nil {
-			fmt.Fprintf(c.Log, "ociboot: %s: not started: shutting down\n", j)
+			c.Events.Report(event.ContainerSkipped{Job: j.String(), Why: "shutting down"})
 			continue
 		}
 		s.record(j.ct.Spec, c.runJob(ctx, j, s.env()), false)
@@ -213,7 +215,7 @@ func Run(ctx context.Context, c Config) Result {
 
 	for _, r := range services {
 		code := c.stop(r)
-		fmt.Fprintf(c.Log, "ociboot: %s: stopped, status %d\n", r.job, code)
+		c.Events.Report(event.ContainerExit{Job: r.job.String(), Status: code, Stopped: true})
 	}
 	return s.Result
 }
@@ -228,7 +230,7 @@ type running struct {
 func (c Config) runJob(ctx context.Context, j job, env []string) int {
 	r, err := c.start(ctx, j, env)
 	if err != nil {
-		fmt.Fprintf(c.Log, "ociboot: %s: %v\n", j, err)
+		c.Events.Report(event.ContainerFailed{Job: j.String(), Err: err})
 		return StatusSetupFailed
 	}
 	var code int
@@ -237,7 +239,7 @@ func (c Config) runJob(ctx context.Context, j job, env []string) int {
 	case <-ctx.Done():
 		code = c.stop(r)
 	}
-	fmt.Fprintf(c.Log, "ociboot: %s exited with status %d\n", j, code)
+	c.Events.Report(event.ContainerExit{Job: j.String(), Status: code})
 	return code
 }
 
@@ -245,13 +247,13 @@ func (c Config) runJob(ctx context.Context, j job, env []string) int {
 // when it ends.
 func (c Config) start(ctx context.Context, j job, env []string) (*running, error) {
 	bundle := filepath.Join(c.StateDir, "containers", j.id)
-	fmt.Fprintf(c.Log, "ociboot: %s: pulling %s\n", j, j.ct.Image)
+	c.Events.Report(event.Pull{Job: j.String(), Image: j.ct.Image})
 	begin := time.Now()
 	if err := prepare(ctx, c, j.ct, bundle, env); err != nil {
 		os.RemoveAll(bundle)
 		return nil, err
 	}
-	fmt.Fprintf(c.Log, "ociboot: %s: starting %s (pulled and unpacked in %s)\n", j, j.id, time.Since(begin).Round(time.Millisecond))
+	c.Events.Report(event.ContainerStart{Job: j.String(), ID: j.id, Prepared: time.Since(begin)})
 	cmd := c.Runtime.Command(bundle, j.id)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr)
 	if !j.ct.Interactive && !j.ct.TTY {
@@ -308,19 +310,7 @@ func stdio(f, def *os.File) *os.File {
 
 // prepare pulls the image, unpacks it and writes the bundle.
 func prepare(ctx context.Context, c Config, ct bootcfg.Container, bundle string, env []string) error {
-	platform := c.Plan.Platform
-	if ct.Platform.Architecture != "" {
-		platform = ct.Platform
-	}
-	img, err := image.Pull(ctx, ct.Image, image.PullOptions{
-		Insecure: c.Plan.InsecureRegistries,
-		Platform: platform,
-		Log:      console.Stage(c.Log, "image"),
-		Mirrors:  c.Plan.RegistryMirrors,
-		Auth:     c.Plan.RegistryAuth,
-		CACerts:  c.Plan.CACerts,
-		Timeout:  c.Plan.PullTimeout,
-	})
+	img, err := c.Puller.Pull(ctx, ct.Image, ct.Platform, c.Events.Writer("image"))
 	if err != nil {
 		return err
 	}
@@ -328,7 +318,7 @@ func prepare(ctx context.Context, c Config, ct bootcfg.Container, bundle string,
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", rootfs, err)
 	}
-	if err := image.Unpack(ctx, img, rootfs, console.Stage(c.Log, "image")); err != nil {
+	if err := image.Unpack(ctx, img, rootfs, c.Events.Writer("image")); err != nil {
 		return err
 	}
 	cfg, err := img.ConfigFile()

@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/cruntest"
+	"github.com/ociboot/ociboot/internal/event"
+	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/runtime"
@@ -69,7 +72,11 @@ func (h *harness) containers(t *testing.T, specs ...string) []bootcfg.Container 
 // result, the containers' output and ociboot's log.
 func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan) (Result, string, string) {
 	t.Helper()
-	plan.InsecureRegistries = []string{h.reg.Addr}
+	plan.Registry.Insecure = []string{h.reg.Addr}
+	puller, err := image.NewPuller(plan.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
 	plan.PoweroffDelay = -1
 	out, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
 	if err != nil {
@@ -77,16 +84,19 @@ func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan)
 	}
 	defer out.Close()
 	var log bytes.Buffer
+	var rec event.Recorder
 	state := t.TempDir()
 	res := Run(ctx, Config{
 		Plan:     plan,
+		Puller:   puller,
 		Runtime:  runtime.Runtime{Path: cruntest.Path},
 		StateDir: state,
 		Procs:    h.reaper,
-		Log:      &log,
+		Events:   event.New(console.Sink{W: &log}, &rec),
 		Stdout:   out,
 		Stderr:   out,
 	})
+	checkEvents(t, rec.Events())
 	data, err := os.ReadFile(out.Name())
 	if err != nil {
 		t.Fatal(err)
@@ -267,3 +277,29 @@ func TestEnvironmentAndEndActions(t *testing.T) {
 
 // failing2 is the spec of the plan's second container.
 func failing2(p *bootcfg.Plan) string { return p.Containers[1].Spec }
+
+// checkEvents checks the typed events of a run: every container that
+// starts was pulled first, and exits once.
+func checkEvents(t *testing.T, events []event.Event) {
+	t.Helper()
+	pulled, running := map[string]bool{}, map[string]bool{}
+	for _, e := range events {
+		switch e := e.(type) {
+		case event.Pull:
+			pulled[e.Job] = true
+		case event.ContainerStart:
+			if !pulled[e.Job] || running[e.Job] {
+				t.Errorf("%s started twice, or without a pull event", e.Job)
+			}
+			running[e.Job] = true
+		case event.ContainerExit:
+			if !running[e.Job] {
+				t.Errorf("%s exited with status %d, but no start was reported", e.Job, e.Status)
+			}
+			delete(running, e.Job)
+		}
+	}
+	for job := range running {
+		t.Errorf("%s started, but no exit was reported", job)
+	}
+}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/containerinit"
+	"github.com/ociboot/ociboot/internal/layer"
 )
 
 // SpecVersion is the ociVersion of the specs Spec writes: the runtime spec
@@ -86,11 +87,11 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 		return nil, err
 	}
 
-	root, err := os.OpenRoot(o.RootfsDir)
+	root, err := unix.Open(o.RootfsDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("rootfs of image %s: %w", c.Image, err)
+		return nil, fmt.Errorf("rootfs of image %s: open %s: %w", c.Image, o.RootfsDir, err)
 	}
-	defer root.Close()
+	defer unix.Close(root)
 	userSpec := firstNonEmpty(c.User, cfg.User)
 	user, err := resolveUser(root, userSpec)
 	if err != nil {
@@ -268,33 +269,22 @@ func setDefault(env []string, key, value string) []string {
 }
 
 // makeWorkdir creates dir (absolute, clean) in the rootfs when missing,
-// giving the directories it creates to the container's user.
-func makeWorkdir(root *os.Root, dir string, u execUser) error {
-	rel := strings.TrimPrefix(dir, "/")
-	if rel == "" {
+// giving the directories it creates to the container's user. The rootfs's
+// links are followed inside it, as the container will see them.
+func makeWorkdir(root int, dir string, u execUser) error {
+	fd, err := layer.MkdirAllInRoot(root, dir, 0o755, func(fd int, name string) error {
+		if err := unix.Fchownat(fd, "", int(u.uid), int(u.gid), unix.AT_EMPTY_PATH); err != nil {
+			return fmt.Errorf("chown %s to %d:%d: %w", name, u.uid, u.gid, err)
+		}
 		return nil
-	}
-	parts := strings.Split(rel, "/")
-	for i := range parts {
-		p := path.Join(parts[:i+1]...)
-		err := root.Mkdir(p, 0o755)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := root.Lchown(p, int(u.uid), int(u.gid)); err != nil {
-			return err
-		}
-	}
-	fi, err := root.Stat(rel)
+	})
 	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) {
+			return fmt.Errorf("%s exists in the rootfs and is not a directory", dir)
+		}
 		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s exists in the rootfs and is not a directory", dir)
-	}
+	unix.Close(fd)
 	return nil
 }
 

@@ -451,3 +451,35 @@ func TestWriteBundleReplaces(t *testing.T) {
 		t.Errorf("bundle in a file: error %v", err)
 	}
 }
+
+// TestImageLinksResolveInside checks that the image's absolute links mean
+// what they mean once the image is "/": /etc/passwd linked to
+// /usr/share/base/passwd, and a working directory below /srv linked to
+// /data, resolve inside the rootfs, never on the host.
+func TestImageLinksResolveInside(t *testing.T) {
+	rootfs := testRootfs(t, map[string]string{"usr/share/base/passwd": testPasswd, "etc/group": testGroup})
+	if err := os.Symlink("/usr/share/base/passwd", filepath.Join(rootfs, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(rootfs, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/data", filepath.Join(rootfs, "srv")); err != nil {
+		t.Fatal(err)
+	}
+	img := &v1.ConfigFile{Config: v1.Config{Cmd: []string{"sh"}, WorkingDir: "/srv/app"}}
+	s, err := Spec(img, bootcfg.Container{Image: "x", User: "app"}, Options{RootfsDir: rootfs, Hostname: "h", DevDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := s.Process.User; u.UID != 1000 || u.GID != 1000 {
+		t.Errorf("user app through the linked /etc/passwd: %d:%d, want 1000:1000", u.UID, u.GID)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(rootfs, "data/app"), &st); err != nil || st.Uid != 1000 {
+		t.Errorf("/srv/app through /srv -> /data: %v, owner %d; want the rootfs's /data/app, owned by app", err, st.Uid)
+	}
+	if _, err := os.Stat("/data/app"); err == nil {
+		t.Error("/data/app was made on the host")
+	}
+}

@@ -3,10 +3,11 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"strconv"
 	"strings"
+
+	"github.com/ociboot/ociboot/internal/layer"
+	"golang.org/x/sys/unix"
 )
 
 // execUser is who the container's process runs as.
@@ -36,7 +37,7 @@ type groupEntry struct {
 // group is then 0); a named group must be in /etc/group; without an explicit
 // group, the supplementary groups are those of /etc/group that list the
 // user's name.
-func resolveUser(root *os.Root, spec string) (execUser, error) {
+func resolveUser(root int, spec string) (execUser, error) {
 	userPart, groupPart, hasGroup := strings.Cut(firstNonEmpty(spec, "0"), ":")
 	u := execUser{home: "/"}
 	users, err := readPasswd(root)
@@ -91,7 +92,7 @@ func resolveUser(root *os.Root, spec string) (execUser, error) {
 	return u, nil
 }
 
-func resolveGroup(root *os.Root, groups []groupEntry, name string) (uint32, error) {
+func resolveGroup(root int, groups []groupEntry, name string) (uint32, error) {
 	if n, ok := parseID(name); ok {
 		return n, nil
 	}
@@ -105,8 +106,8 @@ func resolveGroup(root *os.Root, groups []groupEntry, name string) (uint32, erro
 
 // notFound says that the user or group name is not in file, or that the
 // image has no such file.
-func notFound(root *os.Root, what, name, file string) error {
-	if _, err := root.Stat(file); errors.Is(err, fs.ErrNotExist) {
+func notFound(root int, what, name, file string) error {
+	if ok, err := layer.ExistsInRoot(root, file); err == nil && !ok {
 		return fmt.Errorf("no %s %q: the image has no /%s", what, name, file)
 	}
 	return fmt.Errorf("no %s %q in the image's /%s", what, name, file)
@@ -119,7 +120,7 @@ func parseID(s string) (uint32, bool) {
 
 // readPasswd reads the rootfs's /etc/passwd; a missing file gives no
 // entries. Lines that do not parse are skipped, as the C library does.
-func readPasswd(root *os.Root) ([]passwdEntry, error) {
+func readPasswd(root int) ([]passwdEntry, error) {
 	var users []passwdEntry
 	err := readColonFile(root, "etc/passwd", func(f []string) {
 		if len(f) < 4 {
@@ -140,7 +141,7 @@ func readPasswd(root *os.Root) ([]passwdEntry, error) {
 }
 
 // readGroup reads the rootfs's /etc/group like readPasswd.
-func readGroup(root *os.Root) ([]groupEntry, error) {
+func readGroup(root int) ([]groupEntry, error) {
 	var groups []groupEntry
 	err := readColonFile(root, "etc/group", func(f []string) {
 		if len(f) < 3 {
@@ -162,9 +163,9 @@ func readGroup(root *os.Root) ([]groupEntry, error) {
 // readColonFile calls line for the colon-separated fields of each line of
 // the file name in root that is neither blank nor a comment. A missing file
 // is not an error.
-func readColonFile(root *os.Root, name string, line func(fields []string)) error {
-	data, err := root.ReadFile(name)
-	if errors.Is(err, fs.ErrNotExist) {
+func readColonFile(root int, name string, line func(fields []string)) error {
+	data, err := layer.ReadFileInRoot(root, name)
+	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if err != nil {

@@ -1,12 +1,9 @@
 package switchroot
 
 import (
-	"errors"
 	"fmt"
-	"path"
-	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/ociboot/ociboot/internal/layer"
 )
 
 // The new root is the image's tree: its symbolic links (/lib -> usr/lib,
@@ -17,14 +14,7 @@ import (
 // openInRoot opens name (absolute, as seen from the new root) inside the
 // tree whose root directory is open as rootFD, with flags.
 func openInRoot(rootFD int, name string, flags int) (int, error) {
-	rel := strings.TrimPrefix(path.Clean("/"+name), "/")
-	if rel == "" {
-		rel = "."
-	}
-	fd, err := unix.Openat2(rootFD, rel, &unix.OpenHow{
-		Flags:   uint64(flags | unix.O_CLOEXEC),
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	fd, err := layer.OpenInRoot(rootFD, name, flags)
 	if err != nil {
 		return -1, &pathError{op: "open", path: name, err: err}
 	}
@@ -34,40 +24,22 @@ func openInRoot(rootFD int, name string, flags int) (int, error) {
 // existsInRoot reports whether name exists in the tree (a dangling link
 // does not).
 func existsInRoot(rootFD int, name string) (bool, error) {
-	fd, err := openInRoot(rootFD, name, unix.O_PATH)
-	if errors.Is(err, unix.ENOENT) {
-		return false, nil
-	}
+	ok, err := layer.ExistsInRoot(rootFD, name)
 	if err != nil {
-		return false, err
+		return false, &pathError{op: "open", path: name, err: err}
 	}
-	unix.Close(fd)
-	return true, nil
+	return ok, nil
 }
 
 // mkdirAllInRoot creates the directory name and its missing parents in
 // the tree, mode 0755, following the tree's links, and returns an O_PATH
 // descriptor of it.
 func mkdirAllInRoot(rootFD int, name string) (int, error) {
-	clean := path.Clean("/" + name)
-	fd, err := openInRoot(rootFD, clean, unix.O_PATH|unix.O_DIRECTORY)
-	if err == nil || !errors.Is(err, unix.ENOENT) || clean == "/" {
-		return fd, err
-	}
-	parent, err := mkdirAllInRoot(rootFD, path.Dir(clean))
+	fd, err := layer.MkdirAllInRoot(rootFD, name, 0o755)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("in the new root: %w", err)
 	}
-	defer unix.Close(parent)
-	pfd, err := unix.Openat(parent, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, &pathError{op: "open", path: path.Dir(clean), err: err}
-	}
-	defer unix.Close(pfd)
-	if err := unix.Mkdirat(pfd, path.Base(clean), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-		return -1, &pathError{op: "mkdir", path: clean, err: err}
-	}
-	return openInRoot(rootFD, clean, unix.O_PATH|unix.O_DIRECTORY)
+	return fd, nil
 }
 
 // fdPath is the path through which the kernel reaches an open descriptor,

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ociboot/ociboot/internal/image"
 	"golang.org/x/sys/unix"
@@ -58,8 +59,9 @@ type Options struct {
 	// SizeParam names the parameter Size came from, for messages (such
 	// as "ociboot.root_size=1M").
 	SizeParam string
-	// Pull tunes the pull of an image; Tarball the download of a tarball.
-	Pull    image.PullOptions
+	// Puller pulls an image (nil: one with the default settings);
+	// Tarball tunes the download of a tarball.
+	Puller  *image.Puller
 	Tarball image.TarballOptions
 	// Log receives the progress lines.
 	Log io.Writer
@@ -213,9 +215,14 @@ func (f *fitter) fit(what string, size, estimate int64) error {
 
 // unpackImage pulls the image and unpacks its layers.
 func (f *fitter) unpackImage(ctx context.Context) error {
-	po := f.o.Pull
-	po.Log = f.o.Log
-	img, err := image.Pull(ctx, f.o.Source, po)
+	puller := f.o.Puller
+	if puller == nil {
+		var err error
+		if puller, err = image.NewPuller(image.PullOptions{}); err != nil {
+			return err
+		}
+	}
+	img, err := puller.Pull(ctx, f.o.Source, v1.Platform{}, f.o.Log)
 	if err != nil {
 		return err
 	}

@@ -21,10 +21,14 @@ type Size struct {
 // sizeWant is what ParseSize takes, for messages.
 const sizeWant = "a size such as 3G, 512M or 50% (of RAM): a whole number with an optional k, m, g or t suffix (powers of 1024), or a percentage from 1 to 100"
 
+// bytesWant is what ParseBytes takes, for messages.
+const bytesWant = "a size such as 64m, 1g or 1048576: a whole number with an optional b, k, m, g or t suffix (powers of 1024)"
+
+// errTooLarge is parseBytes's error for a size beyond int64.
+var errTooLarge = errors.New("too large")
+
 // ParseSize reads a size as tmpfs's size= option does: a whole number of
-// bytes with an optional k, m, g or t suffix (either case, powers of
-// 1024; "3G", "512m"; "GiB" and "MB" spellings are accepted too), or N%
-// of RAM.
+// bytes (see ParseBytes), or N% of RAM.
 func ParseSize(s string) (Size, error) {
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		n, err := strconv.Atoi(p)
@@ -33,36 +37,60 @@ func ParseSize(s string) (Size, error) {
 		}
 		return Size{Percent: n}, nil
 	}
+	n, err := parseBytes(s)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return Size{}, fmt.Errorf("got %q: too large", s)
+	case err != nil:
+		return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
+	}
+	return Size{Bytes: n}, nil
+}
+
+// ParseBytes reads a size in bytes, the grammar of every tmpfs size:
+// ociboot.root_size=, and podman's --shm-size and --tmpfs size=. It is a
+// whole number with an optional b, k, m, g or t suffix (either case,
+// powers of 1024; "3G", "512m", "64b"; "GiB" and "MB" spellings are
+// accepted too).
+func ParseBytes(s string) (int64, error) {
+	n, err := parseBytes(s)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return 0, fmt.Errorf("got %q: too large", s)
+	case err != nil:
+		return 0, fmt.Errorf("got %q, expected %s", s, bytesWant)
+	}
+	return n, nil
+}
+
+func parseBytes(s string) (int64, error) {
 	digits := strings.TrimLeft(s, "0123456789")
 	num := s[:len(s)-len(digits)]
 	shift := 0
-	switch strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(digits, "B"), "i")) {
-	case "":
-		if digits != "" { // a bare "B" or "iB"
-			return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
-		}
-	case "k":
+	switch strings.ToLower(digits) {
+	case "", "b":
+	case "k", "ki", "kb", "kib":
 		shift = 10
-	case "m":
+	case "m", "mi", "mb", "mib":
 		shift = 20
-	case "g":
+	case "g", "gi", "gb", "gib":
 		shift = 30
-	case "t":
+	case "t", "ti", "tb", "tib":
 		shift = 40
 	default:
-		return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
+		return 0, errors.New("not a size")
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 {
-		if errors.Is(err, strconv.ErrRange) || (err == nil && n > math.MaxInt64>>shift) {
-			return Size{}, fmt.Errorf("got %q: too large", s)
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, errTooLarge
 		}
-		return Size{}, fmt.Errorf("got %q, expected %s", s, sizeWant)
+		return 0, errors.New("not a size")
 	}
 	if n > math.MaxInt64>>shift {
-		return Size{}, fmt.Errorf("got %q: too large", s)
+		return 0, errTooLarge
 	}
-	return Size{Bytes: n << shift}, nil
+	return n << shift, nil
 }
 
 // IsZero reports whether no size was given.

@@ -25,6 +25,9 @@ func TestParseSize(t *testing.T) {
 		{"1K", Size{Bytes: 1 << 10}},
 		{"1t", Size{Bytes: 1 << 40}},
 		{"1", Size{Bytes: 1}},
+		{"64b", Size{Bytes: 64}},
+		{"1B", Size{Bytes: 1}},
+		{"2kB", Size{Bytes: 2 << 10}},
 		{"0010M", Size{Bytes: 10 << 20}},
 		{"8388607T", Size{Bytes: 8388607 << 40}},        // the largest whole number of T
 		{"9223372036854775807", Size{Bytes: 1<<63 - 1}}, // the largest number of bytes
@@ -50,8 +53,9 @@ func TestParseSize(t *testing.T) {
 		{"%", expected},
 		{"G", expected},
 		{"GiB", expected},
-		{"1B", expected},
 		{"1iB", expected},
+		{"B", expected},
+		{"1bb", expected},
 		{"1.5G", expected},
 		{"1e3", expected},
 		{"0x10", expected},

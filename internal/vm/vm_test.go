@@ -218,25 +218,6 @@ func TestNewestKernel(t *testing.T) {
 	}
 }
 
-func TestCompareVersions(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want int // sign
-	}{
-		{"6.1.0-56-amd64", "6.1.0-9-amd64", 1},
-		{"6.10", "6.9", 1},
-		{"6.1", "6.1.0", -1},
-		{"6.01", "6.1", 0},
-		{"6.1-rc1", "6.1-rc2", -1},
-		{"a", "b", -1},
-	} {
-		got := compareVersions(tc.a, tc.b)
-		if (got > 0) != (tc.want > 0) || (got < 0) != (tc.want < 0) {
-			t.Errorf("compareVersions(%q, %q) = %d, want sign %d", tc.a, tc.b, got, tc.want)
-		}
-	}
-}
-
 func TestProbeImage(t *testing.T) {
 	img := probeImage()
 	if len(img) != 64<<10 {

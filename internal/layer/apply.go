@@ -1,4 +1,10 @@
-package image
+// Package layer applies OCI image layers, uncompressed tars, onto a
+// directory tree: whiteouts, opaque directories, owners, modes, times and
+// extended attributes, every entry confined to the tree with openat2's
+// RESOLVE_IN_ROOT. Its confinement helpers (OpenInRoot, MkdirAllInRoot)
+// are the one way ociboot reaches into an image's tree: the applier,
+// switch-root and the runtime use them.
+package layer
 
 import (
 	"archive/tar"
@@ -21,22 +27,22 @@ const (
 	xattrPrefix    = "SCHILY.xattr."
 )
 
-// ApplyOptions tune ApplyLayerWith. The zero value is the strict one:
-// device nodes are refused.
-type ApplyOptions struct {
+// Options tune ApplyWith. The zero value is the strict one: device nodes
+// are refused.
+type Options struct {
 	// AllowDevices lets character and block device entries be created;
 	// without it such an entry fails the layer. FIFOs are always allowed.
 	AllowDevices bool
 }
 
-// ApplyLayer applies one uncompressed layer tar, read from r, onto the
-// directory root, device nodes included: it is ApplyLayerWith with
+// Apply applies one uncompressed layer tar, read from r, onto the
+// directory root, device nodes included: it is ApplyWith with
 // AllowDevices set.
-func ApplyLayer(r io.Reader, root string) error {
-	return ApplyLayerWith(r, root, ApplyOptions{AllowDevices: true})
+func Apply(r io.Reader, root string) error {
+	return ApplyWith(r, root, Options{AllowDevices: true})
 }
 
-// ApplyLayerWith applies one uncompressed layer tar, read from r, onto the
+// ApplyWith applies one uncompressed layer tar, read from r, onto the
 // directory root, following the OCI image layer rules: whiteouts remove
 // lower entries, opaque markers empty a directory of its lower contents, a
 // new non-directory replaces whatever is at its path, a directory merges
@@ -59,7 +65,7 @@ func ApplyLayer(r io.Reader, root string) error {
 // itself ("./" or "/") leaves root as it is; sparse entries are refused. It
 // reads r only up to the tar's end-of-archive marker. On error the tree
 // under root is left part-applied, and the error names the entry.
-func ApplyLayerWith(r io.Reader, root string, o ApplyOptions) error {
+func ApplyWith(r io.Reader, root string, o Options) error {
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("apply layer: open root directory %s: %w", root, err)
@@ -96,10 +102,10 @@ func ApplyLayerWith(r io.Reader, root string, o ApplyOptions) error {
 	return nil
 }
 
-// applier holds the state of one ApplyLayer call.
+// applier holds the state of one ApplyWith call.
 type applier struct {
 	root int // O_PATH descriptor of the root directory
-	opts ApplyOptions
+	opts Options
 	// parents caches open parent directories by path: a path resolves to
 	// the same directory until something is removed (then the cache is
 	// emptied) or the directory's own entry changes it.
@@ -223,7 +229,7 @@ func (a *applier) create(pd parentDir, base string, hdr *tar.Header, body io.Rea
 	}
 }
 
-func checkSupported(hdr *tar.Header, o ApplyOptions) error {
+func checkSupported(hdr *tar.Header, o Options) error {
 	switch hdr.Typeflag {
 	case tar.TypeChar, tar.TypeBlock:
 		if !o.AllowDevices {
@@ -255,59 +261,17 @@ func (a *applier) markAdded(rel string) {
 // openIn opens rel (relative to root, "" for root) with every symlink on
 // the way resolved inside root.
 func (a *applier) openIn(rel string, flags int) (int, error) {
-	if rel == "" {
-		rel = "."
-	}
-	how := unix.OpenHow{
-		Flags:   uint64(flags | unix.O_CLOEXEC),
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(a.root, rel, &how)
-		// EAGAIN: a concurrent rename somewhere in the filesystem; retry.
-		if (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR)) && i < 16 {
-			continue
-		}
-		return fd, err
-	}
+	return OpenInRoot(a.root, rel, flags)
 }
 
 // mkdirAll returns an O_PATH descriptor of the directory rel, creating
 // missing directories (mode 0755) on the way.
 func (a *applier) mkdirAll(rel string) (int, error) {
-	const flags = unix.O_PATH | unix.O_DIRECTORY
-	fd, err := a.openIn(rel, flags)
-	if err == nil {
-		return fd, nil
-	}
-	if !errors.Is(err, unix.ENOENT) {
-		return -1, fmt.Errorf("parent directory %q: %w", rel, err)
-	}
-	cur, err := a.openIn("", flags)
+	fd, err := MkdirAllInRoot(a.root, rel, 0o755)
 	if err != nil {
-		return -1, fmt.Errorf("open root: %w", err)
+		return -1, fmt.Errorf("parent directory: %w", err)
 	}
-	parts := strings.Split(rel, "/")
-	for i, name := range parts {
-		sub := strings.Join(parts[:i+1], "/")
-		next, err := a.openIn(sub, flags)
-		if errors.Is(err, unix.ENOENT) {
-			if err := unix.Mkdirat(cur, name, 0o755); err != nil {
-				unix.Close(cur)
-				if errors.Is(err, unix.EEXIST) {
-					return -1, fmt.Errorf("parent directory %q: exists but does not resolve to a directory inside the root (dangling symlink?)", sub)
-				}
-				return -1, fmt.Errorf("create parent directory %q: %w", sub, err)
-			}
-			next, err = a.openIn(sub, flags)
-		}
-		unix.Close(cur)
-		if err != nil {
-			return -1, fmt.Errorf("parent directory %q: %w", sub, err)
-		}
-		cur = next
-	}
-	return cur, nil
+	return fd, nil
 }
 
 func (a *applier) writeFile(pd parentDir, base string, hdr *tar.Header, body io.Reader, mode uint32) error {

@@ -1,4 +1,4 @@
-package image_test
+package layer_test
 
 import (
 	"archive/tar"
@@ -9,29 +9,31 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/layer/layertest"
+
+	"github.com/ociboot/ociboot/internal/layer"
 )
 
 // FuzzApplyLayer feeds arbitrary bytes to ApplyLayer, twice over the same
 // root so that entries meet what the first pass left: it must never panic
 // and never change anything outside root.
 func FuzzApplyLayer(f *testing.F) {
-	for _, seed := range [][]entry{
-		{dir("a/", 0o755), file("a/f", "x", 0o644), symlink("a/l", "../.."), hardlink("a/h", "a/f")},
-		{symlink("l", "../sibling"), file("l/x", "x", 0o644), whiteout("l/.wh.keep")},
-		{file("../../x", "x", 0o4755), whiteout("d/.wh..wh..opq"), file("d/f", "f", 0o644)},
-		{symlink("s", "/"), hardlink("h", "s/../sibling/keep"), dir("s/", 0o700)},
-		{whiteout(".wh..wh..opq"), whiteout("../.wh.sibling"), file("/abs", "a", 0o600)},
+	for _, seed := range [][]layertest.Entry{
+		{layertest.Dir("a/", 0o755), layertest.File("a/f", "x", 0o644), layertest.Symlink("a/l", "../.."), layertest.Hardlink("a/h", "a/f")},
+		{layertest.Symlink("l", "../sibling"), layertest.File("l/x", "x", 0o644), layertest.Whiteout("l/.wh.keep")},
+		{layertest.File("../../x", "x", 0o4755), layertest.Whiteout("d/.wh..wh..opq"), layertest.File("d/f", "f", 0o644)},
+		{layertest.Symlink("s", "/"), layertest.Hardlink("h", "s/../sibling/keep"), layertest.Dir("s/", 0o700)},
+		{layertest.Whiteout(".wh..wh..opq"), layertest.Whiteout("../.wh.sibling"), layertest.File("/abs", "a", 0o600)},
 	} {
-		f.Add(tarOf(f, seed...))
+		f.Add(layertest.Tar(f, seed...))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		base := sandbox(t)
+		base := layertest.Sandbox(t)
 		root := filepath.Join(base, "root")
-		before := outsideSnapshot(t, base)
-		_ = image.ApplyLayer(bytes.NewReader(data), root)
-		_ = image.ApplyLayer(bytes.NewReader(data), root)
-		if after := outsideSnapshot(t, base); !slices.Equal(before, after) {
+		before := layertest.OutsideSnapshot(t, base)
+		_ = layer.Apply(bytes.NewReader(data), root)
+		_ = layer.Apply(bytes.NewReader(data), root)
+		if after := layertest.OutsideSnapshot(t, base); !slices.Equal(before, after) {
 			t.Fatalf("outside root changed:\nbefore %q\nafter  %q", before, after)
 		}
 	})
@@ -58,20 +60,20 @@ func FuzzApplyLayerEntries(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
-		base := sandbox(t)
+		base := layertest.Sandbox(t)
 		root := filepath.Join(base, "root")
-		before := outsideSnapshot(t, base)
+		before := layertest.OutsideSnapshot(t, base)
 		layers := strings.Split(spec, "\n--\n")
-		for _, layer := range layers {
-			_ = image.ApplyLayerWith(bytes.NewReader(specTar(layer)), root, image.ApplyOptions{})
+		for _, l := range layers {
+			_ = layer.ApplyWith(bytes.NewReader(specTar(l)), root, layer.Options{})
 		}
 		if dev := findDevice(t, root); dev != "" {
 			t.Fatalf("device node %s made with devices refused", dev)
 		}
-		for _, layer := range layers {
-			_ = image.ApplyLayer(bytes.NewReader(specTar(layer)), root)
+		for _, l := range layers {
+			_ = layer.Apply(bytes.NewReader(specTar(l)), root)
 		}
-		if after := outsideSnapshot(t, base); !slices.Equal(before, after) {
+		if after := layertest.OutsideSnapshot(t, base); !slices.Equal(before, after) {
 			t.Fatalf("outside root changed:\nbefore %q\nafter  %q", before, after)
 		}
 	})

@@ -1,0 +1,280 @@
+package boot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/clock"
+	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/keymap"
+	"github.com/ociboot/ociboot/internal/kmod"
+	"github.com/ociboot/ociboot/internal/netconf"
+	"github.com/ociboot/ociboot/internal/pipeline"
+	"github.com/ociboot/ociboot/internal/runtime"
+	"golang.org/x/sys/unix"
+)
+
+// input is what the boot is asked to do: the configuration `ociboot
+// build` baked in, the kernel command line, and the Plan parsed from
+// them once.
+type input struct {
+	baked   bootcfg.Baked
+	cmdline string
+	plan    *bootcfg.Plan // nil when the baked-in configuration is unreadable
+	err     error         // why the configuration was refused, if it was
+}
+
+// readInput reads the baked-in configuration and the kernel command line
+// and parses them, before anything else is set up: whether an image is
+// booted as the OS decides how PID 1 starts. It mounts /proc for that
+// moment when it is not mounted yet. On error the Plan still says what to
+// do on failure, as far as the command line could be read.
+func readInput() input {
+	var in input
+	in.baked, in.err = readBaked(bootcfg.BakedPath)
+	if in.err == nil {
+		in.err = readBakedRegistry(&in.baked, bootcfg.AuthPath, bootcfg.CAPath)
+	}
+	if in.err != nil {
+		return in
+	}
+	raw, err := readCmdline()
+	if err != nil {
+		in.err = fmt.Errorf("reading the kernel command line: %w", err)
+		return in
+	}
+	in.cmdline = strings.TrimSpace(raw)
+	in.plan, in.err = bootcfg.Parse(in.cmdline, in.baked)
+	return in
+}
+
+// readCmdline reads /proc/cmdline, mounting /proc for the moment when it
+// is not there.
+func readCmdline() (string, error) {
+	raw, err := os.ReadFile("/proc/cmdline")
+	if err == nil {
+		return string(raw), nil
+	}
+	_ = os.MkdirAll("/proc", 0o555)
+	if merr := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); merr != nil {
+		return "", err
+	}
+	defer unix.Unmount("/proc", 0)
+	raw, err = os.ReadFile("/proc/cmdline")
+	return string(raw), err
+}
+
+// loadModules inserts the module files asked for, then loads the modules
+// baked in at build time and those asked for on the command line, with
+// their dependencies.
+func loadModules(_ context.Context, s *state) error {
+	for _, f := range s.plan.Insmods {
+		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
+			return err
+		}
+		s.say("modules: inserted %s", f)
+	}
+	names := append(append([]string(nil), s.input.baked.Modules...), s.plan.Modules...)
+	if len(names) == 0 {
+		return nil
+	}
+	kver, err := kmod.RunningRelease()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := kmod.LoadModules("/lib/modules/"+kver, names); err != nil {
+		return err
+	}
+	s.say("modules: loaded %s in %s", strings.Join(names, ","), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// bringUpNetwork configures the links (ociboot.iface, the kernel's ip=,
+// else DHCP on every link), then keeps them up for the machine's life, or
+// until switching root: links that come later, lease renewals.
+func bringUpNetwork(ctx context.Context, s *state) error {
+	opts := netconf.Options{Log: s.log("network")}
+	switch {
+	case len(s.plan.Ifaces) > 0:
+		opts.Ifaces = s.plan.Ifaces
+	case s.plan.KernelIP != nil:
+		opts = s.plan.KernelIP.Apply(opts)
+	}
+	start := time.Now()
+	network, err := netconf.Up(ctx, opts)
+	if err != nil {
+		return err
+	}
+	s.say("network: up in %s", time.Since(start).Round(time.Millisecond))
+	s.network = network
+	upkeep, stop := context.WithCancel(ctx)
+	final := make(chan *netconf.Result, 1)
+	go func() {
+		r, err := netconf.Maintain(upkeep, opts, network)
+		if err != nil {
+			s.say("network: %v", err)
+			r = network
+		}
+		final <- r
+	}()
+	s.stopNetwork = func() *netconf.Result {
+		stop()
+		return <-final
+	}
+	return nil
+}
+
+// syncClock sets the clock as ociboot.ntp_peer says, with the NTP servers
+// DHCP offered for auto. A failure is reported and the boot goes on: TLS
+// errors will then say what is wrong.
+func syncClock(ctx context.Context, s *state) error {
+	log := s.log("") // clock's lines start with "clock: "
+	res, err := clock.Sync(ctx, clock.Options{Peer: s.plan.NTPPeer, DHCPServers: s.network.NTP, Log: log})
+	switch {
+	case err != nil:
+		fmt.Fprintf(log, "%v (going on with the clock as it is)\n", err)
+	case res.Skipped:
+		fmt.Fprintln(log, res)
+	}
+	return nil
+}
+
+// fetchExtraArgs fetches ociboot.extra_args_url and parses the command
+// line again with what it holds.
+func fetchExtraArgs(ctx context.Context, s *state) error {
+	extra, err := fetchExtra(ctx, s.plan.ExtraArgsURL, fetch.Options{CACerts: s.plan.Registry.CACerts}, s.log("extra_args_url"))
+	if err != nil {
+		return err
+	}
+	next, err := bootcfg.ParseWithExtra(s.input.cmdline, s.input.baked, extra)
+	if err != nil {
+		return err
+	}
+	if err := s.usePlan(next); err != nil {
+		return err
+	}
+	s.say("extra_args_url: read %d bytes of parameters from %s", len(extra), s.plan.ExtraArgsURL)
+	return nil
+}
+
+// runContainers runs the pipeline. Containers see the command line
+// without its secrets.
+func runContainers(ctx context.Context, s *state) error {
+	masked := "/run/ociboot/cmdline"
+	if err := os.MkdirAll(filepath.Dir(masked), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(masked, []byte(bootcfg.MaskSecrets(s.input.cmdline)+"\n"), 0o444); err != nil {
+		return err
+	}
+	s.result = pipeline.Run(ctx, pipeline.Config{
+		Plan:        s.plan,
+		Puller:      s.puller,
+		Runtime:     runtime.Runtime{Path: s.input.baked.Runtime},
+		StateDir:    "/var/lib/ociboot",
+		Procs:       s.reaper,
+		Events:      s.events,
+		CmdlineFile: masked,
+	})
+	return nil
+}
+
+// loadKeymap loads the keymap name that `ociboot build --keymaps` stored
+// into the keyboard driver, through the first virtual console.
+func loadKeymap(name string) error {
+	file := filepath.Join(bootcfg.KeymapDir, name+".bmap")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	m, err := keymap.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return keymap.Load("/dev/tty0", m)
+}
+
+// setIdentity gives the machine its host name and the files containers
+// expect.
+func setIdentity(s *state, name string) {
+	if err := os.WriteFile("/proc/sys/kernel/hostname", []byte(name), 0); err != nil {
+		s.say("setting the hostname: %v (going on)", err)
+	}
+	hosts := "127.0.0.1\tlocalhost " + name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if err := os.WriteFile("/etc/hosts", []byte(hosts), 0o644); err != nil {
+		s.say("writing /etc/hosts: %v (going on)", err)
+	}
+}
+
+// runShell runs an interactive shell on the console and waits for it.
+func runShell(s *state, shell string) {
+	s.say("starting %s on the console (ociboot.on_failure=shell); the machine powers off when it exits", shell)
+	cmd := exec.Command(shell, "-i")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Its own session, with the console as its controlling terminal:
+	// job control and ctrl-C work.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	cmd.Env = []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root", "TERM=linux", "PS1=ociboot# "}
+	code, err := s.reaper.Run(cmd)
+	if err != nil {
+		s.say("the shell: %v", err)
+		return
+	}
+	s.say("the shell exited with status %d", code)
+}
+
+// readBaked reads the configuration `ociboot build` baked in.
+func readBaked(path string) (bootcfg.Baked, error) {
+	var b bootcfg.Baked
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return b, fmt.Errorf("%s is missing: was this initramfs made by `ociboot build`?", path)
+	}
+	if err != nil {
+		return b, err
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("%s: %w", path, err)
+	}
+	if b.Runtime == "" {
+		return b, fmt.Errorf("%s names no OCI runtime", path)
+	}
+	return b, nil
+}
+
+// readBakedRegistry reads the registry credentials and CA certificates
+// `ociboot build` baked in, when there are any.
+func readBakedRegistry(b *bootcfg.Baked, authPath, caPath string) error {
+	auth, err := os.ReadFile(authPath)
+	switch {
+	case err == nil:
+		if b.RegistryAuth, err = image.ParseDockerConfig(auth); err != nil {
+			return fmt.Errorf("%s: %w", authPath, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	ca, err := os.ReadFile(caPath)
+	switch {
+	case err == nil:
+		if _, err := fetch.ParseCACerts(ca); err != nil {
+			return fmt.Errorf("%s: %w", caPath, err)
+		}
+		b.CACerts = ca
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return nil
+}
