@@ -41,6 +41,19 @@ type Pull struct {
 	Image string
 }
 
+// Layer says a layer of a container's image changed state: "fetching",
+// "applying", "done" or "failed" (see image.LayerState).
+type Layer struct {
+	Job          string
+	Index, Count int // Index counts from 1, bottom layer first
+	Digest       string
+	Size         int64 // compressed, from the manifest; -1 unknown
+	Fetched      int64 // compressed bytes received so far
+	Unpacked     int64 // tar bytes applied so far
+	State        string
+	Err          error // set when State is "failed"
+}
+
 // ContainerStart says a container starts; Prepared is the time its image
 // took to be pulled and unpacked.
 type ContainerStart struct {
@@ -82,6 +95,7 @@ func (StageStart) event()          {}
 func (StageEnd) event()            {}
 func (Message) event()             {}
 func (Pull) event()                {}
+func (Layer) event()               {}
 func (ContainerStart) event()      {}
 func (ContainerBackground) event() {}
 func (ContainerSkipped) event()    {}

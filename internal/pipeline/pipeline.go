@@ -249,7 +249,7 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 	bundle := filepath.Join(c.StateDir, "containers", j.id)
 	c.Events.Report(event.Pull{Job: j.String(), Image: j.ct.Image})
 	begin := time.Now()
-	if err := prepare(ctx, c, j.ct, bundle, env); err != nil {
+	if err := prepare(ctx, c, j.String(), j.ct, bundle, env); err != nil {
 		os.RemoveAll(bundle)
 		return nil, err
 	}
@@ -308,8 +308,8 @@ func stdio(f, def *os.File) *os.File {
 	return def
 }
 
-// prepare pulls the image, unpacks it and writes the bundle.
-func prepare(ctx context.Context, c Config, ct bootcfg.Container, bundle string, env []string) error {
+// prepare pulls the image of job, unpacks it and writes the bundle.
+func prepare(ctx context.Context, c Config, job string, ct bootcfg.Container, bundle string, env []string) error {
 	img, err := c.Puller.Pull(ctx, ct.Image, ct.Platform, c.Events.Writer("image"))
 	if err != nil {
 		return err
@@ -318,7 +318,18 @@ func prepare(ctx context.Context, c Config, ct bootcfg.Container, bundle string,
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", rootfs, err)
 	}
-	if err := image.Unpack(ctx, img, rootfs, c.Events.Writer("image")); err != nil {
+	// Each layer's state changes are reported; the progress lines stay
+	// the image package's own.
+	states := map[int]image.LayerState{}
+	progress := func(p image.LayerProgress) {
+		if s, seen := states[p.Index]; seen && s == p.State {
+			return
+		}
+		states[p.Index] = p.State
+		c.Events.Report(event.Layer{Job: job, Index: p.Index, Count: p.Count, Digest: p.Digest.String(), Size: p.Size,
+			Fetched: p.Fetched, Unpacked: p.Unpacked, State: p.State.String(), Err: p.Err})
+	}
+	if err := image.UnpackWith(ctx, img, rootfs, image.UnpackOptions{Log: c.Events.Writer("image"), Progress: progress, AllowDevices: true}); err != nil {
 		return err
 	}
 	cfg, err := img.ConfigFile()

@@ -279,17 +279,23 @@ func TestEnvironmentAndEndActions(t *testing.T) {
 func failing2(p *bootcfg.Plan) string { return p.Containers[1].Spec }
 
 // checkEvents checks the typed events of a run: every container that
-// starts was pulled first, and exits once.
+// starts was pulled first, its layers all done, and exits once.
 func checkEvents(t *testing.T, events []event.Event) {
 	t.Helper()
 	pulled, running := map[string]bool{}, map[string]bool{}
+	layers := map[string][]string{} // job → the states of its layers, in order
 	for _, e := range events {
 		switch e := e.(type) {
 		case event.Pull:
 			pulled[e.Job] = true
+		case event.Layer:
+			layers[e.Job] = append(layers[e.Job], fmt.Sprintf("%d/%d %s", e.Index, e.Count, e.State))
 		case event.ContainerStart:
 			if !pulled[e.Job] || running[e.Job] {
 				t.Errorf("%s started twice, or without a pull event", e.Job)
+			}
+			if l := layers[e.Job]; len(l) == 0 || !strings.HasSuffix(l[len(l)-1], " done") {
+				t.Errorf("%s started with its layers %q, want the last one done", e.Job, l)
 			}
 			running[e.Job] = true
 		case event.ContainerExit:
