@@ -576,6 +576,11 @@ func TestUnpackTarballStaysInsideDir(t *testing.T) {
 		"/symlink.tar.gz": tarballHostile(t,
 			tar.Header{Typeflag: tar.TypeSymlink, Name: "link", Linkname: sibling},
 			tar.Header{Typeflag: tar.TypeReg, Name: "link/keep"}),
+		"/absolute.tar.gz": tarballHostile(t,
+			tar.Header{Typeflag: tar.TypeDir, Name: "/", Mode: 0o755},
+			tar.Header{Typeflag: tar.TypeReg, Name: "/etc/abs"},
+			tar.Header{Typeflag: tar.TypeLink, Name: "/etc/abs2", Linkname: "/etc/abs"},
+			tar.Header{Typeflag: tar.TypeReg, Name: sibling + "/keep"}),
 	}))
 	ctx := tarballContext(t, time.Minute)
 
@@ -591,6 +596,17 @@ func TestUnpackTarballStaysInsideDir(t *testing.T) {
 	err = image.UnpackTarball(ctx, srv.URL+"/symlink.tar.gz", root, image.TarballOptions{})
 	if err == nil || !strings.Contains(err.Error(), `"link/keep"`) {
 		t.Errorf("symlink escape: error %v, want one naming entry link/keep", err)
+	}
+
+	// Absolute names, as tar -P and umoci write them, are relative to the
+	// root: the host's path named by the last entry is made inside it.
+	if err := image.UnpackTarball(ctx, srv.URL+"/absolute.tar.gz", root, image.TarballOptions{}); err != nil {
+		t.Errorf("absolute names: %v", err)
+	}
+	for _, p := range []string{"etc/abs", "etc/abs2", strings.TrimPrefix(sibling, "/") + "/keep"} {
+		if b, err := os.ReadFile(filepath.Join(root, p)); err != nil || string(b) != "evil" {
+			t.Errorf("%s in the root: %q, %v", p, b, err)
+		}
 	}
 
 	if b, err := os.ReadFile(filepath.Join(sibling, "keep")); err != nil || string(b) != "keep" {
