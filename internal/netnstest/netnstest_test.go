@@ -34,7 +34,7 @@ func TestTapAndDo(t *testing.T) {
 	}
 	d := ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20")
 	// dnsmasq logs its range just after it says it started.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !strings.Contains(d.Log(), "DHCP, IP range 192.168.77.10 -- 192.168.77.20") {
 		if time.Now().After(deadline) {
 			t.Fatalf("dnsmasq log:\n%s", d.Log())

@@ -229,7 +229,7 @@ func TestCrunDelete(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		out, _ := exec.Command(crunPath, "state", id).Output()
 		if bytes.Contains(out, []byte(`"running"`)) {
@@ -242,11 +242,11 @@ func TestCrunDelete(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			t.Fatalf("container %s not running after 10 s; state: %s", id, out)
+			t.Fatalf("container %s not running after a minute; state: %s", id, out)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := rt.Delete(ctx, id); err != nil {
 		t.Fatalf("Delete: %v", err)

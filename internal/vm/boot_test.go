@@ -195,10 +195,20 @@ func TestRunFailsWithoutStatus(t *testing.T) {
 	}
 }
 
+// The timeout stops a VM that hangs. Its timer is fired once the guest
+// says it hangs, so that a loaded machine booting slowly cannot make the
+// test race it.
 func TestRunTimesOut(t *testing.T) {
 	t.Parallel()
 	kernel := testKernel(t)
 	const timeout = 20 * time.Second
+	armed := make(chan func(), 1)
+	hanging := &lineSeen{want: "guest: hanging", seen: make(chan struct{})}
+	go func() {
+		fire := <-armed
+		<-hanging.seen
+		fire()
+	}()
 	res, err := Run(context.Background(), Config{
 		Kernel:    kernel,
 		Initramfs: bootInitramfs(t, kernel, false),
@@ -206,12 +216,17 @@ func TestRunTimesOut(t *testing.T) {
 		MemoryMB:  256,
 		Timeout:   timeout,
 		Accel:     AccelTCG,
+		Console:   hanging,
+		afterFunc: func(d time.Duration, f func()) func() bool {
+			if d != timeout {
+				t.Errorf("timer armed for %s, want %s", d, timeout)
+			}
+			armed <- f
+			return func() bool { return true }
+		},
 	})
 	if err == nil || !strings.Contains(err.Error(), "VM timed out after 20s") {
 		t.Fatalf("Run error = %v, want a timeout after 20s", err)
-	}
-	if res.Elapsed < timeout || res.Elapsed > timeout+5*time.Second {
-		t.Errorf("Run took %s, want just over %s", res.Elapsed, timeout)
 	}
 	if !slices.Contains(res.Lines, "guest: hanging") {
 		t.Errorf("the guest never said it hangs; lines: %q", res.Lines)
@@ -221,8 +236,25 @@ func TestRunTimesOut(t *testing.T) {
 	}
 }
 
-// Cancelling the context stops QEMU at once; this costs about a second of
-// boot, not a whole one.
+// lineSeen closes seen once the console has shown a line holding want.
+type lineSeen struct {
+	want string
+	buf  strings.Builder
+	seen chan struct{}
+	done bool
+}
+
+func (l *lineSeen) Write(p []byte) (int, error) {
+	l.buf.Write(p)
+	if !l.done && strings.Contains(l.buf.String(), l.want) {
+		l.done = true
+		close(l.seen)
+	}
+	return len(p), nil
+}
+
+// Cancelling the context stops QEMU, which hangs without it (there is no
+// timeout): the run ending at all shows it.
 func TestRunStopsWhenCancelled(t *testing.T) {
 	t.Parallel()
 	kernel := testKernel(t)
@@ -240,7 +272,7 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the VM was stopped: context canceled") {
 		t.Fatalf("Run error = %v, want one saying the VM was stopped", err)
 	}
-	if !res.Started || res.Elapsed > 5*time.Second {
-		t.Errorf("started %v, ran %s; want started and stopped within a few seconds of the cancel", res.Started, res.Elapsed)
+	if !res.Started {
+		t.Errorf("the VM did not start")
 	}
 }

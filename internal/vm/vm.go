@@ -56,6 +56,9 @@ const (
 	HandoverPrefix = contract.HandoverPrefix
 )
 
+// errTimedOut ends a run at Config.Timeout.
+var errTimedOut = errors.New("timed out")
+
 // maxLines bounds Result.Lines; older lines are dropped first.
 const maxLines = 10000
 
@@ -78,6 +81,10 @@ type Config struct {
 	// namespace of its own), each the backend of one more virtio NIC,
 	// after the user-network one: eth1, eth2... in the guest.
 	Taps []*os.File
+
+	// afterFunc arms the timeout: time.AfterFunc's Stop when nil. Tests
+	// fire it on an event instead of racing the wall clock.
+	afterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // Result is what a run observed. Run returns it even with an error, filled
@@ -113,11 +120,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.Accel = chooseAccel(ctx, cfg)
 	args := qemuArgs(cfg, res.Accel, relay)
 
-	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	if cfg.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		arm := cfg.afterFunc
+		if arm == nil {
+			arm = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+		}
+		stop := arm(cfg.Timeout, func() { cancel(errTimedOut) })
+		defer stop()
 	}
-	defer cancel()
 
 	con := &console{out: cfg.Console, res: &res}
 	stderr := &tailBuffer{max: 2048}
@@ -158,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("vm: starting %s: %w", cfg.QEMU, runErr)
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("vm: the VM was stopped: %w", context.Cause(ctx))
-	case runCtx.Err() != nil:
+	case errors.Is(context.Cause(runCtx), errTimedOut):
 		return res, fmt.Errorf("vm: the VM timed out after %s%s", cfg.Timeout, statusNote(res))
 	case runErr != nil && !errors.As(runErr, &exitErr):
 		return res, fmt.Errorf("vm: running %s: %w", cfg.QEMU, runErr)
