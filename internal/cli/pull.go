@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/store"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,7 @@ func newPullCmd() *cobra.Command {
 		authFile     string
 		caFiles      []string
 		mirrors      []string
+		storeDir     string
 	)
 	cmd := &cobra.Command{
 		Use:   "pull IMAGE DIR",
@@ -40,6 +42,8 @@ or file://, optionally ending in #sha256=HEX). DIR is created if missing and
 must be empty. Run it as root: owners and device nodes are kept.
 Registries are reached as the init reaches them: --registry-auth,
 --ca-file and --registry-mirror take what ` + "`ociboot build`" + ` bakes in.
+With --store DIR, layer blobs are kept in the store DIR (created if
+missing) and read from it the next time, verified, instead of downloaded.
 
 Progress goes to stderr: a bar per layer on a terminal, otherwise a line
 when each layer starts and one when it is done.`,
@@ -53,7 +57,7 @@ when each layer starts and one when it is done.`,
 			}
 			return pull(ctx, cmd.ErrOrStderr(), args[0], args[1], pullFlags{
 				insecure: insecure, platform: platform, allowDevices: allowDevices, progress: mode,
-				memoryBudget: budgetMiB << 20, authFile: authFile, caFiles: caFiles, mirrors: mirrors,
+				memoryBudget: budgetMiB << 20, authFile: authFile, caFiles: caFiles, mirrors: mirrors, store: storeDir,
 			})
 		},
 	}
@@ -65,6 +69,7 @@ when each layer starts and one when it is done.`,
 	f.StringVar(&authFile, "registry-auth", "", "docker config.json with registry credentials")
 	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates trusted besides the system's (repeatable)")
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
+	f.StringVar(&storeDir, "store", "", "keep layer blobs in this store directory, and use those already there")
 	f.Int64Var(&budgetMiB, "memory-budget", image.DefaultMemoryBudget>>20, "MiB of memory for layer data downloaded and decompressed ahead of the applier")
 	return cmd
 }
@@ -79,6 +84,7 @@ type pullFlags struct {
 	authFile     string
 	caFiles      []string
 	mirrors      []string
+	store        string // --store: the blob store directory, "" for none
 }
 
 // pullOptions turns the registry flags into image.PullOptions.
@@ -150,8 +156,8 @@ func isTarballURL(s string) bool {
 
 func pull(ctx context.Context, errOut io.Writer, ref, dir string, o pullFlags) error {
 	var plat v1.Platform
-	if isTarballURL(ref) && (o.platform != "" || o.authFile != "" || len(o.caFiles) > 0 || len(o.mirrors) > 0 || len(o.insecure) > 0 || !o.allowDevices) {
-		return errors.New("--platform, --registry-auth, --ca-file, --registry-mirror, --insecure-registry and --allow-devices=false do not apply to a rootfs tarball URL")
+	if isTarballURL(ref) && (o.platform != "" || o.authFile != "" || len(o.caFiles) > 0 || len(o.mirrors) > 0 || len(o.insecure) > 0 || !o.allowDevices || o.store != "") {
+		return errors.New("--platform, --registry-auth, --ca-file, --registry-mirror, --insecure-registry, --store and --allow-devices=false do not apply to a rootfs tarball URL")
 	}
 	if o.memoryBudget <= 0 {
 		return fmt.Errorf("--memory-budget %d: want a positive number of MiB", o.memoryBudget>>20)
@@ -181,6 +187,11 @@ func pull(ctx context.Context, errOut io.Writer, ref, dir string, o pullFlags) e
 		}
 		fmt.Fprintf(log, "unpacked %s into %s in %.2fs\n", ref, dir, time.Since(start).Seconds())
 		return nil
+	}
+	if o.store != "" {
+		if po.Store, err = store.Open(o.store); err != nil {
+			return fmt.Errorf("--store: %w", err)
+		}
 	}
 	img, err := image.Pull(ctx, ref, po)
 	if err != nil {

@@ -171,3 +171,36 @@ func TestPullCommandAuthAndCA(t *testing.T) {
 		t.Errorf("pull with a bad --registry-mirror: %v, want an error naming the flag", err)
 	}
 }
+
+// TestPullCommandStore pulls twice with --store: the second time the
+// layers come from the store, not the registry.
+func TestPullCommandStore(t *testing.T) {
+	reg := registrytest.Start(t)
+	ref := registrytest.Push(t, reg, "test/stored:1", registrytest.BusyboxImage(t))
+	proxy := registrytest.NewProxy(t, reg, registrytest.ProxyOptions{})
+	ref = strings.Replace(ref, reg.Addr, proxy.Addr, 1)
+	storeDir := filepath.Join(t.TempDir(), "store")
+	blobGets := func() int {
+		return proxy.Count(func(r registrytest.ProxyRequest) bool {
+			return r.Method == "GET" && strings.Contains(r.Path, "/blobs/sha256:") && !r.IsManifest()
+		})
+	}
+	for i, want := range []int{2, 3} { // the config and the layer; then the config again, not the layer
+		dir := t.TempDir()
+		if log, err := runCLI(t, "pull", "--progress", "none", "--store", storeDir, ref, dir); err != nil {
+			t.Fatalf("pull %d: %v\n%s", i+1, err, log)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "bin/busybox")); err != nil {
+			t.Errorf("pull %d: bin/busybox: %v", i+1, err)
+		}
+		if got := blobGets(); got != want {
+			t.Errorf("after pull %d: %d blob GETs in all, want %d", i+1, got, want)
+		}
+	}
+	if blobs, _ := filepath.Glob(filepath.Join(storeDir, "blobs/sha256/*")); len(blobs) != 1 {
+		t.Errorf("store holds %q, want the layer's blob", blobs)
+	}
+	if _, err := runCLI(t, "pull", "--store", storeDir, "file:///nonexistent.tar", t.TempDir()); err == nil || !strings.Contains(err.Error(), "--store") {
+		t.Errorf("--store with a tarball URL: %v, want a refusal naming it", err)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/store"
 )
 
 // PullOptions tune Pull. The zero value pulls over verified HTTPS for
@@ -64,6 +65,11 @@ type PullOptions struct {
 	// Retry is the retry policy of every request; the zero value is
 	// fetch's default.
 	Retry fetch.Retry
+	// Store, when set, keeps the layers' blobs: a layer already there is
+	// read from it (verified first) instead of downloaded, and one
+	// downloaded is stored on the way. Manifests and configs are always
+	// asked of the registry.
+	Store *store.Store
 }
 
 // Defaults of PullOptions.
@@ -145,7 +151,7 @@ func (p *Puller) Pull(ctx context.Context, ref string, platform v1.Platform, log
 			if ep.mirror {
 				img = o.withBlobFallback(ctx, img, r, ep, eps[i+1:], p.tr, p.keys)
 			}
-			return pulledImage{img}, nil
+			return pulledImage{img, o.Store}, nil
 		}
 		if ctx.Err() != nil {
 			if cause := context.Cause(ctx); !errors.Is(err, cause) {
@@ -298,12 +304,15 @@ func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr 
 
 // pulledImage is an image the Puller resolved: its layers are
 // remoteLayers.
-type pulledImage struct{ v1.Image }
+type pulledImage struct {
+	v1.Image
+	store *store.Store // nil: none
+}
 
 func (p pulledImage) Layers() ([]v1.Layer, error) {
 	layers, err := p.Image.Layers()
 	for i, l := range layers {
-		layers[i] = remoteLayer{l}
+		layers[i] = remoteLayer{l, p.store}
 	}
 	return layers, err
 }
@@ -311,6 +320,81 @@ func (p pulledImage) Layers() ([]v1.Layer, error) {
 // remoteLayer is a layer of an image the Puller resolved, from a
 // registry or mirror through go-containerregistry's remote package, whose
 // Compressed stream checks the blob's size and digest itself (the read
-// that reaches the end fails on a mismatch): Unpack does not hash it
-// again. Any other layer is hashed by Unpack.
-type remoteLayer struct{ v1.Layer }
+// that reaches the end fails on a mismatch), or from the store, verified
+// before it is served: Unpack does not hash it again. Any other layer is
+// hashed by Unpack.
+type remoteLayer struct {
+	v1.Layer
+	store *store.Store // nil: none
+}
+
+// Compressed serves the blob from the store when it is there and whole;
+// otherwise it downloads it, storing it on the way.
+func (l remoteLayer) Compressed() (io.ReadCloser, error) {
+	if l.store == nil {
+		return l.Layer.Compressed()
+	}
+	d, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if l.store.Has(d) {
+		rc, _, err := l.store.OpenVerified(d)
+		if err == nil {
+			return rc, nil
+		}
+		// A damaged blob was deleted: fetch it again.
+	}
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	size, err := l.Size()
+	if err != nil {
+		size = -1
+	}
+	w, err := l.store.Writer(d, size)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return &storingReader{rc: rc, w: w}, nil
+}
+
+// storingReader copies a download into the store as it is read; the blob
+// is committed when the download ends whole (go-containerregistry has
+// then checked it), and discarded otherwise.
+type storingReader struct {
+	rc   io.ReadCloser
+	w    *store.Writer
+	err  error // from storing; the download goes on
+	done bool
+}
+
+func (s *storingReader) Read(p []byte) (int, error) {
+	n, err := s.rc.Read(p)
+	if n > 0 && s.err == nil {
+		_, s.err = s.w.Write(p[:n])
+	}
+	switch {
+	case err == io.EOF && !s.done:
+		s.done = true
+		if s.err == nil {
+			s.err = s.w.Commit()
+		} else {
+			s.w.Abort()
+		}
+	case err != nil && !s.done:
+		s.done = true
+		s.w.Abort()
+	}
+	return n, err
+}
+
+func (s *storingReader) Close() error {
+	if !s.done {
+		s.done = true
+		s.w.Abort()
+	}
+	return s.rc.Close()
+}
