@@ -3,10 +3,8 @@ package image
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"runtime"
 	"sync"
@@ -15,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/layer"
+	"github.com/ociboot/ociboot/internal/store"
 )
 
 // DefaultMemoryBudget is the memory Unpack uses for layer data in flight
@@ -273,13 +272,10 @@ func (u *unpacker) fetch(r *layerRun) error {
 	defer rc.Close()
 	src := io.Reader(rc)
 	if _, verified := r.layer.(remoteLayer); !verified {
-		h, err := v1.Hasher(r.p.Digest.Algorithm)
-		if err != nil {
-			err = fmt.Errorf("unsupported digest algorithm: %w", err)
+		if src, err = store.Verify(rc, r.p.Digest); err != nil {
 			r.blob.close(err)
 			return err
 		}
-		src = &digestAtEOF{r: rc, h: h, want: r.p.Digest}
 	}
 	var n int64
 	return fill(r.blob, &fetchError{r: src}, func(m int) {
@@ -354,27 +350,6 @@ func (u *unpacker) logf(format string, args ...any) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	fmt.Fprintf(u.opts.Log, format, args...)
-}
-
-// digestAtEOF hashes what is read through it and, when r ends, fails
-// the last read if the hash is not want.
-type digestAtEOF struct {
-	r    io.Reader
-	h    hash.Hash
-	want v1.Hash
-	n    int64
-}
-
-func (d *digestAtEOF) Read(p []byte) (int, error) {
-	n, err := d.r.Read(p)
-	d.h.Write(p[:n])
-	d.n += int64(n)
-	if err == io.EOF {
-		if got := hex.EncodeToString(d.h.Sum(nil)); got != d.want.Hex {
-			return n, fmt.Errorf("content does not match its digest: got %s:%s after %d bytes", d.want.Algorithm, got, d.n)
-		}
-	}
-	return n, err
 }
 
 // fetchError names download errors as such.

@@ -196,8 +196,7 @@ func syncDir(dir string) error {
 // that it is fetched again rather than used. A blob not in the store is
 // an error wrapping fs.ErrNotExist.
 func (s *Store) Open(d v1.Hash) (io.ReadCloser, int64, error) {
-	h, err := check(d)
-	if err != nil {
+	if _, err := check(d); err != nil {
 		return nil, 0, err
 	}
 	f, err := os.Open(s.path(d))
@@ -209,7 +208,12 @@ func (s *Store) Open(d v1.Hash) (io.ReadCloser, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("store: blob %s: %w", d, err)
 	}
-	return &verifier{f: f, h: h, d: d, path: s.path(d)}, st.Size(), nil
+	r, err := Verify(f, d)
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return &verifier{f: f, r: r, d: d, path: s.path(d)}, st.Size(), nil
 }
 
 // OpenVerified is Open, but reads the whole blob first: a blob that does
@@ -244,25 +248,54 @@ func (s *Store) Delete(d v1.Hash) error {
 	return nil
 }
 
-// verifier hashes a stored blob as it is read and deletes it when its end
-// shows it corrupt.
-type verifier struct {
-	f    *os.File
+// ErrMismatch marks content that does not match the digest it was
+// given with.
+var ErrMismatch = errors.New("content does not match its digest")
+
+// Verify returns a reader of r that hashes what is read and, when r
+// ends, fails the last read with an error wrapping ErrMismatch if the
+// hash is not d.
+func Verify(r io.Reader, d v1.Hash) (io.Reader, error) {
+	h, err := check(d)
+	if err != nil {
+		return nil, err
+	}
+	return &digestAtEOF{r: r, h: h, want: d}, nil
+}
+
+type digestAtEOF struct {
+	r    io.Reader
 	h    hash.Hash
-	d    v1.Hash
-	path string
+	want v1.Hash
 	n    int64
 }
 
-func (v *verifier) Read(p []byte) (int, error) {
-	n, err := v.f.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
+func (d *digestAtEOF) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
 	if err == io.EOF {
-		if got := fmt.Sprintf("%x", v.h.Sum(nil)); got != v.d.Hex {
-			os.Remove(v.path)
-			return n, fmt.Errorf("store: blob %s (%d bytes) has digest %s:%s, deleted: %w", v.d, v.n, v.d.Algorithm, got, ErrCorrupt)
+		if got := fmt.Sprintf("%x", d.h.Sum(nil)); got != d.want.Hex {
+			return n, fmt.Errorf("%w: got %s:%s after %d bytes", ErrMismatch, d.want.Algorithm, got, d.n)
 		}
+	}
+	return n, err
+}
+
+// verifier reads a stored blob through Verify and deletes it when its
+// end shows it corrupt.
+type verifier struct {
+	f    *os.File
+	r    io.Reader
+	d    v1.Hash
+	path string
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	if errors.Is(err, ErrMismatch) {
+		os.Remove(v.path)
+		return n, fmt.Errorf("store: blob %s, deleted: %w (%w)", v.d, ErrCorrupt, err)
 	}
 	return n, err
 }
