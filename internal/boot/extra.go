@@ -2,7 +2,6 @@ package boot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,7 +47,7 @@ func fetchExtra(ctx context.Context, url string, o fetch.Options, log io.Writer)
 		return "", fmt.Errorf("fetching %s: reading the answer: %w", url, err)
 	}
 	if len(data) > extraMaxLength {
-		return "", fmt.Errorf("fetching %s: %w", url, errors.New("the answer is longer than 1 MiB, expected a command line"))
+		return "", fmt.Errorf("fetching %s: the answer is longer than 1 MiB, expected a command line", url)
 	}
 	return string(data), nil
 }

@@ -165,8 +165,6 @@ func redactTarballURL(s string) string {
 
 // unpack opens the source and streams it into dir.
 func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	start := time.Now()
 
 	var body io.ReadCloser
