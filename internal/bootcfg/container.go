@@ -255,18 +255,14 @@ func setHostname(c *Container, v string) error {
 	return nil
 }
 
-// setPull takes always and missing, which are the same while ociboot
-// keeps no images between containers or boots: every image is pulled.
-// never could only fail, so it is refused.
+// setPull takes podman's --pull policies: always, missing and never.
 func setPull(c *Container, v string) error {
-	switch v {
-	case "always", "missing":
-		c.Pull = v
-		return nil
-	case "never":
-		return errors.New(`got "never", but there are no local images to use (ociboot keeps none yet): expected always or missing`)
+	if v == "" {
+		return errors.New(`got "", expected always, missing or never`)
 	}
-	return fmt.Errorf("got %q, expected always or missing", v)
+	p, err := image.ParsePullPolicy(v)
+	c.Pull = p
+	return err
 }
 
 func setPlatform(c *Container, v string) error {

@@ -190,9 +190,9 @@ type Container struct {
 	Name string
 	// Hostname is the container's hostname (-h/--hostname).
 	Hostname string
-	// Pull is the --pull policy: "always", "missing", "never", or "" when
-	// not given (the puller's default).
-	Pull string
+	// Pull is the --pull policy; "" when not given, which is always
+	// (boot2container's default).
+	Pull image.PullPolicy
 	// Platform (--platform) overrides the Plan's platform for this
 	// container's image; the zero value means the Plan's.
 	Platform v1.Platform

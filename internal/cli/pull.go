@@ -29,6 +29,7 @@ func newPullCmd() *cobra.Command {
 		caFiles      []string
 		mirrors      []string
 		storeDir     string
+		policy       string
 	)
 	cmd := &cobra.Command{
 		Use:   "pull IMAGE DIR",
@@ -42,8 +43,13 @@ or file://, optionally ending in #sha256=HEX). DIR is created if missing and
 must be empty. Run it as root: owners and device nodes are kept.
 Registries are reached as the init reaches them: --registry-auth,
 --ca-file and --registry-mirror take what ` + "`ociboot build`" + ` bakes in.
-With --store DIR, layer blobs are kept in the store DIR (created if
-missing) and read from it the next time, verified, instead of downloaded.
+With --store DIR, what is pulled (manifests, configs, layer blobs, and
+what each tag stood for) is kept in the store DIR (created if missing)
+and read from it the next time, verified, instead of downloaded; --pull
+says when the registry is asked, as at boot: always (the default) asks
+for the manifest and fetches only what the store lacks, using the stored
+copy, with a warning, when the registry is out of reach; missing uses the
+stored copy without asking; never uses only the store.
 
 Progress goes to stderr: a bar per layer on a terminal, otherwise a line
 when each layer starts and one when it is done.`,
@@ -57,7 +63,7 @@ when each layer starts and one when it is done.`,
 			}
 			return pull(ctx, cmd.ErrOrStderr(), args[0], args[1], pullFlags{
 				insecure: insecure, platform: platform, allowDevices: allowDevices, progress: mode,
-				memoryBudget: budgetMiB << 20, authFile: authFile, caFiles: caFiles, mirrors: mirrors, store: storeDir,
+				memoryBudget: budgetMiB << 20, authFile: authFile, caFiles: caFiles, mirrors: mirrors, store: storeDir, policy: policy,
 			})
 		},
 	}
@@ -69,7 +75,8 @@ when each layer starts and one when it is done.`,
 	f.StringVar(&authFile, "registry-auth", "", "docker config.json with registry credentials")
 	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates trusted besides the system's (repeatable)")
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
-	f.StringVar(&storeDir, "store", "", "keep layer blobs in this store directory, and use those already there")
+	f.StringVar(&storeDir, "store", "", "keep what is pulled in this store directory, and use what is already there")
+	f.StringVar(&policy, "pull", "always", "with --store: always, missing or never (when to ask the registry)")
 	f.Int64Var(&budgetMiB, "memory-budget", image.DefaultMemoryBudget>>20, "MiB of memory for layer data downloaded and decompressed ahead of the applier")
 	return cmd
 }
@@ -85,6 +92,7 @@ type pullFlags struct {
 	caFiles      []string
 	mirrors      []string
 	store        string // --store: the blob store directory, "" for none
+	policy       string // --pull
 }
 
 // pullOptions turns the registry flags into image.PullOptions.
@@ -193,7 +201,15 @@ func pull(ctx context.Context, errOut io.Writer, ref, dir string, o pullFlags) e
 			return fmt.Errorf("--store: %w", err)
 		}
 	}
-	img, err := image.Pull(ctx, ref, po)
+	policy, err := image.ParsePullPolicy(o.policy)
+	if err != nil {
+		return fmt.Errorf("--pull: %w", err)
+	}
+	puller, err := image.NewPuller(po)
+	if err != nil {
+		return err
+	}
+	img, err := puller.Pull(ctx, ref, image.Request{Policy: policy})
 	if err != nil {
 		return err
 	}

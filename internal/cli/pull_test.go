@@ -185,7 +185,7 @@ func TestPullCommandStore(t *testing.T) {
 			return r.Method == "GET" && strings.Contains(r.Path, "/blobs/sha256:") && !r.IsManifest()
 		})
 	}
-	for i, want := range []int{2, 3} { // the config and the layer; then the config again, not the layer
+	for i, want := range []int{2, 2} { // the config and the layer; then neither
 		dir := t.TempDir()
 		if log, err := runCLI(t, "pull", "--progress", "none", "--store", storeDir, ref, dir); err != nil {
 			t.Fatalf("pull %d: %v\n%s", i+1, err, log)
@@ -197,8 +197,22 @@ func TestPullCommandStore(t *testing.T) {
 			t.Errorf("after pull %d: %d blob GETs in all, want %d", i+1, got, want)
 		}
 	}
-	if blobs, _ := filepath.Glob(filepath.Join(storeDir, "blobs/sha256/*")); len(blobs) != 1 {
-		t.Errorf("store holds %q, want the layer's blob", blobs)
+	if blobs, _ := filepath.Glob(filepath.Join(storeDir, "blobs/sha256/*")); len(blobs) != 3 {
+		t.Errorf("store holds %q, want the manifest, config and layer", blobs)
+	}
+	requests := len(proxy.Requests())
+	if log, err := runCLI(t, "pull", "--progress", "none", "--store", storeDir, "--pull", "never", ref, t.TempDir()); err != nil {
+		t.Errorf("--pull never, stored: %v\n%s", err, log)
+	}
+	if n := len(proxy.Requests()) - requests; n != 0 {
+		t.Errorf("--pull never made %d requests", n)
+	}
+	other := strings.Replace(ref, "stored:1", "stored:2", 1)
+	if _, err := runCLI(t, "pull", "--store", storeDir, "--pull", "never", other, t.TempDir()); err == nil || !strings.Contains(err.Error(), other) {
+		t.Errorf("--pull never, not stored: %v; want an error naming %s", err, other)
+	}
+	if _, err := runCLI(t, "pull", "--store", storeDir, "--pull", "sometimes", ref, t.TempDir()); err == nil || !strings.Contains(err.Error(), "--pull") {
+		t.Errorf("--pull sometimes: %v; want an error naming --pull", err)
 	}
 	if _, err := runCLI(t, "pull", "--store", storeDir, "file:///nonexistent.tar", t.TempDir()); err == nil || !strings.Contains(err.Error(), "--store") {
 		t.Errorf("--store with a tarball URL: %v, want a refusal naming it", err)

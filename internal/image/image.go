@@ -65,10 +65,11 @@ type PullOptions struct {
 	// Retry is the retry policy of every request; the zero value is
 	// fetch's default.
 	Retry fetch.Retry
-	// Store, when set, keeps the layers' blobs: a layer already there is
-	// read from it (verified first) instead of downloaded, and one
-	// downloaded is stored on the way. Manifests and configs are always
-	// asked of the registry.
+	// Store, when set, keeps what is pulled: manifests, configs and
+	// layer blobs, and what each reference stood for. A blob already
+	// there is read from it (verified) instead of downloaded, and one
+	// downloaded is stored on the way; Request.Policy says when the
+	// registry is asked for the manifest.
 	Store *store.Store
 }
 
@@ -108,30 +109,56 @@ func Pull(ctx context.Context, ref string, o PullOptions) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.Pull(ctx, ref, v1.Platform{}, nil)
+	return p.Pull(ctx, ref, Request{})
 }
 
-// Pull resolves ref (see ParseReference) to the image for platform (the
-// zero value: the puller's), trying the mirrors of its registry first,
-// and returns it; an image whose config names another platform is an
-// error. A reference with a digest is pulled by digest, which
-// go-containerregistry verifies. Only the manifest and config are fetched
-// here; layers are fetched by Unpack, under ctx bounded by the pull
-// timeout, so ctx must stay live until Unpack is done. log (nil: the
-// puller's) gets a line per image and per mirror that failed. Transient
-// failures are retried and interrupted blob downloads resumed (see
-// newPullTransport).
-func (p *Puller) Pull(ctx context.Context, ref string, platform v1.Platform, log io.Writer) (_ v1.Image, err error) {
+// Request is what one pull wants besides the puller's settings.
+type Request struct {
+	// Platform is the platform wanted; the zero value is the puller's.
+	Platform v1.Platform
+	// Policy says when the registry is asked; "" is PullAlways.
+	Policy PullPolicy
+	// Log gets a line per image and per mirror that failed; nil is the
+	// puller's.
+	Log io.Writer
+}
+
+// Pull resolves ref (see ParseReference) to the image for rq.Platform,
+// trying the mirrors of its registry first, and returns it; an image
+// whose config names another platform is an error. A reference with a
+// digest is pulled by digest, which go-containerregistry verifies. Only
+// the manifest and config are fetched here; layers are fetched by
+// Unpack, under ctx bounded by the pull timeout, so ctx must stay live
+// until Unpack is done. Transient failures are retried and interrupted
+// blob downloads resumed (see newPullTransport).
+//
+// With a store, rq.Policy says whether the registry is asked (see
+// PullPolicy); what a reference stood for is recorded in the store, and
+// when the registry is out of reach (down, unreachable, failing with
+// 5xx) a stored copy is returned, with a warning in the log naming the
+// image and its age.
+func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, err error) {
 	o := p.o
-	if platform.Architecture != "" || platform.OS != "" {
-		o.Platform = platform
+	if rq.Platform.Architecture != "" || rq.Platform.OS != "" {
+		o.Platform = rq.Platform
 	}
-	if log != nil {
-		o.Log = log
+	if rq.Log != nil {
+		o.Log = rq.Log
+	}
+	policy, err := ParsePullPolicy(string(rq.Policy))
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: --pull %w", ref, err)
 	}
 	r, err := ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
+	}
+	platform := o.platform()
+	cached, err := o.stored(r, platform, policy)
+	// What a digest stands for never changes: its stored copy needs no
+	// registry, whatever the policy.
+	if err != nil || (cached != nil && (policy != PullAlways || r.Digest != "")) {
+		return cached, err
 	}
 	timeout := cmp.Or(o.Timeout, DefaultPullTimeout)
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout,
@@ -151,6 +178,9 @@ func (p *Puller) Pull(ctx context.Context, ref string, platform v1.Platform, log
 			if ep.mirror {
 				img = o.withBlobFallback(ctx, img, r, ep, eps[i+1:], p.tr, p.keys)
 			}
+			if err := o.record(r, platform, img); err != nil {
+				return nil, err
+			}
 			return pulledImage{img, o.Store}, nil
 		}
 		if ctx.Err() != nil {
@@ -164,18 +194,100 @@ func (p *Puller) Pull(ctx context.Context, ref string, platform v1.Platform, log
 			fmt.Fprintf(o.Log, "%v; trying the next source\n", err)
 		}
 	}
+	last := failures[len(failures)-1] // the registry's own
+	if cached != nil && outOfReach(last) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "WARNING: %v\nWARNING: the registry is out of reach: using the stored copy of %s\n", last, o.describe(r, platform))
+		}
+		return cached, nil
+	}
 	if len(failures) == 1 {
 		return nil, failures[0]
 	}
 	return nil, fmt.Errorf("pull %s: every source failed: %w", r, errors.Join(failures...))
 }
 
-// pullFrom resolves r at one endpoint; a mirror gets o.MirrorTimeout to
-// serve the manifest and config.
-func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr http.RoundTripper, keys keychain) (img v1.Image, err error) {
+// platform is the platform o pulls, its blanks filled with the running
+// one's.
+func (o PullOptions) platform() v1.Platform {
 	platform, running := o.Platform, RunningPlatform()
 	platform.OS = cmp.Or(platform.OS, running.OS)
 	platform.Architecture = cmp.Or(platform.Architecture, running.Architecture)
+	return platform
+}
+
+// stored returns the stored copy of r for platform, which policy may use
+// instead of pulling (nil: none, or no store); with PullNever, an image
+// not in the store is an error naming it.
+func (o PullOptions) stored(r Reference, platform v1.Platform, policy PullPolicy) (v1.Image, error) {
+	if o.Store == nil {
+		if policy == PullNever {
+			return nil, fmt.Errorf("pull %s (%s): --pull never, but there is no image store to take it from (no cache device: see ociboot.cache_device)", r, platform.String())
+		}
+		return nil, nil
+	}
+	rec, err := o.Store.Ref(refName(r, platform))
+	if err != nil {
+		if policy == PullNever {
+			return nil, fmt.Errorf("pull %s (%s): --pull never, and it is not in the image store", r, platform.String())
+		}
+		return nil, nil
+	}
+	si, err := storedCopy(o.Store, r.String(), rec.Digest)
+	if err != nil {
+		if policy == PullNever {
+			return nil, fmt.Errorf("pull %s (%s): --pull never: %w", r, platform.String(), err)
+		}
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "the stored copy of %s cannot be used: %v\n", r, err)
+		}
+		return nil, nil
+	}
+	img, err := si.image()
+	if err != nil {
+		return nil, err
+	}
+	if policy != PullAlways && o.Log != nil {
+		fmt.Fprintf(o.Log, "using the stored copy of %s (--pull %s)\n", o.describe(r, platform), policy)
+	}
+	return pulledImage{img, o.Store}, nil
+}
+
+// record notes in the store what r stands for on platform, now that img
+// was pulled.
+func (o PullOptions) record(r Reference, platform v1.Platform, img v1.Image) error {
+	if o.Store == nil {
+		return nil
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("pull %s: manifest digest: %w", r, err)
+	}
+	return o.Store.SetRef(store.Ref{Name: refName(r, platform), Digest: d, Pulled: o.now()})
+}
+
+// describe names the stored copy of r for platform, with its digest and
+// age, for the log.
+func (o PullOptions) describe(r Reference, platform v1.Platform) string {
+	rec, err := o.Store.Ref(refName(r, platform))
+	if err != nil {
+		return r.String()
+	}
+	return fmt.Sprintf("%s (%s, %s), pulled %s ago", r, platform.String(), rec.Digest, age(o.now(), rec.Pulled))
+}
+
+// now is the time by o's clock.
+func (o PullOptions) now() time.Time {
+	if o.Retry.Clock != nil {
+		return o.Retry.Clock.Now()
+	}
+	return time.Now()
+}
+
+// pullFrom resolves r at one endpoint; a mirror gets o.MirrorTimeout to
+// serve the manifest and config.
+func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr http.RoundTripper, keys keychain) (img v1.Image, err error) {
+	platform := o.platform()
 	where := "registry " + ep.host
 	if ep.mirror {
 		where = "mirror " + ep.String()
@@ -213,7 +325,7 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 		}()
 		ctx = mctx
 	}
-	img, cf, err := resolve(ctx, nref, platform, tr, keys)
+	img, cf, err := resolve(ctx, nref, platform, tr, keys, o.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -285,11 +397,21 @@ func remoteOptions(ctx context.Context, tr http.RoundTripper, keys keychain) []r
 }
 
 // resolve fetches the manifest (choosing from an index by platform) and
-// the config of nref.
-func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr http.RoundTripper, keys keychain) (v1.Image, *v1.ConfigFile, error) {
+// the config of nref; with a store, the manifest is kept there and the
+// config read from it when there.
+func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr http.RoundTripper, keys keychain, st *store.Store) (v1.Image, *v1.ConfigFile, error) {
 	img, err := remote.Image(nref, append(remoteOptions(ctx, tr, keys), remote.WithPlatform(platform))...)
 	if err != nil {
 		return nil, nil, err
+	}
+	if st != nil {
+		si, err := storeImage(st, nref.String(), img)
+		if err != nil {
+			return nil, nil, err
+		}
+		if img, err = si.image(); err != nil {
+			return nil, nil, err
+		}
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {

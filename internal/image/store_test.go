@@ -2,11 +2,17 @@ package image_test
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/fetch/fetchtest"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/store"
@@ -106,6 +112,150 @@ func TestPullWithStore(t *testing.T) {
 		left, _ := os.ReadDir(filepath.Join(dir, "tmp"))
 		if st.Has(ld) || len(left) != 0 {
 			t.Errorf("after cut downloads: stored %v, %d temporary files; want neither", st.Has(ld), len(left))
+		}
+	})
+}
+
+// TestPullPolicies checks what the store records of tags: a warm pull
+// with --pull always asks the registry for the manifest only; missing
+// and never ask nothing; never fails, naming the image, when the store
+// lacks it; a registry out of reach (down, or failing with 5xx) gives
+// the stored copy with a warning naming it and its age, but a registry
+// that answers "no such image" is believed.
+func TestPullPolicies(t *testing.T) {
+	reg := registrytest.Start(t)
+	img, layer := bigImage(t, 64<<10)
+	ld := layerDigest(t, layer)
+	registrytest.Push(t, reg, "test/policy:1", img)
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// mode plays the registry's state: up, failing, gone, or without the
+	// image.
+	var mode atomic.Value
+	mode.Store("up")
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch mode.Load() {
+			case "503":
+				http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			case "gone":
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+			case "404":
+				http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
+			default:
+				next.ServeHTTP(w, r)
+			}
+		})
+	}
+	proxy := registrytest.NewProxy(t, reg, registrytest.ProxyOptions{Wrap: wrap})
+	ref := proxy.Addr + "/test/policy:1"
+	clock := fetchtest.NewClock()
+	puller, err := image.NewPuller(image.PullOptions{Store: st, Retry: fetch.Retry{Clock: clock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pull pulls ref with policy, unpacks it, and returns the log and
+	// the requests the registry got.
+	pull := func(t *testing.T, ref string, policy image.PullPolicy) (string, []registrytest.ProxyRequest, error) {
+		t.Helper()
+		before := len(proxy.Requests())
+		var log bytes.Buffer
+		pulled, err := puller.Pull(testContext(t), ref, image.Request{Policy: policy, Log: &log})
+		if err == nil {
+			err = image.Unpack(testContext(t), pulled, t.TempDir(), nil)
+		}
+		return log.String(), proxy.Requests()[before:], err
+	}
+
+	if _, _, err := pull(t, ref, image.PullNever); err == nil || !strings.Contains(err.Error(), ref) || !strings.Contains(err.Error(), "not in the image store") {
+		t.Fatalf("--pull never on an empty store: %v; want an error naming %s", err, ref)
+	}
+	if _, reqs, err := pull(t, ref, image.PullAlways); err != nil || len(reqs) == 0 {
+		t.Fatalf("cold pull: %v, %d requests", err, len(reqs))
+	}
+
+	t.Run("always asks for the manifest only", func(t *testing.T) {
+		_, reqs, err := pull(t, ref, image.PullAlways)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reqs {
+			if r.IsBlob() {
+				t.Errorf("warm pull fetched %s %s; want manifests only", r.Method, r.Path)
+			}
+		}
+		if len(reqs) == 0 {
+			t.Error("warm pull with --pull always did not ask the registry")
+		}
+	})
+	t.Run("missing and never ask nothing", func(t *testing.T) {
+		for _, policy := range []image.PullPolicy{image.PullMissing, image.PullNever} {
+			log, reqs, err := pull(t, ref, policy)
+			if err != nil || len(reqs) != 0 || !strings.Contains(log, "using the stored copy of "+ref) {
+				t.Errorf("--pull %s: %v, %d requests, log %q; want the stored copy, no request", policy, err, len(reqs), log)
+			}
+		}
+		byDigest := proxy.Addr + "/test/policy@" + digest.String()
+		if _, _, err := pull(t, byDigest, image.PullAlways); err != nil {
+			t.Fatal(err)
+		}
+		if _, reqs, err := pull(t, byDigest, image.PullAlways); err != nil || len(reqs) != 0 {
+			t.Errorf("--pull always by digest, stored: %v, %d requests; want none", err, len(reqs))
+		}
+	})
+	t.Run("registry out of reach", func(t *testing.T) {
+		if err := clock.Sleep(context.Background(), 3*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{"503", "gone"} {
+			mode.Store(m)
+			log, _, err := pull(t, ref, image.PullAlways)
+			if err != nil {
+				t.Fatalf("registry %s: %v; want the stored copy", m, err)
+			}
+			if !strings.Contains(log, "WARNING: the registry is out of reach: using the stored copy of "+ref) ||
+				!strings.Contains(log, digest.String()) || !strings.Contains(log, "pulled 3h") {
+				t.Errorf("registry %s: log %q; want a warning naming the image, its digest and its age", m, log)
+			}
+		}
+		mode.Store("404")
+		if _, _, err := pull(t, ref, image.PullAlways); err == nil {
+			t.Error("the registry said the image is gone, yet the stored copy was used")
+		}
+		mode.Store("gone")
+		if err := st.Delete(ld); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := pull(t, ref, image.PullAlways)
+		if err == nil {
+			t.Fatal("a stored copy without its layer was used")
+		}
+		_, _, err = pull(t, ref, image.PullNever)
+		if err == nil || !strings.Contains(err.Error(), "not its layer 1 of 1, "+ld.String()) {
+			t.Errorf("--pull never without the layer: %v; want an error naming the layer", err)
+		}
+		mode.Store("up")
+	})
+	t.Run("without a store", func(t *testing.T) {
+		_, err := image.Pull(testContext(t), ref, image.PullOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := image.NewPuller(image.PullOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Pull(testContext(t), ref, image.Request{Policy: image.PullNever}); err == nil || !strings.Contains(err.Error(), "no image store") {
+			t.Errorf("--pull never without a store: %v", err)
 		}
 	})
 }

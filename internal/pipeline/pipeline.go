@@ -310,7 +310,7 @@ func stdio(f, def *os.File) *os.File {
 
 // prepare pulls the image of job, unpacks it and writes the bundle.
 func prepare(ctx context.Context, c Config, job string, ct bootcfg.Container, bundle string, env []string) error {
-	img, err := c.Puller.Pull(ctx, ct.Image, ct.Platform, c.Events.Writer("image"))
+	img, err := c.Puller.Pull(ctx, ct.Image, image.Request{Platform: ct.Platform, Policy: ct.Pull, Log: c.Events.Writer("image")})
 	if err != nil {
 		return err
 	}

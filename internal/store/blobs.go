@@ -1,13 +1,15 @@
 // Package store keeps what a boot fetched on local storage, the cache
 // disk or RAM, so that the next use needs no network: blobs by digest,
-// written so that a power cut at any moment leaves a store that is whole
-// (a blob is in it entirely, verified, or not at all), and checked again
-// whenever they are read.
+// and refs, what a name (an image reference) stood for when it was
+// pulled, written so that a power cut at any moment leaves a store that
+// is whole (a blob or a ref is in it entirely, verified, or not at all);
+// blobs are checked again whenever they are read.
 //
 // Layout under the store's directory:
 //
 //	blobs/ALGORITHM/HEX   verified blobs, read-only
-//	tmp/                  blobs being written; emptied by Open
+//	refs/SHA256-OF-NAME   refs, JSON
+//	tmp/                  blobs and refs being written; emptied by Open
 package store
 
 import (

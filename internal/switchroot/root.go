@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ociboot/ociboot/internal/image"
 	"golang.org/x/sys/unix"
@@ -222,7 +221,7 @@ func (f *fitter) unpackImage(ctx context.Context) error {
 			return err
 		}
 	}
-	img, err := puller.Pull(ctx, f.o.Source, v1.Platform{}, f.o.Log)
+	img, err := puller.Pull(ctx, f.o.Source, image.Request{Log: f.o.Log})
 	if err != nil {
 		return err
 	}
