@@ -9,7 +9,8 @@ packages=(
 	crun              # the OCI runtime put into the initramfs
 	docker-registry   # the CNCF distribution registry the tests push to
 	busybox-static    # the example and test images
-	e2fsprogs         # cache disks (later issues)
+	e2fsprogs         # mke2fs, bundled to format cache disks; debugfs, dumpe2fs in the tests
+	util-linux        # partx, blkid, mkswap, swaplabel: the storage tests check disks with them
 	cpio              # tests read archives back with it
 	dnsmasq-base      # the DHCP server of the network tests
 	iproute2          # network namespaces for the network tests

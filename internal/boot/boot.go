@@ -62,6 +62,7 @@ func stages() []stage {
 		{name: "network", run: bringUpNetwork},
 		{name: "clock", run: syncClock},
 		{name: "extra_args_url", run: fetchExtraArgs, skip: noExtraArgs},
+		{name: "storage", run: prepareStorage, skip: noStorage},
 		{name: "root", run: switchRoot, skip: containerMode},
 		{name: "containers", run: runContainers, skip: rootMode},
 		{name: "end", run: end, skip: rootMode},

@@ -98,6 +98,8 @@ func TestStagesRead(t *testing.T) {
 		{bootcfg.Plan{}, []string{"configuration", "modules", "network", "clock", "containers", "end"}},
 		{bootcfg.Plan{ExtraArgsURL: "http://x/"}, []string{"configuration", "modules", "network", "clock", "extra_args_url", "containers", "end"}},
 		{bootcfg.Plan{Root: "debian"}, []string{"configuration", "modules", "network", "clock", "root"}},
+		{bootcfg.Plan{Storage: bootcfg.Storage{CacheDevice: "auto"}}, []string{"configuration", "modules", "network", "clock", "storage", "containers", "end"}},
+		{bootcfg.Plan{Root: "debian", Storage: bootcfg.Storage{CacheDevice: "/dev/vda1"}}, []string{"configuration", "modules", "network", "clock", "storage", "root"}},
 	} {
 		s := &state{plan: &tc.plan}
 		var got []string

@@ -16,6 +16,7 @@ import (
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/ociboot/ociboot/internal/netconf"
+	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/switchroot"
 )
 
@@ -65,6 +66,8 @@ func switchRoot(ctx context.Context, s *state) error {
 		return err
 	}
 
+	// The cache stays behind with the initramfs: it must be clean.
+	pid1.ReleaseDisks(log)
 	if err := switchroot.MoveAPIMounts(newRoot); err != nil {
 		return err
 	}

@@ -85,7 +85,12 @@ func loadModules(_ context.Context, s *state) error {
 		}
 		s.say("modules: inserted %s", f)
 	}
-	names := append(append([]string(nil), s.input.baked.Modules...), s.plan.Modules...)
+	return s.loadModuleNames(append(append([]string(nil), s.input.baked.Modules...), s.plan.Modules...))
+}
+
+// loadModuleNames loads the named modules of the initramfs, with their
+// dependencies.
+func (s *state) loadModuleNames(names []string) error {
 	if len(names) == 0 {
 		return nil
 	}

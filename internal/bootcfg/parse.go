@@ -67,6 +67,10 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true, mask: maskPassword},
 		{names: []string{"ociboot.platform"}, apply: applyPlatform},
 		{names: []string{"ociboot.pull_timeout"}, apply: applyPullTimeout},
+		{names: []string{"ociboot.cache_device", "b2c.cache_device"}, apply: applyCacheDevice},
+		{names: []string{"ociboot.cache_wait"}, apply: applyCacheWait},
+		{names: []string{"ociboot.swap", "b2c.swap"}, apply: applySwap},
+		{names: []string{"ociboot.filesystem", "b2c.filesystem"}, apply: applyFilesystem},
 		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay, failsafe: true},
 		{names: []string{"ociboot.root", "rd.container.rootfs"}, apply: applyRoot, early: true, failsafe: true},
 		{names: []string{"ociboot.root_size", "rd.tmpfs.size"}, apply: applyRootSize},
@@ -194,7 +198,10 @@ func (p *Plan) apply(defs []paramDef, byLayer [][][]source, failsafe bool) error
 		p.failOver()
 		return nil
 	}
-	return p.checkRoot()
+	if err := p.checkRoot(); err != nil {
+		return err
+	}
+	return p.checkStorage()
 }
 
 // mergeByKey returns the baked-in values whose key the kernel does not
@@ -536,10 +543,17 @@ func applyPlatform(p *Plan, v Param) error {
 }
 
 func applyPullTimeout(p *Plan, v Param) error {
-	const want = "a duration such as 10m, 90s or 1h30m, or a number of seconds, at least 1s"
+	d, err := durationValue(v, time.Second, "a duration such as 10m, 90s or 1h30m, or a number of seconds, at least 1s")
+	p.Registry.Timeout = d
+	return err
+}
+
+// durationValue reads a duration (10m, 90s, 1h30m) or a whole number of
+// seconds, at least least; want says what is expected, for errors.
+func durationValue(v Param, least time.Duration, want string) (time.Duration, error) {
 	s, err := value(v)
 	if err != nil {
-		return fmt.Errorf("%w: %s", err, want)
+		return 0, fmt.Errorf("%w: %s", err, want)
 	}
 	d, err := time.ParseDuration(s)
 	if n, nerr := strconv.Atoi(s); nerr == nil && s[0] != '+' && s[0] != '-' {
@@ -548,11 +562,10 @@ func applyPullTimeout(p *Plan, v Param) error {
 			err = errors.New("too long")
 		}
 	}
-	if err != nil || d < time.Second {
-		return fmt.Errorf("got %q, expected %s", s, want)
+	if err != nil || d < least {
+		return 0, fmt.Errorf("got %q, expected %s", s, want)
 	}
-	p.Registry.Timeout = d
-	return nil
+	return d, nil
 }
 
 // nearest returns the name closest to key in spelling, when it is close

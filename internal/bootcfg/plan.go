@@ -35,6 +35,12 @@ type Baked struct {
 	Runtime string `json:"runtime"`
 	// Modules are loaded at boot, in order, with their dependencies.
 	Modules []string `json:"modules,omitempty"`
+	// StorageModules are loaded, with their dependencies, only when the
+	// boot uses local storage (a cache device): disk drivers, ext4.
+	StorageModules []string `json:"storage_modules,omitempty"`
+	// Mkfs is the absolute path of mke2fs inside the initramfs, which
+	// formats the cache; "" when there is none.
+	Mkfs string `json:"mkfs,omitempty"`
 	// KernelVersion is the `uname -r` the modules were taken from.
 	KernelVersion string `json:"kernel_version,omitempty"`
 	// Shell is the path of the shell `ociboot build --shell` installed,
@@ -111,6 +117,8 @@ type Plan struct {
 	// machine's) and the timeout of each pull, layers included
 	// (ociboot.pull_timeout=). Its Log and tuning fields are unset.
 	Registry image.PullOptions
+	// Storage is the local storage: the cache, swap, named filesystems.
+	Storage Storage
 	// PoweroffDelay is how long to wait before powering off, in seconds
 	// (ociboot.poweroff_delay= / b2c.poweroff_delay=); -1 when not set.
 	PoweroffDelay int

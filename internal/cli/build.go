@@ -21,6 +21,7 @@ func newBuildCmd() *cobra.Command {
 		opts     initramfs.Options
 		compress string
 		modules  string
+		storage  string
 		includes []string
 		authFile string
 		caFiles  []string
@@ -32,8 +33,9 @@ func newBuildCmd() *cobra.Command {
 		Use:   "build",
 		Short: "Build an initramfs that boots into OCI containers",
 		Long: `Build writes an initramfs holding this executable as /init, an OCI runtime
-with its shared libraries, kernel modules with their dependencies, the
-default kernel parameters given with --cmdline, and the registry
+with its shared libraries, kernel modules with their dependencies (--modules, loaded at every boot;
+--storage-modules, loaded when a cache disk is used), mke2fs to format
+the cache disk, the default kernel parameters given with --cmdline, and the registry
 configuration: credentials (--registry-auth), CA certificates (--ca-file)
 and mirrors (--registry-mirror), with --shell, busybox as /bin/sh for
 ociboot.on_failure=shell, and with --include-program, more host programs
@@ -47,6 +49,7 @@ modification time of every file; the same inputs give the same bytes.`,
 			}
 			opts.Compression = c
 			opts.Modules = splitComma(modules)
+			opts.StorageModules = splitComma(storage)
 			opts.Keymaps = splitComma(keymaps)
 			for _, s := range includes {
 				inc, err := initramfs.ParseInclude(s)
@@ -81,6 +84,8 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&opts.InitBinary, "init-binary", "", "binary to install as /init (default: this executable)")
 	f.StringVar(&opts.Runtime, "runtime", "crun", "OCI runtime: crun, runc (found on PATH), an absolute path, or none")
 	f.StringVar(&modules, "modules", "virtio_pci,virtio_net,virtio_rng", "comma-separated kernel modules (or aliases) to include and load at boot")
+	f.StringVar(&storage, "storage-modules", DefaultStorageModules, "comma-separated kernel modules to include, loaded at boot only when a cache device is used")
+	f.StringVar(&opts.Mkfs, "mkfs", "mke2fs", "mke2fs to include, with its libraries, to format the cache disk (none: leave it out)")
 	f.StringVar(&opts.KernelVersion, "kernel-version", "", "kernel version of the modules (default: base name of --modules-dir, else the newest in /lib/modules)")
 	f.StringVar(&opts.ModulesDir, "modules-dir", "", "directory to take modules from (default /lib/modules/VERSION)")
 	f.StringArrayVar(&includes, "include", nil, "add a host file or directory as SRC:DST (repeatable)")
@@ -95,6 +100,11 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&keymaps, "keymaps", "", `console keymaps for ociboot.keymap= (kbd names, comma-separated, or "common"); needs kbd's loadkeys and its keymaps`)
 	return cmd
 }
+
+// DefaultStorageModules are what cache_device= needs on the disks QEMU
+// and most machines have: virtio, NVMe and SATA disk drivers, ext4 and
+// overlayfs.
+const DefaultStorageModules = "virtio_blk,virtio_scsi,nvme,ahci,sd_mod,ext4,overlay"
 
 // registryOptions reads the registry credentials and CA files, and bakes
 // the mirrors in as default ociboot.registry_mirror= parameters.

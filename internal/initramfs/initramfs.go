@@ -45,6 +45,14 @@ type Options struct {
 	// Modules are kernel module names or aliases to include, with their
 	// dependencies, and to load at boot. Empty means no modules.
 	Modules []string
+	// StorageModules are kernel modules included with their
+	// dependencies, but loaded at boot only when local storage is used
+	// (a cache device): disk drivers, filesystems. Empty means none.
+	StorageModules []string
+	// Mkfs is mke2fs (a path, or a name looked up on PATH and in the
+	// sbin directories), kept at its host path with the shared libraries
+	// it needs, to format the cache disk; "" or "none" means none.
+	Mkfs string
 	// KernelVersion names /lib/modules/KVER in the image; default: the
 	// base name of ModulesDir, or else the newest version in /lib/modules.
 	KernelVersion string
@@ -144,7 +152,10 @@ type Report struct {
 	CACerts int
 	// Shell is the shell's path in the image ("" for none).
 	Shell string
-	// Programs are the programs of Options.Programs, with their libraries.
+	// Mkfs is mke2fs's path in the image ("" for none).
+	Mkfs string
+	// Programs are the programs of Options.Programs and Mkfs, with their
+	// libraries.
 	Programs []Program
 	// Keymaps are the names of the keymaps stored.
 	Keymaps []string
@@ -233,16 +244,21 @@ func Build(opts Options) (*Report, error) {
 	if err := addShell(t, opts.Shell, rep); err != nil {
 		return nil, err
 	}
+	if err := addMkfs(t, opts.Mkfs, rep); err != nil {
+		return nil, err
+	}
 	if err := addKeymaps(t, opts.Keymaps, rep); err != nil {
 		return nil, err
 	}
 	baked, err := json.MarshalIndent(bootcfg.Baked{
-		Cmdline:       opts.Cmdline,
-		Runtime:       rep.Runtime,
-		Modules:       opts.Modules,
-		KernelVersion: rep.KernelVersion,
-		Shell:         rep.Shell,
-		Keymaps:       rep.Keymaps,
+		Cmdline:        opts.Cmdline,
+		Runtime:        rep.Runtime,
+		Modules:        opts.Modules,
+		StorageModules: opts.StorageModules,
+		Mkfs:           rep.Mkfs,
+		KernelVersion:  rep.KernelVersion,
+		Shell:          rep.Shell,
+		Keymaps:        rep.Keymaps,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: encoding %s: %w", bootcfg.BakedPath, err)
@@ -425,6 +441,34 @@ func addRuntime(t *tree, runtime string, rep *Report) error {
 	return nil
 }
 
+// sbinDirs are where programs run by root live, often not on a user's
+// PATH.
+var sbinDirs = []string{"/usr/sbin", "/sbin"}
+
+// addMkfs adds mke2fs at its host path, with its ELF closure.
+func addMkfs(t *tree, mkfs string, rep *Report) error {
+	if mkfs == "" || mkfs == "none" {
+		return nil
+	}
+	bin, err := lookProgram(mkfs)
+	for _, dir := range sbinDirs {
+		if err == nil || strings.Contains(mkfs, "/") {
+			break
+		}
+		bin, err = lookProgram(filepath.Join(dir, mkfs))
+	}
+	if err != nil {
+		return fmt.Errorf("initramfs: mkfs %s: %w (install e2fsprogs, or build with --mkfs none: cache_device= then cannot format a disk)", mkfs, err)
+	}
+	prog, libs, err := addProgram(t, bin, "", "the cache formatter "+bin)
+	if err != nil {
+		return fmt.Errorf("initramfs: mkfs: %w", err)
+	}
+	rep.Mkfs = bin
+	rep.Programs = append(rep.Programs, Program{File: prog, Libraries: libs})
+	return nil
+}
+
 // addPrograms adds the programs of --include-program, each at its host
 // path with its ELF closure.
 func addPrograms(t *tree, names []string, rep *Report) error {
@@ -584,7 +628,7 @@ func moduleSource(opts Options) (kver, dir string, err error) {
 // addModules adds the modules' closure, as stored on the host, and the
 // index files restricted to it, under /lib/modules/KVER.
 func addModules(t *tree, opts Options, rep *Report) error {
-	if len(opts.Modules) == 0 {
+	if len(opts.Modules)+len(opts.StorageModules) == 0 {
 		return nil
 	}
 	kver, dir, err := moduleSource(opts)
@@ -595,7 +639,7 @@ func addModules(t *tree, opts Options, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	mods, err := ix.Closure(opts.Modules)
+	mods, err := ix.Closure(append(append([]string(nil), opts.Modules...), opts.StorageModules...))
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}

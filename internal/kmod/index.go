@@ -28,6 +28,10 @@ type Module struct {
 	// Builtin is true when the module is built into the kernel image, so
 	// nothing needs to be loaded.
 	Builtin bool
+	// Optional is true for a module only a soft dependency brought in,
+	// such as a CPU-specific implementation (crct10dif_pclmul): as with
+	// modprobe, failing to load it is not an error.
+	Optional bool
 }
 
 // Index is a kernel's module index, read from its modules directory.
@@ -356,6 +360,7 @@ func (w *walker) add(m Module) error {
 func (w *walker) visit(name string, chain []string) error {
 	switch w.state[name] {
 	case done:
+		w.require(name)
 		return nil
 	case visiting:
 		return fmt.Errorf("kmod: dependency cycle in %s: %s", filepath.Join(w.ix.dir, depFile), strings.Join(append(chain, name), " -> "))
@@ -386,9 +391,19 @@ func (w *walker) visit(name string, chain []string) error {
 	return nil
 }
 
+// require marks the module name, already in the output, as required:
+// a hard dependency or a request, not only a soft dependency.
+func (w *walker) require(name string) {
+	for i := range w.out {
+		if w.out[i].Name == name {
+			w.out[i].Optional = false
+		}
+	}
+}
+
 // soft adds optional soft dependencies: names that resolve to nothing, or
 // whose own dependencies are broken or cyclic, are left out, as modprobe
-// does.
+// does; what they add is marked Optional.
 func (w *walker) soft(names []string) {
 	for _, s := range names {
 		for _, m := range w.ix.Lookup(s) {
@@ -401,6 +416,9 @@ func (w *walker) soft(names []string) {
 					delete(w.state, undo.Name)
 				}
 				w.out = w.out[:saved]
+			}
+			for i := range w.out[saved:] {
+				w.out[saved+i].Optional = true
 			}
 		}
 	}

@@ -175,6 +175,27 @@ func TestSyntheticIndex(t *testing.T) {
 	if mods[3].Path != "kernel/a/top-mod.ko.zst" {
 		t.Errorf("top_mod path = %q, want the modules.dep path", mods[3].Path)
 	}
+	// Only soft dependencies are optional; a module asked for after it
+	// came in as one is not.
+	for _, tt := range []struct {
+		names    []string
+		optional string
+	}{
+		{[]string{"top_mod"}, "pre post"},
+		{[]string{"top_mod", "pre"}, "post"},
+		{[]string{"pre", "top_mod"}, "post"},
+	} {
+		mods, _ := ix.Closure(tt.names)
+		var optional []string
+		for _, m := range mods {
+			if m.Optional {
+				optional = append(optional, m.Name)
+			}
+		}
+		if got := strings.Join(optional, " "); got != tt.optional {
+			t.Errorf("Closure(%q): optional %q, want %q", tt.names, got, tt.optional)
+		}
+	}
 	for _, bad := range []string{"gone:x", "foo-bar:vZ", "cyc1"} {
 		if _, err := ix.Closure([]string{bad}); err == nil {
 			t.Errorf("Closure(%q) succeeded, want an error", bad)

@@ -67,8 +67,9 @@ type LoadOptions struct {
 // Load loads the modules names stand for, with their dependencies, into the
 // running kernel, in Closure order. Builtin modules and modules already
 // present in SysModuleDir are skipped, and EEXIST from the kernel counts as
-// already loaded. It returns the modules it loaded. Errors name the module
-// and its file.
+// already loaded; a module that is only a soft dependency (Optional) and
+// fails to load is left out. It returns the modules it loaded. Errors
+// name the module and its file.
 func (ix *Index) Load(names []string, opts LoadOptions) ([]Module, error) {
 	mods, err := ix.Closure(names)
 	if err != nil {
@@ -87,6 +88,9 @@ func (ix *Index) Load(names []string, opts LoadOptions) ([]Module, error) {
 			continue
 		}
 		added, err := insert(filepath.Join(ix.dir, m.Path), opts.Params[m.Name])
+		if err != nil && m.Optional {
+			continue // as modprobe does for soft dependencies
+		}
 		if err != nil {
 			return loaded, fmt.Errorf("kmod: loading module %s: %w", m.Name, err)
 		}

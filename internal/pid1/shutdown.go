@@ -51,8 +51,9 @@ func Requests() <-chan Action {
 	return out
 }
 
-// Shutdown stops every process, syncs the disks, prints console.SafeLine to log
-// and powers off or reboots. It does not return.
+// Shutdown stops every process, syncs and releases the disks (see
+// ReleaseDisks), prints console.SafeLine to log and powers off or
+// reboots. It does not return.
 func Shutdown(a Action, r *Reaper, log io.Writer) {
 	ShutdownWith(a, r, log, nil)
 }
@@ -64,6 +65,7 @@ func Shutdown(a Action, r *Reaper, log io.Writer) {
 func ShutdownWith(a Action, r *Reaper, log io.Writer, command []string) {
 	killAll(r, 5*time.Second)
 	unix.Sync()
+	ReleaseDisks(log)
 	fmt.Fprintln(log, console.SafeLine)
 	if len(command) > 0 {
 		c := exec.Command(command[0], command[1:]...)

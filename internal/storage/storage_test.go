@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/fetch/fetchtest"
+	"golang.org/x/sys/unix"
 )
 
 // execRunner runs commands with exec.Cmd's own Wait, as a test is not
@@ -316,5 +317,83 @@ func TestFindCache(t *testing.T) {
 	o.Device = "/dev/vda1"
 	if _, err := FindCache(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no mke2fs") {
 		t.Errorf("formatting without mke2fs: %v", err)
+	}
+}
+
+// TestMakeSwap checks the swap file against util-linux's reading of it,
+// and that a whole one is kept from boot to boot.
+func TestMakeSwap(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "swapfile")
+	if err := MakeSwap(p, 8<<20+100); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "blkid", "-p", "-o", "export", p); !strings.Contains(out, "TYPE=swap") {
+		t.Errorf("blkid: %s, want a swap signature", out)
+	}
+	if out := run(t, "swaplabel", p); !strings.Contains(out, "UUID:") {
+		t.Errorf("swaplabel: %s, want a UUID", out)
+	}
+	before, err := os.Stat(p)
+	if err != nil || before.Size() != 8<<20 || before.Mode().Perm() != 0o600 {
+		t.Fatalf("swap file: %v, %v; want 8 MiB, mode 0600", before, err)
+	}
+	if err := MakeSwap(p, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(p)
+	if !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Error("a whole swap file of the right size was made again")
+	}
+	if err := os.WriteFile(p, make([]byte, 8<<20), 0o600); err != nil { // cut before its header
+		t.Fatal(err)
+	}
+	if err := MakeSwap(p, 8<<20); err != nil || probePath(p).Type != "swap" {
+		t.Errorf("a swap file without its header was not made again: %v", err)
+	}
+	if err := MakeSwap(p, 4096); err == nil || !strings.Contains(err.Error(), "too small") {
+		t.Errorf("a 4 KiB swap file: %v, want a refusal", err)
+	}
+}
+
+func TestParseFilesystem(t *testing.T) {
+	good := map[string]Filesystem{
+		"cache,type=ext4,src=/dev/sda2":                           {Name: "cache", Type: "ext4", Source: "/dev/sda2"},
+		"nfs-share,type=nfs,src=10.0.2.2:/srv,opts=vers=4|nolock": {Name: "nfs-share", Type: "nfs", Source: "10.0.2.2:/srv", Options: "vers=4,nolock"},
+		"host,src=hostshare,type=9p,opts=trans=virtio":            {Name: "host", Type: "9p", Source: "hostshare", Options: "trans=virtio"},
+	}
+	for in, want := range good {
+		if got, err := ParseFilesystem(in); err != nil || got != want {
+			t.Errorf("ParseFilesystem(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for in, wantErr := range map[string]string{
+		"":                              "name \"\"",
+		"a b,type=ext4,src=/dev/x":      "name \"a b\"",
+		"c,type=ext4":                   "no type= or no src=",
+		"c,src=/dev/x":                  "no type= or no src=",
+		"c,type=ext4,src=/dev/x,mode=1": "unknown field \"mode\"",
+		"c,type=ext4,src=/dev/x,opts":   "\"opts\"",
+		"c,type=ext4,src=/dev/x,opts=":  "\"opts=\"",
+	} {
+		if _, err := ParseFilesystem(in); err == nil || !strings.Contains(err.Error(), wantErr) || !strings.Contains(err.Error(), "expected NAME,type=") {
+			t.Errorf("ParseFilesystem(%q): %v, want an error with %q", in, err, wantErr)
+		}
+	}
+}
+
+func TestMountFlags(t *testing.T) {
+	for opts, want := range map[string]struct {
+		flags uintptr
+		data  string
+	}{
+		"":                                    {0, ""},
+		"noatime,nodiratime":                  {unix.MS_NOATIME | unix.MS_NODIRATIME, ""},
+		"ro,vers=4,nolock,addr=10.0.2.2":      {unix.MS_RDONLY, "vers=4,nolock,addr=10.0.2.2"},
+		"ro,rw,nosuid,trans=virtio,defaults,": {unix.MS_NOSUID, "trans=virtio"},
+	} {
+		flags, data := mountFlags(opts)
+		if flags != want.flags || data != want.data {
+			t.Errorf("mountFlags(%q) = %#x, %q; want %#x, %q", opts, flags, data, want.flags, want.data)
+		}
 	}
 }

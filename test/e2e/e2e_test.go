@@ -122,18 +122,26 @@ func umociBusybox(t *testing.T) v1.Image {
 // More ports of 127.0.0.1 may be forwarded too.
 func (f *fixture) boot(t *testing.T, cmdline string, ports ...int) (vm.Result, string, error) {
 	t.Helper()
-	return f.bootWithTaps(t, cmdline, nil, ports...)
+	return f.bootWith(t, cmdline, machine{ports: ports})
 }
 
-// bootWithTaps is boot with more NICs, backed by the given tap devices.
-func (f *fixture) bootWithTaps(t *testing.T, cmdline string, taps []*os.File, ports ...int) (vm.Result, string, error) {
+// machine is what a boot's VM has besides the registry's forward.
+type machine struct {
+	ports []int      // more ports of 127.0.0.1 forwarded
+	taps  []*os.File // more NICs, backed by these tap devices
+	disks []string   // raw disk images, virtio disks in order
+}
+
+// bootWith is boot on a machine with more NICs, disks or forwards.
+func (f *fixture) bootWith(t *testing.T, cmdline string, m machine) (vm.Result, string, error) {
 	t.Helper()
 	var console bytes.Buffer
 	cfg := vm.Config{
 		Initramfs: f.initramfs,
 		Cmdline:   fmt.Sprintf("ociboot.insecure_registry=%s:%d %s", vm.GuestHost, f.reg.Port, cmdline),
-		Forwards:  append([]int{f.reg.Port}, ports...),
-		Taps:      taps,
+		Forwards:  append([]int{f.reg.Port}, m.ports...),
+		Taps:      m.taps,
+		Disks:     m.disks,
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
 	}
@@ -172,6 +180,7 @@ func inOrder(t *testing.T, console string, wants ...string) {
 func TestBoot(t *testing.T) {
 	f := setup(t)
 	f.rootTests(t)
+	f.storageTests(t)
 
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()
@@ -295,7 +304,7 @@ func TestBoot(t *testing.T) {
 		// takes it from the lease.
 		ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20", "--dhcp-option=42,192.168.77.1")
 		cmdline := fmt.Sprintf(`b2c.ntp_peer=auto ociboot.container="%s sh -c 'echo guest time $(date +%%s)'"`, f.images["busybox"])
-		res, console, err := f.bootWithTaps(t, cmdline, []*os.File{tap})
+		res, console, err := f.bootWith(t, cmdline, machine{taps: []*os.File{tap}})
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
 		}
@@ -390,7 +399,7 @@ func TestBoot(t *testing.T) {
 		tap := ns.Tap(t, "tap0", "192.168.77.1/24")
 		cmdline := fmt.Sprintf(`b2c.iface=eth0,dhcp b2c.iface=eth1,address=192.168.77.5/24,route=192.168.88.0/24:192.168.77.1,nameserver=192.168.77.1 `+
 			`b2c.container="%s sh -c '/bin/busybox ping -c 1 -W 10 192.168.77.1 >/dev/null && echo ping ok; grep nameserver /etc/resolv.conf; /bin/busybox ip route show dev eth1'"`, f.images["busybox"])
-		res, console, err := f.bootWithTaps(t, cmdline, []*os.File{tap})
+		res, console, err := f.bootWith(t, cmdline, machine{taps: []*os.File{tap}})
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
 		}

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/ociboot/ociboot/internal/registrytest"
+	"github.com/ociboot/ociboot/internal/vm"
+)
+
+// storageTests registers the cache-disk subtests of TestBoot: real disk
+// images, formatted by the guest, checked from the host with util-linux
+// and e2fsprogs, and a registry proxy that counts blob requests and can
+// play a registry that is down.
+func (f *fixture) storageTests(t *testing.T) {
+	t.Run("cache-disk", func(t *testing.T) {
+		// One disk through its life: blank, partitioned and formatted;
+		// warm; the registry down; reset.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		img, via, down, blobGets, boot := c.img, c.via, &c.down, c.blobGets, c.boot
+		disk := blankDisk(t, 512<<20)
+		warm := fmt.Sprintf(`ociboot.cache_device=auto ociboot.cache_wait=1 ociboot.swap=32M ociboot.container="%s sh -c 'echo swaps: $(tail -n +2 /proc/swaps)'"`, img)
+		res, console := boot(t, warm, disk)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Fatalf("blank disk: pipeline status seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console,
+			"ociboot: ==== storage ====",
+			"ociboot: storage: cache: no B2C_CACHE partition: formatting vda (512.0 MiB), which held no partition and no known filesystem; all of it is lost",
+			"ociboot: storage: cache: formatting /dev/vda1 (ext4, label B2C_CACHE)",
+			`ociboot: storage: /dev/vda1 (ext4 "B2C_CACHE") mounted on /storage`,
+			"ociboot: storage: swapping to /storage/swapfile (32.0 MiB)",
+			"swaps: /storage/swapfile file",
+			"Execution is over, pipeline status: 0")
+		if got := strings.Fields(hostTool(t, "partx", "-g", "-o", "NR,START,NAME", disk)); strings.Join(got, " ") != "1 2048 B2C_CACHE" {
+			t.Errorf("partx after the first boot: %q, want one partition at 1 MiB named B2C_CACHE", got)
+		}
+		part := disk + "?offset=1048576"
+		if out := hostTool(t, "blkid", "-p", "-O", "1048576", "-o", "export", disk); !strings.Contains(out, "LABEL=B2C_CACHE") || !strings.Contains(out, "TYPE=ext4") {
+			t.Errorf("blkid of the partition: %s", out)
+		}
+		if out := hostTool(t, "dumpe2fs", "-h", part); !strings.Contains(out, "Filesystem state:         clean") || !strings.Contains(out, "encrypt") {
+			t.Errorf("the cache after power-off is not a clean ext4 with the encrypt feature:\n%s", out)
+		}
+		uuid := fsUUID(t, disk)
+
+		gets := blobGets()
+		res, console = boot(t, warm, disk)
+		if !res.StatusSeen || res.Status != 0 || strings.Contains(console, "formatting") || fsUUID(t, disk) != uuid {
+			t.Errorf("warm boot: status seen %v, %d; formatted again: %v; want 0, the cache as it was", res.StatusSeen, res.Status, strings.Contains(console, "formatting"))
+		}
+		if n := blobGets() - gets; n != 0 {
+			t.Errorf("warm boot: %d blob GETs, want none", n)
+		}
+
+		down.Store(true)
+		absent := via + "/e2e/absent:1"
+		res, console = boot(t, fmt.Sprintf(`ociboot.cache_device=auto ociboot.container="%s sh -c 'echo offline run'" ociboot.container="--pull never %s true"`, img, absent), disk)
+		down.Store(false)
+		inOrder(t, console,
+			"WARNING: the registry is out of reach: using the stored copy of "+img+" (linux/amd64, sha256:",
+			"offline run",
+			"pull "+absent+" (linux/amd64): --pull never, and it is not in the image store")
+		if !res.StatusSeen || res.Status == 0 {
+			t.Errorf("registry down, --pull never of an absent image: status seen %v, %d; want a failure", res.StatusSeen, res.Status)
+		}
+
+		gets = blobGets()
+		res, console = boot(t, fmt.Sprintf(`b2c.cache_device=reset ociboot.container="%s true"`, img), disk)
+		inOrder(t, console, "ociboot: storage: cache: formatting /dev/vda1 (ext4, label B2C_CACHE)", "Execution is over, pipeline status: 0")
+		if fsUUID(t, disk) == uuid || blobGets() == gets {
+			t.Errorf("reset: the filesystem UUID is unchanged, or nothing was fetched (%d blob GETs)", blobGets()-gets)
+		}
+	})
+
+	t.Run("cache-prepared", func(t *testing.T) {
+		// A partition the host formatted as boot2container does, on the
+		// second disk: auto uses it as it is and leaves the blank first
+		// disk alone.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		img, boot := c.img, c.boot
+		blank := blankDisk(t, 256<<20)
+		prepared := blankDisk(t, 256<<20)
+		f, err := os.OpenFile(prepared, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := &gpt.Table{ProtectiveMBR: true, LogicalSectorSize: 512, PhysicalSectorSize: 512, Partitions: []*gpt.Partition{
+			{Start: 2048, Size: 64 << 20, Type: gpt.LinuxFilesystem, Name: "data"},
+			{Start: 2048 + 64<<20/512, Size: 128 << 20, Type: gpt.LinuxFilesystem, Name: "cache"},
+		}}
+		if err := table.Write(f, 256<<20); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		offset := fmt.Sprint(1<<20 + 64<<20)
+		hostTool(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "B2C_CACHE", "-E", "offset="+offset, prepared, "128M")
+		before := hostTool(t, "blkid", "-p", "-O", offset, "-s", "UUID", "-o", "value", prepared)
+		res, console := boot(t, fmt.Sprintf(`b2c.cache_device=auto ociboot.container="%s true"`, img), blank, prepared)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, `ociboot: storage: /dev/vdb2 (ext4 "B2C_CACHE") mounted on /storage`)
+		if strings.Contains(console, "formatting") {
+			t.Error("a disk was formatted although one had a B2C_CACHE partition")
+		}
+		if after := hostTool(t, "blkid", "-p", "-O", offset, "-s", "UUID", "-o", "value", prepared); after != before {
+			t.Errorf("the prepared filesystem changed: UUID %q, was %q", after, before)
+		}
+		if out, _ := exec.Command("blkid", "-p", blank).CombinedOutput(); len(out) != 0 {
+			t.Errorf("the blank disk was written: blkid says %s", out)
+		}
+	})
+
+	t.Run("cache-filesystem", func(t *testing.T) {
+		// A named filesystem= mount as the cache: the store lands on it.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		img, boot := c.img, c.boot
+		disk := blankDisk(t, 128<<20)
+		hostTool(t, "mke2fs", "-q", "-F", "-t", "ext4", disk)
+		res, console := boot(t, fmt.Sprintf(`b2c.filesystem=scratch,type=ext4,src=/dev/vda,opts=noatime|nodiratime b2c.cache_device=scratch ociboot.container="%s true"`, img), disk)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, "ociboot: storage: filesystem scratch (ext4 /dev/vda) mounted on /storage")
+		if out := hostTool(t, "debugfs", "-R", "ls /ociboot/store/refs", disk); !strings.Contains(out, " ") || strings.Contains(out, "File not found") {
+			t.Errorf("the store's refs on the filesystem: %s", out)
+		}
+	})
+}
+
+// cacheProxy is a registry proxy of a cache test's own: it counts blob
+// requests and can play a registry that is down.
+type cacheProxy struct {
+	via  string // the proxy as the guest reaches it, HOST:PORT
+	img  string // the busybox image through it
+	down atomic.Bool
+	// blobGets counts the blob GETs so far; boot boots with the proxy
+	// forwarded and trusted, and the disks attached.
+	blobGets func() int
+	boot     func(t *testing.T, cmdline string, disks ...string) (vm.Result, string)
+}
+
+func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
+	t.Helper()
+	c := &cacheProxy{}
+	proxy := registrytest.NewProxy(t, f.reg, registrytest.ProxyOptions{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c.down.Load() {
+				if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+					conn.Close()
+				}
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	_, p, _ := net.SplitHostPort(proxy.Addr)
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.via = fmt.Sprintf("%s:%d", vm.GuestHost, port)
+	c.img = c.via + "/e2e/busybox:1"
+	c.blobGets = func() int {
+		return proxy.Count(func(r registrytest.ProxyRequest) bool { return r.Method == http.MethodGet && r.IsBlob() })
+	}
+	c.boot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
+		t.Helper()
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{port}, disks: disks})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		return res, console
+	}
+	return c
+}
+
+// blankDisk makes a sparse disk image of size bytes.
+func blankDisk(t *testing.T, size int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// hostTool runs a disk tool on the host (CI installs them) and returns
+// its output.
+func hostTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		path, err = exec.LookPath("/usr/sbin/" + name)
+	}
+	if err != nil {
+		t.Fatalf("%s is missing: install it (scripts/install-deps.sh does)", name)
+	}
+	out, err := exec.Command(path, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// fsUUID is the UUID of the filesystem at 1 MiB into disk.
+func fsUUID(t *testing.T, disk string) string {
+	t.Helper()
+	return hostTool(t, "blkid", "-p", "-O", "1048576", "-s", "UUID", "-o", "value", disk)
+}
