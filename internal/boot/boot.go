@@ -22,6 +22,7 @@ import (
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/pipeline"
+	"github.com/ociboot/ociboot/internal/store"
 )
 
 // failDelay is how long a failed boot waits, so that a person can read the
@@ -37,6 +38,12 @@ type state struct {
 	input  input         // the baked-in configuration and the command line
 	plan   *bootcfg.Plan // nil only when the baked-in configuration is unreadable
 	puller *image.Puller // the Plan's registry settings, one HTTP stack for every pull
+
+	// layers is the image store of unpacked layers (the cache's, or one
+	// in RAM), scratch where containers' writable layers go ("" for the
+	// bundles' directory).
+	layers  *store.Store
+	scratch string
 
 	network     *netconf.Result
 	stopNetwork func() *netconf.Result // ends the network's upkeep, gives its last state

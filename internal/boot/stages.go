@@ -184,11 +184,17 @@ func runContainers(ctx context.Context, s *state) error {
 	if err := os.WriteFile(masked, []byte(bootcfg.MaskSecrets(s.input.cmdline)+"\n"), 0o444); err != nil {
 		return err
 	}
+	layers, err := s.layerStore()
+	if err != nil {
+		return err
+	}
 	s.result = pipeline.Run(ctx, pipeline.Config{
 		Plan:        s.plan,
 		Puller:      s.puller,
 		Runtime:     runtime.Runtime{Path: s.input.baked.Runtime},
-		StateDir:    "/var/lib/ociboot",
+		StateDir:    stateDir,
+		Layers:      layers,
+		ScratchDir:  s.scratch,
 		Procs:       s.reaper,
 		Events:      s.events,
 		CmdlineFile: masked,

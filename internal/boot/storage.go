@@ -3,7 +3,9 @@ package boot
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ociboot/ociboot/internal/storage"
 	"github.com/ociboot/ociboot/internal/store"
@@ -14,6 +16,12 @@ import (
 const (
 	storageDir = "/storage"
 	storeDir   = storageDir + "/ociboot/store"
+	// scratchDir holds the containers' writable layers on the cache.
+	scratchDir = storageDir + "/ociboot/scratch"
+	// stateDir holds the containers' bundles; without a cache, the image
+	// store of unpacked layers lives there too, in RAM.
+	stateDir    = "/var/lib/ociboot"
+	ramStoreDir = stateDir + "/store"
 )
 
 func noStorage(s *state) bool { return s.plan.Storage.CacheDevice == "" }
@@ -57,6 +65,49 @@ func prepareStorage(ctx context.Context, s *state) error {
 	if err != nil {
 		return err
 	}
-	s.plan.Registry.Store = images
+	// What containers wrote before a power cut is of no use.
+	if err := os.RemoveAll(scratchDir); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	s.plan.Registry.Store, s.layers, s.scratch = images, images, scratchDir
 	return s.usePlan(s.plan)
+}
+
+// layerStore is where containers' layers are kept unpacked: the cache's
+// store, or one in RAM for this boot, so that an image several
+// containers use is unpacked once. It is nil, and every container's image
+// is unpacked whole, when overlayfs is not there (its module is not in
+// the initramfs).
+func (s *state) layerStore() (*store.Store, error) {
+	if s.layers != nil {
+		return s.layers, nil
+	}
+	if !hasFilesystem("overlay") {
+		// A failure shows below.
+		_ = s.loadModuleNames([]string{"overlay"})
+	}
+	if !hasFilesystem("overlay") {
+		s.say("containers: no overlayfs (its module is not in this initramfs): every image is unpacked whole")
+		return nil, nil
+	}
+	st, err := store.Open(ramStoreDir)
+	if err != nil {
+		return nil, err
+	}
+	s.layers = st
+	return st, nil
+}
+
+// hasFilesystem tells whether the kernel knows the filesystem name.
+func hasFilesystem(name string) bool {
+	data, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == name {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/layer"
 	"github.com/ociboot/ociboot/internal/layer/layertest"
+	"github.com/ociboot/ociboot/internal/store"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -134,6 +137,10 @@ var differentialCases = []struct {
 	}, nil, map[string]string{
 		"bin/a": "links=bin/b,bin/c", "lower/g2": "links=late", "fromlower": "size=5", "lower/h2": "size=1", "lower/h": "size=8",
 	}},
+	{"hard links within layers", [][]layertest.Entry{
+		{layertest.File("lower/g", "g", 0o755), layertest.Hardlink("lower/g2", "lower/g")},
+		{layertest.File("bin/a", "A", 0o755), layertest.Hardlink("bin/b", "bin/a"), layertest.Whiteout("lower/.wh.g")},
+	}, nil, map[string]string{"bin/a": "links=bin/b", "lower/g2": "size=1"}},
 	{"symlinks", [][]layertest.Entry{
 		{layertest.File("etc/real", "r", 0o644), layertest.Dir("dir/", 0o755), layertest.File("dir/in", "i", 0o644)},
 		{
@@ -177,6 +184,12 @@ var differentialCases = []struct {
 	}, nil, map[string]string{"dir2file": "file", "file2dir": "dir 0711", "file2link": "symlink", "link2dir": "dir", "merge": "dir 0700", "dir2link": "symlink", "fifo2file": "fifo"}},
 }
 
+// notOverlay says, by case, why overlayfs cannot show the image as the
+// plain unpack does: the image store refuses it, naming that.
+var notOverlay = map[string]string{
+	"hard links": `hard link to "lower/f", which is not in this layer`,
+}
+
 // TestDifferentialUmoci unpacks every case with ociboot and with umoci
 // (from the same OCI layout, as root) and compares the trees entry by
 // entry: type, mode, owner, size, content, link target, device number,
@@ -207,6 +220,9 @@ func TestDifferentialUmoci(t *testing.T) {
 		if n := len(snapshot(t, ours, start)); n < 40 {
 			t.Errorf("ociboot unpacked %d entries, want the whole busybox tree", n)
 		}
+		if diffs := compareTrees(t, overlayView(t, img), theirs, start, nil); len(diffs) > 0 {
+			t.Errorf("ociboot's overlay view (-) and umoci (+) differ:\n%s", strings.Join(diffs, "\n"))
+		}
 	})
 	// umoci's own images start with an entry for "/" and name the rest
 	// relative to it; a leading "/" is dropped, as umoci does.
@@ -227,9 +243,13 @@ func TestDifferentialUmoci(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		ours, theirs := unpackBoth(t, registrytest.UmociImage(t, src))
+		img := registrytest.UmociImage(t, src)
+		ours, theirs := unpackBoth(t, img)
 		if diffs := compareTrees(t, ours, theirs, start, nil); len(diffs) > 0 {
 			t.Errorf("ociboot (-) and umoci (+) differ:\n%s", strings.Join(diffs, "\n"))
+		}
+		if diffs := compareTrees(t, overlayView(t, img), theirs, start, nil); len(diffs) > 0 {
+			t.Errorf("ociboot's overlay view (-) and umoci (+) differ:\n%s", strings.Join(diffs, "\n"))
 		}
 		got := snapshot(t, ours, start)
 		for p, want := range map[string]string{"etc/os-release": "file 0755 0:0 size=9", "etc/release": `-> "os-release"`, "bin/tool": "links=bin/tool2"} {
@@ -256,8 +276,55 @@ func TestDifferentialUmoci(t *testing.T) {
 					t.Errorf("ociboot's %s: %v, want it to contain %q", p, n, want)
 				}
 			}
+			// The same image as the image store keeps it, one directory
+			// per layer under overlayfs, must show the same tree; what
+			// overlayfs cannot show must be refused.
+			if why := notOverlay[tc.name]; why != "" {
+				_, err := image.UnpackLayers(context.Background(), img, openStore(t), image.UnpackOptions{AllowDevices: true})
+				if !errors.Is(err, layer.ErrNotOverlay) || !strings.Contains(err.Error(), why) {
+					t.Errorf("UnpackLayers: %v; want layer.ErrNotOverlay for %s", err, why)
+				}
+				return
+			}
+			if diffs := compareTrees(t, overlayView(t, img), theirs, start, tc.umociDiffers); len(diffs) > 0 {
+				t.Errorf("ociboot's overlay view (-) and umoci (+) differ:\n%s", strings.Join(diffs, "\n"))
+			}
 		})
 	}
+}
+
+// openStore opens an image store in a temporary directory.
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// overlayView unpacks img into an image store, a directory per layer,
+// mounts them with overlayfs and returns the mount point.
+func overlayView(t *testing.T, img v1.Image) string {
+	t.Helper()
+	dirs, err := image.UnpackLayers(context.Background(), img, openStore(t), image.UnpackOptions{AllowDevices: true})
+	if err != nil {
+		t.Fatalf("UnpackLayers: %v", err)
+	}
+	base := t.TempDir()
+	mnt := filepath.Join(base, "rootfs")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.MountOverlay(dirs, filepath.Join(base, "upper"), filepath.Join(base, "work"), mnt); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmounting %s: %v", mnt, err)
+		}
+	})
+	return mnt
 }
 
 // gzipLayer returns a gzip-compressed OCI layer holding entries, full

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/fetch/fetchtest"
 	"github.com/ociboot/ociboot/internal/image"
@@ -258,4 +260,89 @@ func TestPullPolicies(t *testing.T) {
 			t.Errorf("--pull never without a store: %v", err)
 		}
 	})
+}
+
+// TestUnpackLayers checks the unpacked layers of the image store: a
+// second unpack of an image fetches and unpacks nothing, a layer whose
+// uncompressed tar does not match its diff ID is refused and nothing of
+// it kept, and an unpack cut short leaves no layer behind.
+func TestUnpackLayers(t *testing.T) {
+	reg := registrytest.Start(t)
+	img := registrytest.BusyboxImage(t, registrytest.LayerFromFiles(t, map[string]string{"etc/top": "top\n"}))
+	registrytest.Push(t, reg, "test/layers:1", img)
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpack := func(t *testing.T) ([]string, string, int) {
+		t.Helper()
+		proxy := registrytest.NewProxy(t, reg, registrytest.ProxyOptions{})
+		pulled, err := image.Pull(testContext(t), proxy.Addr+"/test/layers:1", image.PullOptions{Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var log bytes.Buffer
+		dirs, err := image.UnpackLayers(testContext(t), pulled, st, image.UnpackOptions{Log: &log, AllowDevices: true})
+		if err != nil {
+			t.Fatalf("UnpackLayers: %v", err)
+		}
+		return dirs, log.String(), proxy.Count(func(r registrytest.ProxyRequest) bool { return r.IsBlob() })
+	}
+	cold, _, gets := unpack(t)
+	if len(cold) != 2 || gets == 0 {
+		t.Fatalf("cold: %d layer directories, %d blob requests", len(cold), gets)
+	}
+	if got, err := os.ReadFile(filepath.Join(cold[1], "etc/top")); err != nil || string(got) != "top\n" {
+		t.Errorf("the top layer's etc/top: %q, %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(cold[1], "bin/busybox")); err == nil {
+		t.Error("the top layer's directory holds the lower layer's files")
+	}
+	warm, log, gets := unpack(t)
+	if !slices.Equal(warm, cold) || gets != 0 || strings.Count(log, "unpacked in the store") != 2 {
+		t.Errorf("warm: dirs %q (cold %q), %d blob requests, log %q; want the same directories, no request", warm, cold, gets, log)
+	}
+
+	// A config that lies about a layer's diff ID.
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[1] = cf.RootFS.DiffIDs[0]
+	liar, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := image.UnpackLayers(testContext(t), liar, fresh, image.UnpackOptions{AllowDevices: true}); err == nil || !strings.Contains(err.Error(), "does not match its diff ID") {
+		t.Fatalf("UnpackLayers with a wrong diff ID: %v", err)
+	}
+	if d, ok := fresh.LayerDir(cf.RootFS.DiffIDs[0]); !ok {
+		t.Errorf("the bottom layer, whose diff ID is right, is not stored at %s", d)
+	}
+	left, _ := os.ReadDir(filepath.Join(fresh.Dir(), "tmp"))
+	if layers, _ := os.ReadDir(filepath.Join(fresh.Dir(), "layers", "sha256")); len(layers) != 1 || len(left) != 0 {
+		t.Errorf("after the refused layer: %d stored layers, %d temporary entries; want 1 and none", len(layers), len(left))
+	}
+
+	// An unpack cut short (its context cancelled) keeps nothing of the
+	// layer it was at.
+	ctx, cancel := context.WithCancel(testContext(t))
+	cancel()
+	cut, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := image.UnpackLayers(ctx, img, cut, image.UnpackOptions{AllowDevices: true}); err == nil {
+		t.Fatal("UnpackLayers with a cancelled context succeeded")
+	}
+	left, _ = os.ReadDir(filepath.Join(cut.Dir(), "tmp"))
+	if layers, _ := os.ReadDir(filepath.Join(cut.Dir(), "layers", "sha256")); len(layers) != 0 || len(left) != 0 {
+		t.Errorf("after a cut unpack: %d stored layers, %d temporary entries; want none", len(layers), len(left))
+	}
 }

@@ -146,7 +146,63 @@ func UnpackWith(ctx context.Context, img v1.Image, dir string, o UnpackOptions) 
 	return u.run(ctx)
 }
 
-// unpacker is one UnpackWith call.
+// UnpackLayers unpacks each layer of img that st lacks into st, keyed by
+// its diff ID, as UnpackWith streams layers, each into a directory of its
+// own in overlayfs's form (see layer.Options.Overlay), its diff ID
+// checked, and returns every layer's directory, bottom layer first, to be
+// mounted with layer.MountOverlay. A layer st has is not fetched. A layer
+// that overlayfs cannot show as the plain unpack would fails with an
+// error wrapping layer.ErrNotOverlay: unpack that image with UnpackWith.
+func UnpackLayers(ctx context.Context, img v1.Image, st *store.Store, o UnpackOptions) ([]string, error) {
+	const where = "the image store"
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("unpack into %s: list layers: %w", where, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("unpack into %s: image config: %w", where, err)
+	}
+	if len(cf.RootFS.DiffIDs) != len(layers) {
+		return nil, fmt.Errorf("unpack into %s: the image config lists %d diff IDs for %d layers", where, len(cf.RootFS.DiffIDs), len(layers))
+	}
+	dirs := make([]string, len(layers))
+	u := &unpacker{opts: o, dir: where}
+	defer func() {
+		for _, r := range u.layers {
+			if r.store != nil {
+				r.store.Abort()
+			}
+		}
+	}()
+	for i, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("unpack into %s: layer %d/%d: digest: %w", where, i+1, len(layers), err)
+		}
+		size, err := l.Size()
+		if err != nil {
+			size = -1
+		}
+		r := &layerRun{layer: l, p: LayerProgress{Index: i + 1, Count: len(layers), Digest: d, Size: size}, diffID: cf.RootFS.DiffIDs[i], stored: &dirs[i]}
+		if dir, ok := st.LayerDir(r.diffID); ok {
+			dirs[i] = dir
+			u.update(r, func(p *LayerProgress) { p.State = LayerDone })
+			u.logf("%s: unpacked in the store\n", r.shortName())
+			continue
+		}
+		if r.store, err = st.NewLayer(r.diffID); err != nil {
+			return nil, err
+		}
+		u.layers = append(u.layers, r)
+	}
+	if err := u.run(ctx); err != nil {
+		return nil, err
+	}
+	return dirs, nil
+}
+
+// unpacker is one UnpackWith or UnpackLayers call.
 type unpacker struct {
 	opts   UnpackOptions
 	dir    string
@@ -174,6 +230,11 @@ type layerRun struct {
 	// Set by the goroutine that writes the pipe, before closing it.
 	fetchErr error
 	kind     compression
+	// To unpack into the image store (UnpackLayers): the layer's writer,
+	// its diff ID, checked, and where to put its directory once stored.
+	store  *store.LayerWriter
+	diffID v1.Hash
+	stored *string
 }
 
 // name says which layer, for errors.
@@ -235,6 +296,14 @@ func (u *unpacker) run(ctx context.Context) error {
 		}
 		r.goroutines.Wait() // they are ending: the blob and tar were read to their end
 		r.blobPool.close()
+		if r.store != nil {
+			dir, err := r.store.Commit()
+			r.store = nil
+			if err != nil {
+				return fmt.Errorf("unpack %s: %w", r.name(), err)
+			}
+			*r.stored = dir
+		}
 	}
 	return nil
 }
@@ -312,12 +381,25 @@ func (u *unpacker) decompress(r *layerRun) {
 func (u *unpacker) apply(r *layerRun) error {
 	u.update(r, func(p *LayerProgress) { p.State = LayerApplying })
 	counted := &countingReader{r: r.tar}
-	if err := layer.ApplyWith(counted, u.dir, layer.Options{AllowDevices: u.opts.AllowDevices}); err != nil {
+	dir, opts, src := u.dir, layer.Options{AllowDevices: u.opts.AllowDevices}, io.Reader(counted)
+	if r.store != nil {
+		// A stored layer is keyed by its diff ID: check it, lest one
+		// image's layer stand in for another's.
+		dir, opts.Overlay = r.store.Dir(), true
+		var err error
+		if src, err = store.Verify(counted, r.diffID); err != nil {
+			return err
+		}
+	}
+	if err := layer.ApplyWith(src, dir, opts); err != nil {
 		return err
 	}
 	// Read what follows the tar's end-of-archive marker: the blob is
 	// checked only when all of it has been read.
-	if _, err := io.Copy(io.Discard, counted); err != nil {
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		if errors.Is(err, store.ErrMismatch) {
+			return fmt.Errorf("the uncompressed layer does not match its diff ID %s in the image config: %w", r.diffID, err)
+		}
 		return fmt.Errorf("read rest of blob: %w", err)
 	}
 	r.tar.release()

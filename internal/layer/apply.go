@@ -33,7 +33,23 @@ type Options struct {
 	// AllowDevices lets character and block device entries be created;
 	// without it such an entry fails the layer. FIFOs are always allowed.
 	AllowDevices bool
+	// Overlay applies the layer alone, into an empty directory, as a
+	// lower layer of overlayfs (an image store's unpacked layer; see
+	// MountOverlay): a whiteout becomes overlayfs's whiteout, a character
+	// device 0:0, and an opaque marker the trusted.overlay.opaque
+	// attribute of its directory, instead of removing what lower layers
+	// hold. The entries' own trusted.overlay.* attributes are dropped.
+	// What overlayfs cannot show as the plain unpack would (a hard link
+	// to a file of a lower layer, an opaque root) fails with an error
+	// wrapping ErrNotOverlay: unpack such an image the plain way.
+	Overlay bool
 }
+
+// ErrNotOverlay marks a layer that Options.Overlay cannot represent.
+var ErrNotOverlay = errors.New("the layer cannot be an overlayfs lower layer")
+
+// overlayXattrPrefix is overlayfs's namespace of attributes.
+const overlayXattrPrefix = xattrPrefix + "trusted.overlay."
 
 // Apply applies one uncompressed layer tar, read from r, onto the
 // directory root, device nodes included: it is ApplyWith with
@@ -160,9 +176,20 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	}
 	rel := cleanRel(hdr.Name)
 	dir, base := split(rel)
+	if a.opts.Overlay {
+		for k := range hdr.PAXRecords {
+			if strings.HasPrefix(k, overlayXattrPrefix) {
+				delete(hdr.PAXRecords, k)
+			}
+		}
+	}
 	switch {
+	case base == whiteoutOpaque && a.opts.Overlay:
+		return a.overlayOpaque(dir)
 	case base == whiteoutOpaque:
 		return a.opaque(dir)
+	case strings.HasPrefix(base, whiteoutPrefix) && a.opts.Overlay:
+		return a.overlayWhiteout(dir, strings.TrimPrefix(base, whiteoutPrefix))
 	case strings.HasPrefix(base, whiteoutPrefix):
 		return a.whiteout(dir, strings.TrimPrefix(base, whiteoutPrefix))
 	case hdr.Typeflag == tar.TypeXGlobalHeader:
@@ -472,11 +499,14 @@ func (a *applier) hardlink(parent int, base, linkname string) error {
 	}
 	tdir, tbase := split(target)
 	tfd, err := a.openIn(tdir, unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return fmt.Errorf("hard link target %q: %w", linkname, err)
+	if err == nil {
+		defer unix.Close(tfd)
+		err = unix.Linkat(tfd, tbase, parent, base, 0)
 	}
-	defer unix.Close(tfd)
-	if err := unix.Linkat(tfd, tbase, parent, base, 0); err != nil {
+	if errors.Is(err, unix.ENOENT) && a.opts.Overlay {
+		return fmt.Errorf("hard link to %q, which is not in this layer: %w", linkname, ErrNotOverlay)
+	}
+	if err != nil {
 		return fmt.Errorf("hard link to %q: %w", linkname, err)
 	}
 	return nil
@@ -621,6 +651,50 @@ func (a *applier) whiteout(dir, name string) error {
 	if err := removeAllAt(fd, name); err != nil {
 		return fmt.Errorf("remove %q: %w", path.Join(dir, name), err)
 	}
+	return nil
+}
+
+// overlayWhiteout hides name of dir in the layers below, with
+// overlayfs's whiteout: a character device 0:0. An entry of this layer of
+// the same name wins, in any tar order.
+func (a *applier) overlayWhiteout(dir, name string) error {
+	if strings.HasPrefix(name, whiteoutPrefix) {
+		return nil // other AUFS metadata (.wh..wh.plnk, ...): nothing to apply
+	}
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return fmt.Errorf("invalid whiteout name %q", whiteoutPrefix+name)
+	}
+	if a.added[path.Join(dir, name)] {
+		return nil
+	}
+	pd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mknodat(pd.fd, name, unix.S_IFCHR, 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("whiteout %q: %w", path.Join(dir, name), err)
+	}
+	return nil
+}
+
+// overlayOpaque hides what the layers below hold in dir, with
+// overlayfs's opaque attribute.
+func (a *applier) overlayOpaque(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("an opaque root directory: %w", ErrNotOverlay)
+	}
+	if _, err := a.parent(dir); err != nil {
+		return err
+	}
+	fd, err := a.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("opaque directory %q: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsetxattr(fd, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		return fmt.Errorf("opaque directory %q: %w", dir, err)
+	}
+	a.markAdded(dir)
 	return nil
 }
 

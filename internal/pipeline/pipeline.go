@@ -7,7 +7,9 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,10 +17,14 @@ import (
 	"strconv"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/event"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/layer"
 	"github.com/ociboot/ociboot/internal/runtime"
+	"github.com/ociboot/ociboot/internal/store"
+	"golang.org/x/sys/unix"
 )
 
 // StatusSetupFailed is a container's status when it could not be started
@@ -61,7 +67,15 @@ type Config struct {
 	// StateDir holds one bundle (config.json + rootfs) per container
 	// while it runs.
 	StateDir string
-	Procs    Procs
+	// Layers, when set, is the image store of unpacked layers: a
+	// container's root is then its image's layers, unpacked once into
+	// the store, under overlayfs, with a writable upper directory of its
+	// own in ScratchDir (StateDir when ""). Images overlayfs cannot show
+	// as they are, and every image without a store, are unpacked whole
+	// into the bundle.
+	Layers     *store.Store
+	ScratchDir string
+	Procs      Procs
 	// Events receives what happens: pulls, container starts and exits,
 	// progress lines.
 	Events *event.Reporter
@@ -249,8 +263,8 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 	bundle := filepath.Join(c.StateDir, "containers", j.id)
 	c.Events.Report(event.Pull{Job: j.String(), Image: j.ct.Image})
 	begin := time.Now()
-	if err := prepare(ctx, c, j.String(), j.ct, bundle, env); err != nil {
-		os.RemoveAll(bundle)
+	if err := prepare(ctx, c, j, bundle, env); err != nil {
+		c.removeBundle(j, bundle)
 		return nil, err
 	}
 	c.Events.Report(event.ContainerStart{Job: j.String(), ID: j.id, Prepared: time.Since(begin)})
@@ -261,7 +275,7 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 		// its stdin to set up the terminal).
 		devNull, err := os.Open(os.DevNull)
 		if err != nil {
-			os.RemoveAll(bundle)
+			c.removeBundle(j, bundle)
 			return nil, err
 		}
 		defer devNull.Close()
@@ -269,14 +283,14 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 	}
 	wait, err := c.Procs.Start(cmd)
 	if err != nil {
-		os.RemoveAll(bundle)
+		c.removeBundle(j, bundle)
 		return nil, err
 	}
 	r := &running{job: j, done: make(chan int, 1)}
 	go func() {
 		// `crun run` deletes the container's state when it ends.
 		code := wait()
-		os.RemoveAll(bundle)
+		c.removeBundle(j, bundle)
 		r.done <- code
 	}()
 	return r, nil
@@ -308,8 +322,10 @@ func stdio(f, def *os.File) *os.File {
 	return def
 }
 
-// prepare pulls the image of job, unpacks it and writes the bundle.
-func prepare(ctx context.Context, c Config, job string, ct bootcfg.Container, bundle string, env []string) error {
+// prepare pulls the image of job, unpacks it (or assembles its layers
+// from the store) and writes the bundle.
+func prepare(ctx context.Context, c Config, j job, bundle string, env []string) error {
+	ct := j.ct
 	img, err := c.Puller.Pull(ctx, ct.Image, image.Request{Platform: ct.Platform, Policy: ct.Pull, Log: c.Events.Writer("image")})
 	if err != nil {
 		return err
@@ -326,11 +342,18 @@ func prepare(ctx context.Context, c Config, job string, ct bootcfg.Container, bu
 			return
 		}
 		states[p.Index] = p.State
-		c.Events.Report(event.Layer{Job: job, Index: p.Index, Count: p.Count, Digest: p.Digest.String(), Size: p.Size,
+		c.Events.Report(event.Layer{Job: j.String(), Index: p.Index, Count: p.Count, Digest: p.Digest.String(), Size: p.Size,
 			Fetched: p.Fetched, Unpacked: p.Unpacked, State: p.State.String(), Err: p.Err})
 	}
-	if err := image.UnpackWith(ctx, img, rootfs, image.UnpackOptions{Log: c.Events.Writer("image"), Progress: progress, AllowDevices: true}); err != nil {
+	opts := image.UnpackOptions{Log: c.Events.Writer("image"), Progress: progress, AllowDevices: true}
+	mounted, err := c.assemble(ctx, j, img, rootfs, opts)
+	if err != nil {
 		return err
+	}
+	if !mounted {
+		if err := image.UnpackWith(ctx, img, rootfs, opts); err != nil {
+			return err
+		}
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
@@ -347,6 +370,39 @@ func prepare(ctx context.Context, c Config, job string, ct bootcfg.Container, bu
 		return err
 	}
 	return runtime.WriteBundle(bundle, spec)
+}
+
+// assemble mounts the layers of img, unpacked into the store once, under
+// overlayfs on rootfs, with an upper directory of the job's own; it
+// reports false, and mounts nothing, when there is no store or the image
+// cannot be shown by overlayfs as it is (it is then unpacked whole).
+func (c Config) assemble(ctx context.Context, j job, img v1.Image, rootfs string, opts image.UnpackOptions) (bool, error) {
+	if c.Layers == nil {
+		return false, nil
+	}
+	dirs, err := image.UnpackLayers(ctx, img, c.Layers, opts)
+	if err == nil {
+		scratch := c.scratch(j)
+		err = layer.MountOverlay(dirs, filepath.Join(scratch, "upper"), filepath.Join(scratch, "work"), rootfs)
+	}
+	if errors.Is(err, layer.ErrNotOverlay) {
+		fmt.Fprintf(c.Events.Writer("image"), "%s: %v; unpacking it whole instead\n", j.ct.Image, err)
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// scratch is where the job's overlayfs upper and work directories live.
+func (c Config) scratch(j job) string {
+	return filepath.Join(cmp.Or(c.ScratchDir, filepath.Join(c.StateDir, "scratch")), j.id)
+}
+
+// removeBundle removes the job's bundle, its root unmounted first when
+// it is an overlay, and its scratch directory.
+func (c Config) removeBundle(j job, bundle string) {
+	_ = unix.Unmount(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH) // not a mount point: nothing to do
+	os.RemoveAll(bundle)
+	os.RemoveAll(c.scratch(j))
 }
 
 // kill sends a signal to the container through the runtime.

@@ -19,6 +19,7 @@ import (
 	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/runtime"
+	"github.com/ociboot/ociboot/internal/store"
 )
 
 // TestMain runs real containers with crun; see cruntest.Main.
@@ -30,6 +31,7 @@ type harness struct {
 	reg    *registrytest.Registry
 	ref    string // a busybox image in reg
 	reaper *pid1.Reaper
+	layers *store.Store // the image store of unpacked layers; nil for none
 }
 
 func newHarness(t *testing.T) *harness {
@@ -91,6 +93,7 @@ func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan)
 		Puller:   puller,
 		Runtime:  runtime.Runtime{Path: cruntest.Path},
 		StateDir: state,
+		Layers:   h.layers,
 		Procs:    h.reaper,
 		Events:   event.New(console.Sink{W: &log}, &rec),
 		Stdout:   out,
@@ -158,6 +161,47 @@ func TestPipeline(t *testing.T) {
 			t.Error("the log does not say the second container was not started")
 		}
 	})
+}
+
+// TestPipelineLayerStore runs containers on their image's layers from
+// the store, under overlayfs: the second container of an image unpacks
+// nothing, sees none of what the first wrote, and neither changes the
+// stored layers; whiteouts hide what they must; nothing stays mounted.
+func TestPipelineLayerStore(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.layers = st
+	layered := registrytest.Push(t, h.reg, "pipeline/layered:1", registrytest.BusyboxImage(t,
+		registrytest.LayerFromFiles(t, map[string]string{"/etc/gone": "hidden\n", "/etc/kept": "kept\n"}),
+		registrytest.LayerFromFiles(t, map[string]string{"/etc/new": "new\n"}, "/etc/gone")))
+	status, out, log := h.run(t, context.Background(),
+		`busybox sh -c 'echo written > /etc/written; rm /bin/ls; echo first'`,
+		`busybox sh -c 'cat /etc/written 2>/dev/null; test -e /bin/ls && echo second sees ls'`,
+		layered+` sh -c 'cat /etc/kept /etc/new; test -e /etc/gone && echo GONE-IS-THERE; true'`)
+	if status != 0 {
+		t.Errorf("status %d, want 0", status)
+	}
+	if out != "first\nsecond sees ls\nkept\nnew\n" {
+		t.Errorf("output %q", out)
+	}
+	if n := strings.Count(log, "unpacked in the store"); n != 2 {
+		t.Errorf("%d layers found unpacked in the store, want 2: the second container's and the layered image's busybox layer\n%s", n, log)
+	}
+	found, _ := filepath.Glob(filepath.Join(dir, "layers/sha256/*/etc/written"))
+	if ls, _ := filepath.Glob(filepath.Join(dir, "layers/sha256/*/bin/ls")); len(ls) != 1 || len(found) != 0 {
+		t.Errorf("the stored layers changed: bin/ls in %d, etc/written in %d", len(ls), len(found))
+	}
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), dir) || strings.Contains(string(mounts), "/containers/") {
+		t.Errorf("overlays left mounted:\n%s", mounts)
+	}
 }
 
 // freePort returns a TCP port free on 127.0.0.1 at the time of the call.

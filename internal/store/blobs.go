@@ -1,15 +1,17 @@
 // Package store keeps what a boot fetched on local storage, the cache
 // disk or RAM, so that the next use needs no network: blobs by digest,
-// and refs, what a name (an image reference) stood for when it was
-// pulled, written so that a power cut at any moment leaves a store that
-// is whole (a blob or a ref is in it entirely, verified, or not at all);
-// blobs are checked again whenever they are read.
+// unpacked layers by diff ID, and refs, what a name (an image reference)
+// stood for when it was pulled, written so that a power cut at any moment
+// leaves a store that is whole (a blob, a layer or a ref is in it
+// entirely, verified, or not at all); blobs are checked again whenever
+// they are read.
 //
 // Layout under the store's directory:
 //
 //	blobs/ALGORITHM/HEX   verified blobs, read-only
+//	layers/ALGORITHM/HEX  unpacked layers, by diff ID, whole
 //	refs/SHA256-OF-NAME   refs, JSON
-//	tmp/                  blobs and refs being written; emptied by Open
+//	tmp/                  what is being written; emptied by Open
 package store
 
 import (
@@ -303,3 +305,6 @@ func (v *verifier) Read(p []byte) (int, error) {
 }
 
 func (v *verifier) Close() error { return v.f.Close() }
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }

@@ -62,6 +62,11 @@ func (f *fixture) storageTests(t *testing.T) {
 		if n := blobGets() - gets; n != 0 {
 			t.Errorf("warm boot: %d blob GETs, want none", n)
 		}
+		// The container starts on the layers unpacked by the first boot.
+		inOrder(t, console, ": unpacked in the store", "ociboot: container 1/1 ("+img+"): starting", "swaps: /storage/swapfile file")
+		if strings.Contains(console, ": fetching") {
+			t.Error("warm boot: a layer was fetched and unpacked again")
+		}
 
 		down.Store(true)
 		absent := via + "/e2e/absent:1"
