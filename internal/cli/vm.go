@@ -16,6 +16,7 @@ func newVMCmd() *cobra.Command {
 	var (
 		cfg      vm.Config
 		forwards []int
+		disks    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "vm",
@@ -35,10 +36,12 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 					return fmt.Errorf("--forward %d: want a port number 1..65535", p)
 				}
 			}
-			for _, d := range cfg.Disks {
-				if _, err := os.Stat(d); err != nil {
+			for _, d := range disks {
+				disk := vm.ParseDisk(d)
+				if _, err := os.Stat(disk.Path); err != nil {
 					return fmt.Errorf("--disk: %w", err)
 				}
+				cfg.Disks = append(cfg.Disks, disk)
 			}
 			if _, err := os.Stat(cfg.Initramfs); err != nil {
 				return fmt.Errorf("--initramfs: %w (build one with `ociboot build`)", err)
@@ -70,7 +73,7 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 	f.IntVar(&cfg.MemoryMB, "memory", vm.DefaultMemoryMB, "guest memory in MiB (container roots live in RAM)")
 	f.IntVar(&cfg.SMP, "smp", vm.DefaultSMP, "virtual CPUs")
 	f.IntSliceVar(&forwards, "forward", nil, fmt.Sprintf("host port on 127.0.0.1 to make reachable in the guest at %s:PORT (repeatable)", vm.GuestHost))
-	f.StringArrayVar(&cfg.Disks, "disk", nil, "raw disk image or block device to attach as a virtio disk (repeatable)")
+	f.StringArrayVar(&disks, "disk", nil, "[virtio|nvme|ahci:]PATH: a raw disk image or block device to attach, on that bus (default virtio; repeatable)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, fmt.Sprintf("stop the VM after this long and exit %d (0: no limit)", vm.NoStatusExit))
 	f.StringVar(&cfg.Accel, "accel", vm.AccelAuto, "accelerator: auto (KVM if a probe shows it works, else TCG), tcg or kvm")
 	return cmd

@@ -37,14 +37,50 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 		args = append(args, "-netdev", fmt.Sprintf("tap,id=%s,fd=%d", id, 3+i),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=52:54:00:12:35:%02x", id, 0x10+i))
 	}
-	for _, d := range cfg.Disks {
-		args = append(args, "-drive", "file="+optEscape(d)+",format=raw,if=virtio")
+	ahci := 0
+	for i, d := range cfg.Disks {
+		file := "file=" + optEscape(d.Path) + ",format=raw"
+		id := fmt.Sprintf("disk%d", i)
+		switch d.Bus {
+		case "", "virtio":
+			args = append(args, "-drive", file+",if=virtio")
+		case "nvme":
+			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("nvme,drive=%s,serial=ociboot%d", id, i))
+		case "ahci":
+			if ahci == 0 {
+				args = append(args, "-device", "ich9-ahci,id=ahci")
+			}
+			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("ide-hd,drive=%s,bus=ahci.%d", id, ahci))
+			ahci++
+		}
 	}
 	cmdline := baseCmdline
 	if cfg.Cmdline != "" {
 		cmdline += " " + cfg.Cmdline
 	}
 	return append(args, "-kernel", cfg.Kernel, "-initrd", cfg.Initramfs, "-append", cmdline)
+}
+
+// Disk is a raw disk image (or a block device) and the bus it is on.
+type Disk struct {
+	Path string
+	// Bus is virtio ("" too), nvme or ahci (SATA, on an ICH9 controller).
+	Bus string
+}
+
+// diskBuses are the buses a Disk may be on.
+var diskBuses = map[string]bool{"": true, "virtio": true, "nvme": true, "ahci": true}
+
+// busWant says what a Disk's bus may be, for errors.
+const busWant = "virtio, nvme or ahci"
+
+// ParseDisk reads [BUS:]PATH, as ociboot vm --disk takes it: BUS is
+// virtio (the default), nvme or ahci.
+func ParseDisk(s string) Disk {
+	if bus, path, ok := strings.Cut(s, ":"); ok && diskBuses[bus] && bus != "" {
+		return Disk{Path: path, Bus: bus}
+	}
+	return Disk{Path: s}
 }
 
 // netdev returns the user-network backend: restricted to the guestfwd rules,

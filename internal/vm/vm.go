@@ -71,7 +71,7 @@ type Config struct {
 	MemoryMB  int           // guest memory in MiB; default DefaultMemoryMB
 	SMP       int           // virtual CPUs; default DefaultSMP
 	Forwards  []int         // host 127.0.0.1:PORT seen in the guest at GuestHost:PORT
-	Disks     []string      // raw images attached as virtio disks, in order
+	Disks     []Disk        // raw images (or block devices) attached as disks, in order
 	Timeout   time.Duration // stop the VM after this long; 0 means no limit
 	Accel     string        // AccelAuto (also ""), AccelTCG or AccelKVM
 	Console   io.Writer     // receives the serial console as it comes; nil discards
@@ -251,7 +251,13 @@ func withDefaults(cfg Config) (Config, error) {
 		}
 		seen[p] = true
 	}
-	files := append([]string{cfg.Kernel, cfg.Initramfs}, cfg.Disks...)
+	files := []string{cfg.Kernel, cfg.Initramfs}
+	for _, d := range cfg.Disks {
+		if _, ok := diskBuses[d.Bus]; !ok {
+			return cfg, fmt.Errorf("vm: disk %s: bus %q: want %s", d.Path, d.Bus, busWant)
+		}
+		files = append(files, d.Path)
+	}
 	for _, f := range files {
 		if err := regularFile(f); err != nil {
 			return cfg, err

@@ -20,7 +20,7 @@ func TestQEMUArgs(t *testing.T) {
 		QEMU: DefaultQEMU, Kernel: "/boot/vmlinuz-x", Initramfs: "/tmp/i.img",
 		Cmdline: "quiet ociboot.container=alpine", MemoryMB: 512, SMP: 2,
 		Forwards: []int{8080, 5000},
-		Disks:    []string{"/tmp/a.img", "/x/with,comma.img"},
+		Disks:    []Disk{{Path: "/tmp/a.img"}, {Path: "/x/with,comma.img", Bus: "virtio"}, {Path: "/n.img", Bus: "nvme"}, {Path: "/s1.img", Bus: "ahci"}, {Path: "/s2.img", Bus: "ahci"}},
 		Taps:     []*os.File{os.Stdin, os.Stdout}, // any files: only their count matters
 	}
 	args := qemuArgs(cfg, AccelTCG, "/usr/bin/ociboot")
@@ -37,6 +37,10 @@ func TestQEMUArgs(t *testing.T) {
 		"-netdev", "tap,id=t2,fd=4", "-device", "virtio-net-pci,netdev=t2,mac=52:54:00:12:35:11",
 		"-drive", "file=/tmp/a.img,format=raw,if=virtio",
 		"-drive", "file=/x/with,,comma.img,format=raw,if=virtio",
+		"-drive", "file=/n.img,format=raw,if=none,id=disk2", "-device", "nvme,drive=disk2,serial=ociboot2",
+		"-device", "ich9-ahci,id=ahci",
+		"-drive", "file=/s1.img,format=raw,if=none,id=disk3", "-device", "ide-hd,drive=disk3,bus=ahci.0",
+		"-drive", "file=/s2.img,format=raw,if=none,id=disk4", "-device", "ide-hd,drive=disk4,bus=ahci.1",
 		"-kernel", "/boot/vmlinuz-x", "-initrd", "/tmp/i.img",
 		"-append", "console=ttyS0 panic=-1 quiet ociboot.container=alpine",
 	}
@@ -178,8 +182,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"no initramfs", func(c *Config) { c.Initramfs = "" }, "no initramfs"},
 		{"missing initramfs", func(c *Config) { c.Initramfs = dir + "/nope.img" }, "nope.img"},
 		{"missing kernel", func(c *Config) { c.Kernel = dir + "/vmlinuz-nope" }, "vmlinuz-nope"},
-		{"missing disk", func(c *Config) { c.Disks = []string{dir + "/disk.img"} }, "disk.img"},
-		{"directory disk", func(c *Config) { c.Disks = []string{dir} }, "want a file or a block device"},
+		{"missing disk", func(c *Config) { c.Disks = []Disk{{Path: dir + "/disk.img"}} }, "disk.img"},
+		{"directory disk", func(c *Config) { c.Disks = []Disk{{Path: dir}} }, "want a file or a block device"},
+		{"unknown bus", func(c *Config) { c.Disks = []Disk{{Path: dir + "/x", Bus: "floppy"}} }, `bus "floppy": want virtio, nvme or ahci`},
 		{"port 0", func(c *Config) { c.Forwards = []int{0} }, "forwarded port 0: want 1..65535"},
 		{"port too big", func(c *Config) { c.Forwards = []int{65536} }, "forwarded port 65536"},
 		{"port twice", func(c *Config) { c.Forwards = []int{80, 80} }, "port 80 given twice"},

@@ -129,7 +129,7 @@ func (f *fixture) boot(t *testing.T, cmdline string, ports ...int) (vm.Result, s
 type machine struct {
 	ports []int      // more ports of 127.0.0.1 forwarded
 	taps  []*os.File // more NICs, backed by these tap devices
-	disks []string   // raw disk images, virtio disks in order
+	disks []vm.Disk  // raw disk images, in order
 }
 
 // bootWith is boot on a machine with more NICs, disks or forwards.

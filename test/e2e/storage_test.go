@@ -90,8 +90,8 @@ func (f *fixture) storageTests(t *testing.T) {
 
 	t.Run("cache-prepared", func(t *testing.T) {
 		// A partition the host formatted as boot2container does, on the
-		// second disk: auto uses it as it is and leaves the blank first
-		// disk alone.
+		// second disk, a SATA one: auto uses it as it is and leaves the
+		// blank first disk, an NVMe one, alone.
 		t.Parallel()
 		c := f.cacheProxy(t)
 		img, boot := c.img, c.boot
@@ -112,13 +112,20 @@ func (f *fixture) storageTests(t *testing.T) {
 		offset := fmt.Sprint(1<<20 + 64<<20)
 		hostTool(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "B2C_CACHE", "-E", "offset="+offset, prepared, "128M")
 		before := hostTool(t, "blkid", "-p", "-O", offset, "-s", "UUID", "-o", "value", prepared)
-		res, console := boot(t, fmt.Sprintf(`b2c.cache_device=auto ociboot.container="%s true"`, img), blank, prepared)
+		res, console := boot(t, fmt.Sprintf(`b2c.cache_device=auto ociboot.container="%s sh -c 'echo PARTITIONS; cat /proc/partitions'"`, img), "nvme:"+blank, "ahci:"+prepared)
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
-		inOrder(t, console, `ociboot: storage: /dev/vdb2 (ext4 "B2C_CACHE") mounted on /storage`)
+		inOrder(t, console, `ociboot: storage: /dev/sda2 (ext4 "B2C_CACHE") mounted on /storage`)
 		if strings.Contains(console, "formatting") {
 			t.Error("a disk was formatted although one had a B2C_CACHE partition")
+		}
+		// Both disks were found, each on its bus.
+		_, parts, _ := strings.Cut(console, "\nPARTITIONS")
+		for _, name := range []string{" nvme0n1\n", " sda2\n"} {
+			if !strings.Contains(strings.ReplaceAll(parts, "\r", ""), name) {
+				t.Errorf("the guest's /proc/partitions lacks%s", strings.TrimSuffix(name, "\n"))
+			}
 		}
 		if after := hostTool(t, "blkid", "-p", "-O", offset, "-s", "UUID", "-o", "value", prepared); after != before {
 			t.Errorf("the prepared filesystem changed: UUID %q, was %q", after, before)
@@ -155,7 +162,8 @@ type cacheProxy struct {
 	// blobGets counts the blob GETs so far; boot boots with the proxy
 	// forwarded and trusted, and the disks attached.
 	blobGets func() int
-	boot     func(t *testing.T, cmdline string, disks ...string) (vm.Result, string)
+	// Disks are [BUS:]PATH, as vm.ParseDisk reads them.
+	boot func(t *testing.T, cmdline string, disks ...string) (vm.Result, string)
 }
 
 func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
@@ -184,7 +192,11 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 	}
 	c.boot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
 		t.Helper()
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{port}, disks: disks})
+		m := machine{ports: []int{port}}
+		for _, d := range disks {
+			m.disks = append(m.disks, vm.ParseDisk(d))
+		}
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, m)
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
 		}
