@@ -67,6 +67,7 @@ func switchRoot(ctx context.Context, s *state) error {
 	}
 
 	// The cache stays behind with the initramfs: it must be clean.
+	s.evictImages()
 	pid1.ReleaseDisks(log)
 	if err := switchroot.MoveAPIMounts(newRoot); err != nil {
 		return err

@@ -199,6 +199,7 @@ func runContainers(ctx context.Context, s *state) error {
 		Events:      s.events,
 		CmdlineFile: masked,
 	})
+	s.evictImages()
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ociboot/ociboot/internal/storage"
 	"github.com/ociboot/ociboot/internal/store"
 )
@@ -71,6 +73,30 @@ func prepareStorage(ctx context.Context, s *state) error {
 	}
 	s.plan.Registry.Store, s.layers, s.scratch = images, images, scratchDir
 	return s.usePlan(s.plan)
+}
+
+// evictImages brings the cache's image store down to its quota, keeping
+// what this boot used. A failure is said, not fatal: the boot's work is
+// done.
+func (s *state) evictImages() {
+	images := s.plan.Registry.Store
+	if images == nil {
+		return
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(storageDir, &fs); err != nil {
+		s.say("storage: WARNING: %s: %v", storageDir, err)
+		return
+	}
+	quota := s.plan.Storage.Quota.Of(int64(fs.Blocks) * fs.Bsize)
+	evicted, used, err := images.Evict(quota)
+	if err != nil {
+		s.say("storage: WARNING: evicting images: %v", err)
+	}
+	if len(evicted) > 0 {
+		s.say("storage: evicted the least recently used images: %s", strings.Join(evicted, ", "))
+	}
+	s.say("storage: the image store takes %s of its %s quota", mib(used), mib(quota))
 }
 
 // layerStore is where containers' layers are kept unpacked: the cache's

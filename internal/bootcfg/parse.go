@@ -69,6 +69,7 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.pull_timeout"}, apply: applyPullTimeout},
 		{names: []string{"ociboot.cache_device", "b2c.cache_device"}, apply: applyCacheDevice},
 		{names: []string{"ociboot.cache_wait"}, apply: applyCacheWait},
+		{names: []string{"ociboot.cache_quota"}, apply: applyCacheQuota},
 		{names: []string{"ociboot.swap", "b2c.swap"}, apply: applySwap},
 		{names: []string{"ociboot.filesystem", "b2c.filesystem"}, apply: applyFilesystem},
 		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay, failsafe: true},

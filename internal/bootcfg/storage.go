@@ -3,6 +3,7 @@ package bootcfg
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,8 +22,33 @@ type Storage struct {
 	CacheWait time.Duration
 	// Swap is the size of a swap file on the cache (swap=); 0 for none.
 	Swap int64
+	// Quota is the most the image store may keep on the cache
+	// (ociboot.cache_quota=): Quota.Bytes, or Quota.Percent of the
+	// cache's size; the zero value means DefaultQuotaPercent.
+	Quota Quota
 	// Filesystems are the named mounts (filesystem=), in order.
 	Filesystems []storage.Filesystem
+}
+
+// Quota is a size in bytes, or a share of a filesystem's size.
+type Quota struct {
+	Bytes   int64
+	Percent int // 1 to 100, when Bytes is 0
+}
+
+// DefaultQuotaPercent is the share of the cache the image store may
+// take when ociboot.cache_quota is not given.
+const DefaultQuotaPercent = 80
+
+// Of is the quota on a filesystem of size bytes.
+func (q Quota) Of(size int64) int64 {
+	switch {
+	case q.Bytes > 0:
+		return q.Bytes
+	case q.Percent > 0:
+		return size / 100 * int64(q.Percent)
+	}
+	return size / 100 * DefaultQuotaPercent
 }
 
 // Filesystem returns the named mount called name.
@@ -55,6 +81,28 @@ func applyCacheWait(p *Plan, v Param) error {
 	d, err := durationValue(v, 0, "a duration such as 10s or 1m, or a number of seconds")
 	p.Storage.CacheWait = d
 	return err
+}
+
+func applyCacheQuota(p *Plan, v Param) error {
+	const want = "a size such as 20G or 512M (k, m, g, t suffixes, powers of 1024), or a share of the cache from 1% to 100%"
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, want)
+	}
+	if n, ok := strings.CutSuffix(s, "%"); ok {
+		pct, err := strconv.Atoi(n)
+		if err != nil || pct < 1 || pct > 100 || n[0] == '+' {
+			return fmt.Errorf("got %q, expected %s", s, want)
+		}
+		p.Storage.Quota = Quota{Percent: pct}
+		return nil
+	}
+	b, err := switchroot.ParseBytes(s)
+	if err != nil || b == 0 {
+		return fmt.Errorf("got %q, expected %s", s, want)
+	}
+	p.Storage.Quota = Quota{Bytes: b}
+	return nil
 }
 
 func applySwap(p *Plan, v Param) error {

@@ -9,6 +9,17 @@ import (
 	"github.com/ociboot/ociboot/internal/storage"
 )
 
+func TestQuota(t *testing.T) {
+	for _, tc := range []struct {
+		q    Quota
+		want int64
+	}{{Quota{}, 800}, {Quota{Percent: 50}, 500}, {Quota{Bytes: 42}, 42}} {
+		if got := tc.q.Of(1000); got != tc.want {
+			t.Errorf("%+v.Of(1000) = %d, want %d", tc.q, got, tc.want)
+		}
+	}
+}
+
 func TestStorageParameters(t *testing.T) {
 	good := []struct {
 		cmdline string
@@ -19,6 +30,8 @@ func TestStorageParameters(t *testing.T) {
 		{"ociboot.cache_device=none", Storage{}},
 		{"ociboot.cache_device=/dev/nvme0n1p2 ociboot.cache_wait=2", Storage{CacheDevice: "/dev/nvme0n1p2", CacheWait: 2 * time.Second}},
 		{"ociboot.cache_device=reset ociboot.cache_wait=1m", Storage{CacheDevice: "reset", CacheWait: time.Minute}},
+		{"ociboot.cache_device=auto ociboot.cache_quota=50%", Storage{CacheDevice: "auto", Quota: Quota{Percent: 50}}},
+		{"ociboot.cache_device=auto ociboot.cache_quota=20G", Storage{CacheDevice: "auto", Quota: Quota{Bytes: 20 << 30}}},
 		{`b2c.filesystem=nfs,type=nfs,src=10.0.2.2:/srv,opts=vers=4|nolock b2c.filesystem=host,type=9p,src=share b2c.cache_device=host`, Storage{
 			CacheDevice: "host",
 			Filesystems: []storage.Filesystem{
@@ -40,6 +53,9 @@ func TestStorageParameters(t *testing.T) {
 		{"b2c.swap=lots", `b2c.swap="lots": got "lots"`},
 		{"b2c.swap=1G", `swap: the swap file lives on the cache: add cache_device=auto`},
 		{"ociboot.cache_wait=-1s", `ociboot.cache_wait="-1s": got "-1s"`},
+		{"ociboot.cache_quota=0", `got "0", expected a size such as 20G`},
+		{"ociboot.cache_quota=101%", `got "101%", expected a size`},
+		{"ociboot.cache_quota=lots", `got "lots"`},
 		{"b2c.filesystem=a,type=ext4", `no type= or no src=`},
 		{"b2c.filesystem=a,type=ext4,src=/dev/x b2c.filesystem=a,type=xfs,src=/dev/y", `a filesystem called a is already defined`},
 	}

@@ -158,6 +158,9 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, 
 	// What a digest stands for never changes: its stored copy needs no
 	// registry, whatever the policy.
 	if err != nil || (cached != nil && (policy != PullAlways || r.Digest != "")) {
+		if cached != nil {
+			o.used(r, platform)
+		}
 		return cached, err
 	}
 	timeout := cmp.Or(o.Timeout, DefaultPullTimeout)
@@ -199,6 +202,7 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, 
 		if o.Log != nil {
 			fmt.Fprintf(o.Log, "WARNING: %v\nWARNING: the registry is out of reach: using the stored copy of %s\n", last, o.describe(r, platform))
 		}
+		o.used(r, platform)
 		return cached, nil
 	}
 	if len(failures) == 1 {
@@ -264,6 +268,15 @@ func (o PullOptions) record(r Reference, platform v1.Platform, img v1.Image) err
 		return fmt.Errorf("pull %s: manifest digest: %w", r, err)
 	}
 	return o.Store.SetRef(store.Ref{Name: refName(r, platform), Digest: d, Pulled: o.now()})
+}
+
+// used notes in the store that its copy of r for platform is used now,
+// for eviction; it is best effort: an image that cannot be marked is
+// still booted.
+func (o PullOptions) used(r Reference, platform v1.Platform) {
+	if err := o.Store.UseRef(refName(r, platform), o.now()); err != nil && o.Log != nil {
+		fmt.Fprintf(o.Log, "WARNING: %v\n", err)
+	}
 }
 
 // describe names the stored copy of r for platform, with its digest and

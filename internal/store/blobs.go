@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -35,12 +36,15 @@ var ErrCorrupt = errors.New("stored blob does not match its digest")
 // goroutines.
 type Store struct {
 	dir string
+
+	mu    sync.Mutex
+	inUse map[string]bool // refs set or used since Open: never evicted
 }
 
 // Open opens the store in dir, creating it when missing, and discards
 // what a write cut short (by a crash or a power cut) left behind.
 func Open(dir string) (*Store, error) {
-	s := &Store{dir: dir}
+	s := &Store{dir: dir, inUse: map[string]bool{}}
 	if err := os.RemoveAll(s.tmp()); err != nil {
 		return nil, fmt.Errorf("store %s: discarding unfinished writes: %w", dir, err)
 	}

@@ -15,12 +15,22 @@ import (
 )
 
 // Ref is what a name (an image reference and a platform) stood for when
-// it was last pulled: the digest of a manifest kept in the store, and
-// when the registry said so.
+// it was last pulled: the digest of a manifest kept in the store, when
+// the registry said so, and when the image was last used (eviction takes
+// the least recently used first).
 type Ref struct {
 	Name   string    `json:"name"`
 	Digest v1.Hash   `json:"digest"`
 	Pulled time.Time `json:"pulled"`
+	Used   time.Time `json:"used,omitzero"`
+}
+
+// lastUsed is when r was last used, or pulled.
+func (r Ref) lastUsed() time.Time {
+	if r.Used.After(r.Pulled) {
+		return r.Used
+	}
+	return r.Pulled
 }
 
 // refPath is the file of the ref called name, under refs/: names are
@@ -31,11 +41,15 @@ func (s *Store) refPath(name string) string {
 }
 
 // SetRef records r, replacing what r.Name stood for, atomically: after a
-// power cut the ref is the old one or the new one, whole.
+// power cut the ref is the old one or the new one, whole. The image is in
+// use: Evict keeps it for as long as the store is open.
 func (s *Store) SetRef(r Ref) error {
 	if _, err := check(r.Digest); err != nil {
 		return fmt.Errorf("store: ref %s: %w", r.Name, err)
 	}
+	s.mu.Lock()
+	s.inUse[r.Name] = true
+	s.mu.Unlock()
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("store: ref %s: %w", r.Name, err)
@@ -84,6 +98,16 @@ func (s *Store) Ref(name string) (Ref, error) {
 		return Ref{}, fmt.Errorf("store: ref %s: %w (%w)", name, err, fs.ErrNotExist)
 	}
 	return r, nil
+}
+
+// UseRef records that the image name stands for is used now, at.
+func (s *Store) UseRef(name string, at time.Time) error {
+	r, err := s.Ref(name)
+	if err != nil {
+		return err
+	}
+	r.Used = at
+	return s.SetRef(r)
 }
 
 // ReadBlob returns the whole blob d, verified; a damaged blob is deleted

@@ -86,6 +86,18 @@ func (f *fixture) storageTests(t *testing.T) {
 		if fsUUID(t, disk) == uuid || blobGets() == gets {
 			t.Errorf("reset: the filesystem UUID is unchanged, or nothing was fetched (%d blob GETs)", blobGets()-gets)
 		}
+
+		// A quota too small for two images: the one this boot does not
+		// use goes, the one it uses stays.
+		layered := via + "/e2e/layered:1"
+		res, console = boot(t, fmt.Sprintf(`b2c.cache_device=auto ociboot.cache_quota=1M ociboot.container="%s true"`, layered), disk)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("quota: pipeline status seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, "ociboot: storage: evicted the least recently used images: "+img+" linux/amd64", "ociboot: storage: the image store takes")
+		if refs := hostTool(t, "debugfs", "-R", "ls -p /ociboot/store/refs", disk+"?offset=1048576"); strings.Count(refs, "/100600/") != 1 {
+			t.Errorf("after eviction the store holds these refs, want one:\n%s", refs)
+		}
 	})
 
 	t.Run("cache-prepared", func(t *testing.T) {
