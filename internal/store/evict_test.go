@@ -76,8 +76,9 @@ func TestEvict(t *testing.T) {
 	putImage(t, s, "new", day.Add(2*time.Hour), "base", "new")
 	orphan := putBlob(t, s, bytes.Repeat([]byte("orphan"), 10000))
 
-	s = open(t, dir)                                              // the next boot: nothing in use yet
-	if err := s.UseRef("old", day.Add(3*time.Hour)); err != nil { // old is this boot's
+	// The next boot: nothing in use yet, until it uses old.
+	s = open(t, dir)
+	if err := s.UseRef("old", day.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	all, err := s.Usage()
