@@ -71,11 +71,18 @@ func rootLayer(t *testing.T) v1.Layer {
 // image's init powers off.
 func (f *fixture) bootRoot(t *testing.T, initramfs, cmdline string, ports ...int) (vm.Result, string) {
 	t.Helper()
+	return f.bootRootOn(t, initramfs, cmdline, machine{ports: ports})
+}
+
+// bootRootOn is bootRoot on a machine with more forwards or disks.
+func (f *fixture) bootRootOn(t *testing.T, initramfs, cmdline string, m machine) (vm.Result, string) {
+	t.Helper()
 	var console bytes.Buffer
 	res, err := vm.Run(context.Background(), vm.Config{
 		Initramfs: initramfs,
 		Cmdline:   fmt.Sprintf("ociboot.insecure_registry=%s:%d ociboot.poweroff_delay=0 %s", vm.GuestHost, f.reg.Port, cmdline),
-		Forwards:  append([]int{f.reg.Port}, ports...),
+		Forwards:  append([]int{f.reg.Port}, m.ports...),
+		Disks:     m.disks,
 		Timeout:   rootBootTimeout,
 		Console:   &lockedWriter{w: &console},
 	})
@@ -94,6 +101,7 @@ const rootBootTimeout = 8 * time.Minute
 func (f *fixture) rootTests(t *testing.T) {
 	img := registrytest.BusyboxImage(t, rootLayer(t))
 	ref := guestRef(registrytest.Push(t, f.reg, "e2e/root-busybox:1", img))
+	f.cacheRootTests(t, "e2e/root-busybox:1")
 
 	// The same tree as a gzip'd rootfs tarball, served over HTTP.
 	var tgz bytes.Buffer

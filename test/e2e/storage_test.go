@@ -165,6 +165,34 @@ func (f *fixture) storageTests(t *testing.T) {
 	})
 }
 
+// cacheRootTests checks switch-root from the cache: the root image is
+// stored by a first boot and boots again with the registry down; the
+// cache is left clean by the hand-over.
+func (f *fixture) cacheRootTests(t *testing.T, rootRepoTag string) {
+	t.Run("cache-root", func(t *testing.T) {
+		t.Parallel()
+		c := f.cacheProxy(t)
+		root := c.via + "/" + rootRepoTag
+		disk := blankDisk(t, 256<<20)
+		cmdline := fmt.Sprintf(`ociboot.root=%s ociboot.cache_device=auto ociboot.cache_wait=1`, root)
+		res, console := c.bootRoot(t, cmdline, disk)
+		inOrder(t, console, `ociboot: storage: /dev/vda1 (ext4 "B2C_CACHE") mounted on /storage`, "ociboot: root: starting /sbin/init", "ROOT-INIT-DONE")
+		if !res.HandedOver || vm.ExitStatus(res, nil) != 0 {
+			t.Errorf("cold: hand-over seen %v, exit status %d", res.HandedOver, vm.ExitStatus(res, nil))
+		}
+		if out := hostTool(t, "dumpe2fs", "-h", disk+"?offset=1048576"); !strings.Contains(out, "Filesystem state:         clean") {
+			t.Errorf("the cache after the hand-over is not clean:\n%s", out)
+		}
+		c.down.Store(true)
+		res, console = c.bootRoot(t, cmdline, disk)
+		c.down.Store(false)
+		inOrder(t, console, "WARNING: the registry is out of reach: using the stored copy of "+root, "ociboot: root: starting /sbin/init", "ROOT-INIT-DONE")
+		if !res.HandedOver || vm.ExitStatus(res, nil) != 0 {
+			t.Errorf("registry down: hand-over seen %v, exit status %d", res.HandedOver, vm.ExitStatus(res, nil))
+		}
+	})
+}
+
 // cacheProxy is a registry proxy of a cache test's own: it counts blob
 // requests and can play a registry that is down.
 type cacheProxy struct {
@@ -174,8 +202,9 @@ type cacheProxy struct {
 	// blobGets counts the blob GETs so far; boot boots with the proxy
 	// forwarded and trusted, and the disks attached.
 	blobGets func() int
-	// Disks are [BUS:]PATH, as vm.ParseDisk reads them.
-	boot func(t *testing.T, cmdline string, disks ...string) (vm.Result, string)
+	// Disks are [BUS:]PATH, as vm.ParseDisk reads them; bootRoot boots
+	// an image as the OS.
+	boot, bootRoot func(t *testing.T, cmdline string, disks ...string) (vm.Result, string)
 }
 
 func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
@@ -202,17 +231,24 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 	c.blobGets = func() int {
 		return proxy.Count(func(r registrytest.ProxyRequest) bool { return r.Method == http.MethodGet && r.IsBlob() })
 	}
-	c.boot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
-		t.Helper()
+	on := func(disks []string) machine {
 		m := machine{ports: []int{port}}
 		for _, d := range disks {
 			m.disks = append(m.disks, vm.ParseDisk(d))
 		}
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, m)
+		return m
+	}
+	c.boot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
+		t.Helper()
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, on(disks))
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
 		}
 		return res, console
+	}
+	c.bootRoot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
+		t.Helper()
+		return f.bootRootOn(t, f.initramfs, "ociboot.insecure_registry="+c.via+" "+cmdline, on(disks))
 	}
 	return c
 }
