@@ -205,10 +205,18 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, 
 		o.used(r, platform)
 		return cached, nil
 	}
-	if len(failures) == 1 {
-		return nil, failures[0]
+	if len(failures) > 1 {
+		last = fmt.Errorf("pull %s: every source failed: %w", r, errors.Join(failures...))
 	}
-	return nil, fmt.Errorf("pull %s: every source failed: %w", r, errors.Join(failures...))
+	if o.Store != nil && outOfReach(last) {
+		// Say why no stored copy stood in.
+		if _, err := o.Store.Ref(refName(r, platform)); err != nil {
+			return nil, fmt.Errorf("%w; and the image store has no copy of it", last)
+		} else if _, err := o.stored(r, platform, PullNever); err != nil {
+			return nil, fmt.Errorf("%w; and its stored copy cannot be used: %v", last, errors.Unwrap(err))
+		}
+	}
+	return nil, last
 }
 
 // platform is the platform o pulls, its blanks filled with the running
@@ -242,8 +250,8 @@ func (o PullOptions) stored(r Reference, platform v1.Platform, policy PullPolicy
 		if policy == PullNever {
 			return nil, fmt.Errorf("pull %s (%s): --pull never: %w", r, platform.String(), err)
 		}
-		if o.Log != nil {
-			fmt.Fprintf(o.Log, "the stored copy of %s cannot be used: %v\n", r, err)
+		if policy == PullMissing && o.Log != nil {
+			fmt.Fprintf(o.Log, "the stored copy of %s cannot be used: %v; pulling it\n", r, err)
 		}
 		return nil, nil
 	}

@@ -130,6 +130,8 @@ type machine struct {
 	ports []int      // more ports of 127.0.0.1 forwarded
 	taps  []*os.File // more NICs, backed by these tap devices
 	disks []vm.Disk  // raw disk images, in order
+	// kill, when closed, stops the VM at once, as a power cut would.
+	kill <-chan struct{}
 }
 
 // bootWith is boot on a machine with more NICs, disks or forwards.
@@ -145,7 +147,18 @@ func (f *fixture) bootWith(t *testing.T, cmdline string, m machine) (vm.Result, 
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
 	}
-	res, err := vm.Run(context.Background(), cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if m.kill != nil {
+		go func() {
+			select {
+			case <-m.kill:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	res, err := vm.Run(ctx, cfg)
 	t.Logf("console:\n%s", console.String())
 	return res, console.String(), err
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,10 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/vm"
 )
@@ -22,6 +26,7 @@ import (
 // and e2fsprogs, and a registry proxy that counts blob requests and can
 // play a registry that is down.
 func (f *fixture) storageTests(t *testing.T) {
+	f.powerCutTests(t)
 	t.Run("cache-disk", func(t *testing.T) {
 		// One disk through its life: blank, partitioned and formatted;
 		// warm; the registry down; reset.
@@ -197,8 +202,12 @@ func (f *fixture) cacheRootTests(t *testing.T, rootRepoTag string) {
 // requests and can play a registry that is down.
 type cacheProxy struct {
 	via  string // the proxy as the guest reaches it, HOST:PORT
+	port int    // its port on 127.0.0.1
 	img  string // the busybox image through it
 	down atomic.Bool
+	// cut, when set, holds the download of a blob once it has sent part
+	// of it, and says so.
+	cut atomic.Pointer[cut]
 	// blobGets counts the blob GETs so far; boot boots with the proxy
 	// forwarded and trusted, and the disks attached.
 	blobGets func() int
@@ -218,6 +227,9 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 				}
 				return
 			}
+			if cut := c.cut.Load(); cut != nil && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+cut.blob.String()) {
+				w = &cutWriter{ResponseWriter: w, cut: cut, ctx: r.Context()}
+			}
 			next.ServeHTTP(w, r)
 		})
 	}})
@@ -226,6 +238,7 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.port = port
 	c.via = fmt.Sprintf("%s:%d", vm.GuestHost, port)
 	c.img = c.via + "/e2e/busybox:1"
 	c.blobGets = func() int {
@@ -251,6 +264,94 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 		return f.bootRootOn(t, f.initramfs, "ociboot.insecure_registry="+c.via+" "+cmdline, on(disks))
 	}
 	return c
+}
+
+// cut is where a blob download is held: after its first after bytes.
+// reached is closed then.
+type cut struct {
+	blob    v1.Hash
+	after   int64
+	reached chan struct{}
+	once    sync.Once
+}
+
+// cutWriter passes a blob's first bytes, up to the cut, then waits for
+// the client to go away.
+type cutWriter struct {
+	http.ResponseWriter
+	cut  *cut
+	ctx  context.Context
+	sent int64
+}
+
+func (w *cutWriter) Write(p []byte) (int, error) {
+	if left := w.cut.after - w.sent; int64(len(p)) > left {
+		n, err := w.ResponseWriter.Write(p[:left])
+		w.sent += int64(n)
+		if f, ok := w.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		w.cut.once.Do(func() { close(w.cut.reached) })
+		<-w.ctx.Done()
+		if err == nil {
+			err = w.ctx.Err()
+		}
+		return n, err
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.sent += int64(n)
+	return n, err
+}
+
+// powerCutTests checks that a machine whose power is cut in the middle
+// of a large layer's download, then in the middle of its unpack, boots
+// next with a store that is whole: what was cut short is discarded, the
+// layer is fetched again and the container runs.
+func (f *fixture) powerCutTests(t *testing.T) {
+	t.Run("cache-power-cut", func(t *testing.T) {
+		t.Parallel()
+		c := f.cacheProxy(t)
+		data := make([]byte, 16<<20)
+		if _, err := rand.Read(data); err != nil {
+			t.Fatal(err)
+		}
+		big := registrytest.LayerFromFiles(t, map[string]string{"big": string(data)})
+		blob, err := big.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := big.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		registrytest.Push(t, f.reg, "e2e/big:1", registrytest.BusyboxImage(t, big))
+		ref := c.via + "/e2e/big:1"
+		disk := blankDisk(t, 256<<20)
+		cmdline := fmt.Sprintf(`ociboot.cache_device=auto ociboot.cache_wait=1 ociboot.container="%s sh -c 'echo big has $(wc -c < /big) bytes'"`, ref)
+		for _, after := range []int64{size / 2, size - 1} {
+			k := &cut{blob: blob, after: after, reached: make(chan struct{})}
+			c.cut.Store(k)
+			_, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{c.port}, disks: []vm.Disk{{Path: disk}}, kill: k.reached})
+			c.cut.Store(nil)
+			if err == nil || !strings.Contains(err.Error(), "the VM was stopped") || strings.Contains(console, fmt.Sprintf("big has %d bytes", len(data))) {
+				t.Fatalf("cut after %d of %d bytes: %v; want the VM stopped before the container ran", after, size, err)
+			}
+			inOrder(t, console, "layer 2/2 "+blob.String()[:19]+" ")
+		}
+		res, console := c.boot(t, cmdline, disk)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("after the cuts: pipeline status seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, fmt.Sprintf("big has %d bytes", len(data)))
+		part := disk + "?offset=1048576"
+		hostTool(t, "e2fsck", "-fn", part) // fails the test on any error it finds
+		// tmp/ holds "." and ".." only; layers/sha256 the two layers.
+		tmp := hostTool(t, "debugfs", "-R", "ls -p /ociboot/store/tmp", part)
+		layers := hostTool(t, "debugfs", "-R", "ls -p /ociboot/store/layers/sha256", part)
+		if strings.Count(tmp, "\n/") != 2 || strings.Count(layers, "/040755/") != 2 {
+			t.Errorf("the store after the cuts and a whole boot: tmp holds\n%s\nlayers:\n%s", tmp, layers)
+		}
+	})
 }
 
 // blankDisk makes a sparse disk image of size bytes.
