@@ -49,6 +49,7 @@ bench: deps build
 	./bench/pull.sh
 	./bench/root.sh
 	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
+	$(GO) test -run '^$$' -bench 'CacheBoot|BootStorm' -benchtime 3x -timeout 60m ./test/e2e
 
 clean:
 	rm -rf bin

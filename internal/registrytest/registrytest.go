@@ -67,6 +67,11 @@ type Options struct {
 	// loopback address when it is the registry's own), in front of the
 	// registry process.
 	Token *TokenServer
+	// PullThrough, when set, is the URL of another registry this one
+	// caches (the distribution registry's proxy mode): it serves that
+	// registry's images, fetching a blob the first time it is asked for,
+	// and takes no pushes.
+	PullThrough string
 }
 
 const configTemplate = `version: 0.1
@@ -136,6 +141,9 @@ func (r *Registry) config(t testing.TB, dir string, o Options, realm string) (st
 			return "", err
 		}
 		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: registrytest\n    path: %s\n", file)
+	}
+	if o.PullThrough != "" {
+		cfg += fmt.Sprintf("proxy:\n  remoteurl: %s\n", o.PullThrough)
 	}
 	path := filepath.Join(dir, fmt.Sprintf("config-%d.yml", r.Port))
 	return path, os.WriteFile(path, []byte(cfg), 0o644)

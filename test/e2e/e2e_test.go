@@ -60,11 +60,7 @@ func setup(t *testing.T) *fixture {
 		initramfs: filepath.Join(dir, "initramfs.img"),
 		images:    map[string]string{},
 	}
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", f.bin, "github.com/ociboot/ociboot/cmd/ociboot")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building ociboot: %v\n%s", err, out)
-	}
+	goBuild(t, f.bin, "github.com/ociboot/ociboot/cmd/ociboot")
 	// The dummy network driver's module file, for b2c.insmods.
 	dummy, err := filepath.Glob("/lib/modules/" + kernelRelease(t) + "/kernel/drivers/net/dummy.ko*")
 	if err != nil || len(dummy) != 1 {
@@ -91,6 +87,16 @@ func setup(t *testing.T) *fixture {
 	f.images["layered"] = guestRef(registrytest.Push(t, f.reg, "e2e/layered:1", layered))
 	f.images["umoci"] = guestRef(registrytest.Push(t, f.reg, "e2e/umoci:1", umociBusybox(t)))
 	return f
+}
+
+// goBuild builds the static program pkg as bin.
+func goBuild(t testing.TB, bin, pkg string) {
+	t.Helper()
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
 }
 
 // umociBusybox is a busybox image made by umoci itself, whose layer

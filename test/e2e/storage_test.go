@@ -233,11 +233,7 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 			next.ServeHTTP(w, r)
 		})
 	}})
-	_, p, _ := net.SplitHostPort(proxy.Addr)
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := portOf(t, proxy.Addr)
 	c.port = port
 	c.via = fmt.Sprintf("%s:%d", vm.GuestHost, port)
 	c.img = c.via + "/e2e/busybox:1"
@@ -354,8 +350,22 @@ func (f *fixture) powerCutTests(t *testing.T) {
 	})
 }
 
+// portOf is the port of a 127.0.0.1:PORT address.
+func portOf(t testing.TB, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
 // blankDisk makes a sparse disk image of size bytes.
-func blankDisk(t *testing.T, size int64) string {
+func blankDisk(t testing.TB, size int64) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "disk.raw")
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
@@ -369,7 +379,7 @@ func blankDisk(t *testing.T, size int64) string {
 
 // hostTool runs a disk tool on the host (CI installs them) and returns
 // its output.
-func hostTool(t *testing.T, name string, args ...string) string {
+func hostTool(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {

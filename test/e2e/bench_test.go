@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/registrytest"
+	"github.com/ociboot/ociboot/internal/vm"
+)
+
+// BenchmarkCacheBoot prints, side by side in one run, the time from the
+// VM's start (host clock) to the first line that matters: an init that
+// only prints a line (the floor: kernel and QEMU), then ociboot running
+// a container from a busybox image and from a 100+ MiB one, with a cold
+// cache (a B2C_CACHE partition formatted on the host, as boot2container
+// leaves it, with an empty store) and a warm one (the same disk, booted
+// again); and the bytes a warm boot fetches from the registry. Run it
+// with `go test -run '^$' -bench CacheBoot -benchtime 3x ./test/e2e`
+// (make bench does); each round boots five VMs, one after the other.
+func BenchmarkCacheBoot(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "ociboot")
+	goBuild(b, bin, "github.com/ociboot/ociboot/cmd/ociboot")
+	initramfs := filepath.Join(dir, "initramfs.img")
+	run(b, bin, "build", "-o", initramfs)
+	trivialInit := filepath.Join(dir, "trivialinit")
+	goBuild(b, trivialInit, "github.com/ociboot/ociboot/bench/trivialinit")
+	trivial := filepath.Join(dir, "trivial.img")
+	run(b, bin, "build", "-o", trivial, "--init-binary", trivialInit, "--runtime", "none", "--modules=", "--storage-modules=", "--mkfs", "none")
+
+	reg := registrytest.Start(b)
+	var sent atomic.Int64
+	proxy := registrytest.NewProxy(b, reg, registrytest.ProxyOptions{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(&countingWriter{ResponseWriter: w, n: &sent}, r)
+		})
+	}})
+	port := portOf(b, proxy.Addr)
+	via := fmt.Sprintf("%s:%d", vm.GuestHost, port)
+	registrytest.Push(b, reg, "bench/small:1", registrytest.BusyboxImage(b))
+	big, bigSize := bigLayer(b, 112<<20)
+	registrytest.Push(b, reg, "bench/big:1", registrytest.BusyboxImage(b, big))
+
+	const marker = "FIRST-2-LINE" // the kernel's echo of the command line shows $((1+1))
+	boot := func(initramfs, cmdline, marker string, disks ...vm.Disk) time.Duration {
+		b.Helper()
+		st := newStamper(marker)
+		res, err := vm.Run(context.Background(), vm.Config{
+			Initramfs: initramfs, Cmdline: cmdline, Forwards: []int{port}, Disks: disks,
+			Timeout: bootTimeout, Console: st,
+		})
+		if err != nil && !(res.Started && st.at(marker) > 0) {
+			b.Fatalf("vm.Run: %v\n%s", err, st)
+		}
+		if st.at(marker) == 0 {
+			b.Fatalf("no %q on the console:\n%s", marker, st)
+		}
+		return st.at(marker)
+	}
+	type row struct{ floor, cold, warm, warmBytes [2]float64 }
+	var sum row
+	images := []string{via + "/bench/small:1", via + "/bench/big:1"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k, img := range images {
+			floor := boot(trivial, "", "trivial init: first line")
+			disk := cacheDisk(b, 1<<30)
+			cmdline := fmt.Sprintf(`ociboot.insecure_registry=%s ociboot.cache_device=auto ociboot.container="%s sh -c 'echo FIRST-$((1+1))-LINE'"`, via, img)
+			cold := boot(initramfs, cmdline, marker, vm.Disk{Path: disk})
+			before := sent.Load()
+			warm := boot(initramfs, cmdline, marker, vm.Disk{Path: disk})
+			sum.warmBytes[k] += float64(sent.Load() - before)
+			sum.floor[k] += floor.Seconds()
+			sum.cold[k] += cold.Seconds()
+			sum.warm[k] += warm.Seconds()
+			os.Remove(disk)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	fmt.Printf("\nfrom the VM's start to the first line, TCG, mean of %d rounds:\n", b.N)
+	fmt.Printf("%-38s %8s %8s %8s %10s %16s\n", "image", "floor", "cold", "warm", "warm-floor", "warm fetched")
+	for k, name := range []string{"busybox (1.1 MB of gzip)", fmt.Sprintf("busybox + %d MiB layer (%d MB of gzip)", 112, bigSize/1e6)} {
+		fmt.Printf("%-38s %7.2fs %7.2fs %7.2fs %9.2fs %13.0f B\n", name, sum.floor[k]/n, sum.cold[k]/n, sum.warm[k]/n, (sum.warm[k]-sum.floor[k])/n, sum.warmBytes[k]/n)
+	}
+	b.ReportMetric((sum.warm[1]-sum.floor[1])/n, "big-warm-minus-floor-s")
+	b.ReportMetric(sum.warmBytes[1]/n, "big-warm-fetched-B")
+}
+
+// countingWriter counts the bytes of the answers it writes.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+// bigLayer is a layer of size bytes spread over files of 8 MiB, half
+// random bytes and half text, as real trees mix binaries and text; it
+// returns the layer and its compressed size.
+func bigLayer(t testing.TB, size int) (v1.Layer, int64) {
+	t.Helper()
+	files := map[string]string{}
+	for i := 0; i < size/(8<<20); i++ {
+		buf := make([]byte, 4<<20)
+		if _, err := rand.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Repeat(fmt.Sprintf("line %d of a text file that compresses well enough\n", i), (4<<20)/52)
+		files[fmt.Sprintf("data/file%02d", i)] = string(buf) + text
+	}
+	l := registrytest.LayerFromFiles(t, files)
+	n, err := l.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, n
+}
+
+// cacheDisk makes a disk of size bytes with a GPT and one partition
+// formatted ext4 with the label B2C_CACHE, as boot2container leaves it.
+func cacheDisk(t testing.TB, size int64) string {
+	t.Helper()
+	p := blankDisk(t, size)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &gpt.Table{ProtectiveMBR: true, LogicalSectorSize: 512, PhysicalSectorSize: 512, Partitions: []*gpt.Partition{
+		{Start: 2048, Size: uint64(size - 2<<20), Type: gpt.LinuxFilesystem, Name: "B2C_CACHE"},
+	}}
+	err = table.Write(f, size)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostTool(t, "mke2fs", "-q", "-F", "-t", "ext4", "-O", "encrypt", "-L", "B2C_CACHE", "-E", "offset=1048576", p, fmt.Sprint((size-2<<20)>>10)+"k")
+	return p
+}
+
+// run runs ociboot (or another program) and fails on error.
+func run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// BenchmarkBootStorm plays fifty machines booting at once against a lab's
+// registry cache: fifty `ociboot pull --store` clients, each with its own
+// store and directory, pull one image at the same time from a
+// distribution registry in pull-through mode in front of the origin
+// registry, all on 127.0.0.1. It prints how many times the origin served
+// each blob (goal: once), the clients' p50 and p99 pull times and their
+// failures (goal: none). Run it with `go test -run '^$' -bench
+// BootStorm -benchtime 1x ./test/e2e`.
+func BenchmarkBootStorm(b *testing.B) {
+	const clients = 50
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "ociboot")
+	goBuild(b, bin, "github.com/ociboot/ociboot/cmd/ociboot")
+	origin := registrytest.Start(b)
+	big, _ := bigLayer(b, 16<<20)
+	registrytest.Push(b, origin, "bench/storm:1", registrytest.BusyboxImage(b, big))
+	counter := registrytest.NewProxy(b, origin, registrytest.ProxyOptions{})
+	cache := registrytest.StartWith(b, registrytest.Options{PullThrough: counter.URL})
+	ref := cache.Addr + "/bench/storm:1"
+
+	var failures int
+	var times []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		type result struct {
+			took time.Duration
+			err  error
+			out  []byte
+		}
+		results := make(chan result, clients)
+		start := make(chan struct{})
+		for c := 0; c < clients; c++ {
+			work := filepath.Join(dir, fmt.Sprintf("round%d-client%d", i, c))
+			go func() {
+				<-start
+				t0 := time.Now()
+				cmd := exec.Command(bin, "pull", "--progress", "none", "--insecure-registry", cache.Addr,
+					"--store", filepath.Join(work, "store"), ref, filepath.Join(work, "root"))
+				out, err := cmd.CombinedOutput()
+				results <- result{time.Since(t0), err, out}
+			}()
+		}
+		close(start)
+		for c := 0; c < clients; c++ {
+			r := <-results
+			times = append(times, r.took)
+			if r.err != nil {
+				failures++
+				b.Logf("a client failed: %v\n%s", r.err, r.out)
+			}
+		}
+		b.StopTimer()
+		for c := 0; c < clients; c++ {
+			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("round%d-client%d", i, c)))
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	perBlob := map[string]int{}
+	for _, r := range counter.Requests() {
+		if r.Method == http.MethodGet && r.IsBlob() {
+			perBlob[r.Path[strings.LastIndex(r.Path, "/")+1:]]++
+		}
+	}
+	slices.Sort(times)
+	pct := func(p float64) time.Duration { return times[min(len(times)-1, int(p*float64(len(times))))] }
+	fmt.Printf("\n%d rounds of %d concurrent `ociboot pull --store` through a pull-through registry cache:\n", b.N, clients)
+	fmt.Printf("pull time p50 %.2fs, p99 %.2fs, max %.2fs; failures %d of %d\n", pct(0.5).Seconds(), pct(0.99).Seconds(), times[len(times)-1].Seconds(), failures, len(times))
+	fmt.Println("blob GETs the origin served:")
+	for blob, n := range perBlob {
+		fmt.Printf("  %.19s  %d\n", blob, n)
+	}
+	b.ReportMetric(pct(0.99).Seconds(), "p99-s")
+	b.ReportMetric(float64(failures), "failures")
+}
