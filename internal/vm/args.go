@@ -74,13 +74,17 @@ var diskBuses = map[string]bool{"": true, "virtio": true, "nvme": true, "ahci": 
 // busWant says what a Disk's bus may be, for errors.
 const busWant = "virtio, nvme or ahci"
 
-// ParseDisk reads [BUS:]PATH, as ociboot vm --disk takes it: BUS is
+// ParseDisk reads PATH[,if=BUS], as ociboot vm --disk takes it: BUS is
 // virtio (the default), nvme or ahci.
-func ParseDisk(s string) Disk {
-	if bus, path, ok := strings.Cut(s, ":"); ok && diskBuses[bus] && bus != "" {
-		return Disk{Path: path, Bus: bus}
+func ParseDisk(s string) (Disk, error) {
+	i := strings.LastIndex(s, ",if=")
+	if i < 0 {
+		return Disk{Path: s}, nil
 	}
-	return Disk{Path: s}
+	if bus := s[i+len(",if="):]; diskBuses[bus] && bus != "" {
+		return Disk{Path: s[:i], Bus: bus}, nil
+	}
+	return Disk{}, fmt.Errorf("%q: expected PATH or PATH,if=BUS with BUS %s", s, busWant)
 }
 
 // netdev returns the user-network backend: restricted to the guestfwd rules,

@@ -49,6 +49,25 @@ func TestQEMUArgs(t *testing.T) {
 	}
 }
 
+func TestParseDisk(t *testing.T) {
+	for in, want := range map[string]Disk{
+		"/d.img":             {Path: "/d.img"},
+		"/d.img,if=nvme":     {Path: "/d.img", Bus: "nvme"},
+		"/a,b.img,if=ahci":   {Path: "/a,b.img", Bus: "ahci"},
+		"/with,comma.img":    {Path: "/with,comma.img"},
+		"/dev/sdb,if=virtio": {Path: "/dev/sdb", Bus: "virtio"},
+	} {
+		if got, err := ParseDisk(in); err != nil || got != want {
+			t.Errorf("ParseDisk(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"/d.img,if=floppy", "/d.img,if="} {
+		if _, err := ParseDisk(bad); err == nil || !strings.Contains(err.Error(), "expected PATH or PATH,if=BUS") {
+			t.Errorf("ParseDisk(%q): %v, want an error", bad, err)
+		}
+	}
+}
+
 func TestQEMUArgsWithoutForwards(t *testing.T) {
 	args := qemuArgs(Config{MemoryMB: 1, SMP: 1, Kernel: "k", Initramfs: "i"}, AccelKVM, "")
 	i := slices.Index(args, "-netdev")

@@ -129,7 +129,7 @@ func (f *fixture) storageTests(t *testing.T) {
 		offset := fmt.Sprint(1<<20 + 64<<20)
 		hostTool(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "B2C_CACHE", "-E", "offset="+offset, prepared, "128M")
 		before := hostTool(t, "blkid", "-p", "-O", offset, "-s", "UUID", "-o", "value", prepared)
-		res, console := boot(t, fmt.Sprintf(`b2c.cache_device=auto ociboot.container="%s sh -c 'echo PARTITIONS; cat /proc/partitions'"`, img), "nvme:"+blank, "ahci:"+prepared)
+		res, console := boot(t, fmt.Sprintf(`b2c.cache_device=auto ociboot.container="%s sh -c 'echo PARTITIONS; cat /proc/partitions'"`, img), blank+",if=nvme", prepared+",if=ahci")
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
@@ -211,7 +211,7 @@ type cacheProxy struct {
 	// blobGets counts the blob GETs so far; boot boots with the proxy
 	// forwarded and trusted, and the disks attached.
 	blobGets func() int
-	// Disks are [BUS:]PATH, as vm.ParseDisk reads them; bootRoot boots
+	// Disks are PATH[,if=BUS], as vm.ParseDisk reads them; bootRoot boots
 	// an image as the OS.
 	boot, bootRoot func(t *testing.T, cmdline string, disks ...string) (vm.Result, string)
 }
@@ -243,7 +243,11 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 	on := func(disks []string) machine {
 		m := machine{ports: []int{port}}
 		for _, d := range disks {
-			m.disks = append(m.disks, vm.ParseDisk(d))
+			disk, err := vm.ParseDisk(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.disks = append(m.disks, disk)
 		}
 		return m
 	}
