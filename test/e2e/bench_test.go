@@ -17,6 +17,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/registrytest"
+	"github.com/ociboot/ociboot/internal/rootfstest"
 	"github.com/ociboot/ociboot/internal/vm"
 )
 
@@ -236,4 +237,68 @@ func BenchmarkBootStorm(b *testing.B) {
 	}
 	b.ReportMetric(pct(0.99).Seconds(), "p99-s")
 	b.ReportMetric(float64(failures), "failures")
+}
+
+// BenchmarkRootCache prints what the cache does for switch-root: the
+// Debian bookworm image with systemd (debootstrap, cached as the
+// switch-root tests cache it) booted as the OS without a cache, with a
+// cold cache and with a warm one (its layer copied from the store,
+// nothing fetched or decompressed), side by side: the time from the VM's
+// start to the image's init, and to multi-user.target. Run it with
+// `go test -run '^$' -bench RootCache -benchtime 1x -timeout 60m ./test/e2e`.
+func BenchmarkRootCache(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "ociboot")
+	goBuild(b, bin, "github.com/ociboot/ociboot/cmd/ociboot")
+	initramfs := filepath.Join(dir, "big.img")
+	run(b, bin, "build", "-o", initramfs, "--modules-all")
+	base := rootfstest.Debian(b, "bookworm", systemdPackages...)
+	tarPath := rootfstest.WithFiles(b, base,
+		rootfstest.File{Path: "etc/systemd/system/ociboot-marker.service", Body: markerUnit},
+		rootfstest.File{Path: "etc/systemd/system/multi-user.target.wants/ociboot-marker.service", Linkname: "/etc/systemd/system/ociboot-marker.service"},
+	)
+	reg := registrytest.Start(b)
+	layer := rootfstest.Layer(b, tarPath)
+	size, err := layer.Size()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := guestRef(registrytest.Push(b, reg, "bench/debian-systemd:12", registrytest.Image(b, v1.Config{Cmd: []string{"/sbin/init"}}, layer)))
+
+	const handover, marker = "ociboot: root: starting /sbin/init", "SYSTEMD-MARKER target="
+	boot := func(cmdline string, disks ...vm.Disk) (toInit, toTarget time.Duration) {
+		con := newStamper(handover, marker)
+		res, err := vm.Run(context.Background(), vm.Config{
+			Initramfs: initramfs,
+			Cmdline:   fmt.Sprintf("ociboot.insecure_registry=%s:%d ociboot.poweroff_delay=0 ociboot.root=%s %s", vm.GuestHost, reg.Port, ref, cmdline),
+			Forwards:  []int{reg.Port}, Disks: disks, Timeout: rootBootTimeout, Console: con,
+		})
+		if (err != nil && (!res.Started || res.ExitCode != 0)) || con.at(marker) == 0 {
+			b.Fatalf("vm.Run: %v\n%s", err, con)
+		}
+		return con.at(handover), con.at(marker)
+	}
+	var sums [3][2]float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		disk := cacheDisk(b, 2<<30)
+		for k, cmdline := range []string{"", "ociboot.cache_device=auto", "ociboot.cache_device=auto"} {
+			var disks []vm.Disk
+			if cmdline != "" {
+				disks = []vm.Disk{{Path: disk}}
+			}
+			toInit, toTarget := boot(cmdline, disks...)
+			sums[k][0] += toInit.Seconds()
+			sums[k][1] += toTarget.Seconds()
+		}
+		os.Remove(disk)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	fmt.Printf("\nDebian bookworm + systemd as the OS (%d MB of gzip), TCG, mean of %d rounds, from the VM's start:\n", size/1e6, b.N)
+	fmt.Printf("%-12s %10s %22s\n", "", "to init", "to multi-user.target")
+	for k, name := range []string{"no cache", "cold cache", "warm cache"} {
+		fmt.Printf("%-12s %9.1fs %21.1fs\n", name, sums[k][0]/n, sums[k][1]/n)
+	}
+	b.ReportMetric(sums[2][0]/n, "warm-to-init-s")
 }
