@@ -35,7 +35,6 @@ func switchRoot(ctx context.Context, s *state) error {
 		Size:      plan.RootSize,
 		SizeParam: plan.RootSizeParam,
 		Puller:    s.puller,
-		Layers:    plan.Registry.Store,
 		Tarball:   image.TarballOptions{Fetch: fetch.Options{CACerts: plan.Registry.CACerts}},
 		Log:       log,
 	})

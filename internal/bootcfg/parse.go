@@ -436,7 +436,7 @@ func applyModules(p *Plan, v Param) error {
 	}
 	var mods []string
 	for _, m := range strings.Split(s, ",") {
-		if !isModuleName(m) {
+		if !isName(m) {
 			return fmt.Errorf("module name %q: expected comma-separated module names made of letters, digits, '_' and '-' (such as virtio_net,e1000)", m)
 		}
 		mods = append(mods, m)
@@ -445,7 +445,9 @@ func applyModules(p *Plan, v Param) error {
 	return nil
 }
 
-func isModuleName(s string) bool {
+// isName tells whether s is a name as module and filesystem names are:
+// letters, digits, '_' and '-'.
+func isName(s string) bool {
 	if s == "" {
 		return false
 	}

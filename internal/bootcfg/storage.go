@@ -123,7 +123,7 @@ func applyFilesystem(p *Plan, v Param) error {
 	if err != nil {
 		return fmt.Errorf("%w: NAME,type=TYPE,src=SOURCE[,opts=OPTION|OPTION…]", err)
 	}
-	f, err := storage.ParseFilesystem(s)
+	f, err := parseFilesystem(s)
 	if err != nil {
 		return err
 	}
@@ -132,6 +132,36 @@ func applyFilesystem(p *Plan, v Param) error {
 	}
 	p.Storage.Filesystems = append(p.Storage.Filesystems, f)
 	return nil
+}
+
+// parseFilesystem reads NAME,type=T,src=S[,opts=a|b], where the options
+// are separated by '|' (commas separate the fields).
+func parseFilesystem(s string) (storage.Filesystem, error) {
+	const want = "expected NAME,type=TYPE,src=SOURCE[,opts=OPTION|OPTION…], such as cache,type=ext4,src=/dev/sda2,opts=noatime"
+	fields := strings.Split(s, ",")
+	f := storage.Filesystem{Name: fields[0]}
+	if !isName(f.Name) {
+		return storage.Filesystem{}, fmt.Errorf("name %q: %s (a name is letters, digits, '_' and '-')", f.Name, want)
+	}
+	for _, field := range fields[1:] {
+		k, v, ok := strings.Cut(field, "=")
+		switch {
+		case !ok || v == "":
+			return storage.Filesystem{}, fmt.Errorf("%q: %s", field, want)
+		case k == "type":
+			f.Type = v
+		case k == "src":
+			f.Source = v
+		case k == "opts":
+			f.Options = strings.ReplaceAll(v, "|", ",")
+		default:
+			return storage.Filesystem{}, fmt.Errorf("unknown field %q: %s", k, want)
+		}
+	}
+	if f.Type == "" || f.Source == "" {
+		return storage.Filesystem{}, fmt.Errorf("%s has no type= or no src=: %s", f.Name, want)
+	}
+	return f, nil
 }
 
 // checkStorage checks what the storage parameters say together: a cache

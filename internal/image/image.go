@@ -471,6 +471,15 @@ type remoteLayer struct {
 	store *store.Store // nil: none
 }
 
+// stored tells whether the layer's blob is in the store.
+func (l remoteLayer) stored() bool {
+	if l.store == nil {
+		return false
+	}
+	d, err := l.Digest()
+	return err == nil && l.store.Has(d)
+}
+
 // Compressed serves the blob from the store when it is there and whole;
 // otherwise it downloads it, storing it on the way.
 func (l remoteLayer) Compressed() (io.ReadCloser, error) {

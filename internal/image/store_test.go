@@ -39,6 +39,7 @@ func TestPullWithStore(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	var log bytes.Buffer
 	unpack := func(t *testing.T, proxy *registrytest.Proxy) string {
 		t.Helper()
 		pulled, err := image.Pull(testContext(t), proxy.Addr+"/test/store:1", image.PullOptions{Store: st})
@@ -46,7 +47,8 @@ func TestPullWithStore(t *testing.T) {
 			t.Fatalf("Pull: %v", err)
 		}
 		root := t.TempDir()
-		if err := image.Unpack(testContext(t), pulled, root, nil); err != nil {
+		log.Reset()
+		if err := image.Unpack(testContext(t), pulled, root, &log); err != nil {
 			t.Fatalf("Unpack: %v", err)
 		}
 		got, err := os.ReadFile(filepath.Join(root, "random"))
@@ -64,8 +66,8 @@ func TestPullWithStore(t *testing.T) {
 		}
 		warm := registrytest.NewProxy(t, reg, registrytest.ProxyOptions{})
 		unpack(t, warm)
-		if n := warm.Count(isBlobGet(ld)); n != 0 {
-			t.Errorf("warm pull: %d blob GETs, want none", n)
+		if n := warm.Count(isBlobGet(ld)); n != 0 || !strings.Contains(log.String(), ": reading it from the image store") {
+			t.Errorf("warm pull: %d blob GETs, log %q; want none, and the layer read from the store", n, log.String())
 		}
 	})
 

@@ -314,7 +314,11 @@ func (u *unpacker) startFetch(ctx context.Context, r *layerRun) {
 	r.blob = newChunkPipe(ctx, r.blobPool, &r.urgent)
 	r.tar = newChunkPipe(ctx, u.tarPool, &r.urgent)
 	u.update(r, func(p *LayerProgress) { p.State, p.Start = LayerFetching, time.Now() })
-	u.logf("%s %s: fetching\n", r.shortName(), formatSize(r.p.Size))
+	from := "fetching"
+	if rl, ok := r.layer.(remoteLayer); ok && rl.stored() {
+		from = "reading it from the image store"
+	}
+	u.logf("%s %s: %s\n", r.shortName(), formatSize(r.p.Size), from)
 	u.goLayer(r, func() { r.fetchErr = u.fetch(r) })
 }
 

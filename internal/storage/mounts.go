@@ -20,48 +20,6 @@ type Filesystem struct {
 	Options string // mount options, comma-separated
 }
 
-// ParseFilesystem reads NAME,type=T,src=S[,opts=a|b], where the options
-// are separated by '|' (commas separate the fields).
-func ParseFilesystem(s string) (Filesystem, error) {
-	const want = "expected NAME,type=TYPE,src=SOURCE[,opts=OPTION|OPTION…], such as cache,type=ext4,src=/dev/sda2,opts=noatime"
-	fields := strings.Split(s, ",")
-	f := Filesystem{Name: fields[0]}
-	if !isName(f.Name) {
-		return Filesystem{}, fmt.Errorf("name %q: %s (a name is letters, digits, '_' and '-')", f.Name, want)
-	}
-	for _, field := range fields[1:] {
-		k, v, ok := strings.Cut(field, "=")
-		switch {
-		case !ok || v == "":
-			return Filesystem{}, fmt.Errorf("%q: %s", field, want)
-		case k == "type":
-			f.Type = v
-		case k == "src":
-			f.Source = v
-		case k == "opts":
-			f.Options = strings.ReplaceAll(v, "|", ",")
-		default:
-			return Filesystem{}, fmt.Errorf("unknown field %q: %s", k, want)
-		}
-	}
-	if f.Type == "" || f.Source == "" {
-		return Filesystem{}, fmt.Errorf("%s has no type= or no src=: %s", f.Name, want)
-	}
-	return f, nil
-}
-
-func isName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // Mount mounts f on dir, created when missing. The kernel's NFS client
 // wants the server's address in addr=, which mount.nfs would add: it is
 // added here, the server's name resolved with ctx.

@@ -355,32 +355,6 @@ func TestMakeSwap(t *testing.T) {
 	}
 }
 
-func TestParseFilesystem(t *testing.T) {
-	good := map[string]Filesystem{
-		"cache,type=ext4,src=/dev/sda2":                           {Name: "cache", Type: "ext4", Source: "/dev/sda2"},
-		"nfs-share,type=nfs,src=10.0.2.2:/srv,opts=vers=4|nolock": {Name: "nfs-share", Type: "nfs", Source: "10.0.2.2:/srv", Options: "vers=4,nolock"},
-		"host,src=hostshare,type=9p,opts=trans=virtio":            {Name: "host", Type: "9p", Source: "hostshare", Options: "trans=virtio"},
-	}
-	for in, want := range good {
-		if got, err := ParseFilesystem(in); err != nil || got != want {
-			t.Errorf("ParseFilesystem(%q) = %+v, %v; want %+v", in, got, err, want)
-		}
-	}
-	for in, wantErr := range map[string]string{
-		"":                              "name \"\"",
-		"a b,type=ext4,src=/dev/x":      "name \"a b\"",
-		"c,type=ext4":                   "no type= or no src=",
-		"c,src=/dev/x":                  "no type= or no src=",
-		"c,type=ext4,src=/dev/x,mode=1": "unknown field \"mode\"",
-		"c,type=ext4,src=/dev/x,opts":   "\"opts\"",
-		"c,type=ext4,src=/dev/x,opts=":  "\"opts=\"",
-	} {
-		if _, err := ParseFilesystem(in); err == nil || !strings.Contains(err.Error(), wantErr) || !strings.Contains(err.Error(), "expected NAME,type=") {
-			t.Errorf("ParseFilesystem(%q): %v, want an error with %q", in, err, wantErr)
-		}
-	}
-}
-
 func TestMountFlags(t *testing.T) {
 	for opts, want := range map[string]struct {
 		flags uintptr

@@ -92,16 +92,6 @@ func (w *LayerWriter) Commit() (string, error) {
 	return final, syncDir(filepath.Dir(final))
 }
 
-// TempDir makes a directory under tmp/, which the next Open removes
-// with whatever is left in it.
-func (s *Store) TempDir(pattern string) (string, error) {
-	dir, err := os.MkdirTemp(s.tmp(), pattern)
-	if err != nil {
-		return "", fmt.Errorf("store: %w", err)
-	}
-	return dir, nil
-}
-
 // DeleteLayer removes the unpacked layer d; one not there is not an
 // error. It is moved out of place first, so that a power cut mid-way
 // leaves no partial layer where a whole one is expected.

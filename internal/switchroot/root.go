@@ -16,16 +16,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ociboot/ociboot/internal/image"
-	"github.com/ociboot/ociboot/internal/layer"
-	"github.com/ociboot/ociboot/internal/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,11 +60,7 @@ type Options struct {
 	SizeParam string
 	// Puller pulls an image (nil: one with the default settings);
 	// Tarball tunes the download of a tarball.
-	Puller *image.Puller
-	// Layers, when set, is the image store on the cache disk: the
-	// image's layers are unpacked there once, and copied from there into
-	// the tmpfs, warm boots decompressing nothing.
-	Layers  *store.Store
+	Puller  *image.Puller
 	Tarball image.TarballOptions
 	// Log receives the progress lines.
 	Log io.Writer
@@ -253,50 +245,7 @@ func (f *fitter) unpackImage(ctx context.Context) error {
 	if err := f.fit("image "+f.o.Source, size, estimate); err != nil {
 		return err
 	}
-	opts := image.UnpackOptions{Log: f.o.Log, AllowDevices: true}
-	if f.o.Layers != nil {
-		err := f.copyLayers(ctx, img, opts)
-		if !errors.Is(err, layer.ErrNotOverlay) {
-			return err
-		}
-		fmt.Fprintf(f.o.Log, "%v: unpacking it whole instead\n", err)
-	}
-	return image.UnpackWith(ctx, img, f.dir, opts)
-}
-
-// copyLayers unpacks the layers of img the store lacks into the store,
-// then copies the image's tree from there, as overlayfs shows the
-// layers, into the tmpfs.
-func (f *fitter) copyLayers(ctx context.Context, img v1.Image, opts image.UnpackOptions) error {
-	dirs, err := image.UnpackLayers(ctx, img, f.o.Layers, opts)
-	if err != nil {
-		return err
-	}
-	tmp, err := f.o.Layers.TempDir("root-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	// An empty bottom layer: a read-only union needs two.
-	empty, union := filepath.Join(tmp, "empty"), filepath.Join(tmp, "union")
-	for _, d := range []string{empty, union} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := layer.MountOverlay(append([]string{empty}, dirs...), "", "", union); err != nil {
-		return err
-	}
-	start := time.Now()
-	err = layer.CopyTree(union, f.dir)
-	if uerr := unix.Unmount(union, 0); err == nil && uerr != nil {
-		err = fmt.Errorf("unmounting %s: %w", union, uerr)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(f.o.Log, "copied the image's %d layers from the image store in %.2fs\n", len(dirs), time.Since(start).Seconds())
-	return nil
+	return image.UnpackWith(ctx, img, f.dir, image.UnpackOptions{Log: f.o.Log, AllowDevices: true})
 }
 
 // layerRatio is the estimated unpacked-to-compressed ratio of a layer.

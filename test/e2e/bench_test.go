@@ -242,9 +242,9 @@ func BenchmarkBootStorm(b *testing.B) {
 // BenchmarkRootCache prints what the cache does for switch-root: the
 // Debian bookworm image with systemd (debootstrap, cached as the
 // switch-root tests cache it) booted as the OS without a cache, with a
-// cold cache and with a warm one (its layer copied from the store,
-// nothing fetched or decompressed), side by side: the time from the VM's
-// start to the image's init, and to multi-user.target. Run it with
+// cold cache and with a warm one (its layer read from the store, nothing
+// fetched), side by side: the time from the VM's start to the image's
+// init, and to multi-user.target. Run it with
 // `go test -run '^$' -bench RootCache -benchtime 1x -timeout 60m ./test/e2e`.
 func BenchmarkRootCache(b *testing.B) {
 	dir := b.TempDir()
