@@ -181,10 +181,14 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, 
 			if ep.mirror {
 				img = o.withBlobFallback(ctx, img, r, ep, eps[i+1:], p.tr, p.keys)
 			}
-			if err := o.record(r, platform, img); err != nil {
-				return nil, err
+			pending, err := o.pendingRef(r, platform, img)
+			if err == nil {
+				err = pending.record()
 			}
-			return pulledImage{img, o.Store}, nil
+			if err != nil {
+				return nil, fmt.Errorf("pull %s: %w", r, err)
+			}
+			return pulledImage{img, o.Store, pending}, nil
 		}
 		if ctx.Err() != nil {
 			if cause := context.Cause(ctx); !errors.Is(err, cause) {
@@ -262,20 +266,29 @@ func (o PullOptions) stored(r Reference, platform v1.Platform, policy PullPolicy
 	if policy != PullAlways && o.Log != nil {
 		fmt.Fprintf(o.Log, "using the stored copy of %s (--pull %s)\n", o.describe(r, platform), policy)
 	}
-	return pulledImage{img, o.Store}, nil
+	return pulledImage{img, o.Store, nil}, nil
 }
 
-// record notes in the store what r stands for on platform, now that img
-// was pulled.
-func (o PullOptions) record(r Reference, platform v1.Platform, img v1.Image) error {
+// pendingRef is the ref to record in the store for r on platform, now
+// that img was pulled, once the store holds all of img (nil without a
+// store).
+func (o PullOptions) pendingRef(r Reference, platform v1.Platform, img v1.Image) (*pendingRef, error) {
 	if o.Store == nil {
-		return nil
+		return nil, nil
 	}
 	d, err := img.Digest()
 	if err != nil {
-		return fmt.Errorf("pull %s: manifest digest: %w", r, err)
+		return nil, fmt.Errorf("manifest digest: %w", err)
 	}
-	return o.Store.SetRef(store.Ref{Name: refName(r, platform), Digest: d, Pulled: o.now()})
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	si, err := newStoredImage(o.Store, r.String(), raw, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &pendingRef{img: si, ref: store.Ref{Name: refName(r, platform), Digest: d, Pulled: o.now()}}, nil
 }
 
 // used notes in the store that its copy of r for platform is used now,
@@ -450,12 +463,15 @@ func resolve(ctx context.Context, nref name.Reference, platform v1.Platform, tr 
 type pulledImage struct {
 	v1.Image
 	store *store.Store // nil: none
+	// ref is recorded once the store holds the whole image (nil: no
+	// store, or a stored copy).
+	ref *pendingRef
 }
 
 func (p pulledImage) Layers() ([]v1.Layer, error) {
 	layers, err := p.Image.Layers()
 	for i, l := range layers {
-		layers[i] = remoteLayer{l, p.store}
+		layers[i] = remoteLayer{l, p.store, p.ref}
 	}
 	return layers, err
 }
@@ -469,6 +485,7 @@ func (p pulledImage) Layers() ([]v1.Layer, error) {
 type remoteLayer struct {
 	v1.Layer
 	store *store.Store // nil: none
+	ref   *pendingRef  // recorded once the last layer is stored
 }
 
 // stored tells whether the layer's blob is in the store.
@@ -510,7 +527,7 @@ func (l remoteLayer) Compressed() (io.ReadCloser, error) {
 		rc.Close()
 		return nil, err
 	}
-	return &storingReader{rc: rc, w: w}, nil
+	return &storingReader{rc: rc, w: w, ref: l.ref}, nil
 }
 
 // storingReader copies a download into the store as it is read; the blob
@@ -519,6 +536,7 @@ func (l remoteLayer) Compressed() (io.ReadCloser, error) {
 type storingReader struct {
 	rc   io.ReadCloser
 	w    *store.Writer
+	ref  *pendingRef
 	err  error // from storing; the download goes on
 	done bool
 }
@@ -531,10 +549,12 @@ func (s *storingReader) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF && !s.done:
 		s.done = true
-		if s.err == nil {
-			s.err = s.w.Commit()
-		} else {
+		if s.err != nil {
 			s.w.Abort()
+		} else if s.err = s.w.Commit(); s.err == nil {
+			// A ref that cannot be written is written by the next
+			// pull; the image is whole in the store meanwhile.
+			_ = s.ref.record()
 		}
 	case err != nil && !s.done:
 		s.done = true

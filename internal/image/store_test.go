@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/fetch/fetchtest"
@@ -346,5 +347,68 @@ func TestUnpackLayers(t *testing.T) {
 	left, _ = os.ReadDir(filepath.Join(cut.Dir(), "tmp"))
 	if layers, _ := os.ReadDir(filepath.Join(cut.Dir(), "layers", "sha256")); len(layers) != 0 || len(left) != 0 {
 		t.Errorf("after a cut unpack: %d stored layers, %d temporary entries; want none", len(layers), len(left))
+	}
+}
+
+// TestPullUpdateCutShort checks that an update of a tag whose download
+// is cut short leaves the tag's whole stored copy in place: with the
+// registry then out of reach, the previous image boots.
+func TestPullUpdateCutShort(t *testing.T) {
+	reg := registrytest.Start(t)
+	v1img, _ := bigImage(t, 64<<10)
+	v2img, v2layer := bigImage(t, 1<<20)
+	registrytest.Push(t, reg, "test/update:1", v1img)
+	v1digest, err := v1img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld := layerDigest(t, v2layer)
+	var mode atomic.Value
+	mode.Store("up")
+	proxy := registrytest.NewProxy(t, reg, registrytest.ProxyOptions{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case mode.Load() == "gone":
+				if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+					conn.Close()
+				}
+				return
+			case requestMatch(http.MethodGet, "/blobs/"+ld.String())(r):
+				w = &cutWriter{ResponseWriter: w, left: 64 << 10}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	puller, err := image.NewPuller(image.PullOptions{Store: st, Retry: fetch.Retry{Clock: fetchtest.NewClock()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := proxy.Addr + "/test/update:1"
+	pullUnpack := func() (v1.Hash, error) {
+		img, err := puller.Pull(testContext(t), ref, image.Request{})
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return d, err
+		}
+		return d, image.Unpack(testContext(t), img, t.TempDir(), nil)
+	}
+	if _, err := pullUnpack(); err != nil {
+		t.Fatal(err)
+	}
+	registrytest.Push(t, reg, "test/update:1", v2img)
+	if d, err := pullUnpack(); err == nil || d == v1digest {
+		t.Fatalf("the update with its layer cut short: %s, %v; want the new image, failing", d, err)
+	}
+	mode.Store("gone")
+	d, err := pullUnpack()
+	if err != nil || d != v1digest {
+		t.Errorf("registry out of reach after a cut update: %s, %v; want the previous image, %s, whole", d, err, v1digest)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -96,15 +97,61 @@ func storedCopy(st *store.Store, name string, d v1.Hash) (*storedImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !st.Has(img.m.Config.Digest) {
-		return nil, fmt.Errorf("%s: the store has its manifest but not its config %s", name, img.m.Config.Digest)
-	}
-	for i, l := range img.m.Layers {
-		if !st.Has(l.Digest) {
-			return nil, fmt.Errorf("%s: the store has its manifest but not its layer %d of %d, %s", name, i+1, len(img.m.Layers), l.Digest)
-		}
+	if missing := img.missing(); missing != "" {
+		return nil, fmt.Errorf("%s: the store has its manifest but not its %s", name, missing)
 	}
 	return img, nil
+}
+
+// missing names the first thing the image needs that the store lacks:
+// its config, or a layer, neither as a blob nor unpacked; "" when the
+// store holds it all.
+func (i *storedImage) missing() string {
+	if !i.st.Has(i.m.Config.Digest) {
+		return "config " + i.m.Config.Digest.String()
+	}
+	raw, err := i.st.ReadBlob(i.m.Config.Digest)
+	if err != nil {
+		return "config " + i.m.Config.Digest.String()
+	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil || len(cf.RootFS.DiffIDs) != len(i.m.Layers) {
+		return "config " + i.m.Config.Digest.String() + " (unreadable)"
+	}
+	for n, l := range i.m.Layers {
+		if i.st.Has(l.Digest) {
+			continue
+		}
+		if _, ok := i.st.LayerDir(cf.RootFS.DiffIDs[n]); !ok {
+			return fmt.Sprintf("layer %d of %d, %s", n+1, len(i.m.Layers), l.Digest)
+		}
+	}
+	return ""
+}
+
+// pendingRef records what a reference stands for once the store holds
+// everything its image needs, so that an update cut short never replaces
+// a whole stored copy with one that cannot boot.
+type pendingRef struct {
+	img *storedImage
+	ref store.Ref
+	mu  sync.Mutex
+	set bool
+}
+
+// record sets the ref if the store now holds the whole image; it is
+// called after each layer is stored.
+func (p *pendingRef) record() error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.set || p.img.missing() != "" {
+		return nil
+	}
+	p.set = true
+	return p.img.st.SetRef(p.ref)
 }
 
 func newStoredImage(st *store.Store, name string, raw []byte, remote v1.Image) (*storedImage, error) {

@@ -199,6 +199,12 @@ func UnpackLayers(ctx context.Context, img v1.Image, st *store.Store, o UnpackOp
 	if err := u.run(ctx); err != nil {
 		return nil, err
 	}
+	if p, ok := img.(pulledImage); ok {
+		// The layers are in the store, unpacked if not as blobs.
+		if err := p.ref.record(); err != nil {
+			return nil, err
+		}
+	}
 	return dirs, nil
 }
 
