@@ -45,8 +45,14 @@ func prepareStorage(ctx context.Context, s *state) error {
 		cache, err := storage.FindCache(ctx, storage.CacheOptions{
 			Device: st.CacheDevice, Wait: st.CacheWait, Mkfs: s.input.baked.Mkfs, Runner: s.reaper, Log: log,
 		})
-		if err != nil || cache == nil {
+		if err != nil {
 			return err
+		}
+		if cache == nil {
+			if st.Swap > 0 {
+				s.say("storage: WARNING: no cache, so no swap file (swap=%s)", mib(st.Swap))
+			}
+			return nil
 		}
 		if err := cache.Mount(storageDir); err != nil {
 			return err
