@@ -40,6 +40,7 @@ test: deps lint
 	$(FUZZ) 200000x -fuzz '^FuzzParsePeer$$' ./internal/clock
 	$(FUZZ) 200000x -fuzz '^FuzzParse$$' ./internal/keymap
 	$(FUZZ) 200000x -fuzz '^FuzzParseSize$$' ./internal/switchroot
+	$(FUZZ) 200000x -fuzz '^FuzzParseVolume$$' ./internal/bootcfg
 
 demo: deps build
 	./scripts/demo.sh

@@ -23,6 +23,7 @@ import (
 	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/pipeline"
 	"github.com/ociboot/ociboot/internal/store"
+	"github.com/ociboot/ociboot/internal/volume"
 )
 
 // failDelay is how long a failed boot waits, so that a person can read the
@@ -44,6 +45,7 @@ type state struct {
 	// bundles' directory).
 	layers  *store.Store
 	scratch string
+	volumes *volume.Set // nil without volumes
 
 	network     *netconf.Result
 	stopNetwork func() *netconf.Result // ends the network's upkeep, gives its last state
@@ -70,6 +72,7 @@ func stages() []stage {
 		{name: "clock", run: syncClock},
 		{name: "extra_args_url", run: fetchExtraArgs, skip: noExtraArgs},
 		{name: "storage", run: prepareStorage, skip: noStorage},
+		{name: "volumes", run: prepareVolumes, skip: noVolumes},
 		{name: "root", run: switchRoot, skip: containerMode},
 		{name: "containers", run: runContainers, skip: rootMode},
 		{name: "end", run: end, skip: rootMode},

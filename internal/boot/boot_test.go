@@ -100,6 +100,8 @@ func TestStagesRead(t *testing.T) {
 		{bootcfg.Plan{Root: "debian"}, []string{"configuration", "modules", "network", "clock", "root"}},
 		{bootcfg.Plan{Storage: bootcfg.Storage{CacheDevice: "auto"}}, []string{"configuration", "modules", "network", "clock", "storage", "containers", "end"}},
 		{bootcfg.Plan{Root: "debian", Storage: bootcfg.Storage{CacheDevice: "/dev/vda1"}}, []string{"configuration", "modules", "network", "clock", "storage", "root"}},
+		{bootcfg.Plan{Volumes: []bootcfg.Volume{{Name: "job"}}}, []string{"configuration", "modules", "network", "clock", "volumes", "containers", "end"}},
+		{bootcfg.Plan{Containers: []bootcfg.Container{{Image: "a", Mounts: []bootcfg.Mount{{Type: "volume", Source: "v", Target: "/v"}}}}}, []string{"configuration", "modules", "network", "clock", "volumes", "containers", "end"}},
 	} {
 		s := &state{plan: &tc.plan}
 		var got []string

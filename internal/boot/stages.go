@@ -195,10 +195,12 @@ func runContainers(ctx context.Context, s *state) error {
 		StateDir:    stateDir,
 		Layers:      layers,
 		ScratchDir:  s.scratch,
+		Volumes:     s.volumeSet(),
 		Procs:       s.reaper,
 		Events:      s.events,
 		CmdlineFile: masked,
 	})
+	s.expireVolumes()
 	s.evictImages()
 	return nil
 }

@@ -297,17 +297,20 @@ func absPath(what, p string) error {
 	return nil
 }
 
-// setVolume reads -v SRC:DST[:OPTS], SRC a host path (named volumes come
-// with volume support), OPTS ro or rw.
+// setVolume reads -v SRC:DST[:OPTS], SRC a host path or the name of a
+// volume, OPTS ro or rw.
 func setVolume(c *Container, v string) error {
 	parts := strings.Split(v, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return fmt.Errorf("got %q, expected HOST-PATH:CONTAINER-PATH[:ro|rw]", v)
-	}
-	if !strings.HasPrefix(parts[0], "/") {
-		return fmt.Errorf("got %q: named volumes are not supported yet, expected a host path such as /run/data", parts[0])
+		return fmt.Errorf("got %q, expected HOST-PATH:CONTAINER-PATH[:ro|rw] or VOLUME:CONTAINER-PATH[:ro|rw]", v)
 	}
 	m := Mount{Type: "bind", Source: parts[0], Target: parts[1]}
+	if !strings.HasPrefix(parts[0], "/") {
+		if !isVolumeName(parts[0]) {
+			return fmt.Errorf("got %q: expected a host path such as /run/data or a volume name (letters, digits, '_', '.' and '-')", parts[0])
+		}
+		m.Type = "volume"
+	}
 	if len(parts) == 3 {
 		for _, o := range strings.Split(parts[2], ",") {
 			switch o {
@@ -320,8 +323,10 @@ func setVolume(c *Container, v string) error {
 			}
 		}
 	}
-	if err := absPath("host path", m.Source); err != nil {
-		return err
+	if m.Type == "bind" {
+		if err := absPath("host path", m.Source); err != nil {
+			return err
+		}
 	}
 	if err := absPath("container path", m.Target); err != nil {
 		return err
@@ -330,15 +335,15 @@ func setVolume(c *Container, v string) error {
 	return nil
 }
 
-// setMount reads --mount type=bind|tmpfs,source=…,target=…[,ro][,tmpfs-size=…][,tmpfs-mode=…].
+// setMount reads --mount type=bind|volume|tmpfs,source=…,target=…[,ro][,tmpfs-size=…][,tmpfs-mode=…].
 func setMount(c *Container, v string) error {
 	var m Mount
 	for _, kv := range strings.Split(v, ",") {
 		k, val, _ := strings.Cut(kv, "=")
 		switch k {
 		case "type":
-			if val != "bind" && val != "tmpfs" {
-				return fmt.Errorf("type %q: expected bind or tmpfs", val)
+			if val != "bind" && val != "tmpfs" && val != "volume" {
+				return fmt.Errorf("type %q: expected bind, volume or tmpfs", val)
 			}
 			m.Type = val
 		case "source", "src":
@@ -359,11 +364,13 @@ func setMount(c *Container, v string) error {
 	}
 	switch {
 	case m.Type == "":
-		return fmt.Errorf("got %q, expected type=bind or type=tmpfs", v)
+		return fmt.Errorf("got %q, expected type=bind, type=volume or type=tmpfs", v)
 	case m.Type == "bind" && m.Source == "":
 		return fmt.Errorf("got %q: a bind mount needs source=HOST-PATH", v)
 	case m.Type == "tmpfs" && m.Source != "":
 		return fmt.Errorf("got %q: a tmpfs has no source", v)
+	case m.Type == "volume" && !isVolumeName(m.Source):
+		return fmt.Errorf("got %q: a volume mount needs source=NAME, a volume name", v)
 	}
 	if m.Type == "bind" {
 		if err := absPath("source", m.Source); err != nil {

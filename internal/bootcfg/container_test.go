@@ -131,7 +131,7 @@ func FuzzParseContainer(f *testing.F) {
 }
 
 func TestParseContainerMountsAndLimits(t *testing.T) {
-	c, err := ParseContainer(`-v /run/data:/data -v /etc/ci:/ci:ro --mount type=tmpfs,target=/scratch,tmpfs-size=64m,tmpfs-mode=1777 ` +
+	c, err := ParseContainer(`-v /run/data:/data -v /etc/ci:/ci:ro -v job:/job --mount type=volume,src=cache.1,dst=/c,ro --mount type=tmpfs,target=/scratch,tmpfs-size=64m,tmpfs-mode=1777 ` +
 		`--mount type=bind,source=/srv,target=/srv,readonly --tmpfs /cache:size=1g,mode=700 --device /dev/kvm --device /dev/ttyS1:/dev/ttyS9:rw ` +
 		`--env-file /etc/ci.env --network none --shm-size 128m --ulimit nofile=1024:4096 --ulimit core=-1 ` +
 		`--security-opt seccomp=unconfined --security-opt no-new-privileges alpine`)
@@ -143,6 +143,8 @@ func TestParseContainerMountsAndLimits(t *testing.T) {
 		Mounts: []Mount{
 			{Type: "bind", Source: "/run/data", Target: "/data"},
 			{Type: "bind", Source: "/etc/ci", Target: "/ci", ReadOnly: true},
+			{Type: "volume", Source: "job", Target: "/job"},
+			{Type: "volume", Source: "cache.1", Target: "/c", ReadOnly: true},
 			{Type: "tmpfs", Target: "/scratch", Options: []string{"size=67108864", "mode=1777"}},
 			{Type: "bind", Source: "/srv", Target: "/srv", ReadOnly: true},
 			{Type: "tmpfs", Target: "/cache", Options: []string{"size=1073741824", "mode=700"}},
@@ -160,13 +162,14 @@ func TestParseContainerMountsAndLimits(t *testing.T) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}
 	for _, tc := range []struct{ spec, want string }{
-		{"-v data:/data alpine", "named volumes are not supported yet"},
+		{"-v -data:/data alpine", `got "-data": expected a host path such as /run/data or a volume name`},
 		{"-v /a:/b:z alpine", `volume option "z": expected ro or rw`},
 		{"-v /a/../b:/b alpine", `host path "/a/../b": expected an absolute, clean path`},
 		{"-v /a alpine", "expected HOST-PATH:CONTAINER-PATH"},
-		{"--mount type=volume,target=/x alpine", `type "volume": expected bind or tmpfs`},
+		{"--mount type=volume,target=/x alpine", `a volume mount needs source=NAME`},
+		{"--mount type=nfs,target=/x alpine", `type "nfs": expected bind, volume or tmpfs`},
 		{"--mount type=bind,target=/x alpine", "a bind mount needs source="},
-		{"--mount target=/x alpine", "expected type=bind or type=tmpfs"},
+		{"--mount target=/x alpine", "expected type=bind, type=volume or type=tmpfs"},
 		{"--tmpfs tmp alpine", `tmpfs path "tmp"`},
 		{"--tmpfs /t:size=lots alpine", `got "lots", expected a size`},
 		{"--device /dev/kvm:xyz alpine", `permissions "xyz"`},

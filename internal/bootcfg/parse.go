@@ -72,6 +72,8 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.cache_quota"}, apply: applyCacheQuota},
 		{names: []string{"ociboot.swap", "b2c.swap"}, apply: applySwap},
 		{names: []string{"ociboot.filesystem", "b2c.filesystem"}, apply: applyFilesystem},
+		{names: []string{"ociboot.s3", "ociboot.minio", "b2c.minio"}, apply: applyS3, key: s3Key, secret: true, mask: maskS3},
+		{names: []string{"ociboot.volume", "b2c.volume"}, apply: applyVolume, key: volumeKey, secret: true, mask: maskVolume},
 		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay, failsafe: true},
 		{names: []string{"ociboot.root", "rd.container.rootfs"}, apply: applyRoot, early: true, failsafe: true},
 		{names: []string{"ociboot.root_size", "rd.tmpfs.size"}, apply: applyRootSize},
@@ -202,7 +204,10 @@ func (p *Plan) apply(defs []paramDef, byLayer [][][]source, failsafe bool) error
 	if err := p.checkRoot(); err != nil {
 		return err
 	}
-	return p.checkStorage()
+	if err := p.checkStorage(); err != nil {
+		return err
+	}
+	return p.checkVolumes()
 }
 
 // mergeByKey returns the baked-in values whose key the kernel does not

@@ -123,7 +123,7 @@ func TestParseErrors(t *testing.T) {
 		{"b2c.insmods=a.txt", "", `module file "a.txt"`},
 		{"b2c.service", "", `b2c.service: needs a value: [OPTIONS] IMAGE`},
 		{"b2c.post_container=--bogus alpine", "", `unknown container option --bogus`},
-		{"b2c.volume=job", "", `unknown kernel parameter "b2c.volume"`},
+		{"b2c.volumes=job", "", `unknown kernel parameter "b2c.volumes"`},
 		{"", "ociboot.bar", `unknown baked-in parameter "ociboot.bar"`},
 		{"ociboot.container", "", `kernel parameter ociboot.container: needs a value: [OPTIONS] IMAGE`},
 		{`b2c.container="--detach alpine"`, "", `kernel parameter b2c.container="--detach alpine": unknown container option --detach`},
@@ -202,7 +202,7 @@ func TestDocumentedParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z_]+|rd\\.[a-z.]+|ip|init|selinux|enforcing)`")
+	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z0-9_]+|rd\\.[a-z.]+|ip|init|selinux|enforcing)`")
 	for _, line := range strings.Split(string(data), "\n") {
 		if !strings.HasPrefix(line, "| `") {
 			continue

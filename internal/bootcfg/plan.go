@@ -119,6 +119,13 @@ type Plan struct {
 	Registry image.PullOptions
 	// Storage is the local storage: the cache, swap, named filesystems.
 	Storage Storage
+	// S3 are the S3-compatible endpoints (minio=, ociboot.s3=), by alias;
+	// their keys are secrets.
+	S3 []S3
+	// Volumes are the named volumes (volume=), in order; containers mount
+	// them with -v NAME:/path, and also names no volume= defines, which
+	// are plain local volumes.
+	Volumes []Volume
 	// PoweroffDelay is how long to wait before powering off, in seconds
 	// (ociboot.poweroff_delay= / b2c.poweroff_delay=); -1 when not set.
 	PoweroffDelay int
@@ -242,8 +249,8 @@ type Container struct {
 
 // Mount is a bind mount of a host path or a tmpfs in a container.
 type Mount struct {
-	Type     string // "bind" or "tmpfs"
-	Source   string // the host path, for a bind mount
+	Type     string // "bind", "volume" or "tmpfs"
+	Source   string // the host path of a bind mount, the name of a volume
 	Target   string // absolute path in the container
 	ReadOnly bool
 	// Options are more mount options: for a tmpfs, size=BYTES and

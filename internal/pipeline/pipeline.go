@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -51,6 +52,12 @@ const (
 	Reboot   EndAction = "reboot"
 )
 
+// Volumes are the named volumes containers mount.
+type Volumes interface {
+	// Dir returns the volume's directory, making the volume when new.
+	Dir(name string) (string, error)
+}
+
 // Procs starts processes and waits for them. PID 1's reaper is one; it
 // must be used for every child so that reaping orphans cannot steal a
 // container's exit status.
@@ -75,7 +82,10 @@ type Config struct {
 	// into the bundle.
 	Layers     *store.Store
 	ScratchDir string
-	Procs      Procs
+	// Volumes gives the directory of a named volume (-v NAME:/path);
+	// nil refuses them.
+	Volumes Volumes
+	Procs   Procs
 	// Events receives what happens: pulls, container starts and exits,
 	// progress lines.
 	Events *event.Reporter
@@ -325,7 +335,10 @@ func stdio(f, def *os.File) *os.File {
 // prepare pulls the image of job, unpacks it (or assembles its layers
 // from the store) and writes the bundle.
 func prepare(ctx context.Context, c Config, j job, bundle string, env []string) error {
-	ct := j.ct
+	ct, err := c.withVolumes(j.ct)
+	if err != nil {
+		return err
+	}
 	img, err := c.Puller.Pull(ctx, ct.Image, image.Request{Platform: ct.Platform, Policy: ct.Pull, Log: c.Events.Writer("image")})
 	if err != nil {
 		return err
@@ -370,6 +383,27 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 		return err
 	}
 	return runtime.WriteBundle(bundle, spec)
+}
+
+// withVolumes returns ct with its volume mounts made bind mounts of the
+// volumes' directories.
+func (c Config) withVolumes(ct bootcfg.Container) (bootcfg.Container, error) {
+	mounts := slices.Clone(ct.Mounts)
+	for i, m := range mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		if c.Volumes == nil {
+			return ct, fmt.Errorf("volume %s: this boot has no volumes", m.Source)
+		}
+		dir, err := c.Volumes.Dir(m.Source)
+		if err != nil {
+			return ct, err
+		}
+		mounts[i].Type, mounts[i].Source = "bind", dir
+	}
+	ct.Mounts = mounts
+	return ct, nil
 }
 
 // assemble mounts the layers of img, unpacked into the store once, under

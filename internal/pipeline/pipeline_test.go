@@ -20,6 +20,7 @@ import (
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/runtime"
 	"github.com/ociboot/ociboot/internal/store"
+	"github.com/ociboot/ociboot/internal/volume"
 )
 
 // TestMain runs real containers with crun; see cruntest.Main.
@@ -28,10 +29,11 @@ func TestMain(m *testing.M) { cruntest.Main(m) }
 // harness runs pipelines against the real registry with real crun and the
 // real PID-1 reaper.
 type harness struct {
-	reg    *registrytest.Registry
-	ref    string // a busybox image in reg
-	reaper *pid1.Reaper
-	layers *store.Store // the image store of unpacked layers; nil for none
+	reg     *registrytest.Registry
+	ref     string // a busybox image in reg
+	reaper  *pid1.Reaper
+	layers  *store.Store // the image store of unpacked layers; nil for none
+	volumes Volumes      // nil for none
 }
 
 func newHarness(t *testing.T) *harness {
@@ -94,6 +96,7 @@ func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan)
 		Runtime:  runtime.Runtime{Path: cruntest.Path},
 		StateDir: state,
 		Layers:   h.layers,
+		Volumes:  h.volumes,
 		Procs:    h.reaper,
 		Events:   event.New(console.Sink{W: &log}, &rec),
 		Stdout:   out,
@@ -201,6 +204,33 @@ func TestPipelineLayerStore(t *testing.T) {
 	}
 	if strings.Contains(string(mounts), dir) || strings.Contains(string(mounts), "/containers/") {
 		t.Errorf("overlays left mounted:\n%s", mounts)
+	}
+}
+
+// TestPipelineVolumes runs containers sharing named volumes: what one
+// writes, the next reads, read-only when mounted so.
+func TestPipelineVolumes(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	vols, err := volume.Open(dir, []bootcfg.Volume{{Name: "job"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.volumes = vols
+	status, out, _ := h.run(t, context.Background(),
+		`-v job:/job busybox sh -c 'echo results > /job/out'`,
+		`--mount type=volume,src=job,dst=/in,ro -v plain:/p busybox sh -c 'cat /in/out; touch /in/x 2>/dev/null || echo read-only; echo p > /p/f'`)
+	if status != 0 || out != "results\nread-only\n" {
+		t.Errorf("status %d, output %q", status, out)
+	}
+	for _, f := range []string{"job/data/out", "plain/data/f"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("the volume's file: %v", err)
+		}
+	}
+	h.volumes = nil
+	if status, _, log := h.run(t, context.Background(), `-v job:/job busybox true`); status != StatusSetupFailed || !strings.Contains(log, "volume job: this boot has no volumes") {
+		t.Errorf("a volume without volumes: status %d, log %q", status, log)
 	}
 }
 

@@ -27,6 +27,29 @@ import (
 // play a registry that is down.
 func (f *fixture) storageTests(t *testing.T) {
 	f.powerCutTests(t)
+	t.Run("volumes", func(t *testing.T) {
+		// Named volumes on the cache: shared by the containers of a
+		// boot, deleted at the pipeline's end or kept for the next boot.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		disk := blankDisk(t, 256<<20)
+		res, console := c.boot(t, fmt.Sprintf(`ociboot.cache_device=auto ociboot.cache_wait=1 b2c.volume=job,expiration=pipeline_end b2c.volume=keep `+
+			`ociboot.container="-v job:/job -v keep:/keep %[1]s sh -c 'echo in-$((1+1))-job > /job/f; echo kept-$((2+2)) > /keep/f'" `+
+			`ociboot.container="-v job:/j:ro --mount type=volume,src=keep,dst=/k %[1]s sh -c 'cat /j/f /k/f; touch /j/x 2>/dev/null || echo job-read-only'"`, c.img), disk)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, "ociboot: ==== volumes ====", "in-2-job", "kept-4", "job-read-only", "ociboot: volumes: deleted job (expiration=pipeline_end)")
+		part := disk + "?offset=1048576"
+		if vols := hostTool(t, "debugfs", "-R", "ls -p /ociboot/volumes", part); !strings.Contains(vols, "/keep/") || strings.Contains(vols, "/job/") {
+			t.Errorf("the volumes on the cache after the pipeline:\n%s", vols)
+		}
+		res, console = c.boot(t, fmt.Sprintf(`ociboot.cache_device=auto ociboot.container="-v keep:/k %s sh -c 'cat /k/f'"`, c.img), disk)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("second boot: pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, "kept-4", "Execution is over, pipeline status: 0")
+	})
 	t.Run("cache-disk", func(t *testing.T) {
 		// One disk through its life: blank, partitioned and formatted;
 		// warm; the registry down; reset.

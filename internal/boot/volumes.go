@@ -1,0 +1,92 @@
+package boot
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+
+	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/pipeline"
+	"github.com/ociboot/ociboot/internal/volume"
+)
+
+// Where named filesystems that back volumes are mounted.
+const filesystemsDir = "/run/ociboot/filesystems"
+
+// noVolumes says whether the boot has no volume to keep: none defined,
+// none mounted by a container, or an image booted as the OS.
+func noVolumes(s *state) bool {
+	if s.plan.Root != "" {
+		return true
+	}
+	if len(s.plan.Volumes) > 0 {
+		return false
+	}
+	for _, list := range [][]bootcfg.Container{s.plan.Containers, s.plan.Services, s.plan.PostContainers} {
+		for _, c := range list {
+			for _, m := range c.Mounts {
+				if m.Type == "volume" {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// prepareVolumes opens the boot's volumes: on the cache, or in RAM
+// without one; a volume on a named filesystem gets it mounted.
+func prepareVolumes(ctx context.Context, s *state) error {
+	dir := filepath.Join(stateDir, "volumes")
+	if s.plan.Registry.Store != nil {
+		dir = filepath.Join(storageDir, "ociboot", "volumes")
+	} else {
+		s.say("volumes: no cache disk: the volumes live in RAM, and are lost at power-off")
+	}
+	roots := map[string]string{}
+	for _, v := range s.plan.Volumes {
+		name := v.Filesystem
+		if name == "" || roots[name] != "" {
+			continue
+		}
+		if name == s.plan.Storage.CacheDevice {
+			roots[name] = storageDir
+			continue
+		}
+		fs, _ := s.plan.Storage.Filesystem(name) // bootcfg checked it is there
+		mnt := filepath.Join(filesystemsDir, name)
+		if err := fs.Mount(ctx, mnt); err != nil {
+			return err
+		}
+		roots[name] = mnt
+		s.say("volumes: filesystem %s (%s %s) mounted on %s", fs.Name, fs.Type, fs.Source, mnt)
+	}
+	set, err := volume.Open(dir, s.plan.Volumes, roots)
+	if err != nil {
+		return err
+	}
+	s.volumes = set
+	return nil
+}
+
+// volumeSet is the boot's volumes for the pipeline (nil: none).
+func (s *state) volumeSet() pipeline.Volumes {
+	if s.volumes == nil {
+		return nil
+	}
+	return s.volumes
+}
+
+// expireVolumes deletes the volumes that expire at the pipeline's end.
+func (s *state) expireVolumes() {
+	if s.volumes == nil {
+		return
+	}
+	gone, err := s.volumes.Expire()
+	if len(gone) > 0 {
+		s.say("volumes: deleted %s (expiration=pipeline_end)", strings.Join(gone, ", "))
+	}
+	if err != nil {
+		s.say("volumes: WARNING: %v", err)
+	}
+}
