@@ -24,6 +24,7 @@ packages=(
 	console-data      # the text keymaps it converts
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
+VERSITYGW_VERSION=1.8.0   # the S3 server of the volume tests
 
 missing=()
 for p in "${packages[@]}"; do
@@ -41,4 +42,10 @@ gobin=$(go env GOPATH)/bin
 if ! "$gobin/staticcheck" -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
 	echo "installing staticcheck $STATICCHECK_VERSION"
 	go install "honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION"
+fi
+# versitygw --version names no version: a stamp file records the one installed.
+if [ ! -x "$gobin/versitygw" ] || [ ! -f "$gobin/.versitygw-$VERSITYGW_VERSION" ]; then
+	echo "installing versitygw $VERSITYGW_VERSION"
+	go install "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
+	touch "$gobin/.versitygw-$VERSITYGW_VERSION"
 fi

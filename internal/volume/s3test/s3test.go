@@ -1,0 +1,96 @@
+// Package s3test starts a real S3 server for tests: versitygw with its
+// posix backend, on 127.0.0.1 only, its data in a temporary directory.
+package s3test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Server is a running versitygw.
+type Server struct {
+	// URL is "http://127.0.0.1:PORT"; Addr "127.0.0.1:PORT".
+	URL, Addr string
+	// Access and Secret are its one account's keys.
+	Access, Secret string
+	// Dir holds the buckets, one directory each.
+	Dir string
+}
+
+// Binary finds versitygw, installed by scripts/install-deps.sh with go
+// install.
+func Binary() (string, error) {
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "versitygw")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("versitygw is missing (scripts/install-deps.sh installs it): %w", err)
+	}
+	return p, nil
+}
+
+// Start starts versitygw on a free port of 127.0.0.1 with buckets made
+// as directories of a temporary directory, waits until it answers, and
+// stops it when the test ends.
+func Start(t testing.TB, buckets ...string) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Access: "ociboot-test-access", Secret: "ociboot-test-secret-key", Dir: t.TempDir()}
+	for _, b := range buckets {
+		if err := os.Mkdir(filepath.Join(s.Dir, b), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Addr = l.Addr().String()
+	l.Close()
+	s.URL = "http://" + s.Addr
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "--access", s.Access, "--secret", s.Secret, "--port", s.Addr, "posix", s.Dir)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("s3test: starting %s: %v", bin, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("versitygw log:\n%s", log.String())
+		}
+	})
+	client := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("s3test: versitygw ended: %v\n%s", err, log.String())
+		default:
+		}
+		// Any answer, 403 for an unsigned request, says it listens.
+		if resp, err := client.Get(s.URL + "/"); err == nil {
+			resp.Body.Close()
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
