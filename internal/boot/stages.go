@@ -196,6 +196,7 @@ func runContainers(ctx context.Context, s *state) error {
 		Layers:      layers,
 		ScratchDir:  s.scratch,
 		Volumes:     s.volumeSet(),
+		Hooks:       s.volumeHooks(),
 		Procs:       s.reaper,
 		Events:      s.events,
 		CmdlineFile: masked,

@@ -2,10 +2,12 @@ package boot
 
 import (
 	"context"
+	"crypto/tls"
 	"path/filepath"
 	"strings"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/pipeline"
 	"github.com/ociboot/ociboot/internal/volume"
 )
@@ -61,7 +63,12 @@ func prepareVolumes(ctx context.Context, s *state) error {
 		roots[name] = mnt
 		s.say("volumes: filesystem %s (%s %s) mounted on %s", fs.Name, fs.Type, fs.Source, mnt)
 	}
-	set, err := volume.Open(dir, s.plan.Volumes, roots)
+	certs, err := fetch.Roots(s.plan.Registry.CACerts)
+	if err != nil {
+		return err
+	}
+	tr := &fetch.RetryTransport{Inner: fetch.NewHTTPTransport(&tls.Config{RootCAs: certs, MinVersion: tls.VersionTLS12}, nil)}
+	set, err := volume.Open(dir, s.plan.Volumes, roots, volume.Options{Endpoints: s.plan.S3, Transport: tr, Log: s.log("volumes")})
 	if err != nil {
 		return err
 	}
@@ -71,6 +78,15 @@ func prepareVolumes(ctx context.Context, s *state) error {
 
 // volumeSet is the boot's volumes for the pipeline (nil: none).
 func (s *state) volumeSet() pipeline.Volumes {
+	if s.volumes == nil {
+		return nil
+	}
+	return s.volumes
+}
+
+// volumeHooks pulls and pushes the boot's volumes at the pipeline's
+// points (nil: no volumes).
+func (s *state) volumeHooks() pipeline.Hooks {
 	if s.volumes == nil {
 		return nil
 	}

@@ -52,6 +52,11 @@ const (
 	Reboot   EndAction = "reboot"
 )
 
+// Hooks run at the pipeline's points.
+type Hooks interface {
+	At(ctx context.Context, point string) error
+}
+
 // Volumes are the named volumes containers mount.
 type Volumes interface {
 	// Dir returns the volume's directory, making the volume when new.
@@ -85,7 +90,14 @@ type Config struct {
 	// Volumes gives the directory of a named volume (-v NAME:/path);
 	// nil refuses them.
 	Volumes Volumes
-	Procs   Procs
+	// Hooks, when set, run at the pipeline's points (volumes pulled and
+	// pushed): pipeline_start before anything, container_start and
+	// container_end around every container, pipeline_end after
+	// everything, even after failures. A failed pipeline_start skips the
+	// containers; a failed pipeline_start or pipeline_end fails the
+	// pipeline.
+	Hooks Hooks
+	Procs Procs
 	// Events receives what happens: pulls, container starts and exits,
 	// progress lines.
 	Events *event.Reporter
@@ -198,10 +210,16 @@ func jobs(list []bootcfg.Container, kind, idPrefix string) []job {
 // are stopped and no more are started.
 func Run(ctx context.Context, c Config) Result {
 	s := state{Result: Result{Action: PowerOff}}
+	// A pipeline_start that fails (a volume not pulled) skips the
+	// services and the pipeline; the post containers still run.
+	startFailed := c.hook(ctx, "pipeline_start") != nil
+	if startFailed {
+		s.record("pipeline_start", StatusSetupFailed, true)
+	}
 
 	var services []*running
 	for _, j := range jobs(c.Plan.Services, "service", "service") {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || startFailed {
 			break
 		}
 		r, err := c.start(ctx, j, s.env())
@@ -216,6 +234,9 @@ func Run(ctx context.Context, c Config) Result {
 	stopped := false
 	for _, j := range jobs(c.Plan.Containers, "container", "container") {
 		switch {
+		case startFailed:
+			c.Events.Report(event.ContainerSkipped{Job: j.String(), Why: "pipeline_start failed"})
+			continue
 		case ctx.Err() != nil:
 			c.Events.Report(event.ContainerSkipped{Job: j.String(), Why: "shutting down"})
 			s.record(j.ct.Spec, StatusSetupFailed, true)
@@ -241,7 +262,29 @@ func Run(ctx context.Context, c Config) Result {
 		code := c.stop(r)
 		c.Events.Report(event.ContainerExit{Job: r.job.String(), Status: code, Stopped: true})
 	}
-	return s.Result
+	return c.end(ctx, s.Result)
+}
+
+// end runs the pipeline_end hook, which fails a pipeline that had not
+// failed. It runs even when the machine is asked to stop: what
+// containers wrote is pushed first.
+func (c Config) end(ctx context.Context, r Result) Result {
+	if err := c.hook(context.WithoutCancel(ctx), "pipeline_end"); err != nil && r.Status == 0 {
+		r.Status, r.FailedBy = StatusSetupFailed, "pipeline_end"
+	}
+	return r
+}
+
+// hook runs the hooks at point, reporting a failure.
+func (c Config) hook(ctx context.Context, point string) error {
+	if c.Hooks == nil {
+		return nil
+	}
+	err := c.Hooks.At(ctx, point)
+	if err != nil {
+		c.Events.Report(event.Message{Stage: "volumes", Text: fmt.Sprintf("%s: %v", point, err)})
+	}
+	return err
 }
 
 // running is a started container.
@@ -250,8 +293,22 @@ type running struct {
 	done chan int // gets the exit status
 }
 
-// runJob runs one container to its end and returns its status.
+// runJob runs one container to its end and returns its status, the
+// container_start and container_end hooks around it.
 func (c Config) runJob(ctx context.Context, j job, env []string) int {
+	if err := c.hook(ctx, "container_start"); err != nil {
+		c.Events.Report(event.ContainerFailed{Job: j.String(), Err: err})
+		return StatusSetupFailed
+	}
+	code := c.runContainer(ctx, j, env)
+	if err := c.hook(context.WithoutCancel(ctx), "container_end"); err != nil && !failed(code) {
+		return StatusSetupFailed
+	}
+	return code
+}
+
+// runContainer runs one container to its end and returns its status.
+func (c Config) runContainer(ctx context.Context, j job, env []string) int {
 	r, err := c.start(ctx, j, env)
 	if err != nil {
 		c.Events.Report(event.ContainerFailed{Job: j.String(), Err: err})

@@ -212,7 +212,7 @@ func TestPipelineLayerStore(t *testing.T) {
 func TestPipelineVolumes(t *testing.T) {
 	h := newHarness(t)
 	dir := t.TempDir()
-	vols, err := volume.Open(dir, []bootcfg.Volume{{Name: "job"}}, nil)
+	vols, err := volume.Open(dir, []bootcfg.Volume{{Name: "job"}}, nil, volume.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

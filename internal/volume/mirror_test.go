@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +111,65 @@ func TestMirror(t *testing.T) {
 	}
 	if r, err := m.Pull(ctx, dst, o); err != nil || r.Copied != 0 {
 		t.Errorf("pull again: %+v, %v; want the foreign object the same by its ETag", r, err)
+	}
+}
+
+// TestSetAt runs a volume's pulls and pushes at the pipeline's points,
+// against versitygw: inputs seeded in the bucket come down at
+// pipeline_start, results go up at pipeline_end.
+func TestSetAt(t *testing.T) {
+	srv := s3test.Start(t, "job-bucket")
+	ep := bootcfg.S3{Alias: "gw", URL: srv.URL, AccessKey: srv.Access, SecretKey: srv.Secret}
+	b := bootcfg.Bucket{Alias: "gw", Bucket: "job-bucket"}
+	seeder, err := NewMirror(ep, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Seeded as another tool would: no ociboot metadata.
+	if _, err := seeder.client.PutObject(context.Background(), "job-bucket", "input/data", strings.NewReader("seeded"), 6, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	def := bootcfg.Volume{Name: "job", PullFrom: b, PushTo: b, PullOn: []bootcfg.VolumeEvent{bootcfg.PipelineStart},
+		PushOn: []bootcfg.VolumeEvent{bootcfg.PipelineEnd}, Overwrite: true}
+	var log bytes.Buffer
+	s, err := Open(t.TempDir(), []bootcfg.Volume{def}, nil, Options{Endpoints: []bootcfg.S3{ep}, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.At(ctx, "container_start"); err != nil || log.Len() != 0 {
+		t.Fatalf("At(container_start): %v, log %q; want nothing done", err, log.String())
+	}
+	if err := s.At(ctx, "pipeline_start"); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := s.Dir("job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "input/data")); err != nil || string(got) != "seeded" {
+		t.Fatalf("the pulled input: %q, %v", got, err)
+	}
+	writeFiles(t, dir, map[string]string{"output/result": "done"})
+	if err := s.At(ctx, "pipeline_end"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(srv.Dir, "job-bucket", "output", "result")); err != nil || string(got) != "done" {
+		t.Errorf("the pushed result on the server: %q, %v", got, err)
+	}
+	if !strings.Contains(log.String(), "pulled job from gw/job-bucket at pipeline_start: 1 files copied") ||
+		!strings.Contains(log.String(), "pushed job to gw/job-bucket at pipeline_end: 1 files copied (4 bytes), 1 the same") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	// The server gone: the push fails, naming the volume and the bucket.
+	ep.URL = "http://127.0.0.1:1"
+	s, err = Open(t.TempDir(), []bootcfg.Volume{def}, nil, Options{Endpoints: []bootcfg.S3{ep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := s.At(ctx, "pipeline_end"); err == nil || !strings.Contains(err.Error(), "volume job: push gw/job-bucket") {
+		t.Errorf("a push to nowhere: %v", err)
 	}
 }

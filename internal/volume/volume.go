@@ -13,17 +13,32 @@
 package volume
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 )
+
+// Options are what Open needs besides the volumes.
+type Options struct {
+	// Endpoints are the S3 endpoints volumes are mirrored with.
+	Endpoints []bootcfg.S3
+	// Transport makes the S3 requests (nil: http.DefaultTransport).
+	Transport http.RoundTripper
+	// Log gets a line per pull and push.
+	Log io.Writer
+}
 
 // onFilesystem is where volumes live on a named filesystem, apart from
 // what else it holds.
@@ -31,9 +46,11 @@ const onFilesystem = "ociboot-volumes"
 
 // Set is the volumes of a boot.
 type Set struct {
-	dir   string // where volumes live by default
-	roots map[string]string
-	defs  map[string]bootcfg.Volume
+	dir     string // where volumes live by default
+	roots   map[string]string
+	defs    map[string]bootcfg.Volume
+	mirrors map[string][2]*Mirror // by volume: the pull side, the push side
+	opts    Options
 
 	mu   sync.Mutex
 	made map[string]string // name → data directory, once made
@@ -45,12 +62,15 @@ type Set struct {
 // should have deleted (its pipeline never ended) is deleted first. Not
 // built yet, so refused with an error naming the volume and option:
 // mirroring to S3 and fscrypt.
-func Open(dir string, defs []bootcfg.Volume, roots map[string]string) (*Set, error) {
-	s := &Set{dir: dir, roots: roots, defs: map[string]bootcfg.Volume{}, made: map[string]string{}}
+func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options) (*Set, error) {
+	s := &Set{dir: dir, roots: roots, defs: map[string]bootcfg.Volume{}, mirrors: map[string][2]*Mirror{}, opts: o, made: map[string]string{}}
+	if s.opts.Log == nil {
+		s.opts.Log = io.Discard
+	}
 	for _, d := range defs {
 		switch {
-		case !d.PullFrom.IsZero() || !d.PushTo.IsZero():
-			return nil, fmt.Errorf("volume %s: mirroring to S3 (mirror=, pull_from=, push_to=) is not built yet", d.Name)
+		case slices.Contains(d.PushOn, bootcfg.Changes):
+			return nil, fmt.Errorf("volume %s: push_on=changes is not built yet", d.Name)
 		case d.FscryptKey != nil || d.FscryptResetKey:
 			return nil, fmt.Errorf("volume %s: fscrypt_key= is not built yet", d.Name)
 		case d.EncryptKey != "":
@@ -59,6 +79,22 @@ func Open(dir string, defs []bootcfg.Volume, roots map[string]string) (*Set, err
 			return nil, fmt.Errorf("volume %s: filesystem %s is not mounted", d.Name, d.Filesystem)
 		}
 		s.defs[d.Name] = d
+		var sides [2]*Mirror
+		for side, b := range []bootcfg.Bucket{d.PullFrom, d.PushTo} {
+			if b.IsZero() {
+				continue
+			}
+			e := slices.IndexFunc(o.Endpoints, func(e bootcfg.S3) bool { return e.Alias == b.Alias })
+			if e < 0 {
+				return nil, fmt.Errorf("volume %s: no endpoint called %s", d.Name, b.Alias)
+			}
+			m, err := NewMirror(o.Endpoints[e], b, o.Transport)
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", d.Name, err)
+			}
+			sides[side] = m
+		}
+		s.mirrors[d.Name] = sides
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("volumes: %w", err)
@@ -128,6 +164,42 @@ func (s *Set) Expire() ([]string, error) {
 		gone = append(gone, name)
 	}
 	return gone, nil
+}
+
+// At pulls and pushes the volumes whose pull_on and push_on name point
+// (pipeline_start, container_start, container_end, pipeline_end), in
+// name order, pulls first; it goes on past a failure and returns them
+// all.
+func (s *Set) At(ctx context.Context, point string) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(s.defs)) {
+		d := s.defs[name]
+		opts := SyncOptions{Overwrite: d.Overwrite, Remove: d.Remove, Preserve: d.Preserve, Exclude: d.Exclude}
+		for side, events := range [][]bootcfg.VolumeEvent{d.PullOn, d.PushOn} {
+			if !slices.Contains(events, bootcfg.VolumeEvent(point)) {
+				continue
+			}
+			dir, err := s.Dir(name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			m, what, where := s.mirrors[name][side], "pulled", d.PullFrom
+			sync := m.Pull
+			if side == 1 {
+				sync, what, where = m.Push, "pushed", d.PushTo
+			}
+			start := time.Now()
+			r, err := sync(ctx, dir, opts)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("volume %s: %s %s: %w", name, strings.TrimSuffix(what, "ed"), where, err))
+				continue
+			}
+			fmt.Fprintf(s.opts.Log, "%s %s %s %s at %s: %d files copied (%d bytes), %d the same, %d left alone, %d removed, in %.2fs\n",
+				what, name, map[bool]string{true: "from", false: "to"}[side == 0], where, point, r.Copied, r.Bytes, r.Same, r.LeftAlone, r.Removed, time.Since(start).Seconds())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removeExpired deletes the volumes under base marked to expire.

@@ -25,7 +25,7 @@ func TestSet(t *testing.T) {
 	}
 	defs := []bootcfg.Volume{{Name: "job", ExpireAtPipelineEnd: true}, {Name: "keep"}, {Name: "ondisk", Filesystem: "disk", ExpireAtPipelineEnd: true}}
 	roots := map[string]string{"disk": fsRoot}
-	s, err := Open(dir, defs, roots)
+	s, err := Open(dir, defs, roots, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,13 +59,13 @@ func TestSet(t *testing.T) {
 
 	// A boot that never reaches the pipeline's end: the next deletes its
 	// expiring volumes, and leaves what the filesystem held.
-	s, err = Open(dir, defs, roots)
+	s, err = Open(dir, defs, roots, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	job = write("job")
 	ondisk = write("ondisk")
-	if _, err := Open(dir, nil, roots); err != nil {
+	if _, err := Open(dir, nil, roots, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	for d, want := range map[string]bool{job: false, ondisk: false, keep: true, plain: true, mine: true} {
@@ -84,12 +84,13 @@ func TestOpenRefusesWhatIsNotBuilt(t *testing.T) {
 		def  bootcfg.Volume
 		want string
 	}{
-		{bootcfg.Volume{Name: "a", PushTo: bootcfg.Bucket{Alias: "gw", Bucket: "b"}}, "volume a: mirroring to S3"},
+		{bootcfg.Volume{Name: "a", PushTo: bootcfg.Bucket{Alias: "gw", Bucket: "b"}}, "volume a: no endpoint called gw"},
+		{bootcfg.Volume{Name: "e", PushOn: []bootcfg.VolumeEvent{bootcfg.Changes}}, "volume e: push_on=changes is not built yet"},
 		{bootcfg.Volume{Name: "b", FscryptKey: make([]byte, 32)}, "volume b: fscrypt_key="},
 		{bootcfg.Volume{Name: "c", EncryptKey: strings.Repeat("k", 32)}, "volume c: encrypt_key="},
 		{bootcfg.Volume{Name: "d", Filesystem: "nfs"}, "volume d: filesystem nfs is not mounted"},
 	} {
-		if _, err := Open(t.TempDir(), []bootcfg.Volume{tc.def}, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Open(t.TempDir(), []bootcfg.Volume{tc.def}, nil, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open(%+v): %v, want an error with %q", tc.def, err, tc.want)
 		}
 	}

@@ -17,8 +17,11 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/vm"
+	"github.com/ociboot/ociboot/internal/volume"
+	"github.com/ociboot/ociboot/internal/volume/s3test"
 )
 
 // storageTests registers the cache-disk subtests of TestBoot: real disk
@@ -27,6 +30,7 @@ import (
 // play a registry that is down.
 func (f *fixture) storageTests(t *testing.T) {
 	f.powerCutTests(t)
+	f.s3Tests(t)
 	t.Run("volumes", func(t *testing.T) {
 		// Named volumes on the cache: shared by the containers of a
 		// boot, deleted at the pipeline's end or kept for the next boot.
@@ -430,4 +434,57 @@ func hostTool(t testing.TB, name string, args ...string) string {
 func fsUUID(t *testing.T, disk string) string {
 	t.Helper()
 	return hostTool(t, "blkid", "-p", "-O", "1048576", "-s", "UUID", "-o", "value", disk)
+}
+
+// s3Tests checks volumes mirrored to a real S3 server (versitygw on
+// 127.0.0.1, forwarded to the guest): boot2container's production line,
+// but push_on=changes, which is not built yet.
+func (f *fixture) s3Tests(t *testing.T) {
+	t.Run("volume-s3", func(t *testing.T) {
+		t.Parallel()
+		srv := s3test.Start(t, "job-bucket")
+		port := portOf(t, srv.Addr)
+		ep := bootcfg.S3{Alias: "gw", URL: srv.URL, AccessKey: srv.Access, SecretKey: srv.Secret}
+		bucket := bootcfg.Bucket{Alias: "gw", Bucket: "job-bucket"}
+		seed := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(seed, "input"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(seed, "input", "data"), []byte("seeded input\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		m, err := volume.NewMirror(ep, bucket, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Push(context.Background(), seed, volume.SyncOptions{Preserve: true}); err != nil {
+			t.Fatal(err)
+		}
+		c := f.cacheProxy(t)
+		cmdline := fmt.Sprintf(`b2c.minio="gw,http://%s:%d,%s,%s" `+
+			`b2c.volume="job,mirror=gw/job-bucket,pull_on=pipeline_start,push_on=pipeline_end,overwrite,preserve,remove,expiration=pipeline_end" `+
+			`b2c.container="-v job:/job %s sh -c 'cat /job/input/data; stat -c %%a /job/input/data; echo result-$((6*7)) > /job/result'"`,
+			vm.GuestHost, port, srv.Access, srv.Secret, c.img)
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{c.port, port}})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console,
+			"ociboot: volumes: pulled job from gw/job-bucket at pipeline_start: 1 files copied",
+			"seeded input", "640",
+			"ociboot: volumes: pushed job to gw/job-bucket at pipeline_end: 1 files copied",
+			"ociboot: volumes: deleted job (expiration=pipeline_end)")
+		if strings.Contains(console, srv.Secret) && strings.Count(console, srv.Secret) > strings.Count(console, "ommand line:") {
+			t.Error("the console shows the S3 secret outside the kernel's echo of its command line")
+		}
+		if got, err := os.ReadFile(filepath.Join(srv.Dir, "job-bucket", "result")); err != nil || string(got) != "result-42\n" {
+			t.Errorf("the bucket's result: %q, %v", got, err)
+		}
+		if _, err := os.Stat(filepath.Join(srv.Dir, "job-bucket", "input", "data")); err != nil {
+			t.Errorf("the bucket's input: %v", err)
+		}
+	})
 }
