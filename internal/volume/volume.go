@@ -23,7 +23,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -184,19 +183,19 @@ func (s *Set) At(ctx context.Context, point string) error {
 				errs = append(errs, err)
 				continue
 			}
-			m, what, where := s.mirrors[name][side], "pulled", d.PullFrom
+			m, verb, where, toFrom := s.mirrors[name][side], "pull", d.PullFrom, "from"
 			sync := m.Pull
 			if side == 1 {
-				sync, what, where = m.Push, "pushed", d.PushTo
+				sync, verb, where, toFrom = m.Push, "push", d.PushTo, "to"
 			}
 			start := time.Now()
 			r, err := sync(ctx, dir, opts)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("volume %s: %s %s: %w", name, strings.TrimSuffix(what, "ed"), where, err))
+				errs = append(errs, fmt.Errorf("volume %s: %s %s: %w", name, verb, where, err))
 				continue
 			}
-			fmt.Fprintf(s.opts.Log, "%s %s %s %s at %s: %d files copied (%d bytes), %d the same, %d left alone, %d removed, in %.2fs\n",
-				what, name, map[bool]string{true: "from", false: "to"}[side == 0], where, point, r.Copied, r.Bytes, r.Same, r.LeftAlone, r.Removed, time.Since(start).Seconds())
+			fmt.Fprintf(s.opts.Log, "%sed %s %s %s at %s: %d files copied (%d bytes), %d the same, %d left alone, %d removed, in %.2fs\n",
+				verb, name, toFrom, where, point, r.Copied, r.Bytes, r.Same, r.LeftAlone, r.Removed, time.Since(start).Seconds())
 		}
 	}
 	return errors.Join(errs...)
