@@ -104,11 +104,11 @@ func (s *Store) refs() ([]Ref, error) {
 			continue
 		}
 		var r Ref
-		if json.Unmarshal(data, &r) != nil {
-			continue
+		if json.Unmarshal(data, &r) != nil || filepath.Base(s.refPath(r.Name)) != f.Name() {
+			continue // damaged, or filed under another name's hash
 		}
-		if got, err := s.Ref(r.Name); err == nil && got.Digest == r.Digest {
-			refs = append(refs, got)
+		if _, err := check(r.Digest); err == nil {
+			refs = append(refs, r)
 		}
 	}
 	return refs, nil

@@ -193,6 +193,24 @@ func (m *Mirror) same(ctx context.Context, f localFile, rel string, obj minio.Ob
 	return !strings.Contains(etag, "-") && etag == md, nil
 }
 
+// replace says whether the destination's copy of rel, present on both
+// sides, is to be replaced: not when it is the same, nor without
+// overwrite; r counts those.
+func (m *Mirror) replace(ctx context.Context, f localFile, rel string, obj minio.ObjectInfo, o SyncOptions, r *Report) (bool, error) {
+	same, err := m.same(ctx, f, rel, obj)
+	switch {
+	case err != nil:
+		return false, err
+	case same:
+		r.Same++
+		return false, nil
+	case !o.Overwrite:
+		r.LeftAlone++
+		return false, nil
+	}
+	return true, nil
+}
+
 // Push makes the bucket prefix hold the directory's files, as mc mirror
 // does with o's options.
 func (m *Mirror) Push(ctx context.Context, dir string, o SyncOptions) (Report, error) {
@@ -207,16 +225,10 @@ func (m *Mirror) Push(ctx context.Context, dir string, o SyncOptions) (Report, e
 	}
 	for rel, f := range files {
 		if obj, ok := objs[rel]; ok {
-			same, err := m.same(ctx, f, rel, obj)
-			if err != nil {
-				return r, err
-			}
-			if same {
-				r.Same++
-				continue
-			}
-			if !o.Overwrite {
-				r.LeftAlone++
+			if replace, err := m.replace(ctx, f, rel, obj, o, &r); err != nil || !replace {
+				if err != nil {
+					return r, err
+				}
 				continue
 			}
 		}
@@ -280,16 +292,10 @@ func (m *Mirror) Pull(ctx context.Context, dir string, o SyncOptions) (Report, e
 	}
 	for rel, obj := range objs {
 		if f, ok := files[rel]; ok {
-			same, err := m.same(ctx, f, rel, obj)
-			if err != nil {
-				return r, err
-			}
-			if same {
-				r.Same++
-				continue
-			}
-			if !o.Overwrite {
-				r.LeftAlone++
+			if replace, err := m.replace(ctx, f, rel, obj, o, &r); err != nil || !replace {
+				if err != nil {
+					return r, err
+				}
 				continue
 			}
 		}
@@ -311,22 +317,6 @@ func (m *Mirror) Pull(ctx context.Context, dir string, o SyncOptions) (Report, e
 		}
 	}
 	return r, nil
-}
-
-// unixSpecial turns the setuid, setgid and sticky bits of a Unix mode
-// into os.FileMode's.
-func unixSpecial(m uint32) os.FileMode {
-	var out os.FileMode
-	if m&unix.S_ISUID != 0 {
-		out |= os.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		out |= os.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		out |= os.ModeSticky
-	}
-	return out
 }
 
 // get downloads one object into dir.
@@ -367,10 +357,10 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions) (err e
 	if want := meta(info, metaSHA256); want != "" && want != hex.EncodeToString(h.Sum(nil)) {
 		return fmt.Errorf("pulling %s: its content does not match the SHA-256 it was pushed with", rel)
 	}
-	mode := os.FileMode(0o644)
+	mode := uint32(0o644)
 	if o.Preserve {
 		if v, err := strconv.ParseUint(meta(info, metaMode), 8, 32); err == nil {
-			mode = os.FileMode(v&0o777) | unixSpecial(uint32(v))
+			mode = uint32(v) & 0o7777
 		}
 		uid, uerr := strconv.Atoi(meta(info, metaUID))
 		gid, gerr := strconv.Atoi(meta(info, metaGID))
@@ -380,7 +370,8 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions) (err e
 			}
 		}
 	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
+	// After chown, which clears setuid and setgid bits.
+	if err := unix.Chmod(tmp.Name(), mode); err != nil {
 		return err
 	}
 	if o.Preserve {
