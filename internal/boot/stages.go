@@ -201,7 +201,7 @@ func runContainers(ctx context.Context, s *state) error {
 		Events:      s.events,
 		CmdlineFile: masked,
 	})
-	s.expireVolumes()
+	s.endVolumes()
 	s.evictImages()
 	return nil
 }

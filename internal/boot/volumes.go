@@ -37,10 +37,12 @@ func noVolumes(s *state) bool {
 }
 
 // prepareVolumes opens the boot's volumes: on the cache, or in RAM
-// without one; a volume on a named filesystem gets it mounted.
+// without one; a volume on a named filesystem gets it mounted. What
+// earlier boots could not push is pushed first.
 func prepareVolumes(ctx context.Context, s *state) error {
 	dir := filepath.Join(stateDir, "volumes")
-	if s.plan.Registry.Store != nil {
+	inRAM := s.plan.Registry.Store == nil
+	if !inRAM {
 		dir = filepath.Join(storageDir, "ociboot", "volumes")
 	} else {
 		s.say("volumes: no cache disk: the volumes live in RAM, and are lost at power-off")
@@ -68,9 +70,13 @@ func prepareVolumes(ctx context.Context, s *state) error {
 		return err
 	}
 	tr := &fetch.RetryTransport{Inner: fetch.NewHTTPTransport(&tls.Config{RootCAs: certs, MinVersion: tls.VersionTLS12}, nil)}
-	set, err := volume.Open(dir, s.plan.Volumes, roots, volume.Options{Endpoints: s.plan.S3, Transport: tr, Log: s.log("volumes")})
+	set, err := volume.Open(dir, s.plan.Volumes, roots, volume.Options{Endpoints: s.plan.S3, Transport: tr, Log: s.log("volumes"),
+		InRAM: inRAM, PushTimeout: s.plan.PushTimeout})
 	if err != nil {
 		return err
+	}
+	for _, line := range set.PushEarlier(ctx) {
+		s.say("volumes: WARNING: %s", line)
 	}
 	s.volumes = set
 	return nil
@@ -93,16 +99,23 @@ func (s *state) volumeHooks() pipeline.Hooks {
 	return s.volumes
 }
 
-// expireVolumes deletes the volumes that expire at the pipeline's end.
-func (s *state) expireVolumes() {
+// endVolumes deletes the volumes that expire at the pipeline's end, and
+// lists those not pushed: kept for the next boot on a disk, lost in RAM.
+func (s *state) endVolumes() {
 	if s.volumes == nil {
 		return
 	}
-	gone, err := s.volumes.Expire()
+	gone, kept, err := s.volumes.Expire()
 	if len(gone) > 0 {
 		s.say("volumes: deleted %s (expiration=pipeline_end)", strings.Join(gone, ", "))
 	}
+	if len(kept) > 0 {
+		s.say("volumes: kept %s, which expire but are not pushed", strings.Join(kept, ", "))
+	}
 	if err != nil {
 		s.say("volumes: WARNING: %v", err)
+	}
+	for _, line := range s.volumes.Unpushed() {
+		s.say("volumes: NOT PUSHED: %s", line)
 	}
 }

@@ -74,6 +74,7 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.filesystem", "b2c.filesystem"}, apply: applyFilesystem},
 		{names: []string{"ociboot.s3", "ociboot.minio", "b2c.minio"}, apply: applyS3, key: s3Key, secret: true, mask: maskS3},
 		{names: []string{"ociboot.volume", "b2c.volume"}, apply: applyVolume, key: volumeKey, secret: true, mask: maskVolume},
+		{names: []string{"ociboot.push_timeout"}, apply: applyPushTimeout},
 		{names: []string{"ociboot.poweroff_delay", "b2c.poweroff_delay"}, apply: applyPoweroffDelay, failsafe: true},
 		{names: []string{"ociboot.root", "rd.container.rootfs"}, apply: applyRoot, early: true, failsafe: true},
 		{names: []string{"ociboot.root_size", "rd.tmpfs.size"}, apply: applyRootSize},
@@ -158,7 +159,7 @@ func parse(baked Baked, layers []layer) (*Plan, error) {
 // newPlan is the Plan before any parameter: the defaults and what was
 // baked in.
 func newPlan(baked Baked) *Plan {
-	p := &Plan{PoweroffDelay: -1, Registry: image.PullOptions{Timeout: image.DefaultPullTimeout, CACerts: baked.CACerts},
+	p := &Plan{PoweroffDelay: -1, PushTimeout: DefaultPushTimeout, Registry: image.PullOptions{Timeout: image.DefaultPullTimeout, CACerts: baked.CACerts},
 		shell: baked.Shell, keymaps: baked.Keymaps}
 	for host, c := range baked.RegistryAuth {
 		if p.Registry.Auth == nil {

@@ -102,6 +102,9 @@ func TestParse(t *testing.T) {
 			if tt.want.Registry.Timeout == 0 {
 				tt.want.Registry.Timeout = image.DefaultPullTimeout
 			}
+			if tt.want.PushTimeout == 0 {
+				tt.want.PushTimeout = DefaultPushTimeout
+			}
 			if !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("Parse\n got %#v\nwant %#v", *got, tt.want)
 			}

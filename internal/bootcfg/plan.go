@@ -4,6 +4,8 @@
 package bootcfg
 
 import (
+	"time"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
@@ -126,6 +128,10 @@ type Plan struct {
 	// them with -v NAME:/path, and also names no volume= defines, which
 	// are plain local volumes.
 	Volumes []Volume
+	// PushTimeout bounds each push of a volume (ociboot.push_timeout=);
+	// without a cache disk, a push that fails is tried again until it is
+	// over.
+	PushTimeout time.Duration
 	// PoweroffDelay is how long to wait before powering off, in seconds
 	// (ociboot.poweroff_delay= / b2c.poweroff_delay=); -1 when not set.
 	PoweroffDelay int

@@ -32,6 +32,7 @@ func TestParseRegistryParameters(t *testing.T) {
 	}
 	want := Plan{
 		PoweroffDelay: -1,
+		PushTimeout:   DefaultPushTimeout,
 		Registry: image.PullOptions{
 			// Kernel mirrors replace the baked-in ones registry by registry.
 			Mirrors: []image.Mirror{

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // S3 is an S3-compatible endpoint (minio=, s3=): boot2container's
@@ -117,6 +118,16 @@ func maskS3(v string) string {
 	alias, rest, _ := strings.Cut(v, ",")
 	u, _, _ := strings.Cut(rest, ",")
 	return alias + "," + u + ",***,***"
+}
+
+// DefaultPushTimeout is how long a push of a volume may take, tries again
+// included, unless ociboot.push_timeout= says otherwise.
+const DefaultPushTimeout = 5 * time.Minute
+
+func applyPushTimeout(p *Plan, v Param) error {
+	d, err := durationValue(v, time.Second, "a duration such as 5m, 90s or 1h, or a number of seconds, at least 1s")
+	p.PushTimeout = d
+	return err
 }
 
 func s3Key(v Param) string {

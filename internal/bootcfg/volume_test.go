@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVolumeParameters(t *testing.T) {
@@ -29,6 +30,12 @@ func TestVolumeParameters(t *testing.T) {
 	if len(p.S3) != 1 || p.S3[0] != (S3{"gw", "http://10.0.2.2:7070", "AK", "SK"}) {
 		t.Errorf("S3 = %+v", p.S3)
 	}
+	if p.PushTimeout != DefaultPushTimeout {
+		t.Errorf("PushTimeout = %v, want the default, %v", p.PushTimeout, DefaultPushTimeout)
+	}
+	if p, err := Parse("ociboot.push_timeout=90", Baked{}); err != nil || p.PushTimeout != 90*time.Second {
+		t.Errorf("ociboot.push_timeout=90: %v, %v; want 1m30s", p.PushTimeout, err)
+	}
 
 	for _, tc := range []struct{ cmdline, want string }{
 		{"b2c.volume=-job", `name "-job"`},
@@ -47,6 +54,8 @@ func TestVolumeParameters(t *testing.T) {
 		{"b2c.minio=gw,ftp://h,a,b", `URL "ftp://h"`},
 		{"b2c.minio=gw,http://h,a", `3 fields`},
 		{"b2c.minio=gw,http://h,,b", `gw has an empty key`},
+		{"ociboot.push_timeout=0", `ociboot.push_timeout="0": got "0", expected a duration such as 5m`},
+		{"ociboot.push_timeout=later", `got "later"`},
 	} {
 		_, err := Parse(tc.cmdline, Baked{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ociboot/ociboot/internal/atomicfile"
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
@@ -274,7 +275,7 @@ func Build(opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(opts.Output, func(w io.Writer) error {
+	if err := atomicfile.Write(opts.Output, 0o644, func(w io.Writer) error {
 		cw := &countingWriter{w: w}
 		if err := writeArchive(cw, t, names, comp, opts.SourceDateEpoch, rep); err != nil {
 			return err
@@ -290,7 +291,7 @@ func Build(opts Options) (*Report, error) {
 		rep.SecondSegment = Segment{Entries: seg.Entries, ArchiveSize: seg.ArchiveSize, Size: cw.n - rep.FirstSegment}
 		return nil
 	}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("initramfs: writing %s: %w", opts.Output, err)
 	}
 	st, err := os.Stat(opts.Output)
 	if err != nil {
@@ -749,35 +750,4 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// writeAtomic writes a temporary file beside name with write, then renames
-// it to name, so name is never left half-written.
-func writeAtomic(name string, write func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("initramfs: creating the output %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := write(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("initramfs: writing %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("initramfs: writing %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("initramfs: writing %s: %w", name, err)
-	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return fmt.Errorf("initramfs: writing %s: %w", name, err)
-	}
-	return nil
 }

@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +36,7 @@ type harness struct {
 	reaper  *pid1.Reaper
 	layers  *store.Store // the image store of unpacked layers; nil for none
 	volumes Volumes      // nil for none
+	hooks   Hooks        // nil for none
 }
 
 func newHarness(t *testing.T) *harness {
@@ -97,6 +100,7 @@ func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan)
 		StateDir: state,
 		Layers:   h.layers,
 		Volumes:  h.volumes,
+		Hooks:    h.hooks,
 		Procs:    h.reaper,
 		Events:   event.New(console.Sink{W: &log}, &rec),
 		Stdout:   out,
@@ -232,6 +236,103 @@ func TestPipelineVolumes(t *testing.T) {
 	if status, _, log := h.run(t, context.Background(), `-v job:/job busybox true`); status != StatusSetupFailed || !strings.Contains(log, "volume job: this boot has no volumes") {
 		t.Errorf("a volume without volumes: status %d, log %q", status, log)
 	}
+}
+
+// hookRecorder records the points its hooks run at, and whether their
+// context was live; it fails the points in fail, and calls at[point]
+// when it reaches point.
+type hookRecorder struct {
+	mu     sync.Mutex
+	points []string
+	fail   map[string]bool
+	at     map[string]func()
+}
+
+func (r *hookRecorder) At(ctx context.Context, point string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ctx.Err() != nil {
+		point += " (cancelled)"
+	}
+	r.points = append(r.points, point)
+	if f := r.at[point]; f != nil {
+		f()
+	}
+	if r.fail[point] {
+		return fmt.Errorf("volume v: push to gw/b at %s: refused", point)
+	}
+	return nil
+}
+
+// TestPipelineHooks checks boot2container's hook order, and what a hook's
+// failure does: a failed pipeline_start skips the services and the
+// pipeline (the post containers still run), a failed pipeline_end fails a
+// pipeline that had not failed, and a shutdown still runs container_end
+// and pipeline_end, with a live context, so that volumes are pushed.
+func TestPipelineHooks(t *testing.T) {
+	h := newHarness(t)
+	wrap := []string{"container_start", "container_end"}
+	// Ends at once on SIGTERM (a PID 1 without a handler ignores it).
+	const waits = `busybox sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done'`
+	run := func(t *testing.T, ctx context.Context, r *hookRecorder, plan *bootcfg.Plan) (Result, string, string) {
+		t.Helper()
+		h.hooks = r
+		defer func() { h.hooks = nil }()
+		return h.runPlan(t, ctx, plan)
+	}
+	for _, tc := range []struct {
+		name       string
+		fail       string
+		status     int
+		out        string
+		points     []string
+		failedBy   string
+		logPattern string
+	}{
+		{name: "in order", status: 0, out: "one\ntwo\npost\n",
+			points: slices.Concat([]string{"pipeline_start"}, wrap, wrap, wrap, []string{"pipeline_end"})},
+		{name: "a failed pipeline_start", fail: "pipeline_start", status: StatusSetupFailed, out: "post\n", failedBy: "pipeline_start",
+			points:     slices.Concat([]string{"pipeline_start"}, wrap, []string{"pipeline_end"}),
+			logPattern: "container 1/2 (" + h.ref + "): not started: pipeline_start failed"},
+		{name: "a failed pipeline_end", fail: "pipeline_end", status: StatusSetupFailed, out: "one\ntwo\npost\n", failedBy: "pipeline_end",
+			points:     slices.Concat([]string{"pipeline_start"}, wrap, wrap, wrap, []string{"pipeline_end"}),
+			logPattern: "pipeline_end: volume v: push to gw/b at pipeline_end: refused"},
+		{name: "a failed container_end", fail: "container_end", status: StatusSetupFailed, out: "one\ntwo\npost\n",
+			points: slices.Concat([]string{"pipeline_start"}, wrap, wrap, wrap, []string{"pipeline_end"})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &hookRecorder{fail: map[string]bool{tc.fail: true}}
+			res, out, log := run(t, context.Background(), r, &bootcfg.Plan{
+				Services:       h.containers(t, waits),
+				Containers:     h.containers(t, `busybox echo one`, `busybox echo two`),
+				PostContainers: h.containers(t, `busybox echo post`),
+			})
+			if res.Status != tc.status || out != tc.out || !slices.Equal(r.points, tc.points) {
+				t.Errorf("status %d, output %q, hooks %q; want %d, %q, %q", res.Status, out, r.points, tc.status, tc.out, tc.points)
+			}
+			if tc.failedBy != "" && res.FailedBy != tc.failedBy {
+				t.Errorf("failed by %q, want %q", res.FailedBy, tc.failedBy)
+			}
+			if !strings.Contains(log, tc.logPattern) {
+				t.Errorf("the log lacks %q", tc.logPattern)
+			}
+		})
+	}
+
+	t.Run("a shutdown still pushes", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		// The machine is asked to stop once the first container has
+		// started: it is stopped, the second never starts.
+		r := &hookRecorder{at: map[string]func(){"container_start": cancel}}
+		res, _, _ := run(t, ctx, r, &bootcfg.Plan{
+			Containers: h.containers(t, waits, `busybox echo never`),
+		})
+		want := []string{"pipeline_start", "container_start", "container_end", "pipeline_end"}
+		if !slices.Equal(r.points, want) || res.Status == 0 {
+			t.Errorf("hooks %q, status %d; want %q (no cancelled context), a failure", r.points, res.Status, want)
+		}
+	})
 }
 
 // freePort returns a TCP port free on 127.0.0.1 at the time of the call.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/ociboot/ociboot/internal/atomicfile"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -23,23 +24,9 @@ func WriteBundle(dir string, spec *specs.Spec) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("bundle directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".config.json-*")
-	if err != nil {
-		return fmt.Errorf("bundle config: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	_, err = tmp.Write(append(data, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if closeErr := tmp.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, "config.json"))
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", filepath.Join(dir, "config.json"), err)
+	name := filepath.Join(dir, "config.json")
+	if err := atomicfile.WriteFile(name, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ import (
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
+	"github.com/ociboot/ociboot/internal/atomicfile"
 )
 
 // ErrCorrupt marks a stored blob whose content does not match its digest.
@@ -182,18 +182,8 @@ func (w *Writer) Commit() (err error) {
 	if err := os.Rename(w.f.Name(), final); err != nil {
 		return fmt.Errorf("store: blob %s: %w", w.d, err)
 	}
-	return syncDir(filepath.Dir(final))
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("store: sync %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
-		return fmt.Errorf("store: sync %s: %w", dir, err)
+	if err := atomicfile.SyncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("store: blob %s: %w", w.d, err)
 	}
 	return nil
 }

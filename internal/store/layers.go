@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -89,7 +90,10 @@ func (w *LayerWriter) Commit() (string, error) {
 		}
 		return "", fmt.Errorf("store: layer %s: %w", w.d, err)
 	}
-	return final, syncDir(filepath.Dir(final))
+	if err := atomicfile.SyncDir(filepath.Dir(final)); err != nil {
+		return "", fmt.Errorf("store: layer %s: %w", w.d, err)
+	}
+	return final, nil
 }
 
 // DeleteLayer removes the unpacked layer d; one not there is not an

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/atomicfile"
 )
 
 // Ref is what a name (an image reference and a platform) stood for when
@@ -77,7 +78,10 @@ func (s *Store) SetRef(r Ref) error {
 	if err := os.Rename(f.Name(), final); err != nil {
 		return fmt.Errorf("store: ref %s: %w", r.Name, err)
 	}
-	return syncDir(filepath.Dir(final))
+	if err := atomicfile.SyncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("store: ref %s: %w", r.Name, err)
+	}
+	return nil
 }
 
 // Ref returns what name stood for when it was last recorded; a name

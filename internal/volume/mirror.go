@@ -73,6 +73,9 @@ func NewMirror(e bootcfg.S3, b bootcfg.Bucket, tr http.RoundTripper) (*Mirror, e
 		Creds:     credentials.NewStaticV4(e.AccessKey, e.SecretKey, ""),
 		Secure:    u.Scheme == "https",
 		Transport: tr,
+		// The transport retries (the boot's has ociboot's one policy);
+		// minio-go's own retries would multiply its tries.
+		MaxRetries: 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 endpoint %s: %w", e.Alias, err)

@@ -169,7 +169,7 @@ func TestSetAt(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := s.At(ctx, "pipeline_end"); err == nil || !strings.Contains(err.Error(), "volume job: push gw/job-bucket") {
+	if err := s.At(ctx, "pipeline_end"); err == nil || !strings.Contains(err.Error(), "volume job: push to gw/job-bucket") {
 		t.Errorf("a push to nowhere: %v", err)
 	}
 }

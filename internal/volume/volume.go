@@ -19,6 +19,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/fetch"
 )
 
 // Options are what Open needs besides the volumes.
@@ -37,6 +39,18 @@ type Options struct {
 	Transport http.RoundTripper
 	// Log gets a line per pull and push.
 	Log io.Writer
+	// InRAM says the volumes directory is in RAM, lost at power-off: a
+	// push of a volume there that fails is tried again, waiting longer
+	// each time, until PushTimeout is over. On a disk (the cache, a
+	// named filesystem) the journal keeps what a push could not send for
+	// the next boot instead.
+	InRAM bool
+	// PushTimeout bounds each push, tries again included (0:
+	// bootcfg.DefaultPushTimeout).
+	PushTimeout time.Duration
+	// Clock dates journal entries and times the tries again (nil: the
+	// wall clock).
+	Clock fetch.Clock
 }
 
 // onFilesystem is where volumes live on a named filesystem, apart from
@@ -51,20 +65,30 @@ type Set struct {
 	mirrors map[string][2]*Mirror // by volume: the pull side, the push side
 	opts    Options
 
-	mu   sync.Mutex
-	made map[string]string // name → data directory, once made
+	mu    sync.Mutex
+	made  map[string]string       // name → data directory, once made
+	dirty map[string]*dirtyVolume // by the volume's directory
 }
 
 // Open opens the volumes kept in dir (created when missing), with the
 // definitions of the boot's volume= parameters; roots gives the mount
-// point of each filesystem= a volume names. A volume a previous boot
-// should have deleted (its pipeline never ended) is deleted first. Not
-// built yet, so refused with an error naming the volume and option:
-// mirroring to S3 and fscrypt.
+// point of each filesystem= a volume names. It reads the journal of the
+// volumes earlier boots could not push (PushEarlier pushes them), and
+// deletes the volumes an earlier boot should have deleted (its pipeline
+// never ended) unless they are dirty. Not built yet, so refused with an
+// error naming the volume and option: push_on=changes, SSE-C and
+// fscrypt.
 func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options) (*Set, error) {
-	s := &Set{dir: dir, roots: roots, defs: map[string]bootcfg.Volume{}, mirrors: map[string][2]*Mirror{}, opts: o, made: map[string]string{}}
+	s := &Set{dir: dir, roots: roots, defs: map[string]bootcfg.Volume{}, mirrors: map[string][2]*Mirror{}, opts: o,
+		made: map[string]string{}, dirty: map[string]*dirtyVolume{}}
 	if s.opts.Log == nil {
 		s.opts.Log = io.Discard
+	}
+	if s.opts.PushTimeout <= 0 {
+		s.opts.PushTimeout = bootcfg.DefaultPushTimeout
+	}
+	if s.opts.Clock == nil {
+		s.opts.Clock = fetch.RealClock{}
 	}
 	for _, d := range defs {
 		switch {
@@ -83,11 +107,7 @@ func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options)
 			if b.IsZero() {
 				continue
 			}
-			e := slices.IndexFunc(o.Endpoints, func(e bootcfg.S3) bool { return e.Alias == b.Alias })
-			if e < 0 {
-				return nil, fmt.Errorf("volume %s: no endpoint called %s", d.Name, b.Alias)
-			}
-			m, err := NewMirror(o.Endpoints[e], b, o.Transport)
+			m, err := s.mirror(b)
 			if err != nil {
 				return nil, fmt.Errorf("volume %s: %w", d.Name, err)
 			}
@@ -103,11 +123,28 @@ func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options)
 		bases = append(bases, filepath.Join(r, onFilesystem))
 	}
 	for _, base := range bases {
+		dirty, err := readJournal(base)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirty {
+			s.dirty[d.base] = d
+		}
 		if err := removeExpired(base); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// mirror connects to the bucket b names, through the endpoint its alias
+// names.
+func (s *Set) mirror(b bootcfg.Bucket) (*Mirror, error) {
+	e := slices.IndexFunc(s.opts.Endpoints, func(e bootcfg.S3) bool { return e.Alias == b.Alias })
+	if e < 0 {
+		return nil, fmt.Errorf("no endpoint called %s", b.Alias)
+	}
+	return NewMirror(s.opts.Endpoints[e], b, s.opts.Transport)
 }
 
 // base is the directory the volume called name lives in.
@@ -118,16 +155,41 @@ func (s *Set) base(name string) string {
 	return filepath.Join(s.dir, name)
 }
 
-// Dir returns the data directory of the volume called name, making the
-// volume when it is new. A name no volume= defines is a plain volume,
-// kept, as podman makes one.
+// Dir returns the data directory of the volume called name for a
+// container, making the volume when it is new. A name no volume= defines
+// is a plain volume, kept, as podman makes one. A volume with a push
+// destination is marked dirty in the journal first. A volume holding
+// what an earlier boot could not push is refused: it is kept as it is
+// until a boot pushes it.
 func (s *Set) Dir(name string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	dir, err := s.open(name)
+	if err != nil {
+		return "", err
+	}
+	base, def := s.base(name), s.defs[name]
+	if def.PushTo.IsZero() || s.dirty[base] != nil {
+		return dir, nil
+	}
+	d := &dirtyVolume{base: base, entry: entry{Volume: name, PushTo: def.PushTo, Options: syncOptions(def), Since: s.opts.Clock.Now()}}
+	if err := d.write(); err != nil {
+		return "", err
+	}
+	s.dirty[base] = d
+	return dir, nil
+}
+
+// open returns the data directory of the volume called name, making it
+// when new; s.mu is held.
+func (s *Set) open(name string) (string, error) {
+	base := s.base(name)
+	if d := s.dirty[base]; d != nil && d.earlier {
+		return "", fmt.Errorf("volume %s holds %s: it is kept as it is until a boot pushes it", name, d.pending())
+	}
 	if d, ok := s.made[name]; ok {
 		return d, nil
 	}
-	base := s.base(name)
 	data := filepath.Join(base, "data")
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return "", fmt.Errorf("volume %s: %w", name, err)
@@ -146,70 +208,221 @@ func (s *Set) Dir(name string) (string, error) {
 	return data, nil
 }
 
+// syncOptions are the mirror options of a volume's definition.
+func syncOptions(d bootcfg.Volume) SyncOptions {
+	return SyncOptions{Overwrite: d.Overwrite, Remove: d.Remove, Preserve: d.Preserve, Exclude: d.Exclude}
+}
+
 // Expire deletes the volumes that expire at the pipeline's end, and
-// returns their names.
-func (s *Set) Expire() ([]string, error) {
+// returns their names; a dirty volume is kept, and named in kept, for
+// the boot that pushes it to delete.
+func (s *Set) Expire() (gone, kept []string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var gone []string
 	for _, name := range slices.Sorted(maps.Keys(s.defs)) {
 		if !s.defs[name].ExpireAtPipelineEnd {
 			continue
 		}
+		if s.dirty[s.base(name)] != nil {
+			kept = append(kept, name)
+			continue
+		}
 		if err := os.RemoveAll(s.base(name)); err != nil {
-			return gone, fmt.Errorf("volume %s: %w", name, err)
+			return gone, kept, fmt.Errorf("volume %s: %w", name, err)
 		}
 		delete(s.made, name)
 		gone = append(gone, name)
 	}
-	return gone, nil
+	return gone, kept, nil
+}
+
+// inRAM says whether the volume in base is lost at power-off.
+func (s *Set) inRAM(base string) bool {
+	return s.opts.InRAM && filepath.Dir(base) == s.dir
+}
+
+// Unpushed describes the dirty volumes, one line each: what a push could
+// not send, or has not sent yet, and what becomes of it.
+func (s *Set) Unpushed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, base := range slices.Sorted(maps.Keys(s.dirty)) {
+		fate := "kept on disk for the next boot to push"
+		if s.inRAM(base) {
+			fate = "LOST at power-off, as it is in RAM"
+		}
+		d := s.dirty[base]
+		out = append(out, fmt.Sprintf("%s (%s): %s: %s", d.entry.Volume, base, d.pending(), fate))
+	}
+	return out
+}
+
+// PushEarlier pushes the volumes earlier boots left dirty, with the
+// destination and options their journal entries give and the keys of
+// this boot's endpoint of the same alias. A volume pushed is no longer
+// dirty, and deleted if it was to expire. What cannot be pushed stays as
+// it is, and the returned lines say which and why.
+func (s *Set) PushEarlier(ctx context.Context) (failed []string) {
+	s.mu.Lock()
+	var earlier []*dirtyVolume
+	for _, base := range slices.Sorted(maps.Keys(s.dirty)) {
+		if d := s.dirty[base]; d.earlier {
+			earlier = append(earlier, d)
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range earlier {
+		if err := s.pushEarlier(ctx, d); err != nil {
+			failed = append(failed, fmt.Sprintf("volume %s (%s): %v; it is kept as it is, for a later boot to push", d.entry.Volume, d.base, err))
+		}
+	}
+	return failed
+}
+
+// pushEarlier pushes one volume an earlier boot left dirty.
+func (s *Set) pushEarlier(ctx context.Context, d *dirtyVolume) error {
+	if d.unreadable != nil {
+		return d.unreadable
+	}
+	m, err := s.mirror(d.entry.PushTo)
+	if err != nil {
+		return fmt.Errorf("%s, and this boot has %w", d.pending(), err)
+	}
+	start := time.Now()
+	r, err := s.push(ctx, m, filepath.Join(d.base, "data"), d.entry, false)
+	if err != nil {
+		return fmt.Errorf("written from %s on, it is still not pushed to %s: %w", d.since(), d.where(), d.failed(err))
+	}
+	s.report("push", d.entry.Volume, "to", d.where(), "boot, what an earlier boot could not push", r, start)
+	if err := d.clear(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.dirty, d.base)
+	s.mu.Unlock()
+	if _, err := os.Stat(filepath.Join(d.base, "expire")); err == nil {
+		if err := os.RemoveAll(d.base); err != nil {
+			return fmt.Errorf("pushed, but deleting it (expiration=pipeline_end): %w", err)
+		}
+		fmt.Fprintf(s.opts.Log, "deleted %s (expiration=pipeline_end)\n", d.entry.Volume)
+	}
+	return nil
+}
+
+// push pushes dir to m as e says, within the push timeout; retry says
+// to try again while it fails.
+func (s *Set) push(ctx context.Context, m *Mirror, dir string, e entry, retry bool) (Report, error) {
+	ctx, cancel := context.WithDeadline(ctx, s.opts.Clock.Now().Add(s.opts.PushTimeout))
+	defer cancel()
+	b := fetch.Retry{Attempts: math.MaxInt32, Clock: s.opts.Clock}.Start(ctx)
+	for {
+		r, err := m.Push(ctx, dir, e.Options)
+		if err == nil || !retry || !b.Again(0) {
+			return r, err
+		}
+		fmt.Fprintf(s.opts.Log, "pushing %s to %s failed (try %d): %v; trying again in %s\n", e.Volume, e.PushTo, b.Attempt(), err, b.Delay().Round(time.Millisecond))
+		if b.Wait() != nil {
+			return r, err
+		}
+	}
+}
+
+// report logs what a pull or push did.
+func (s *Set) report(verb, name, toFrom, where, point string, r Report, start time.Time) {
+	fmt.Fprintf(s.opts.Log, "%sed %s %s %s at %s: %d files copied (%d bytes), %d the same, %d left alone, %d removed, in %.2fs\n",
+		verb, name, toFrom, where, point, r.Copied, r.Bytes, r.Same, r.LeftAlone, r.Removed, time.Since(start).Seconds())
 }
 
 // At pulls and pushes the volumes whose pull_on and push_on name point
 // (pipeline_start, container_start, container_end, pipeline_end), in
 // name order, pulls first; it goes on past a failure and returns them
-// all.
+// all. At pipeline_end, once every container has stopped, every dirty
+// volume is pushed, whether or not its push_on names pipeline_end, and
+// is no longer dirty once that push is complete.
 func (s *Set) At(ctx context.Context, point string) error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(s.defs)) {
 		d := s.defs[name]
-		opts := SyncOptions{Overwrite: d.Overwrite, Remove: d.Remove, Preserve: d.Preserve, Exclude: d.Exclude}
-		for side, events := range [][]bootcfg.VolumeEvent{d.PullOn, d.PushOn} {
-			if !slices.Contains(events, bootcfg.VolumeEvent(point)) {
-				continue
-			}
-			dir, err := s.Dir(name)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			m, verb, where, toFrom := s.mirrors[name][side], "pull", d.PullFrom, "from"
-			sync := m.Pull
-			if side == 1 {
-				sync, verb, where, toFrom = m.Push, "push", d.PushTo, "to"
-			}
-			start := time.Now()
-			r, err := sync(ctx, dir, opts)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("volume %s: %s %s: %w", name, verb, where, err))
-				continue
-			}
-			fmt.Fprintf(s.opts.Log, "%sed %s %s %s at %s: %d files copied (%d bytes), %d the same, %d left alone, %d removed, in %.2fs\n",
-				verb, name, toFrom, where, point, r.Copied, r.Bytes, r.Same, r.LeftAlone, r.Removed, time.Since(start).Seconds())
+		if slices.Contains(d.PullOn, bootcfg.VolumeEvent(point)) {
+			errs = append(errs, s.pull(ctx, name, point))
+		}
+		s.mu.Lock()
+		dirty := s.dirty[s.base(name)]
+		s.mu.Unlock()
+		final := point == string(bootcfg.PipelineEnd) && dirty != nil && !dirty.earlier
+		if slices.Contains(d.PushOn, bootcfg.VolumeEvent(point)) || final {
+			errs = append(errs, s.pushAt(ctx, name, point, final))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// removeExpired deletes the volumes under base marked to expire.
+// pull pulls the volume called name at point.
+func (s *Set) pull(ctx context.Context, name, point string) error {
+	s.mu.Lock()
+	dir, err := s.open(name)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	d := s.defs[name]
+	start := time.Now()
+	r, err := s.mirrors[name][0].Pull(ctx, dir, syncOptions(d))
+	if err != nil {
+		return fmt.Errorf("volume %s: pull from %s: %w", name, d.PullFrom, err)
+	}
+	s.report("pull", name, "from", d.PullFrom.String(), point, r, start)
+	return nil
+}
+
+// pushAt pushes the volume called name at point; final says no
+// container runs any more, so that a complete push leaves the volume
+// clean. A dirty volume's failure is recorded in its journal entry.
+func (s *Set) pushAt(ctx context.Context, name, point string, final bool) error {
+	s.mu.Lock()
+	dir, err := s.open(name)
+	base := s.base(name)
+	d := s.dirty[base]
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	def := s.defs[name]
+	start := time.Now()
+	r, err := s.push(ctx, s.mirrors[name][1], dir, entry{Volume: name, PushTo: def.PushTo, Options: syncOptions(def)}, s.inRAM(base))
+	if err != nil {
+		if d != nil {
+			err = d.failed(err)
+		}
+		return fmt.Errorf("volume %s: push to %s: %w", name, def.PushTo, err)
+	}
+	s.report("push", name, "to", def.PushTo.String(), point, r, start)
+	if final && d != nil {
+		if err := d.clear(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		delete(s.dirty, base)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// removeExpired deletes the volumes under base marked to expire, but
+// not the dirty ones.
 func removeExpired(base string) error {
 	marks, err := filepath.Glob(filepath.Join(base, "*", "expire"))
 	if err != nil {
 		return err
 	}
 	for _, m := range marks {
-		if err := os.RemoveAll(filepath.Dir(m)); err != nil {
-			return fmt.Errorf("volume %s, left to expire: %w", filepath.Base(filepath.Dir(m)), err)
+		vol := filepath.Dir(m)
+		if _, err := os.Stat(filepath.Join(vol, journalFile)); err == nil {
+			continue
+		}
+		if err := os.RemoveAll(vol); err != nil {
+			return fmt.Errorf("volume %s, left to expire: %w", filepath.Base(vol), err)
 		}
 	}
 	return nil

@@ -47,9 +47,9 @@ func TestSet(t *testing.T) {
 	if !strings.HasPrefix(ondisk, filepath.Join(fsRoot, "ociboot-volumes")) || !strings.HasPrefix(job, dir) {
 		t.Errorf("volume directories: ondisk %s, job %s", ondisk, job)
 	}
-	gone, err := s.Expire()
-	if err != nil || !slices.Equal(gone, []string{"job", "ondisk"}) {
-		t.Fatalf("Expire = %q, %v; want job and ondisk", gone, err)
+	gone, kept, err := s.Expire()
+	if err != nil || !slices.Equal(gone, []string{"job", "ondisk"}) || kept != nil {
+		t.Fatalf("Expire = %q, %q, %v; want job and ondisk gone", gone, kept, err)
 	}
 	for d, want := range map[string]bool{job: false, ondisk: false, keep: true, plain: true} {
 		if _, err := os.Stat(filepath.Join(d, "f")); (err == nil) != want {

@@ -138,6 +138,8 @@ type machine struct {
 	disks []vm.Disk  // raw disk images, in order
 	// kill, when closed, stops the VM at once, as a power cut would.
 	kill <-chan struct{}
+	// watch, when set, gets the console as it comes too.
+	watch io.Writer
 }
 
 // bootWith is boot on a machine with more NICs, disks or forwards.
@@ -152,6 +154,9 @@ func (f *fixture) bootWith(t *testing.T, cmdline string, m machine) (vm.Result, 
 		Disks:     m.disks,
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
+	}
+	if m.watch != nil {
+		cfg.Console = io.MultiWriter(cfg.Console, m.watch)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -180,6 +185,37 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// sighting closes seen when the console it watches first shows text.
+type sighting struct {
+	text string
+	seen chan struct{}
+	mu   sync.Mutex
+	tail []byte
+	done bool
+}
+
+func newSighting(text string) *sighting {
+	return &sighting{text: text, seen: make(chan struct{})}
+}
+
+func (s *sighting) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return len(p), nil
+	}
+	s.tail = append(s.tail, p...)
+	if bytes.Contains(s.tail, []byte(s.text)) {
+		s.done = true
+		close(s.seen)
+		return len(p), nil
+	}
+	if keep := len(s.text); len(s.tail) > keep {
+		s.tail = append(s.tail[:0], s.tail[len(s.tail)-keep:]...)
+	}
+	return len(p), nil
 }
 
 // inOrder checks that every want appears in console, one after the other.

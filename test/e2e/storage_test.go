@@ -436,30 +436,101 @@ func fsUUID(t *testing.T, disk string) string {
 	return hostTool(t, "blkid", "-p", "-O", "1048576", "-s", "UUID", "-o", "value", disk)
 }
 
+// seededS3 starts versitygw with a bucket, job-bucket, holding "seeded
+// input\n" at key, mode 640 kept in its metadata; it returns the server
+// and its port.
+func seededS3(t *testing.T, key string) (*s3test.Server, int) {
+	t.Helper()
+	srv := s3test.Start(t, "job-bucket")
+	seed := t.TempDir()
+	p := filepath.Join(seed, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("seeded input\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	ep := bootcfg.S3{Alias: "gw", URL: srv.URL, AccessKey: srv.Access, SecretKey: srv.Secret}
+	m, err := volume.NewMirror(ep, bootcfg.Bucket{Alias: "gw", Bucket: "job-bucket"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Push(context.Background(), seed, volume.SyncOptions{Preserve: true}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, portOf(t, srv.Addr)
+}
+
 // s3Tests checks volumes mirrored to a real S3 server (versitygw on
 // 127.0.0.1, forwarded to the guest): boot2container's production line,
-// but push_on=changes, which is not built yet.
+// but push_on=changes, which is not built yet; and a server that goes
+// down before the final push, then comes back for the next boot.
 func (f *fixture) s3Tests(t *testing.T) {
+	t.Run("volume-journal", func(t *testing.T) {
+		t.Parallel()
+		srv, port := seededS3(t, "input")
+		c := f.cacheProxy(t)
+		disk := blankDisk(t, 256<<20)
+		params := fmt.Sprintf(`ociboot.cache_device=auto ociboot.cache_wait=1 b2c.minio="gw,http://%s:%d,%s,%s" `+
+			`b2c.volume="job,mirror=gw/job-bucket,pull_on=pipeline_start,push_on=pipeline_end,overwrite,remove,expiration=pipeline_end" `,
+			vm.GuestHost, port, srv.Access, srv.Secret)
+		// Boot 1: the container writes its result, says so, then waits
+		// until the server is down (an unsigned request gets 403 while it
+		// is up): the final push fails.
+		written := newSighting("result-42 written")
+		go func() {
+			select {
+			case <-written.seen:
+				srv.Stop()
+			case <-t.Context().Done():
+			}
+		}()
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+params+
+			fmt.Sprintf(`b2c.container="-v job:/job %s sh -c 'cat /job/input; echo result-$((6*7)) > /job/result; echo result-$((6*7)) written; `+
+				`while wget -q -O /dev/null http://%s:%d/ 2>&1 | grep -q 403; do sleep 0.2; done; echo the server is down'"`, c.img, vm.GuestHost, port),
+			machine{ports: []int{c.port, port}, disks: []vm.Disk{{Path: disk}}, watch: written})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if !res.StatusSeen || res.Status == 0 {
+			t.Errorf("pipeline status with the final push failed: seen %v, %d; want a failure", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console,
+			"ociboot: volumes: pulled job from gw/job-bucket at pipeline_start: 1 files copied",
+			"seeded input", "result-42 written", "the server is down",
+			"ociboot: volumes: pipeline_end: volume job: push to gw/job-bucket: ",
+			"ociboot: volumes: kept job, which expire but are not pushed",
+			"ociboot: volumes: NOT PUSHED: job (/storage/ociboot/volumes/job): what was written from ",
+			" on, not pushed to gw/job-bucket (listing job-bucket/: ", "): kept on disk for the next boot to push")
+		if _, err := os.Stat(filepath.Join(srv.Dir, "job-bucket", "result")); err == nil {
+			t.Fatal("the result reached the bucket, though the server was down")
+		}
+
+		// Boot 2: the server is back. The result is pushed before the
+		// pipeline starts, and so comes back down with the inputs.
+		srv.Restart(t)
+		res, console, err = f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+params+`b2c.container="-v job:/job `+c.img+` cat /job/result"`,
+			machine{ports: []int{c.port, port}, disks: []vm.Disk{{Path: disk}}})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status after the server came back: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console,
+			"ociboot: volumes: pushed job to gw/job-bucket at boot, what an earlier boot could not push: 1 files copied (10 bytes), 1 the same",
+			"ociboot: volumes: deleted job (expiration=pipeline_end)",
+			"ociboot: volumes: pulled job from gw/job-bucket at pipeline_start: 2 files copied",
+			"result-42",
+			"ociboot: volumes: pushed job to gw/job-bucket at pipeline_end: 0 files copied")
+		if got, err := os.ReadFile(filepath.Join(srv.Dir, "job-bucket", "result")); err != nil || string(got) != "result-42\n" {
+			t.Errorf("the bucket's result: %q, %v", got, err)
+		}
+	})
+
 	t.Run("volume-s3", func(t *testing.T) {
 		t.Parallel()
-		srv := s3test.Start(t, "job-bucket")
-		port := portOf(t, srv.Addr)
-		ep := bootcfg.S3{Alias: "gw", URL: srv.URL, AccessKey: srv.Access, SecretKey: srv.Secret}
-		bucket := bootcfg.Bucket{Alias: "gw", Bucket: "job-bucket"}
-		seed := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(seed, "input"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(seed, "input", "data"), []byte("seeded input\n"), 0o640); err != nil {
-			t.Fatal(err)
-		}
-		m, err := volume.NewMirror(ep, bucket, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Push(context.Background(), seed, volume.SyncOptions{Preserve: true}); err != nil {
-			t.Fatal(err)
-		}
+		srv, port := seededS3(t, "input/data")
 		c := f.cacheProxy(t)
 		cmdline := fmt.Sprintf(`b2c.minio="gw,http://%s:%d,%s,%s" `+
 			`b2c.volume="job,mirror=gw/job-bucket,pull_on=pipeline_start,push_on=pipeline_end,overwrite,preserve,remove,expiration=pipeline_end" `+

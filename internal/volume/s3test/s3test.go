@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -23,6 +24,31 @@ type Server struct {
 	Access, Secret string
 	// Dir holds the buckets, one directory each.
 	Dir string
+
+	bin  string
+	log  syncBuffer
+	mu   sync.Mutex
+	cmd  *exec.Cmd // nil when stopped
+	done chan error
+}
+
+// syncBuffer is the server's log, written by its output copiers while a
+// test may read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // Binary finds versitygw, installed by scripts/install-deps.sh with go
@@ -51,7 +77,7 @@ func Start(t testing.TB, buckets ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Access: "ociboot-test-access", Secret: "ociboot-test-secret-key", Dir: t.TempDir()}
+	s := &Server{Access: "ociboot-test-access", Secret: "ociboot-test-secret-key", Dir: t.TempDir(), bin: bin}
 	for _, b := range buckets {
 		if err := os.Mkdir(filepath.Join(s.Dir, b), 0o755); err != nil {
 			t.Fatal(err)
@@ -64,32 +90,58 @@ func Start(t testing.TB, buckets ...string) *Server {
 	s.Addr = l.Addr().String()
 	l.Close()
 	s.URL = "http://" + s.Addr
-	var log bytes.Buffer
-	cmd := exec.Command(bin, "--access", s.Access, "--secret", s.Secret, "--port", s.Addr, "posix", s.Dir)
-	cmd.Stdout, cmd.Stderr = &log, &log
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("versitygw log:\n%s", s.log.String())
+		}
+	})
+	s.Restart(t)
+	return s
+}
+
+// Stop stops the server, as a server that goes down would; its buckets
+// stay.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart starts the server again, on the same address with the same
+// buckets, and waits until it answers.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		t.Fatal("s3test: Restart of a running server")
+	}
+	cmd := exec.Command(s.bin, "--access", s.Access, "--secret", s.Secret, "--port", s.Addr, "posix", s.Dir)
+	cmd.Stdout, cmd.Stderr = &s.log, &s.log
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("s3test: starting %s: %v", bin, err)
+		t.Fatalf("s3test: starting %s: %v", s.bin, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("versitygw log:\n%s", log.String())
-		}
-	})
+	s.cmd, s.done = cmd, done
 	client := &http.Client{Timeout: time.Second}
 	for {
 		select {
 		case err := <-done:
-			t.Fatalf("s3test: versitygw ended: %v\n%s", err, log.String())
+			s.cmd = nil
+			t.Fatalf("s3test: versitygw ended: %v\n%s", err, s.log.String())
 		default:
 		}
 		// Any answer, 403 for an unsigned request, says it listens.
 		if resp, err := client.Get(s.URL + "/"); err == nil {
 			resp.Body.Close()
-			return s
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
