@@ -41,6 +41,7 @@ test: deps lint
 	$(FUZZ) 200000x -fuzz '^FuzzParse$$' ./internal/keymap
 	$(FUZZ) 200000x -fuzz '^FuzzParseSize$$' ./internal/switchroot
 	$(FUZZ) 200000x -fuzz '^FuzzParseVolume$$' ./internal/bootcfg
+	$(FUZZ) 200000x -fuzz '^FuzzObjectPath$$' ./internal/volume
 
 demo: deps build
 	./scripts/demo.sh
@@ -50,6 +51,7 @@ bench: deps build
 	./bench/pull.sh
 	./bench/root.sh
 	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
+	$(GO) test -run '^$$' -bench MirrorVsRclone -benchtime 1x -timeout 30m ./internal/volume
 	$(GO) test -run '^$$' -bench 'CacheBoot|BootStorm' -benchtime 3x -timeout 60m ./test/e2e
 
 clean:

@@ -20,6 +20,7 @@ packages=(
 	debootstrap       # bench/pull.sh's realistic image, the switch-root tests' Debian
 	xz-utils          # the switch-root tests' rootfs.tar.xz
 	time              # bench/pull.sh's peak RSS figures
+	rclone            # the volume mirror's peer in make bench
 	kbd               # loadkeys -b, for ociboot build --keymaps
 	console-data      # the text keymaps it converts
 )

@@ -5,16 +5,20 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -47,7 +51,18 @@ type SyncOptions struct {
 	// Exclude are patterns (path.Match, on the path and on the base
 	// name) of what is left out.
 	Exclude []string
+
+	// State, when set, is the file that keeps what the syncs of this
+	// directory with this bucket prefix saw (see syncState).
+	State string `json:"-"`
+
+	// skip, when set, leaves out more paths, on both sides: the files
+	// being written, for a push on changes.
+	skip func(rel string) bool
 }
+
+// transfers is how many files a sync compares and copies at once.
+const transfers = 16
 
 // Report counts what a sync did.
 type Report struct {
@@ -55,11 +70,26 @@ type Report struct {
 	Bytes                            int64
 }
 
+// tally is a Report that workers add to.
+type tally struct {
+	mu sync.Mutex
+	r  Report
+}
+
+func (t *tally) add(f func(r *Report)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f(&t.r)
+}
+
 // Mirror copies between a directory and a bucket prefix.
 type Mirror struct {
 	client *minio.Client
 	bucket string
 	prefix string // "" or ending in "/"
+	// ID names the endpoint URL, bucket and prefix, for the file of a
+	// directory's sync state with them.
+	ID string
 }
 
 // NewMirror connects to endpoint e for the bucket and prefix of b, its
@@ -84,11 +114,15 @@ func NewMirror(e bootcfg.S3, b bootcfg.Bucket, tr http.RoundTripper) (*Mirror, e
 	if prefix != "" {
 		prefix += "/"
 	}
-	return &Mirror{client: c, bucket: b.Bucket, prefix: prefix}, nil
+	id := sha256.Sum256([]byte(e.URL + "\x00" + b.Bucket + "\x00" + prefix))
+	return &Mirror{client: c, bucket: b.Bucket, prefix: prefix, ID: hex.EncodeToString(id[:8])}, nil
 }
 
 // excluded tells whether rel is left out by o.
 func (o SyncOptions) excluded(rel string) bool {
+	if o.skip != nil && o.skip(rel) {
+		return true
+	}
 	for _, p := range o.Exclude {
 		if ok, _ := path.Match(p, rel); ok {
 			return true
@@ -123,6 +157,9 @@ func walk(dir string, o SyncOptions) (map[string]localFile, error) {
 		}
 		f := localFile{path: p}
 		if err := unix.Stat(p, &f.st); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // gone since it was listed
+			}
 			return err
 		}
 		files[rel] = f
@@ -174,159 +211,297 @@ func meta(info minio.ObjectInfo, key string) string {
 	return ""
 }
 
-// same tells whether the local file holds what the object does: the
-// same size, and the SHA-256 ociboot stored, or for objects others
-// pushed, an ETag that is the MD5 of a single-part upload.
-func (m *Mirror) same(ctx context.Context, f localFile, rel string, obj minio.ObjectInfo) (bool, error) {
+// each runs f for every key, transfers at a time, and returns the
+// errors: the first few, and how many more there were.
+func each(ctx context.Context, keys []string, f func(ctx context.Context, rel string) error) error {
+	work := make(chan string)
+	var mu sync.Mutex
+	var errs []error
+	more := 0
+	var wg sync.WaitGroup
+	for range min(transfers, len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rel := range work {
+				if err := f(ctx, rel); err != nil {
+					mu.Lock()
+					if len(errs) < 5 {
+						errs = append(errs, err)
+					} else {
+						more++
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, k := range keys {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	if more > 0 {
+		errs = append(errs, fmt.Errorf("and %d more errors", more))
+	}
+	if err := ctx.Err(); err != nil && len(errs) == 0 {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// same tells whether the local file holds what the object does, and
+// returns the file's SHA-256 when it had to be read: the same size, and
+// the SHA-256 ociboot stored, or for objects others pushed, an ETag that
+// is the MD5 of a single-part upload; with preserve, the same mode,
+// owner and modification time too. What the state knows is not read
+// again.
+func (m *Mirror) same(ctx context.Context, f localFile, rel string, obj minio.ObjectInfo, o SyncOptions, st *syncState) (bool, string, error) {
+	if st.inSync(rel, f.st, obj.ETag) {
+		sha, _ := st.sha(rel, f.st)
+		return true, sha, nil
+	}
 	if f.st.Size != obj.Size {
-		return false, nil
+		return false, "", nil
 	}
 	info, err := m.client.StatObject(ctx, m.bucket, m.prefix+rel, minio.StatObjectOptions{})
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", rel, err)
+		return false, "", fmt.Errorf("%s: %w", rel, err)
 	}
-	sha, md, err := hashFile(f.path)
-	if err != nil {
-		return false, err
+	if o.Preserve && meta(info, metaMode) != "" && !maps.Equal(preserved(f.st), map[string]string{
+		metaMode: meta(info, metaMode), metaUID: meta(info, metaUID), metaGID: meta(info, metaGID), metaMtime: meta(info, metaMtime)}) {
+		return false, "", nil
 	}
-	if want := meta(info, metaSHA256); want != "" {
-		return want == sha, nil
+	want := meta(info, metaSHA256)
+	sha, known := st.sha(rel, f.st)
+	var md string
+	if !known || want == "" {
+		if sha, md, err = hashFile(f.path); err != nil {
+			return false, "", err
+		}
 	}
-	etag := strings.Trim(info.ETag, `"`)
-	return !strings.Contains(etag, "-") && etag == md, nil
+	same := sha == want
+	if want == "" {
+		etag := strings.Trim(info.ETag, `"`)
+		same = !strings.Contains(etag, "-") && etag == md
+	}
+	if same {
+		st.record(rel, f.st, sha, obj.ETag)
+	}
+	return same, sha, nil
+}
+
+// preserved is the metadata that keeps a file's mode, owner and
+// modification time.
+func preserved(st unix.Stat_t) map[string]string {
+	return map[string]string{
+		metaMode:  strconv.FormatUint(uint64(st.Mode&0o7777), 8),
+		metaUID:   strconv.FormatUint(uint64(st.Uid), 10),
+		metaGID:   strconv.FormatUint(uint64(st.Gid), 10),
+		metaMtime: strconv.FormatInt(st.Mtim.Nano(), 10),
+	}
 }
 
 // replace says whether the destination's copy of rel, present on both
 // sides, is to be replaced: not when it is the same, nor without
-// overwrite; r counts those.
-func (m *Mirror) replace(ctx context.Context, f localFile, rel string, obj minio.ObjectInfo, o SyncOptions, r *Report) (bool, error) {
-	same, err := m.same(ctx, f, rel, obj)
+// overwrite; t counts those.
+func (m *Mirror) replace(ctx context.Context, f localFile, rel string, obj minio.ObjectInfo, o SyncOptions, st *syncState, t *tally) (bool, error) {
+	same, _, err := m.same(ctx, f, rel, obj, o, st)
 	switch {
 	case err != nil:
 		return false, err
 	case same:
-		r.Same++
+		t.add(func(r *Report) { r.Same++ })
 		return false, nil
 	case !o.Overwrite:
-		r.LeftAlone++
+		t.add(func(r *Report) { r.LeftAlone++ })
 		return false, nil
 	}
 	return true, nil
 }
 
 // Push makes the bucket prefix hold the directory's files, as mc mirror
-// does with o's options.
+// does with o's options, transfers files at a time.
 func (m *Mirror) Push(ctx context.Context, dir string, o SyncOptions) (Report, error) {
-	var r Report
 	files, err := walk(dir, o)
 	if err != nil {
-		return r, err
+		return Report{}, err
 	}
 	objs, err := m.objects(ctx, o)
 	if err != nil {
-		return r, err
+		return Report{}, err
 	}
-	for rel, f := range files {
+	st := loadState(o.State)
+	var t tally
+	err = each(ctx, slices.Sorted(maps.Keys(files)), func(ctx context.Context, rel string) error {
+		f := files[rel]
 		if obj, ok := objs[rel]; ok {
-			if replace, err := m.replace(ctx, f, rel, obj, o, &r); err != nil || !replace {
-				if err != nil {
-					return r, err
-				}
-				continue
+			if replace, err := m.replace(ctx, f, rel, obj, o, st, &t); err != nil || !replace {
+				return err
 			}
 		}
-		if err := m.put(ctx, f, rel, o); err != nil {
-			return r, err
+		copied, err := m.put(ctx, f, rel, o, st)
+		if err != nil || !copied {
+			return err
 		}
-		r.Copied++
-		r.Bytes += f.st.Size
-	}
-	if o.Remove {
+		t.add(func(r *Report) { r.Copied++; r.Bytes += f.st.Size })
+		return nil
+	})
+	if err == nil && o.Remove {
+		var gone []string
 		for rel := range objs {
-			if _, ok := files[rel]; ok {
-				continue
+			if _, ok := files[rel]; !ok {
+				gone = append(gone, rel)
 			}
-			if err := m.client.RemoveObject(ctx, m.bucket, m.prefix+rel, minio.RemoveObjectOptions{}); err != nil {
-				return r, fmt.Errorf("removing %s: %w", rel, err)
-			}
-			r.Removed++
 		}
+		err = m.remove(ctx, gone)
+		t.r.Removed = len(gone)
 	}
-	return r, nil
+	if serr := st.save(func(rel string) bool { _, ok := files[rel]; return ok }); serr != nil && err == nil {
+		err = fmt.Errorf("the sync state: %w", serr)
+	}
+	return t.r, err
 }
 
-// put uploads one file with its metadata.
-func (m *Mirror) put(ctx context.Context, f localFile, rel string, o SyncOptions) error {
-	sha, _, err := hashFile(f.path)
+// remove deletes the objects of the keys under the prefix, a batch at a
+// time.
+func (m *Mirror) remove(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	objs := make(chan minio.ObjectInfo)
+	go func() {
+		defer close(objs)
+		for _, rel := range keys {
+			select {
+			case objs <- minio.ObjectInfo{Key: m.prefix + rel}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var errs []error
+	for e := range m.client.RemoveObjects(ctx, m.bucket, objs, minio.RemoveObjectsOptions{}) {
+		errs = append(errs, fmt.Errorf("removing %s: %w", strings.TrimPrefix(e.ObjectName, m.prefix), e.Err))
+	}
+	return errors.Join(errs...)
+}
+
+// put uploads one file with its metadata, and says whether it did: a
+// file gone since it was listed is not.
+func (m *Mirror) put(ctx context.Context, f localFile, rel string, o SyncOptions, st *syncState) (bool, error) {
+	in, err := os.Open(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
 	if err != nil {
-		return err
+		return false, err
+	}
+	defer in.Close()
+	// What is sent is what was read: the file as it is open now.
+	var now unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &now); err != nil {
+		return false, err
+	}
+	sha, known := st.sha(rel, now)
+	if !known {
+		h := sha256.New()
+		if _, err := io.Copy(h, in); err != nil {
+			return false, fmt.Errorf("pushing %s: %w", rel, err)
+		}
+		sha = hex.EncodeToString(h.Sum(nil))
 	}
 	md := map[string]string{metaSHA256: sha}
 	if o.Preserve {
-		md[metaMode] = strconv.FormatUint(uint64(f.st.Mode&0o7777), 8)
-		md[metaUID] = strconv.FormatUint(uint64(f.st.Uid), 10)
-		md[metaGID] = strconv.FormatUint(uint64(f.st.Gid), 10)
-		md[metaMtime] = strconv.FormatInt(f.st.Mtim.Nano(), 10)
+		maps.Copy(md, preserved(now))
 	}
-	in, err := os.Open(f.path)
+	info, err := m.client.PutObject(ctx, m.bucket, m.prefix+rel, io.NewSectionReader(in, 0, now.Size), now.Size, minio.PutObjectOptions{UserMetadata: md})
 	if err != nil {
-		return err
+		return false, fmt.Errorf("pushing %s: %w", rel, err)
 	}
-	defer in.Close()
-	_, err = m.client.PutObject(ctx, m.bucket, m.prefix+rel, in, f.st.Size, minio.PutObjectOptions{UserMetadata: md})
+	var after unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &after); err != nil || identity(after) != identity(now) {
+		// Written to while it was read: the object may not hold what its
+		// SHA-256 says. None is better than a wrong one.
+		if err := m.client.RemoveObject(ctx, m.bucket, m.prefix+rel, minio.RemoveObjectOptions{}); err != nil {
+			return false, fmt.Errorf("pushing %s: it changed while it was pushed, and removing what was pushed: %w", rel, err)
+		}
+		return false, fmt.Errorf("pushing %s: it changed while it was pushed; the next push sends it", rel)
+	}
+	st.record(rel, now, sha, info.ETag)
+	return true, nil
+}
+
+// Pull makes the directory hold the bucket prefix's objects, as mc
+// mirror does with o's options, transfers files at a time; files are
+// written to a temporary name and renamed, checked against the SHA-256
+// ociboot stored.
+func (m *Mirror) Pull(ctx context.Context, dir string, o SyncOptions) (Report, error) {
+	objs, err := m.objects(ctx, o)
 	if err != nil {
-		return fmt.Errorf("pushing %s: %w", rel, err)
+		return Report{}, err
+	}
+	files, err := walk(dir, o)
+	if err != nil {
+		return Report{}, err
+	}
+	st := loadState(o.State)
+	var t tally
+	err = each(ctx, slices.Sorted(maps.Keys(objs)), func(ctx context.Context, rel string) error {
+		obj := objs[rel]
+		if f, ok := files[rel]; ok {
+			if replace, err := m.replace(ctx, f, rel, obj, o, st, &t); err != nil || !replace {
+				return err
+			}
+		}
+		if err := m.get(ctx, dir, rel, o, st); err != nil {
+			return err
+		}
+		t.add(func(r *Report) { r.Copied++; r.Bytes += obj.Size })
+		return nil
+	})
+	if err == nil && o.Remove {
+		err = removeFiles(files, objs, &t.r)
+	}
+	if serr := st.save(func(rel string) bool { _, ok := objs[rel]; return ok }); serr != nil && err == nil {
+		err = fmt.Errorf("the sync state: %w", serr)
+	}
+	return t.r, err
+}
+
+// objectPath is where the object at rel under the prefix goes in dir:
+// rel must be a clean relative path (no "..", ".", empty or doubled
+// elements, no leading slash), so that every file of the directory has
+// one key and no key leads out of it.
+func objectPath(dir, rel string) (string, error) {
+	if rel == "" || rel == "." || path.Clean(rel) != rel || path.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") || strings.ContainsRune(rel, 0) {
+		return "", fmt.Errorf("object %q: its key under the prefix is not a clean relative path", rel)
+	}
+	return filepath.Join(dir, filepath.FromSlash(rel)), nil
+}
+
+// removeFiles removes the files that have no object, counting them in r.
+func removeFiles(files map[string]localFile, objs map[string]minio.ObjectInfo, r *Report) error {
+	for rel, f := range files {
+		if _, ok := objs[rel]; ok {
+			continue
+		}
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", rel, err)
+		}
+		r.Removed++
 	}
 	return nil
 }
 
-// Pull makes the directory hold the bucket prefix's objects, as mc
-// mirror does with o's options; files are written to a temporary name
-// and renamed, checked against the SHA-256 ociboot stored.
-func (m *Mirror) Pull(ctx context.Context, dir string, o SyncOptions) (Report, error) {
-	var r Report
-	objs, err := m.objects(ctx, o)
-	if err != nil {
-		return r, err
-	}
-	files, err := walk(dir, o)
-	if err != nil {
-		return r, err
-	}
-	for rel, obj := range objs {
-		if f, ok := files[rel]; ok {
-			if replace, err := m.replace(ctx, f, rel, obj, o, &r); err != nil || !replace {
-				if err != nil {
-					return r, err
-				}
-				continue
-			}
-		}
-		if err := m.get(ctx, dir, rel, o); err != nil {
-			return r, err
-		}
-		r.Copied++
-		r.Bytes += obj.Size
-	}
-	if o.Remove {
-		for rel, f := range files {
-			if _, ok := objs[rel]; ok {
-				continue
-			}
-			if err := os.Remove(f.path); err != nil {
-				return r, fmt.Errorf("removing %s: %w", rel, err)
-			}
-			r.Removed++
-		}
-	}
-	return r, nil
-}
-
 // get downloads one object into dir.
-func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions) (err error) {
-	target := filepath.Join(dir, filepath.FromSlash(rel))
-	if !strings.HasPrefix(target, filepath.Clean(dir)+string(filepath.Separator)) {
-		return fmt.Errorf("object %s names a path outside the volume", rel)
+func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions, st *syncState) (err error) {
+	target, err := objectPath(dir, rel)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return err
@@ -336,10 +511,6 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions) (err e
 		return fmt.Errorf("pulling %s: %w", rel, err)
 	}
 	defer obj.Close()
-	info, err := obj.Stat()
-	if err != nil {
-		return fmt.Errorf("pulling %s: %w", rel, err)
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(target), ".ociboot-pull-*")
 	if err != nil {
 		return err
@@ -357,7 +528,13 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions) (err e
 	if err != nil {
 		return fmt.Errorf("pulling %s: %w", rel, err)
 	}
-	if want := meta(info, metaSHA256); want != "" && want != hex.EncodeToString(h.Sum(nil)) {
+	// Known from the GET once read; before, Stat would ask apart.
+	info, err := obj.Stat()
+	if err != nil {
+		return fmt.Errorf("pulling %s: %w", rel, err)
+	}
+	sha := hex.EncodeToString(h.Sum(nil))
+	if want := meta(info, metaSHA256); want != "" && want != sha {
 		return fmt.Errorf("pulling %s: its content does not match the SHA-256 it was pushed with", rel)
 	}
 	mode := uint32(0o644)
@@ -385,5 +562,13 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions) (err e
 			}
 		}
 	}
-	return os.Rename(tmp.Name(), target)
+	if err := os.Rename(tmp.Name(), target); err != nil {
+		return err
+	}
+	var now unix.Stat_t
+	if err := unix.Stat(target, &now); err != nil {
+		return err
+	}
+	st.record(rel, now, sha, info.ETag)
+	return nil
 }

@@ -3,9 +3,13 @@ package volume
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,6 +90,16 @@ func TestMirror(t *testing.T) {
 	if r, _ := m.Push(ctx, src, o); r.Copied != 1 {
 		t.Errorf("push of a changed file with overwrite: %+v", r)
 	}
+	// With preserve, a new mode is a change, though the content is the same.
+	if err := os.Chmod(filepath.Join(src, "results/b.bin"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := m.Push(ctx, src, o); r.Copied != 1 || r.Same != 2 {
+		t.Errorf("push of a file whose mode changed: %+v, want it copied", r)
+	}
+	if r, _ := m.Push(ctx, src, o); r.Copied != 0 || r.Same != 3 {
+		t.Errorf("push again: %+v, want nothing copied", r)
+	}
 	// remove deletes what the source lacks, both ways.
 	if err := os.Remove(filepath.Join(src, "top")); err != nil {
 		t.Fatal(err)
@@ -95,8 +109,8 @@ func TestMirror(t *testing.T) {
 		t.Errorf("push with remove: %+v", r)
 	}
 	writeFiles(t, dst, map[string]string{"extra": "e"})
-	if r, err := m.Pull(ctx, dst, o); err != nil || r.Removed != 2 || r.Copied != 1 {
-		t.Errorf("pull with remove and overwrite: %+v, %v; want top and extra removed, a.txt copied", r, err)
+	if r, err := m.Pull(ctx, dst, o); err != nil || r.Removed != 2 || r.Copied != 2 {
+		t.Errorf("pull with remove and overwrite: %+v, %v; want top and extra removed, a.txt and b.bin (its mode) copied", r, err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(dst, "results/a.txt")); string(got) != "changed" {
 		t.Errorf("pulled results/a.txt: %q", got)
@@ -172,4 +186,118 @@ func TestSetAt(t *testing.T) {
 	if err := s.At(ctx, "pipeline_end"); err == nil || !strings.Contains(err.Error(), "volume job: push to gw/job-bucket") {
 		t.Errorf("a push to nowhere: %v", err)
 	}
+}
+
+// counting counts the requests it sends on, by method, and the object
+// GETs apart from the listings.
+type counting struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	key := r.Method
+	if r.Method == http.MethodGet && r.URL.RawQuery != "" {
+		key = "LIST"
+	}
+	c.counts[key]++
+	c.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (c *counting) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.counts
+	c.counts = map[string]int{}
+	delete(out, "LIST")
+	return out
+}
+
+// TestMirrorState checks that a sync that changes nothing asks about no
+// object and sends none, thanks to the state of the last sync; that what
+// changed on either side since is found, and only that; and that a
+// damaged state costs requests, not correctness.
+func TestMirrorState(t *testing.T) {
+	srv := s3test.Start(t, "bkt")
+	ep := bootcfg.S3{Alias: "gw", URL: srv.URL, AccessKey: srv.Access, SecretKey: srv.Secret}
+	c := &counting{counts: map[string]int{}}
+	m, err := NewMirror(ep, bootcfg.Bucket{Alias: "gw", Bucket: "bkt", Prefix: "p"}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	src, state := t.TempDir(), filepath.Join(t.TempDir(), "state.json")
+	files := map[string]string{}
+	for i := range 40 {
+		files[fmt.Sprintf("d%d/f%d", i%4, i)] = strings.Repeat("x", i)
+	}
+	writeFiles(t, src, files)
+	o := SyncOptions{Overwrite: true, Preserve: true, Remove: true, State: state}
+	check := func(what string, r Report, err error, want Report, requests map[string]int) {
+		t.Helper()
+		got := c.take()
+		if err != nil || r.Copied != want.Copied || r.Same != want.Same || r.Removed != want.Removed || !maps.Equal(got, requests) {
+			t.Errorf("%s: %+v, %v, requests %v; want %+v, requests %v", what, r, err, got, want, requests)
+		}
+	}
+	c.take()
+	r, err := m.Push(ctx, src, o)
+	check("first push", r, err, Report{Copied: 40}, map[string]int{"PUT": 40})
+	r, err = m.Push(ctx, src, o)
+	check("push again", r, err, Report{Same: 40}, map[string]int{})
+
+	// A mode changed here, an object replaced by someone else there.
+	if err := os.Chmod(filepath.Join(src, "d1/f5"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.client.PutObject(ctx, "bkt", "p/d2/f6", strings.NewReader("other"), 5, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.take()
+	r, err = m.Push(ctx, src, o)
+	check("push of two changes", r, err, Report{Copied: 2, Same: 38}, map[string]int{"HEAD": 1, "PUT": 2}) // the sizes differ on the other
+
+	dst, pulled := t.TempDir(), filepath.Join(t.TempDir(), "pulled.json")
+	po := o
+	po.State = pulled
+	r, err = m.Pull(ctx, dst, po)
+	check("first pull", r, err, Report{Copied: 40}, map[string]int{"GET": 40})
+	r, err = m.Pull(ctx, dst, po)
+	check("pull again", r, err, Report{Same: 40}, map[string]int{})
+	if err := os.Remove(filepath.Join(dst, "d3/f7")); err != nil {
+		t.Fatal(err)
+	}
+	r, err = m.Pull(ctx, dst, po)
+	check("pull of a removed file", r, err, Report{Copied: 1, Same: 39}, map[string]int{"GET": 1})
+
+	if err := os.WriteFile(state, []byte("{damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err = m.Push(ctx, src, o)
+	check("push with a damaged state", r, err, Report{Same: 40}, map[string]int{"HEAD": 40})
+	r, err = m.Push(ctx, src, o)
+	check("push after it", r, err, Report{Same: 40}, map[string]int{})
+}
+
+// FuzzObjectPath checks that an object's key, whatever the listing
+// says, names one file inside the volume, or none.
+func FuzzObjectPath(f *testing.F) {
+	for _, k := range []string{"a", "a/b", "../x", "a/../../b", "/etc/passwd", "a//b", "./a", ".", "", "a/", "..", "a/..b", "a\x00b"} {
+		f.Add(k)
+	}
+	const dir = "/vol/data"
+	f.Fuzz(func(t *testing.T, key string) {
+		p, err := objectPath(dir, key)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(p, dir+"/") || filepath.Clean(p) != p {
+			t.Fatalf("key %q: path %q, outside %s or not clean", key, p, dir)
+		}
+		if rel, _ := filepath.Rel(dir, p); filepath.ToSlash(rel) != key {
+			t.Fatalf("key %q: path %q, whose key would be %q", key, p, rel)
+		}
+	})
 }

@@ -6,8 +6,10 @@
 //
 // Layout under a volumes directory:
 //
-//	NAME/data     what containers see
-//	NAME/expire   present when the volume expires at the pipeline's end
+//	NAME/data             what containers see
+//	NAME/expire           present when the volume expires at the pipeline's end
+//	NAME/dirty            the journal entry of a volume not pushed since written
+//	NAME/sync-ID.json     what the syncs with a bucket prefix saw (syncState)
 //
 // On a named filesystem, volumes are under its ociboot-volumes/.
 package volume
@@ -65,9 +67,12 @@ type Set struct {
 	mirrors map[string][2]*Mirror // by volume: the pull side, the push side
 	opts    Options
 
-	mu    sync.Mutex
-	made  map[string]string       // name → data directory, once made
-	dirty map[string]*dirtyVolume // by the volume's directory
+	syncing map[string]*sync.Mutex // by volume: held during a pull or push
+
+	mu      sync.Mutex
+	made    map[string]string       // name → data directory, once made
+	dirty   map[string]*dirtyVolume // by the volume's directory
+	watches map[string]*changeWatch // by volume, from pipeline_start to pipeline_end
 }
 
 // Open opens the volumes kept in dir (created when missing), with the
@@ -80,7 +85,7 @@ type Set struct {
 // fscrypt.
 func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options) (*Set, error) {
 	s := &Set{dir: dir, roots: roots, defs: map[string]bootcfg.Volume{}, mirrors: map[string][2]*Mirror{}, opts: o,
-		made: map[string]string{}, dirty: map[string]*dirtyVolume{}}
+		syncing: map[string]*sync.Mutex{}, made: map[string]string{}, dirty: map[string]*dirtyVolume{}, watches: map[string]*changeWatch{}}
 	if s.opts.Log == nil {
 		s.opts.Log = io.Discard
 	}
@@ -92,8 +97,6 @@ func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options)
 	}
 	for _, d := range defs {
 		switch {
-		case slices.Contains(d.PushOn, bootcfg.Changes):
-			return nil, fmt.Errorf("volume %s: push_on=changes is not built yet", d.Name)
 		case d.FscryptKey != nil || d.FscryptResetKey:
 			return nil, fmt.Errorf("volume %s: fscrypt_key= is not built yet", d.Name)
 		case d.EncryptKey != "":
@@ -102,6 +105,7 @@ func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options)
 			return nil, fmt.Errorf("volume %s: filesystem %s is not mounted", d.Name, d.Filesystem)
 		}
 		s.defs[d.Name] = d
+		s.syncing[d.Name] = &sync.Mutex{}
 		var sides [2]*Mirror
 		for side, b := range []bootcfg.Bucket{d.PullFrom, d.PushTo} {
 			if b.IsZero() {
@@ -290,11 +294,13 @@ func (s *Set) pushEarlier(ctx context.Context, d *dirtyVolume) error {
 		return fmt.Errorf("%s, and this boot has %w", d.pending(), err)
 	}
 	start := time.Now()
-	r, err := s.push(ctx, m, filepath.Join(d.base, "data"), d.entry, false)
+	e := d.entry
+	e.Options.State = stateFile(d.base, m)
+	r, err := s.push(ctx, m, filepath.Join(d.base, "data"), e, false)
 	if err != nil {
 		return fmt.Errorf("written from %s on, it is still not pushed to %s: %w", d.since(), d.where(), d.failed(err))
 	}
-	s.report("push", d.entry.Volume, "to", d.where(), "boot, what an earlier boot could not push", r, start)
+	s.report("push", d.entry.Volume, "to", d.where(), "at boot, what an earlier boot could not push", r, start)
 	if err := d.clear(); err != nil {
 		return err
 	}
@@ -328,31 +334,44 @@ func (s *Set) push(ctx context.Context, m *Mirror, dir string, e entry, retry bo
 	}
 }
 
-// report logs what a pull or push did.
-func (s *Set) report(verb, name, toFrom, where, point string, r Report, start time.Time) {
-	fmt.Fprintf(s.opts.Log, "%sed %s %s %s at %s: %d files copied (%d bytes), %d the same, %d left alone, %d removed, in %.2fs\n",
-		verb, name, toFrom, where, point, r.Copied, r.Bytes, r.Same, r.LeftAlone, r.Removed, time.Since(start).Seconds())
+// report logs what a pull or push did, and when ("at pipeline_end").
+func (s *Set) report(verb, name, toFrom, where, when string, r Report, start time.Time) {
+	fmt.Fprintf(s.opts.Log, "%sed %s %s %s %s: %d files copied (%d bytes), %d the same, %d left alone, %d removed, in %.2fs\n",
+		verb, name, toFrom, where, when, r.Copied, r.Bytes, r.Same, r.LeftAlone, r.Removed, time.Since(start).Seconds())
 }
 
 // At pulls and pushes the volumes whose pull_on and push_on name point
 // (pipeline_start, container_start, container_end, pipeline_end), in
 // name order, pulls first; it goes on past a failure and returns them
-// all. At pipeline_end, once every container has stopped, every dirty
-// volume is pushed, whether or not its push_on names pipeline_end, and
-// is no longer dirty once that push is complete.
+// all. The volumes pushed on changes are watched from pipeline_start
+// (once pulled) to pipeline_end. At pipeline_end, once every container
+// has stopped, every dirty volume and every volume pushed on changes is
+// pushed, whether or not its push_on names pipeline_end, and is no
+// longer dirty once that push is complete.
 func (s *Set) At(ctx context.Context, point string) error {
 	var errs []error
+	end := point == string(bootcfg.PipelineEnd)
 	for _, name := range slices.Sorted(maps.Keys(s.defs)) {
 		d := s.defs[name]
+		onChanges := slices.Contains(d.PushOn, bootcfg.Changes)
 		if slices.Contains(d.PullOn, bootcfg.VolumeEvent(point)) {
-			errs = append(errs, s.pull(ctx, name, point))
+			err := s.pull(ctx, name, point)
+			if err != nil {
+				errs = append(errs, err)
+				onChanges = false // not watched: the pipeline does not run
+			}
+		}
+		if onChanges && point == string(bootcfg.PipelineStart) {
+			errs = append(errs, s.startWatch(ctx, name))
+		}
+		if end {
+			errs = append(errs, s.stopWatch(name))
 		}
 		s.mu.Lock()
 		dirty := s.dirty[s.base(name)]
 		s.mu.Unlock()
-		final := point == string(bootcfg.PipelineEnd) && dirty != nil && !dirty.earlier
-		if slices.Contains(d.PushOn, bootcfg.VolumeEvent(point)) || final {
-			errs = append(errs, s.pushAt(ctx, name, point, final))
+		if slices.Contains(d.PushOn, bootcfg.VolumeEvent(point)) || end && (onChanges || dirty != nil && !dirty.earlier) {
+			errs = append(errs, s.pushAt(ctx, name, "at "+point, end, nil))
 		}
 	}
 	return errors.Join(errs...)
@@ -362,42 +381,60 @@ func (s *Set) At(ctx context.Context, point string) error {
 func (s *Set) pull(ctx context.Context, name, point string) error {
 	s.mu.Lock()
 	dir, err := s.open(name)
+	base, lock := s.base(name), s.syncing[name]
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	d := s.defs[name]
+	lock.Lock()
+	defer lock.Unlock()
+	d, m := s.defs[name], s.mirrors[name][0]
+	o := syncOptions(d)
+	o.State = stateFile(base, m)
 	start := time.Now()
-	r, err := s.mirrors[name][0].Pull(ctx, dir, syncOptions(d))
+	r, err := m.Pull(ctx, dir, o)
 	if err != nil {
 		return fmt.Errorf("volume %s: pull from %s: %w", name, d.PullFrom, err)
 	}
-	s.report("pull", name, "from", d.PullFrom.String(), point, r, start)
+	s.report("pull", name, "from", d.PullFrom.String(), "at "+point, r, start)
 	return nil
 }
 
-// pushAt pushes the volume called name at point; final says no
-// container runs any more, so that a complete push leaves the volume
-// clean. A dirty volume's failure is recorded in its journal entry.
-func (s *Set) pushAt(ctx context.Context, name, point string, final bool) error {
+// stateFile is where the sync state of the volume in base with m is kept.
+func stateFile(base string, m *Mirror) string {
+	return filepath.Join(base, "sync-"+m.ID+".json")
+}
+
+// pushAt pushes the volume called name (when says when, for the log),
+// one push of it at a time; final says no container runs any more, so
+// that a complete push leaves the volume clean. A dirty volume's failure
+// is recorded in its journal entry. skip, when set, leaves out the files
+// being written.
+func (s *Set) pushAt(ctx context.Context, name, when string, final bool, skip func(string) bool) error {
 	s.mu.Lock()
 	dir, err := s.open(name)
 	base := s.base(name)
 	d := s.dirty[base]
+	lock := s.syncing[name]
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	lock.Lock()
+	defer lock.Unlock()
 	def := s.defs[name]
+	m := s.mirrors[name][1]
+	e := entry{Volume: name, PushTo: def.PushTo, Options: syncOptions(def)}
+	e.Options.skip, e.Options.State = skip, stateFile(base, m)
 	start := time.Now()
-	r, err := s.push(ctx, s.mirrors[name][1], dir, entry{Volume: name, PushTo: def.PushTo, Options: syncOptions(def)}, s.inRAM(base))
+	r, err := s.push(ctx, m, dir, e, s.inRAM(base) && final)
 	if err != nil {
 		if d != nil {
 			err = d.failed(err)
 		}
 		return fmt.Errorf("volume %s: push to %s: %w", name, def.PushTo, err)
 	}
-	s.report("push", name, "to", def.PushTo.String(), point, r, start)
+	s.report("push", name, "to", def.PushTo.String(), when, r, start)
 	if final && d != nil {
 		if err := d.clear(); err != nil {
 			return err

@@ -85,7 +85,6 @@ func TestOpenRefusesWhatIsNotBuilt(t *testing.T) {
 		want string
 	}{
 		{bootcfg.Volume{Name: "a", PushTo: bootcfg.Bucket{Alias: "gw", Bucket: "b"}}, "volume a: no endpoint called gw"},
-		{bootcfg.Volume{Name: "e", PushOn: []bootcfg.VolumeEvent{bootcfg.Changes}}, "volume e: push_on=changes is not built yet"},
 		{bootcfg.Volume{Name: "b", FscryptKey: make([]byte, 32)}, "volume b: fscrypt_key="},
 		{bootcfg.Volume{Name: "c", EncryptKey: strings.Repeat("k", 32)}, "volume c: encrypt_key="},
 		{bootcfg.Volume{Name: "d", Filesystem: "nfs"}, "volume d: filesystem nfs is not mounted"},

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/vm"
@@ -531,12 +535,24 @@ func (f *fixture) s3Tests(t *testing.T) {
 	t.Run("volume-s3", func(t *testing.T) {
 		t.Parallel()
 		srv, port := seededS3(t, "input/data")
+		// The container waits at this gate until the bucket holds its
+		// result: a push on changes, while the pipeline runs.
+		result := filepath.Join(srv.Dir, "job-bucket", "out", "result")
+		gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if got, _ := os.ReadFile(result); string(got) != "result-42\n" {
+				http.Error(w, "not yet", http.StatusNotFound)
+			}
+		}))
+		defer gate.Close()
+		gatePort := portOf(t, gate.Listener.Addr().String())
 		c := f.cacheProxy(t)
 		cmdline := fmt.Sprintf(`b2c.minio="gw,http://%s:%d,%s,%s" `+
-			`b2c.volume="job,mirror=gw/job-bucket,pull_on=pipeline_start,push_on=pipeline_end,overwrite,preserve,remove,expiration=pipeline_end" `+
-			`b2c.container="-v job:/job %s sh -c 'cat /job/input/data; stat -c %%a /job/input/data; echo result-$((6*7)) > /job/result'"`,
-			vm.GuestHost, port, srv.Access, srv.Secret, c.img)
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{c.port, port}})
+			`b2c.volume="job,mirror=gw/job-bucket,pull_on=pipeline_start,push_on=changes,overwrite,preserve,remove,expiration=pipeline_end" `+
+			`b2c.container="-v job:/job %s sh -c 'cat /job/input/data; stat -c %%a /job/input/data; rm -r /job/input; `+
+			`mkdir /job/out; echo result-$((6*7)) > /job/out/result; chmod 750 /job/out/result; touch -d @1577934245 /job/out/result; `+
+			`until wget -q -O /dev/null http://%s:%d/; do sleep 0.2; done; echo the bucket has the result'"`,
+			vm.GuestHost, port, srv.Access, srv.Secret, c.img, vm.GuestHost, gatePort)
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{c.port, port, gatePort}})
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
 		}
@@ -546,16 +562,35 @@ func (f *fixture) s3Tests(t *testing.T) {
 		inOrder(t, console,
 			"ociboot: volumes: pulled job from gw/job-bucket at pipeline_start: 1 files copied",
 			"seeded input", "640",
-			"ociboot: volumes: pushed job to gw/job-bucket at pipeline_end: 1 files copied",
+			"ociboot: volumes: pushed job to gw/job-bucket on changes: ",
+			"the bucket has the result",
+			"ociboot: volumes: pushed job to gw/job-bucket at pipeline_end: ",
 			"ociboot: volumes: deleted job (expiration=pipeline_end)")
 		if strings.Contains(console, srv.Secret) && strings.Count(console, srv.Secret) > strings.Count(console, "ommand line:") {
 			t.Error("the console shows the S3 secret outside the kernel's echo of its command line")
 		}
-		if got, err := os.ReadFile(filepath.Join(srv.Dir, "job-bucket", "result")); err != nil || string(got) != "result-42\n" {
-			t.Errorf("the bucket's result: %q, %v", got, err)
+		// The bucket holds the result alone (the input the container
+		// removed is removed), its mode and time kept.
+		client, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(srv.Access, srv.Secret, "")})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Join(srv.Dir, "job-bucket", "input", "data")); err != nil {
-			t.Errorf("the bucket's input: %v", err)
+		var keys []string
+		for obj := range client.ListObjects(context.Background(), "job-bucket", minio.ListObjectsOptions{Recursive: true}) {
+			if obj.Err != nil {
+				t.Fatal(obj.Err)
+			}
+			keys = append(keys, obj.Key)
+		}
+		if !slices.Equal(keys, []string{"out/result"}) {
+			t.Errorf("the bucket holds %q, want out/result alone", keys)
+		}
+		info, err := client.StatObject(context.Background(), "job-bucket", "out/result", minio.StatObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.UserMetadata["Ociboot-Mode"] != "750" || info.UserMetadata["Ociboot-Mtime"] != "1577934245000000000" {
+			t.Errorf("the result's metadata: %v; want mode 750 and mtime 2020-01-02T03:04:05Z", info.UserMetadata)
 		}
 	})
 }
