@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
@@ -64,6 +65,11 @@ func prepareVolumes(ctx context.Context, s *state) error {
 		}
 		roots[name] = mnt
 		s.say("volumes: filesystem %s (%s %s) mounted on %s", fs.Name, fs.Type, fs.Source, mnt)
+	}
+	if !inRAM && slices.ContainsFunc(s.plan.Volumes, func(v bootcfg.Volume) bool { return v.FscryptKey != nil }) {
+		if err := s.loadModuleNames(s.input.baked.FscryptModules); err != nil {
+			return err
+		}
 	}
 	certs, err := fetch.Roots(s.plan.Registry.CACerts)
 	if err != nil {

@@ -40,6 +40,9 @@ type Baked struct {
 	// StorageModules are loaded, with their dependencies, only when the
 	// boot uses local storage (a cache device): disk drivers, ext4.
 	StorageModules []string `json:"storage_modules,omitempty"`
+	// FscryptModules are loaded, with their dependencies, only when a
+	// volume on a disk is encrypted with fscrypt_key=.
+	FscryptModules []string `json:"fscrypt_modules,omitempty"`
 	// Mkfs is the absolute path of mke2fs inside the initramfs, which
 	// formats the cache; "" when there is none.
 	Mkfs string `json:"mkfs,omitempty"`

@@ -256,6 +256,8 @@ func parseVolume(s string) (Volume, error) {
 		return Volume{}, fmt.Errorf("volume %s: pull_on= needs mirror= or pull_from=", v.Name)
 	case len(v.PushOn) > 0 && v.PushTo.IsZero():
 		return Volume{}, fmt.Errorf("volume %s: push_on= needs mirror= or push_to=", v.Name)
+	case v.EncryptKey != "" && v.PullFrom.IsZero() && v.PushTo.IsZero():
+		return Volume{}, fmt.Errorf("volume %s: encrypt_key= needs mirror=, pull_from= or push_to=", v.Name)
 	}
 	return v, nil
 }

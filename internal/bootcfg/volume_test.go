@@ -47,6 +47,7 @@ func TestVolumeParameters(t *testing.T) {
 		{"b2c.volume=job,expiration=soon", `expected never or pipeline_end`},
 		{"b2c.volume=job,overwrite=yes", `option "overwrite": expected mirror=`},
 		{"b2c.volume=job,encrypt_key=short", `a key of 5 bytes: expected 32`},
+		{"b2c.volume=job,encrypt_key=0123456789abcdef0123456789abcdef", `volume job: encrypt_key= needs mirror=, pull_from= or push_to=`},
 		{"b2c.volume=job,fscrypt_key=!!!", `expected the key in base64`},
 		{"b2c.volume=job,fscrypt_key=AAAA", `a key of 3 bytes: expected 16 to 64`},
 		{"b2c.volume=job,filesystem=nfs", `volume job: no filesystem= is called nfs`},

@@ -18,16 +18,17 @@ import (
 
 func newBuildCmd() *cobra.Command {
 	var (
-		opts     initramfs.Options
-		compress string
-		modules  string
-		storage  string
-		includes []string
-		authFile string
-		caFiles  []string
-		mirrors  []string
-		shell    bool
-		keymaps  string
+		opts        initramfs.Options
+		compress    string
+		modules     string
+		storage     string
+		fscryptMods string
+		includes    []string
+		authFile    string
+		caFiles     []string
+		mirrors     []string
+		shell       bool
+		keymaps     string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -50,6 +51,7 @@ modification time of every file; the same inputs give the same bytes.`,
 			opts.Compression = c
 			opts.Modules = splitComma(modules)
 			opts.StorageModules = splitComma(storage)
+			opts.FscryptModules = splitComma(fscryptMods)
 			opts.Keymaps = splitComma(keymaps)
 			for _, s := range includes {
 				inc, err := initramfs.ParseInclude(s)
@@ -85,6 +87,7 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&opts.Runtime, "runtime", "crun", "OCI runtime: crun, runc (found on PATH), an absolute path, or none")
 	f.StringVar(&modules, "modules", "virtio_pci,virtio_net,virtio_rng", "comma-separated kernel modules (or aliases) to include and load at boot")
 	f.StringVar(&storage, "storage-modules", DefaultStorageModules, "comma-separated kernel modules to include, loaded at boot only when a cache device is used")
+	f.StringVar(&fscryptMods, "fscrypt-modules", DefaultFscryptModules, "comma-separated kernel modules to include, loaded at boot only when a volume is encrypted with fscrypt_key=")
 	f.StringVar(&opts.Mkfs, "mkfs", "mke2fs", "mke2fs to include, with its libraries, to format the cache disk (none: leave it out)")
 	f.StringVar(&opts.KernelVersion, "kernel-version", "", "kernel version of the modules (default: base name of --modules-dir, else the newest in /lib/modules)")
 	f.StringVar(&opts.ModulesDir, "modules-dir", "", "directory to take modules from (default /lib/modules/VERSION)")
@@ -105,6 +108,12 @@ modification time of every file; the same inputs give the same bytes.`,
 // and most machines have: virtio, NVMe and SATA disk drivers, ext4 and
 // overlayfs.
 const DefaultStorageModules = "virtio_blk,virtio_scsi,nvme,ahci,sd_mod,ext4,overlay"
+
+// DefaultFscryptModules are the crypto that fscrypt's AES-256-XTS and
+// AES-256-CTS policies and its HKDF-SHA512 ask the kernel for, where
+// Debian builds them as modules (the kernel cannot load them by itself
+// without modprobe).
+const DefaultFscryptModules = "xts,ecb,cts,sha512_generic"
 
 // registryOptions reads the registry credentials and CA files, and bakes
 // the mirrors in as default ociboot.registry_mirror= parameters.

@@ -50,6 +50,11 @@ type Options struct {
 	// dependencies, but loaded at boot only when local storage is used
 	// (a cache device): disk drivers, filesystems. Empty means none.
 	StorageModules []string
+	// FscryptModules are kernel modules included with their
+	// dependencies, loaded at boot only when a volume on a disk is
+	// encrypted (fscrypt_key=): the crypto the kernel's fscrypt asks for
+	// by name. Empty means none.
+	FscryptModules []string
 	// Mkfs is mke2fs (a path, or a name looked up on PATH and in the
 	// sbin directories), kept at its host path with the shared libraries
 	// it needs, to format the cache disk; "" or "none" means none.
@@ -256,6 +261,7 @@ func Build(opts Options) (*Report, error) {
 		Runtime:        rep.Runtime,
 		Modules:        opts.Modules,
 		StorageModules: opts.StorageModules,
+		FscryptModules: opts.FscryptModules,
 		Mkfs:           rep.Mkfs,
 		KernelVersion:  rep.KernelVersion,
 		Shell:          rep.Shell,
@@ -629,7 +635,7 @@ func moduleSource(opts Options) (kver, dir string, err error) {
 // addModules adds the modules' closure, as stored on the host, and the
 // index files restricted to it, under /lib/modules/KVER.
 func addModules(t *tree, opts Options, rep *Report) error {
-	if len(opts.Modules)+len(opts.StorageModules) == 0 {
+	if len(opts.Modules)+len(opts.StorageModules)+len(opts.FscryptModules) == 0 {
 		return nil
 	}
 	kver, dir, err := moduleSource(opts)
@@ -640,7 +646,7 @@ func addModules(t *tree, opts Options, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	mods, err := ix.Closure(append(append([]string(nil), opts.Modules...), opts.StorageModules...))
+	mods, err := ix.Closure(slices.Concat(opts.Modules, opts.StorageModules, opts.FscryptModules))
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}

@@ -33,6 +33,10 @@ type entry struct {
 	PushTo bootcfg.Bucket `json:"push_to"`
 	// Options are the push's options.
 	Options SyncOptions `json:"options"`
+	// Encrypted says the objects are encrypted with the volume's
+	// encrypt_key= (SSE-C), which is never written down: the boot that
+	// pushes the volume must give it again.
+	Encrypted bool `json:"encrypted,omitempty"`
 	// Since is when the volume was first handed to a container after its
 	// last complete push.
 	Since time.Time `json:"since"`

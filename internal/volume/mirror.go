@@ -23,6 +23,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/encrypt"
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"golang.org/x/sys/unix"
 )
@@ -89,7 +90,24 @@ type Mirror struct {
 	prefix string // "" or ending in "/"
 	// ID names the endpoint URL, bucket and prefix, for the file of a
 	// directory's sync state with them.
-	ID string
+	ID  string
+	sse encrypt.ServerSide // SSE-C, or nil
+	tls bool               // the endpoint is https://
+}
+
+// Encrypt makes the mirror's objects encrypted by the server with key
+// (SSE-C: the key goes with every request for an object's content, and
+// the server keeps only its MD5), which needs an https:// endpoint.
+func (m *Mirror) Encrypt(key []byte) error {
+	if !m.tls {
+		return errors.New("encrypt_key= needs an https:// endpoint: the key would cross the network in clear")
+	}
+	sse, err := encrypt.NewSSEC(key)
+	if err != nil {
+		return fmt.Errorf("encrypt_key=: %w", err)
+	}
+	m.sse = sse
+	return nil
 }
 
 // NewMirror connects to endpoint e for the bucket and prefix of b, its
@@ -115,7 +133,7 @@ func NewMirror(e bootcfg.S3, b bootcfg.Bucket, tr http.RoundTripper) (*Mirror, e
 		prefix += "/"
 	}
 	id := sha256.Sum256([]byte(e.URL + "\x00" + b.Bucket + "\x00" + prefix))
-	return &Mirror{client: c, bucket: b.Bucket, prefix: prefix, ID: hex.EncodeToString(id[:8])}, nil
+	return &Mirror{client: c, bucket: b.Bucket, prefix: prefix, ID: hex.EncodeToString(id[:8]), tls: u.Scheme == "https"}, nil
 }
 
 // excluded tells whether rel is left out by o.
@@ -267,7 +285,7 @@ func (m *Mirror) same(ctx context.Context, f localFile, rel string, obj minio.Ob
 	if f.st.Size != obj.Size {
 		return false, "", nil
 	}
-	info, err := m.client.StatObject(ctx, m.bucket, m.prefix+rel, minio.StatObjectOptions{})
+	info, err := m.client.StatObject(ctx, m.bucket, m.prefix+rel, minio.StatObjectOptions{ServerSideEncryption: m.sse})
 	if err != nil {
 		return false, "", fmt.Errorf("%s: %w", rel, err)
 	}
@@ -418,7 +436,7 @@ func (m *Mirror) put(ctx context.Context, f localFile, rel string, o SyncOptions
 	if o.Preserve {
 		maps.Copy(md, preserved(now))
 	}
-	info, err := m.client.PutObject(ctx, m.bucket, m.prefix+rel, io.NewSectionReader(in, 0, now.Size), now.Size, minio.PutObjectOptions{UserMetadata: md})
+	info, err := m.client.PutObject(ctx, m.bucket, m.prefix+rel, io.NewSectionReader(in, 0, now.Size), now.Size, minio.PutObjectOptions{UserMetadata: md, ServerSideEncryption: m.sse})
 	if err != nil {
 		return false, fmt.Errorf("pushing %s: %w", rel, err)
 	}
@@ -506,7 +524,7 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions, st *sy
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return err
 	}
-	obj, err := m.client.GetObject(ctx, m.bucket, m.prefix+rel, minio.GetObjectOptions{})
+	obj, err := m.client.GetObject(ctx, m.bucket, m.prefix+rel, minio.GetObjectOptions{ServerSideEncryption: m.sse})
 	if err != nil {
 		return fmt.Errorf("pulling %s: %w", rel, err)
 	}

@@ -6,10 +6,12 @@
 //
 // Layout under a volumes directory:
 //
-//	NAME/data             what containers see
-//	NAME/expire           present when the volume expires at the pipeline's end
-//	NAME/dirty            the journal entry of a volume not pushed since written
-//	NAME/sync-ID.json     what the syncs with a bucket prefix saw (syncState)
+//	NAME/data              what containers see
+//	NAME/expire            present when the volume expires at the pipeline's end
+//	NAME/dirty             the journal entry of a volume not pushed since written
+//	NAME/state/sync-ID.json  what the syncs with a bucket prefix saw (syncState)
+//
+// With fscrypt_key=, data and state are encrypted (see makeDirs).
 //
 // On a named filesystem, volumes are under its ociboot-volumes/.
 package volume
@@ -80,9 +82,7 @@ type Set struct {
 // point of each filesystem= a volume names. It reads the journal of the
 // volumes earlier boots could not push (PushEarlier pushes them), and
 // deletes the volumes an earlier boot should have deleted (its pipeline
-// never ended) unless they are dirty. Not built yet, so refused with an
-// error naming the volume and option: push_on=changes, SSE-C and
-// fscrypt.
+// never ended) unless they are dirty.
 func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options) (*Set, error) {
 	s := &Set{dir: dir, roots: roots, defs: map[string]bootcfg.Volume{}, mirrors: map[string][2]*Mirror{}, opts: o,
 		syncing: map[string]*sync.Mutex{}, made: map[string]string{}, dirty: map[string]*dirtyVolume{}, watches: map[string]*changeWatch{}}
@@ -97,10 +97,6 @@ func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options)
 	}
 	for _, d := range defs {
 		switch {
-		case d.FscryptKey != nil || d.FscryptResetKey:
-			return nil, fmt.Errorf("volume %s: fscrypt_key= is not built yet", d.Name)
-		case d.EncryptKey != "":
-			return nil, fmt.Errorf("volume %s: encrypt_key= is not built yet", d.Name)
 		case d.Filesystem != "" && roots[d.Filesystem] == "":
 			return nil, fmt.Errorf("volume %s: filesystem %s is not mounted", d.Name, d.Filesystem)
 		}
@@ -112,6 +108,9 @@ func Open(dir string, defs []bootcfg.Volume, roots map[string]string, o Options)
 				continue
 			}
 			m, err := s.mirror(b)
+			if err == nil && d.EncryptKey != "" {
+				err = m.Encrypt([]byte(d.EncryptKey))
+			}
 			if err != nil {
 				return nil, fmt.Errorf("volume %s: %w", d.Name, err)
 			}
@@ -176,7 +175,8 @@ func (s *Set) Dir(name string) (string, error) {
 	if def.PushTo.IsZero() || s.dirty[base] != nil {
 		return dir, nil
 	}
-	d := &dirtyVolume{base: base, entry: entry{Volume: name, PushTo: def.PushTo, Options: syncOptions(def), Since: s.opts.Clock.Now()}}
+	d := &dirtyVolume{base: base, entry: entry{Volume: name, PushTo: def.PushTo, Options: syncOptions(def), Since: s.opts.Clock.Now(),
+		Encrypted: def.EncryptKey != ""}}
 	if err := d.write(); err != nil {
 		return "", err
 	}
@@ -195,8 +195,8 @@ func (s *Set) open(name string) (string, error) {
 		return d, nil
 	}
 	data := filepath.Join(base, "data")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		return "", fmt.Errorf("volume %s: %w", name, err)
+	if err := s.makeDirs(name, base); err != nil {
+		return "", err
 	}
 	marker := filepath.Join(base, "expire")
 	if s.defs[name].ExpireAtPipelineEnd {
@@ -289,9 +289,21 @@ func (s *Set) pushEarlier(ctx context.Context, d *dirtyVolume) error {
 	if d.unreadable != nil {
 		return d.unreadable
 	}
+	if err := s.unlock(d); err != nil {
+		return err
+	}
 	m, err := s.mirror(d.entry.PushTo)
 	if err != nil {
 		return fmt.Errorf("%s, and this boot has %w", d.pending(), err)
+	}
+	if d.entry.Encrypted {
+		key := s.defs[d.entry.Volume].EncryptKey
+		if key == "" {
+			return fmt.Errorf("%s, encrypted with its encrypt_key=, which this boot does not give", d.pending())
+		}
+		if err := m.Encrypt([]byte(key)); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	e := d.entry
@@ -402,7 +414,7 @@ func (s *Set) pull(ctx context.Context, name, point string) error {
 
 // stateFile is where the sync state of the volume in base with m is kept.
 func stateFile(base string, m *Mirror) string {
-	return filepath.Join(base, "sync-"+m.ID+".json")
+	return filepath.Join(base, "state", "sync-"+m.ID+".json")
 }
 
 // pushAt pushes the volume called name (when says when, for the log),

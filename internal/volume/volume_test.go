@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,18 +80,32 @@ func TestSet(t *testing.T) {
 	}
 }
 
-func TestOpenRefusesWhatIsNotBuilt(t *testing.T) {
+func TestOpenRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		def  bootcfg.Volume
 		want string
 	}{
 		{bootcfg.Volume{Name: "a", PushTo: bootcfg.Bucket{Alias: "gw", Bucket: "b"}}, "volume a: no endpoint called gw"},
-		{bootcfg.Volume{Name: "b", FscryptKey: make([]byte, 32)}, "volume b: fscrypt_key="},
-		{bootcfg.Volume{Name: "c", EncryptKey: strings.Repeat("k", 32)}, "volume c: encrypt_key="},
 		{bootcfg.Volume{Name: "d", Filesystem: "nfs"}, "volume d: filesystem nfs is not mounted"},
 	} {
 		if _, err := Open(t.TempDir(), []bootcfg.Volume{tc.def}, nil, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open(%+v): %v, want an error with %q", tc.def, err, tc.want)
 		}
+	}
+}
+
+// TestFscryptInRAM checks that a volume with fscrypt_key= in RAM, on no
+// disk, is made all the same, unencrypted, and the log says so.
+func TestFscryptInRAM(t *testing.T) {
+	var log bytes.Buffer
+	s, err := Open(t.TempDir(), []bootcfg.Volume{{Name: "sec", FscryptKey: make([]byte, 32)}}, nil, Options{InRAM: true, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Dir("sec"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "volume sec: fscrypt_key=: the volume is in RAM, on no disk: it is not encrypted") {
+		t.Errorf("log: %q", log.String())
 	}
 }

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,6 +37,48 @@ import (
 func (f *fixture) storageTests(t *testing.T) {
 	f.powerCutTests(t)
 	f.s3Tests(t)
+	t.Run("volume-fscrypt", func(t *testing.T) {
+		// fscrypt_key= encrypts a volume on the cache: its names and
+		// content are not on the disk in clear; the next boot with the
+		// key reads it; another key is refused, or with
+		// fscrypt_reset_key, starts afresh.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		disk := blankDisk(t, 256<<20)
+		k1 := base64.StdEncoding.EncodeToString([]byte("fscrypt key one, of 32 bytes....")) // 32 bytes, stretched
+		k2 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("two!"), 16))           // 64 bytes, as they are
+		cache := `ociboot.cache_device=auto ociboot.cache_wait=1 `
+		res, console := c.boot(t, cache+fmt.Sprintf(`b2c.volume=sec,fscrypt_key=%[2]s b2c.volume=reset,fscrypt_key=%[2]s b2c.volume=wrong,fscrypt_key=%[2]s `+
+			`ociboot.container="-v sec:/sec -v reset:/reset -v wrong:/wrong %[1]s sh -c 'echo plain-$((6*7))-text > /sec/secret-name.txt; `+
+			`echo r > /reset/r; echo w > /wrong/w; echo written-$((1+1))'"`, c.img, k1), disk)
+		if !res.StatusSeen || res.Status != 0 {
+			t.Fatalf("first boot: status seen %v, %d", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, "written-2")
+		raw, err := os.ReadFile(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(raw, []byte("plain-42-text")) || bytes.Contains(raw, []byte("secret-name.txt")) {
+			t.Error("the disk image holds the volume's content or file name in clear")
+		}
+		part := disk + "?offset=1048576"
+		if ls := hostTool(t, "debugfs", "-R", "ls /ociboot/volumes/sec/data", part); strings.Contains(ls, "secret-name") {
+			t.Errorf("the volume's directory on the disk lists its names in clear:\n%s", ls)
+		}
+
+		res, console = c.boot(t, cache+fmt.Sprintf(`b2c.volume=sec,fscrypt_key=%[2]s b2c.volume=reset,fscrypt_key=%[3]s,fscrypt_reset_key b2c.volume=wrong,fscrypt_key=%[3]s `+
+			`ociboot.container="-v sec:/sec -v reset:/reset %[1]s sh -c 'cat /sec/secret-name.txt; echo reset holds $(ls /reset | wc -l) files'" `+
+			`ociboot.container="-v wrong:/wrong %[1]s cat /wrong/w"`, c.img, k1, k2), disk)
+		if !res.StatusSeen || res.Status == 0 {
+			t.Errorf("second boot: status seen %v, %d; want the failure of the container given the wrong key", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console,
+			"ociboot: volumes: volume reset: fscrypt_reset_key: /storage/ociboot/volumes/reset/data emptied, to be encrypted with the given key",
+			"plain-42-text", "reset holds 0 files",
+			"volume wrong: fscrypt_key=: /storage/ociboot/volumes/wrong/data is encrypted with another key")
+	})
+
 	t.Run("volumes", func(t *testing.T) {
 		// Named volumes on the cache: shared by the containers of a
 		// boot, deleted at the pipeline's end or kept for the next boot.

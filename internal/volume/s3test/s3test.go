@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,7 @@ type Server struct {
 	Dir string
 
 	bin  string
+	tls  []string // versitygw's TLS flags
 	log  syncBuffer
 	mu   sync.Mutex
 	cmd  *exec.Cmd // nil when stopped
@@ -73,11 +73,21 @@ func Binary() (string, error) {
 // stops it when the test ends.
 func Start(t testing.TB, buckets ...string) *Server {
 	t.Helper()
+	return StartTLS(t, "", "", buckets...)
+}
+
+// StartTLS is Start with TLS when certFile and keyFile are set (the URL
+// is then https://).
+func StartTLS(t testing.TB, certFile, keyFile string, buckets ...string) *Server {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{Access: "ociboot-test-access", Secret: "ociboot-test-secret-key", Dir: t.TempDir(), bin: bin}
+	if certFile != "" {
+		s.tls = []string{"--cert", certFile, "--key", keyFile}
+	}
 	for _, b := range buckets {
 		if err := os.Mkdir(filepath.Join(s.Dir, b), 0o755); err != nil {
 			t.Fatal(err)
@@ -90,6 +100,9 @@ func Start(t testing.TB, buckets ...string) *Server {
 	s.Addr = l.Addr().String()
 	l.Close()
 	s.URL = "http://" + s.Addr
+	if s.tls != nil {
+		s.URL = "https://" + s.Addr
+	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -122,7 +135,8 @@ func (s *Server) Restart(t testing.TB) {
 	if s.cmd != nil {
 		t.Fatal("s3test: Restart of a running server")
 	}
-	cmd := exec.Command(s.bin, "--access", s.Access, "--secret", s.Secret, "--port", s.Addr, "posix", s.Dir)
+	args := append([]string{"--access", s.Access, "--secret", s.Secret, "--port", s.Addr}, s.tls...)
+	cmd := exec.Command(s.bin, append(args, "posix", s.Dir)...)
 	cmd.Stdout, cmd.Stderr = &s.log, &s.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("s3test: starting %s: %v", s.bin, err)
@@ -130,7 +144,6 @@ func (s *Server) Restart(t testing.TB) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	s.cmd, s.done = cmd, done
-	client := &http.Client{Timeout: time.Second}
 	for {
 		select {
 		case err := <-done:
@@ -138,9 +151,8 @@ func (s *Server) Restart(t testing.TB) {
 			t.Fatalf("s3test: versitygw ended: %v\n%s", err, s.log.String())
 		default:
 		}
-		// Any answer, 403 for an unsigned request, says it listens.
-		if resp, err := client.Get(s.URL + "/"); err == nil {
-			resp.Body.Close()
+		if c, err := net.DialTimeout("tcp", s.Addr, time.Second); err == nil {
+			c.Close()
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
