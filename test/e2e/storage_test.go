@@ -484,12 +484,12 @@ func fsUUID(t *testing.T, disk string) string {
 	return hostTool(t, "blkid", "-p", "-O", "1048576", "-s", "UUID", "-o", "value", disk)
 }
 
-// seededS3 starts versitygw with a bucket, job-bucket, holding "seeded
-// input\n" at key, mode 640 kept in its metadata; it returns the server
-// and its port.
+// seededS3 starts versitygw with two buckets, job-bucket, holding
+// "seeded input\n" at key, mode 640 kept in its metadata, and
+// opt-bucket, empty; it returns the server and its port.
 func seededS3(t *testing.T, key string) (*s3test.Server, int) {
 	t.Helper()
-	srv := s3test.Start(t, "job-bucket")
+	srv := s3test.Start(t, "job-bucket", "opt-bucket")
 	seed := t.TempDir()
 	p := filepath.Join(seed, filepath.FromSlash(key))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -589,13 +589,27 @@ func (f *fixture) s3Tests(t *testing.T) {
 		}))
 		defer gate.Close()
 		gatePort := portOf(t, gate.Listener.Addr().String())
+		// A second volume, without overwrite nor remove, with excludes,
+		// seeded as another tool would.
+		client, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(srv.Access, srv.Secret, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, body := range map[string]string{"keep.txt": "kept\n", "changed.txt": "bucket\n", "gone.txt": "gone\n"} {
+			if _, err := client.PutObject(context.Background(), "opt-bucket", key, strings.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		c := f.cacheProxy(t)
 		cmdline := fmt.Sprintf(`b2c.minio="gw,http://%s:%d,%s,%s" `+
 			`b2c.volume="job,mirror=gw/job-bucket,pull_on=pipeline_start,push_on=changes,overwrite,preserve,remove,expiration=pipeline_end" `+
-			`b2c.container="-v job:/job %s sh -c 'cat /job/input/data; stat -c %%a /job/input/data; rm -r /job/input; `+
+			`b2c.volume="opts,mirror=gw/opt-bucket,pull_on=pipeline_start,push_on=pipeline_end,exclude=*.tmp,exclude=cache/*" `+
+			`b2c.container="-v opts:/opts %[5]s sh -c 'cat /opts/keep.txt; echo local > /opts/changed.txt; echo t > /opts/scratch.tmp; `+
+			`mkdir /opts/cache; echo c > /opts/cache/x; echo n > /opts/new.txt; rm /opts/gone.txt'" `+
+			`b2c.container="-v job:/job %[5]s sh -c 'cat /job/input/data; stat -c %%a /job/input/data; rm -r /job/input; `+
 			`mkdir /job/out; echo result-$((6*7)) > /job/out/result; chmod 750 /job/out/result; touch -d @1577934245 /job/out/result; `+
-			`until wget -q -O /dev/null http://%s:%d/; do sleep 0.2; done; echo the bucket has the result'"`,
-			vm.GuestHost, port, srv.Access, srv.Secret, c.img, vm.GuestHost, gatePort)
+			`until wget -q -O /dev/null http://%[1]s:%[6]d/; do sleep 0.2; done; echo the bucket has the result'"`,
+			vm.GuestHost, port, srv.Access, srv.Secret, c.img, gatePort)
 		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{c.port, port, gatePort}})
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
@@ -605,29 +619,42 @@ func (f *fixture) s3Tests(t *testing.T) {
 		}
 		inOrder(t, console,
 			"ociboot: volumes: pulled job from gw/job-bucket at pipeline_start: 1 files copied",
+			"ociboot: volumes: pulled opts from gw/opt-bucket at pipeline_start: 3 files copied",
+			"kept",
 			"seeded input", "640",
-			"ociboot: volumes: pushed job to gw/job-bucket on changes: ",
 			"the bucket has the result",
 			"ociboot: volumes: pushed job to gw/job-bucket at pipeline_end: ",
+			"ociboot: volumes: pushed opts to gw/opt-bucket at pipeline_end: 1 files copied (2 bytes), 1 the same, 1 left alone, 0 removed",
 			"ociboot: volumes: deleted job (expiration=pipeline_end)")
+		// The container may see the bucket hold its result before
+		// ociboot says the push is over.
+		inOrder(t, console, "ociboot: volumes: pushed job to gw/job-bucket on changes: ", "ociboot: volumes: pushed job to gw/job-bucket at pipeline_end: ")
 		if strings.Contains(console, srv.Secret) && strings.Count(console, srv.Secret) > strings.Count(console, "ommand line:") {
 			t.Error("the console shows the S3 secret outside the kernel's echo of its command line")
 		}
 		// The bucket holds the result alone (the input the container
 		// removed is removed), its mode and time kept.
-		client, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(srv.Access, srv.Secret, "")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keys []string
-		for obj := range client.ListObjects(context.Background(), "job-bucket", minio.ListObjectsOptions{Recursive: true}) {
-			if obj.Err != nil {
-				t.Fatal(obj.Err)
+		keys := func(bucket string) []string {
+			var out []string
+			for obj := range client.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Recursive: true}) {
+				if obj.Err != nil {
+					t.Fatal(obj.Err)
+				}
+				out = append(out, obj.Key)
 			}
-			keys = append(keys, obj.Key)
+			return out
 		}
-		if !slices.Equal(keys, []string{"out/result"}) {
-			t.Errorf("the bucket holds %q, want out/result alone", keys)
+		if got := keys("job-bucket"); !slices.Equal(got, []string{"out/result"}) {
+			t.Errorf("the bucket holds %q, want out/result alone", got)
+		}
+		// Without overwrite, the changed object is left alone; without
+		// remove, the removed file's object stays; excluded files are
+		// not pushed.
+		if got := keys("opt-bucket"); !slices.Equal(got, []string{"changed.txt", "gone.txt", "keep.txt", "new.txt"}) {
+			t.Errorf("opt-bucket holds %q, want changed.txt, gone.txt, keep.txt and new.txt", got)
+		}
+		if got, err := os.ReadFile(filepath.Join(srv.Dir, "opt-bucket", "changed.txt")); err != nil || string(got) != "bucket\n" {
+			t.Errorf("opt-bucket's changed.txt: %q, %v; want it left alone", got, err)
 		}
 		info, err := client.StatObject(context.Background(), "job-bucket", "out/result", minio.StatObjectOptions{})
 		if err != nil {
