@@ -42,6 +42,7 @@ test: deps lint
 	$(FUZZ) 200000x -fuzz '^FuzzParseSize$$' ./internal/switchroot
 	$(FUZZ) 200000x -fuzz '^FuzzParseVolume$$' ./internal/bootcfg
 	$(FUZZ) 200000x -fuzz '^FuzzObjectPath$$' ./internal/volume
+	$(FUZZ) 20000x -fuzz '^FuzzListing$$' ./internal/volume
 
 demo: deps build
 	./scripts/demo.sh

@@ -131,7 +131,8 @@ type Plan struct {
 	// them with -v NAME:/path, and also names no volume= defines, which
 	// are plain local volumes.
 	Volumes []Volume
-	// PushTimeout bounds each push of a volume (ociboot.push_timeout=);
+	// PushTimeout bounds each pull and push of a volume
+	// (ociboot.push_timeout=);
 	// without a cache disk, a push that fails is tried again until it is
 	// over.
 	PushTimeout time.Duration

@@ -37,6 +37,9 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 		args = append(args, "-netdev", fmt.Sprintf("tap,id=%s,fd=%d", id, 3+i),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=52:54:00:12:35:%02x", id, 0x10+i))
 	}
+	if cfg.Monitor != "" {
+		args = append(args, "-monitor", "unix:"+optEscape(cfg.Monitor)+",server=on,wait=off")
+	}
 	ahci := 0
 	for i, d := range cfg.Disks {
 		file := "file=" + optEscape(d.Path) + ",format=raw"

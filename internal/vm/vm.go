@@ -77,6 +77,9 @@ type Config struct {
 	Console   io.Writer     // receives the serial console as it comes; nil discards
 	Stdin     io.Reader     // serial console input; nil gives none
 	Log       io.Writer     // one line saying which accelerator is used; nil discards
+	// Monitor, when set, is the path of a Unix socket that QEMU's human
+	// monitor listens on (see MonitorCommand): tests press keys with it.
+	Monitor string
 	// Taps are open tap devices (made by the caller, say in a network
 	// namespace of its own), each the backend of one more virtio NIC,
 	// after the user-network one: eth1, eth2... in the guest.

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,6 +301,45 @@ func FuzzObjectPath(f *testing.F) {
 		}
 		if rel, _ := filepath.Rel(dir, p); filepath.ToSlash(rel) != key {
 			t.Fatalf("key %q: path %q, whose key would be %q", key, p, rel)
+		}
+	})
+}
+
+// FuzzListing feeds a bucket listing as a server could send it (an
+// in-process fake: what is fuzzed is the XML) to the mirror's listing
+// reader: it must not panic, and every key it keeps must name a path
+// inside the volume or be refused by objectPath.
+func FuzzListing(f *testing.F) {
+	f.Add([]byte(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bkt</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount><IsTruncated>false</IsTruncated>` +
+		`<Contents><Key>p/a</Key><Size>1</Size><ETag>"x"</ETag></Contents><Contents><Key>p/../../etc/passwd</Key><Size>-5</Size></Contents></ListBucketResult>`))
+	f.Add([]byte(`<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken><Contents><Key>p/d/</Key></Contents></ListBucketResult>`))
+	final := `<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>`
+	var body atomic.Pointer[[]byte]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch q := r.URL.Query(); {
+		case q.Has("location"):
+			io.WriteString(w, `<LocationConstraint>us-east-1</LocationConstraint>`)
+		case q.Get("continuation-token") != "":
+			io.WriteString(w, final)
+		default:
+			w.Write(*body.Load())
+		}
+	}))
+	defer srv.Close()
+	m, err := NewMirror(bootcfg.S3{Alias: "gw", URL: srv.URL, AccessKey: "a", SecretKey: "s"}, bootcfg.Bucket{Alias: "gw", Bucket: "bkt", Prefix: "p"}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, listing []byte) {
+		body.Store(&listing)
+		objs, err := m.objects(context.Background(), SyncOptions{})
+		if err != nil {
+			return
+		}
+		for rel := range objs {
+			if p, err := objectPath("/vol/data", rel); err == nil && !strings.HasPrefix(p, "/vol/data/") {
+				t.Fatalf("key %q: path %q", rel, p)
+			}
 		}
 	})
 }

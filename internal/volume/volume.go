@@ -49,8 +49,8 @@ type Options struct {
 	// named filesystem) the journal keeps what a push could not send for
 	// the next boot instead.
 	InRAM bool
-	// PushTimeout bounds each push, tries again included (0:
-	// bootcfg.DefaultPushTimeout).
+	// PushTimeout bounds each pull, and each push, tries again included
+	// (0: bootcfg.DefaultPushTimeout).
 	PushTimeout time.Duration
 	// Clock dates journal entries and times the tries again (nil: the
 	// wall clock).
@@ -403,6 +403,8 @@ func (s *Set) pull(ctx context.Context, name, point string) error {
 	d, m := s.defs[name], s.mirrors[name][0]
 	o := syncOptions(d)
 	o.State = stateFile(base, m)
+	ctx, cancel := context.WithDeadline(ctx, s.opts.Clock.Now().Add(s.opts.PushTimeout))
+	defer cancel()
 	start := time.Now()
 	r, err := m.Pull(ctx, dir, o)
 	if err != nil {

@@ -140,6 +140,8 @@ type machine struct {
 	kill <-chan struct{}
 	// watch, when set, gets the console as it comes too.
 	watch io.Writer
+	// monitor, when set, is where QEMU's monitor listens (vm.Config.Monitor).
+	monitor string
 }
 
 // bootWith is boot on a machine with more NICs, disks or forwards.
@@ -152,6 +154,7 @@ func (f *fixture) bootWith(t *testing.T, cmdline string, m machine) (vm.Result, 
 		Forwards:  append([]int{f.reg.Port}, m.ports...),
 		Taps:      m.taps,
 		Disks:     m.disks,
+		Monitor:   m.monitor,
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
 	}

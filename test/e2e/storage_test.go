@@ -522,30 +522,38 @@ func (f *fixture) s3Tests(t *testing.T) {
 		params := fmt.Sprintf(`ociboot.cache_device=auto ociboot.cache_wait=1 b2c.minio="gw,http://%s:%d,%s,%s" `+
 			`b2c.volume="job,mirror=gw/job-bucket,pull_on=pipeline_start,push_on=pipeline_end,overwrite,remove,expiration=pipeline_end" `,
 			vm.GuestHost, port, srv.Access, srv.Secret)
-		// Boot 1: the container writes its result, says so, then waits
-		// until the server is down (an unsigned request gets 403 while it
-		// is up): the final push fails.
+		// Boot 1: the container writes its result, says so, and runs on;
+		// then the server goes down and ctrl-alt-del is pressed. The
+		// container is stopped, the final push fails.
 		written := newSighting("result-42 written")
+		monitor := filepath.Join(t.TempDir(), "monitor")
+		pressed := make(chan error, 1)
 		go func() {
 			select {
 			case <-written.seen:
 				srv.Stop()
+				_, err := vm.MonitorCommand(t.Context(), monitor, "sendkey ctrl-alt-delete")
+				pressed <- err
 			case <-t.Context().Done():
 			}
 		}()
 		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+params+
-			fmt.Sprintf(`b2c.container="-v job:/job %s sh -c 'cat /job/input; echo result-$((6*7)) > /job/result; echo result-$((6*7)) written; `+
-				`while wget -q -O /dev/null http://%s:%d/ 2>&1 | grep -q 403; do sleep 0.2; done; echo the server is down'"`, c.img, vm.GuestHost, port),
-			machine{ports: []int{c.port, port}, disks: []vm.Disk{{Path: disk}}, watch: written})
+			fmt.Sprintf(`b2c.container="-v job:/job %s sh -c 'cat /job/input; echo result-$((6*7)) > /job/result; trap exit TERM; `+
+				`echo result-$((6*7)) written; while :; do sleep 0.2; done'"`, c.img),
+			machine{ports: []int{c.port, port}, disks: []vm.Disk{{Path: disk}}, watch: written, monitor: monitor})
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
+		}
+		if err := <-pressed; err != nil {
+			t.Fatalf("pressing ctrl-alt-del: %v", err)
 		}
 		if !res.StatusSeen || res.Status == 0 {
 			t.Errorf("pipeline status with the final push failed: seen %v, %d; want a failure", res.StatusSeen, res.Status)
 		}
 		inOrder(t, console,
 			"ociboot: volumes: pulled job from gw/job-bucket at pipeline_start: 1 files copied",
-			"seeded input", "result-42 written", "the server is down",
+			"seeded input", "result-42 written",
+			"ociboot: reboot requested: stopping the containers",
 			"ociboot: volumes: pipeline_end: volume job: push to gw/job-bucket: ",
 			"ociboot: volumes: kept job, which expire but are not pushed",
 			"ociboot: volumes: NOT PUSHED: job (/storage/ociboot/volumes/job): what was written from ",
