@@ -366,14 +366,13 @@ func (s *Set) At(ctx context.Context, point string) error {
 	for _, name := range slices.Sorted(maps.Keys(s.defs)) {
 		d := s.defs[name]
 		onChanges := slices.Contains(d.PushOn, bootcfg.Changes)
+		var pullErr error
 		if slices.Contains(d.PullOn, bootcfg.VolumeEvent(point)) {
-			err := s.pull(ctx, name, point)
-			if err != nil {
-				errs = append(errs, err)
-				onChanges = false // not watched: the pipeline does not run
-			}
+			pullErr = s.pull(ctx, name, point)
+			errs = append(errs, pullErr)
 		}
-		if onChanges && point == string(bootcfg.PipelineStart) {
+		// A failed pull at pipeline_start skips the pipeline: no watch.
+		if onChanges && point == string(bootcfg.PipelineStart) && pullErr == nil {
 			errs = append(errs, s.startWatch(ctx, name))
 		}
 		if end {
