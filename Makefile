@@ -52,7 +52,7 @@ bench: deps build
 	./bench/pull.sh
 	./bench/root.sh
 	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
-	$(GO) test -run '^$$' -bench MirrorVsRclone -benchtime 1x -timeout 30m ./internal/volume
+	TMPDIR=/dev/shm $(GO) test -run '^$$' -bench MirrorVsRclone -benchtime 1x -timeout 30m ./internal/volume
 	$(GO) test -run '^$$' -bench 'CacheBoot|BootStorm' -benchtime 3x -timeout 60m ./test/e2e
 
 clean:

@@ -524,7 +524,9 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions, st *sy
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return err
 	}
-	obj, err := m.client.GetObject(ctx, m.bucket, m.prefix+rel, minio.GetObjectOptions{ServerSideEncryption: m.sse})
+	// One GET, its metadata in its headers (minio.Core's: no reader
+	// goroutine per object, as Client.GetObject has).
+	obj, info, _, err := minio.Core{Client: m.client}.GetObject(ctx, m.bucket, m.prefix+rel, minio.GetObjectOptions{ServerSideEncryption: m.sse})
 	if err != nil {
 		return fmt.Errorf("pulling %s: %w", rel, err)
 	}
@@ -543,11 +545,6 @@ func (m *Mirror) get(ctx context.Context, dir, rel string, o SyncOptions, st *sy
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("pulling %s: %w", rel, err)
-	}
-	// Known from the GET once read; before, Stat would ask apart.
-	info, err := obj.Stat()
 	if err != nil {
 		return fmt.Errorf("pulling %s: %w", rel, err)
 	}
