@@ -75,7 +75,9 @@ func prepareVolumes(ctx context.Context, s *state) error {
 	if err != nil {
 		return err
 	}
-	tr := &fetch.RetryTransport{Inner: fetch.NewHTTPTransport(&tls.Config{RootCAs: certs, MinVersion: tls.VersionTLS12}, nil)}
+	base := fetch.NewHTTPTransport(&tls.Config{RootCAs: certs, MinVersion: tls.VersionTLS12}, nil)
+	base.MaxIdleConnsPerHost = volume.Transfers
+	tr := &fetch.RetryTransport{Inner: base}
 	set, err := volume.Open(dir, s.plan.Volumes, roots, volume.Options{Endpoints: s.plan.S3, Transport: tr, Log: s.log("volumes"),
 		InRAM: inRAM, PushTimeout: s.plan.PushTimeout})
 	if err != nil {

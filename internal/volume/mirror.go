@@ -25,6 +25,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/encrypt"
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,8 +63,9 @@ type SyncOptions struct {
 	skip func(rel string) bool
 }
 
-// transfers is how many files a sync compares and copies at once.
-const transfers = 16
+// Transfers is how many files a sync compares and copies at once: a
+// transport should keep as many idle connections per host.
+const Transfers = 16
 
 // Report counts what a sync did.
 type Report struct {
@@ -90,9 +92,37 @@ type Mirror struct {
 	prefix string // "" or ending in "/"
 	// ID names the endpoint URL, bucket and prefix, for the file of a
 	// directory's sync state with them.
-	ID  string
-	sse encrypt.ServerSide // SSE-C, or nil
-	tls bool               // the endpoint is https://
+	ID string
+	// Retry is the policy an upload is tried again by when it fails as
+	// a request worth another try does (the zero value: fetch's default
+	// policy, on the wall clock): the transport retries the requests it
+	// can send again (the boot's does), but not uploads, whose bodies it
+	// cannot rewind.
+	Retry fetch.Retry
+	sse   encrypt.ServerSide // SSE-C, or nil
+	tls   bool               // the endpoint is https://
+}
+
+// again runs f, again while it fails with an error worth another try,
+// as m.Retry says.
+func (m *Mirror) again(ctx context.Context, f func() error) error {
+	b := m.Retry.Start(ctx)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var after time.Duration
+		var retry bool
+		if resp := (minio.ErrorResponse{}); errors.As(err, &resp) {
+			after, retry = m.Retry.Retryable(&http.Response{StatusCode: resp.StatusCode}, nil)
+		} else {
+			after, retry = m.Retry.Retryable(nil, err)
+		}
+		if !retry || !b.Again(after) || b.Wait() != nil {
+			return err
+		}
+	}
 }
 
 // Encrypt makes the mirror's objects encrypted by the server with key
@@ -191,6 +221,8 @@ func walk(dir string, o SyncOptions) (map[string]localFile, error) {
 
 // objects lists the bucket prefix's objects, by path under the prefix.
 func (m *Mirror) objects(ctx context.Context, o SyncOptions) (map[string]minio.ObjectInfo, error) {
+	ctx, cancel := context.WithCancel(ctx) // ends the lister on an error
+	defer cancel()
 	out := map[string]minio.ObjectInfo{}
 	for obj := range m.client.ListObjects(ctx, m.bucket, minio.ListObjectsOptions{Prefix: m.prefix, Recursive: true}) {
 		if obj.Err != nil {
@@ -229,7 +261,7 @@ func meta(info minio.ObjectInfo, key string) string {
 	return ""
 }
 
-// each runs f for every key, transfers at a time, and returns the
+// each runs f for every key, Transfers at a time, and returns the
 // errors: the first few, and how many more there were.
 func each(ctx context.Context, keys []string, f func(ctx context.Context, rel string) error) error {
 	work := make(chan string)
@@ -237,7 +269,7 @@ func each(ctx context.Context, keys []string, f func(ctx context.Context, rel st
 	var errs []error
 	more := 0
 	var wg sync.WaitGroup
-	for range min(transfers, len(keys)) {
+	for range min(Transfers, len(keys)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -342,7 +374,7 @@ func (m *Mirror) replace(ctx context.Context, f localFile, rel string, obj minio
 }
 
 // Push makes the bucket prefix hold the directory's files, as mc mirror
-// does with o's options, transfers files at a time.
+// does with o's options, Transfers files at a time.
 func (m *Mirror) Push(ctx context.Context, dir string, o SyncOptions) (Report, error) {
 	files, err := walk(dir, o)
 	if err != nil {
@@ -361,7 +393,11 @@ func (m *Mirror) Push(ctx context.Context, dir string, o SyncOptions) (Report, e
 				return err
 			}
 		}
-		copied, err := m.put(ctx, f, rel, o, st)
+		var copied bool
+		err := m.again(ctx, func() (err error) {
+			copied, err = m.put(ctx, f, rel, o, st)
+			return err
+		})
 		if err != nil || !copied {
 			return err
 		}
@@ -454,7 +490,7 @@ func (m *Mirror) put(ctx context.Context, f localFile, rel string, o SyncOptions
 }
 
 // Pull makes the directory hold the bucket prefix's objects, as mc
-// mirror does with o's options, transfers files at a time; files are
+// mirror does with o's options, Transfers files at a time; files are
 // written to a temporary name and renamed, checked against the SHA-256
 // ociboot stored.
 func (m *Mirror) Pull(ctx context.Context, dir string, o SyncOptions) (Report, error) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/fetch/fetchtest"
 	"github.com/ociboot/ociboot/internal/volume/s3test"
 )
 
@@ -342,4 +343,42 @@ func FuzzListing(f *testing.F) {
 			}
 		}
 	})
+}
+
+// busyPuts answers its first n PUTs 503 Slow Down, as a busy server
+// would, and sends the rest on.
+type busyPuts struct {
+	n     int32
+	count atomic.Int32
+}
+
+func (b *busyPuts) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && b.count.Add(1) <= b.n {
+		body := `<Error><Code>SlowDown</Code><Message>busy</Message></Error>`
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Slow Down", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestUploadRetried checks that an upload the server turns away for a
+// while (503) is tried again by the mirror, on its policy's clock: a
+// transport cannot send an upload's body again.
+func TestUploadRetried(t *testing.T) {
+	srv := s3test.Start(t, "bkt")
+	ep := bootcfg.S3{Alias: "gw", URL: srv.URL, AccessKey: srv.Access, SecretKey: srv.Secret}
+	m, err := NewMirror(ep, bootcfg.Bucket{Alias: "gw", Bucket: "bkt"}, &busyPuts{n: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := fetchtest.NewClock()
+	m.Retry.Clock = clock
+	src := t.TempDir()
+	writeFiles(t, src, map[string]string{"f": "content"})
+	if r, err := m.Push(context.Background(), src, SyncOptions{}); err != nil || r.Copied != 1 || len(clock.Sleeps()) != 2 {
+		t.Errorf("push through two 503s: %+v, %v, waits %v; want it copied after two waits", r, err, clock.Sleeps())
+	}
+	if got, err := os.ReadFile(filepath.Join(srv.Dir, "bkt", "f")); err != nil || string(got) != "content" {
+		t.Errorf("the object: %q, %v", got, err)
+	}
 }

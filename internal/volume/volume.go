@@ -147,7 +147,11 @@ func (s *Set) mirror(b bootcfg.Bucket) (*Mirror, error) {
 	if e < 0 {
 		return nil, fmt.Errorf("no endpoint called %s", b.Alias)
 	}
-	return NewMirror(s.opts.Endpoints[e], b, s.opts.Transport)
+	m, err := NewMirror(s.opts.Endpoints[e], b, s.opts.Transport)
+	if err == nil {
+		m.Retry.Clock = s.opts.Clock
+	}
+	return m, err
 }
 
 // base is the directory the volume called name lives in.
