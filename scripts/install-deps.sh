@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
 	qemu-system-x86   # ociboot vm and the end-to-end tests
 	linux-image-amd64 # the kernel the VMs boot, and its modules
+	kmod              # modprobe, which the alias matching is checked against
 	crun              # the OCI runtime put into the initramfs
 	docker-registry   # the CNCF distribution registry the tests push to
 	busybox-static    # the example and test images

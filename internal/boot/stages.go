@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -77,7 +78,7 @@ func readCmdline() (string, error) {
 
 // loadModules inserts the module files asked for, then loads the modules
 // baked in at build time and those asked for on the command line, with
-// their dependencies.
+// their dependencies, then those of the devices present (coldplug).
 func loadModules(_ context.Context, s *state) error {
 	for _, f := range s.plan.Insmods {
 		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
@@ -85,7 +86,45 @@ func loadModules(_ context.Context, s *state) error {
 		}
 		s.say("modules: inserted %s", f)
 	}
-	return s.loadModuleNames(append(append([]string(nil), s.input.baked.Modules...), s.plan.Modules...))
+	if err := s.loadModuleNames(append(append([]string(nil), s.input.baked.Modules...), s.plan.Modules...)); err != nil {
+		return err
+	}
+	if !s.plan.NoColdplug {
+		s.coldplug()
+	}
+	return nil
+}
+
+// coldplug loads the initramfs's modules for the devices present, but
+// those blacklisted. A driver that fails is said, and the boot goes on:
+// the device it would drive may not be needed.
+func (s *state) coldplug() {
+	kver, err := kmod.RunningRelease()
+	if err != nil {
+		s.say("modules: coldplug: %v", err)
+		return
+	}
+	dir := "/lib/modules/" + kver
+	if _, err := os.Stat(dir); err != nil {
+		return // an initramfs without modules
+	}
+	ix, err := kmod.LoadIndex(dir)
+	if err != nil {
+		s.say("modules: coldplug: %v", err)
+		return
+	}
+	start := time.Now()
+	mods, err := ix.LoadPresent("/sys", func(name string) bool { return slices.Contains(s.plan.Blacklist, name) }, kmod.LoadOptions{})
+	var names []string
+	for _, m := range mods {
+		names = append(names, m.Name)
+	}
+	if len(names) > 0 {
+		s.say("modules: coldplug: loaded %s in %s", strings.Join(names, ","), time.Since(start).Round(time.Millisecond))
+	}
+	if err != nil {
+		s.say("modules: coldplug: WARNING: %v", err)
+	}
 }
 
 // loadModuleNames loads the named modules of the initramfs, with their

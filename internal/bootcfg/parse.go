@@ -58,6 +58,8 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.insmods", "b2c.insmods"}, apply: applyInsmods, early: true},
 		{names: []string{"ociboot.keymap", "b2c.keymap"}, apply: applyKeymap, early: true},
 		{names: []string{"ociboot.modules"}, apply: applyModules, early: true},
+		{names: []string{"ociboot.coldplug"}, apply: applyColdplug, early: true},
+		{names: []string{"modprobe.blacklist", "rd.driver.blacklist"}, apply: applyBlacklist, early: true},
 		{names: []string{"ociboot.iface", "b2c.iface"}, apply: applyIface, early: true},
 		{names: []string{"ip"}, apply: applyKernelIP, early: true},
 		{names: []string{"ociboot.ntp_peer", "b2c.ntp_peer"}, apply: applyNTPPeer, early: true},
@@ -448,6 +450,30 @@ func applyModules(p *Plan, v Param) error {
 		mods = append(mods, m)
 	}
 	p.Modules = mods
+	return nil
+}
+
+func applyColdplug(p *Plan, v Param) error {
+	on, err := boolean(v)
+	p.NoColdplug = !on
+	return err
+}
+
+// applyBlacklist adds to the modules coldplug leaves out, as modprobe's
+// and dracut's parameters do.
+func applyBlacklist(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: comma-separated module names", err)
+	}
+	for _, m := range strings.Split(s, ",") {
+		if !isName(m) {
+			return fmt.Errorf("module name %q: expected comma-separated module names made of letters, digits, '_' and '-' (such as e1000,nouveau)", m)
+		}
+		if m = strings.ReplaceAll(m, "-", "_"); !slices.Contains(p.Blacklist, m) {
+			p.Blacklist = append(p.Blacklist, m)
+		}
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,7 +206,7 @@ func TestDocumentedParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z0-9_]+|rd\\.[a-z.]+|ip|init|selinux|enforcing)`")
+	name := regexp.MustCompile("`((?:ociboot|b2c)\\.[a-z0-9_]+|rd\\.[a-z.]+|modprobe\\.[a-z]+|ip|init|selinux|enforcing)`")
 	for _, line := range strings.Split(string(data), "\n") {
 		if !strings.HasPrefix(line, "| `") {
 			continue
@@ -316,5 +317,18 @@ func TestKeymap(t *testing.T) {
 	}
 	if _, err := Parse("b2c.keymap=us", Baked{}); err == nil || !strings.Contains(err.Error(), "ociboot build --keymaps common") {
 		t.Errorf("no keymaps at all: %v", err)
+	}
+}
+
+func TestColdplugParameters(t *testing.T) {
+	p, err := Parse("ociboot.coldplug=0 modprobe.blacklist=e1000,nouveau rd.driver.blacklist=snd-hda-intel modprobe.blacklist=e1000", Baked{})
+	if err != nil || !p.NoColdplug || !slices.Equal(p.Blacklist, []string{"e1000", "nouveau", "snd_hda_intel"}) {
+		t.Errorf("Parse: coldplug off %v, blacklist %q, %v", p.NoColdplug, p.Blacklist, err)
+	}
+	if p, err := Parse("", Baked{}); err != nil || p.NoColdplug {
+		t.Errorf("coldplug is off by default: %v", err)
+	}
+	if _, err := Parse("modprobe.blacklist=e1000,../x", Baked{}); err == nil || !strings.Contains(err.Error(), `module name "../x"`) {
+		t.Errorf("a bad module name: %v", err)
 	}
 }

@@ -108,6 +108,13 @@ type Plan struct {
 	ExtraArgsURL string
 	// Modules are extra kernel modules to load (ociboot.modules=).
 	Modules []string
+	// NoColdplug turns off loading the modules of the devices present
+	// (ociboot.coldplug=0).
+	NoColdplug bool
+	// Blacklist are modules coldplug leaves out (modprobe.blacklist=,
+	// rd.driver.blacklist=), by name with '_' for '-'; loading them by
+	// name still works, as with modprobe.
+	Blacklist []string
 	// Registry says where and how images come from, as one value for
 	// the puller: insecure registries (ociboot.insecure_registry=),
 	// mirrors tried in order before the registry they stand for

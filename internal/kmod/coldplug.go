@@ -1,11 +1,14 @@
 package kmod
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Coldplug returns the modules for the devices present now: the modalias
@@ -38,4 +41,47 @@ func (ix *Index) Coldplug(sysDir string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// maxColdplugRounds bounds LoadPresent's rounds: drivers bring devices
+// (a host controller its ports, virtio_pci the virtio devices), whose
+// drivers bring more, but not forever.
+const maxColdplugRounds = 8
+
+// LoadPresent loads the modules of the devices under sysDir (see
+// Coldplug), then those of the devices these drivers brought, round after
+// round until one finds nothing new. Modules skip says so of are left
+// out (a blacklist, for aliases only: they are still loaded when a module
+// needs them). A module that fails to load does not stop the others: the
+// errors are returned together with what was loaded, but for ENODEV, which
+// a module answers when it finds nothing to drive.
+func (ix *Index) LoadPresent(sysDir string, skip func(name string) bool, opts LoadOptions) ([]Module, error) {
+	tried := map[string]bool{}
+	var loaded []Module
+	var errs []error
+	for range maxColdplugRounds {
+		names, err := ix.Coldplug(sysDir)
+		if err != nil {
+			return loaded, err
+		}
+		fresh := 0
+		for _, n := range names {
+			if tried[n] || skip != nil && skip(n) {
+				continue
+			}
+			tried[n] = true
+			fresh++
+			mods, err := ix.Load([]string{n}, opts)
+			loaded = append(loaded, mods...)
+			// ENODEV: one of the modules an alias names, which finds
+			// nothing to drive (8139cp for most RTL8139s).
+			if err != nil && !errors.Is(err, unix.ENODEV) {
+				errs = append(errs, err)
+			}
+		}
+		if fresh == 0 {
+			break
+		}
+	}
+	return loaded, errors.Join(errs...)
 }

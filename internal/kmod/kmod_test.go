@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // hostModules is the modules directory of a kernel installed on the
@@ -433,5 +435,64 @@ func TestLookupPathLikeAlias(t *testing.T) {
 	}
 	if got := names(ix.Lookup("devname:net/tun")); !slices.Equal(got, []string{"tun"}) {
 		t.Errorf("Lookup(devname:net/tun) = %v, want [tun] through its alias", got)
+	}
+}
+
+// TestLoadPresent checks coldplug's rounds against the host's index, a
+// fake /sys and a stand-in for the kernel: the virtio devices appear
+// once virtio_pci is loaded, so a second round loads their drivers; a
+// blacklisted module is left out; a module that finds no device to drive
+// (ENODEV) is no error, and one that fails does not stop the others.
+func TestLoadPresent(t *testing.T) {
+	ix := hostIndex(t)
+	sys := t.TempDir()
+	device := func(p, alias string) {
+		t.Helper()
+		p = filepath.Join(sys, p, "modalias")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(alias+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	device("bus/pci/devices/0000:00:03.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00") // virtio-net
+	device("bus/pci/devices/0000:00:04.0", "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00") // e1000
+	device("bus/pci/devices/0000:00:05.0", "pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00") // rtl8139
+	device("bus/pci/devices/0000:00:06.0", "pci:v00001AF4d00001002sv00001AF4sd00000005bc00scFFi00") // virtio-balloon
+	var inserted []string
+	modules := t.TempDir() // /sys/module
+	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
+		name := NormalizeName(filepath.Base(file))
+		inserted = append(inserted, name)
+		switch name {
+		case "virtio_pci":
+			device("bus/virtio/devices/virtio0", "virtio:d00000001v00001AF4")
+			device("bus/virtio/devices/virtio1", "virtio:d00000005v00001AF4")
+		case "8139cp":
+			return false, unix.ENODEV // as it answers for QEMU's rtl8139
+		case "virtio_balloon":
+			return false, unix.EINVAL
+		}
+		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
+	}}
+	loaded, err := ix.LoadPresent(sys, func(n string) bool { return n == "e1000" }, opts)
+	if err == nil || !strings.Contains(err.Error(), "loading module virtio_balloon") || strings.Contains(err.Error(), "8139cp") {
+		t.Errorf("LoadPresent error: %v, want virtio_balloon's alone (8139cp finding no device is no error)", err)
+	}
+	for _, want := range []string{"virtio_pci", "virtio_net", "8139too"} {
+		if !slices.Contains(names(loaded), want) {
+			t.Errorf("loaded %v, without %s", names(loaded), want)
+		}
+	}
+	if slices.Contains(inserted, "e1000") || slices.Index(inserted, "virtio_net") < slices.Index(inserted, "virtio_pci") {
+		t.Errorf("inserted %v: want no e1000, virtio_net after virtio_pci", inserted)
+	}
+	seen := map[string]bool{}
+	for _, n := range inserted {
+		if seen[n] {
+			t.Errorf("inserted %v: %s twice", inserted, n)
+		}
+		seen[n] = true
 	}
 }

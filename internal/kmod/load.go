@@ -62,6 +62,10 @@ type LoadOptions struct {
 	Params map[string]string
 	// Loaded, when set, is called after each module the kernel accepted.
 	Loaded func(Module)
+
+	// insert gives a module file to the kernel (nil: the kernel's
+	// finit_module); tests stand in for the kernel with it.
+	insert func(file, params string) (bool, error)
 }
 
 // Load loads the modules names stand for, with their dependencies, into the
@@ -87,7 +91,11 @@ func (ix *Index) Load(names []string, opts LoadOptions) ([]Module, error) {
 		if _, err := os.Stat(filepath.Join(sysDir, m.Name)); err == nil {
 			continue
 		}
-		added, err := insert(filepath.Join(ix.dir, m.Path), opts.Params[m.Name])
+		ins := opts.insert
+		if ins == nil {
+			ins = insert
+		}
+		added, err := ins(filepath.Join(ix.dir, m.Path), opts.Params[m.Name])
 		if err != nil && m.Optional {
 			continue // as modprobe does for soft dependencies
 		}

@@ -37,6 +37,23 @@ import (
 func (f *fixture) storageTests(t *testing.T) {
 	f.powerCutTests(t)
 	f.s3Tests(t)
+	t.Run("coldplug", func(t *testing.T) {
+		// The drivers of the disks present are loaded at the modules
+		// stage, though no cache is asked for, but the one blacklisted.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" modprobe.blacklist=nvme "+
+			`ociboot.container="`+c.img+` sh -c 'for m in virtio_blk nvme; do test -d /sys/module/$m && echo $m-$((1+1))-loaded || echo $m-$((1+1))-absent; done'"`,
+			machine{ports: []int{c.port}, disks: []vm.Disk{{Path: blankDisk(t, 1<<20)}, {Path: blankDisk(t, 1<<20), Bus: "nvme"}}})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		inOrder(t, console, "ociboot: modules: coldplug: loaded ", "virtio_blk", "virtio_blk-2-loaded", "nvme-2-absent")
+	})
+
 	t.Run("volume-fscrypt", func(t *testing.T) {
 		// fscrypt_key= encrypts a volume on the cache: its names and
 		// content are not on the disk in clear; the next boot with the
