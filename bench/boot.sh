@@ -16,7 +16,7 @@ server=
 trap '[ -z "$server" ] || kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/trivialinit" ./bench/trivialinit
-$ociboot build -o "$work/trivial.img" --init-binary "$work/trivialinit" --runtime none --modules "" >/dev/null
+$ociboot build -o "$work/trivial.img" --init-binary "$work/trivialinit" --runtime none --modules "" --storage-modules "" --fscrypt-modules "" --drivers "" --mkfs none >/dev/null
 $ociboot build -o "$work/ociboot.img" >"$work/build.log"
 size=$(stat -c %s "$work/ociboot.img")
 start_example_registry

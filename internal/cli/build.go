@@ -3,9 +3,11 @@ package cli
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +25,7 @@ func newBuildCmd() *cobra.Command {
 		modules     string
 		storage     string
 		fscryptMods string
+		drivers     string
 		includes    []string
 		authFile    string
 		caFiles     []string
@@ -52,6 +55,7 @@ modification time of every file; the same inputs give the same bytes.`,
 			opts.Modules = splitComma(modules)
 			opts.StorageModules = splitComma(storage)
 			opts.FscryptModules = splitComma(fscryptMods)
+			opts.Drivers = splitComma(drivers)
 			opts.Keymaps = splitComma(keymaps)
 			for _, s := range includes {
 				inc, err := initramfs.ParseInclude(s)
@@ -86,6 +90,7 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&opts.InitBinary, "init-binary", "", "binary to install as /init (default: this executable)")
 	f.StringVar(&opts.Runtime, "runtime", "crun", "OCI runtime: crun, runc (found on PATH), an absolute path, or none")
 	f.StringVar(&modules, "modules", "virtio_pci,virtio_net,virtio_rng", "comma-separated kernel modules (or aliases) to include and load at boot")
+	f.StringVar(&drivers, "drivers", DefaultDrivers, "comma-separated driver presets ("+strings.Join(slices.Sorted(maps.Keys(initramfs.DriverPresets)), ", ")+"): module families included for coldplug to load what the machine's devices need (none: \"\")")
 	f.StringVar(&storage, "storage-modules", DefaultStorageModules, "comma-separated kernel modules to include, loaded at boot only when a cache device is used")
 	f.StringVar(&fscryptMods, "fscrypt-modules", DefaultFscryptModules, "comma-separated kernel modules to include, loaded at boot only when a volume is encrypted with fscrypt_key=")
 	f.StringVar(&opts.Mkfs, "mkfs", "mke2fs", "mke2fs to include, with its libraries, to format the cache disk (none: leave it out)")
@@ -108,6 +113,10 @@ modification time of every file; the same inputs give the same bytes.`,
 // and most machines have: virtio, NVMe and SATA disk drivers, ext4 and
 // overlayfs.
 const DefaultStorageModules = "virtio_blk,virtio_scsi,nvme,ahci,sd_mod,ext4,overlay"
+
+// DefaultDrivers are the driver presets of a default build: what common
+// servers, desktops and VMs need to reach the network and their disks.
+const DefaultDrivers = "net,storage,usb,virt"
 
 // DefaultFscryptModules are the crypto that fscrypt's AES-256-XTS and
 // AES-256-CTS policies and its HKDF-SHA512 ask the kernel for, where
@@ -195,6 +204,9 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 			}
 		}
 		fmt.Fprintf(w, "  modules: %s: %s\n", rep.KernelVersion, strings.Join(mods, ", "))
+	}
+	for _, p := range rep.Presets {
+		fmt.Fprintf(w, "  drivers %s: %d modules (%s, dependencies apart)\n", p.Name, len(p.Modules), humanBytes(p.Size))
 	}
 	if len(rep.AuthRegistries) > 0 {
 		fmt.Fprintf(w, "  registry credentials for: %s\n", strings.Join(rep.AuthRegistries, ", "))

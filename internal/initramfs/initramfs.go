@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/ociboot/ociboot/internal/atomicfile"
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/fetch"
@@ -55,6 +56,10 @@ type Options struct {
 	// encrypted (fscrypt_key=): the crypto the kernel's fscrypt asks for
 	// by name. Empty means none.
 	FscryptModules []string
+	// Drivers are the names of driver presets (DriverPresets) whose
+	// modules are included, with their dependencies, for coldplug to
+	// load those the machine's devices match.
+	Drivers []string
 	// Mkfs is mke2fs (a path, or a name looked up on PATH and in the
 	// sbin directories), kept at its host path with the shared libraries
 	// it needs, to format the cache disk; "" or "none" means none.
@@ -152,6 +157,8 @@ type Report struct {
 	Libraries     []File
 	KernelVersion string
 	Modules       []Module // in load order
+	// Presets are the driver presets' modules and sizes.
+	Presets []DriverPreset
 	// AuthRegistries are the registries RegistryAuth has credentials for.
 	AuthRegistries []string
 	// CACerts is how many certificates CACerts holds.
@@ -635,7 +642,7 @@ func moduleSource(opts Options) (kver, dir string, err error) {
 // addModules adds the modules' closure, as stored on the host, and the
 // index files restricted to it, under /lib/modules/KVER.
 func addModules(t *tree, opts Options, rep *Report) error {
-	if len(opts.Modules)+len(opts.StorageModules)+len(opts.FscryptModules) == 0 {
+	if len(opts.Modules)+len(opts.StorageModules)+len(opts.FscryptModules)+len(opts.Drivers) == 0 {
 		return nil
 	}
 	kver, dir, err := moduleSource(opts)
@@ -646,28 +653,59 @@ func addModules(t *tree, opts Options, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	mods, err := ix.Closure(slices.Concat(opts.Modules, opts.StorageModules, opts.FscryptModules))
+	drivers, presets, err := presetModules(ix, opts.Drivers)
+	if err != nil {
+		return err
+	}
+	mods, err := ix.Closure(slices.Concat(opts.Modules, opts.StorageModules, opts.FscryptModules, drivers))
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	dst := path.Join(modulesRoot, kver)
 	from := "the modules of " + dir
+	renamed := map[string]string{} // module paths stored compressed
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	defer enc.Close()
 	for _, m := range mods {
 		if m.Builtin {
 			rep.Modules = append(rep.Modules, Module{Name: m.Name, Builtin: true})
 			continue
 		}
 		name := path.Join(dst, m.Path)
-		if err := t.addFile(name, filepath.Join(dir, m.Path), 0o644, from); err != nil {
+		var err error
+		if strings.HasSuffix(m.Path, ".ko") {
+			// Stored compressed, and decompressed when loaded: the
+			// kernel unpacks, and the root keeps in RAM, a third of it.
+			renamed[m.Path] = m.Path + ".zst"
+			name += ".zst"
+			err = addCompressedModule(t, enc, name, filepath.Join(dir, m.Path), from)
+		} else {
+			err = t.addFile(name, filepath.Join(dir, m.Path), 0o644, from)
+		}
+		if err != nil {
 			return fmt.Errorf("initramfs: module %s: %w", m.Name, err)
 		}
 		rep.Modules = append(rep.Modules, Module{Name: m.Name, Size: t.entries[clean(name)].size})
+	}
+	for _, p := range presets {
+		for _, m := range rep.Modules {
+			if slices.Contains(p.Modules, m.Name) {
+				p.Size += m.Size
+			}
+		}
+		rep.Presets = append(rep.Presets, p)
 	}
 	files, err := ix.Subset(mods)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	for _, f := range files {
+		if f.Name == "modules.dep" || f.Name == "modules.order" {
+			f.Data = renamePaths(f.Data, renamed)
+		}
 		if err := t.addData(path.Join(dst, f.Name), f.Data, 0o644, from); err != nil {
 			return fmt.Errorf("initramfs: %w", err)
 		}

@@ -231,14 +231,17 @@ func TestBuildContents(t *testing.T) {
 		}
 	}
 
-	// Modules, their files as on the host, and the small index.
+	// Modules, their files as on the host but compressed with zstd, and
+	// the small index, naming them so.
 	modDir := a.resolve(t, "lib/modules/"+hostKernel)
-	vnet := a.resolve(t, "lib/modules/"+hostKernel+"/kernel/drivers/net/virtio_net.ko")
-	if host, _ := os.ReadFile(hostModules + "/kernel/drivers/net/virtio_net.ko"); !bytes.Equal(a.content[vnet], host) {
-		t.Errorf("virtio_net.ko differs from the host's")
+	vnet := a.resolve(t, "lib/modules/"+hostKernel+"/kernel/drivers/net/virtio_net.ko.zst")
+	stored := filepath.Join(t.TempDir(), "virtio_net.ko.zst")
+	must(t, os.WriteFile(stored, a.content[vnet], 0o644))
+	if host, _ := os.ReadFile(hostModules + "/kernel/drivers/net/virtio_net.ko"); len(a.content[vnet]) >= len(host) || !readsAs(t, stored, host) {
+		t.Errorf("virtio_net.ko.zst (%d bytes) is not the host's virtio_net.ko (%d bytes) compressed", len(a.content[vnet]), len(host))
 	}
 	dep := string(a.content[modDir+"/modules.dep"])
-	if !strings.Contains(dep, "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko") || strings.Count(dep, "\n") != len(rep.Modules) {
+	if !strings.Contains(dep, "kernel/drivers/net/virtio_net.ko.zst: kernel/drivers/net/net_failover.ko.zst") || strings.Count(dep, "\n") != len(rep.Modules) {
 		t.Errorf("modules.dep in the image:\n%s\nwant one line per module of %v", dep, rep.Modules)
 	}
 	for _, f := range []string{"modules.alias", "modules.builtin", "modules.order", "modules.softdep"} {
@@ -629,4 +632,14 @@ func TestIncludeProgramErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want one containing %q", tc.program, err, tc.want)
 		}
 	}
+}
+
+// readsAs tells whether kmod reads the module file at p as want.
+func readsAs(t *testing.T, p string, want []byte) bool {
+	t.Helper()
+	got, err := kmod.ReadModule(p)
+	if err != nil {
+		t.Error(err)
+	}
+	return bytes.Equal(got, want)
 }

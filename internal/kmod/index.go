@@ -423,3 +423,20 @@ func (w *walker) soft(names []string) {
 		}
 	}
 }
+
+// Under returns the names of the modules whose file is under one of the
+// paths (relative to the modules directory, such as
+// "kernel/drivers/net/ethernet/intel/" or "kernel/fs/ext4/"), sorted.
+func (ix *Index) Under(paths []string) []string {
+	var out []string
+	for name, e := range ix.mods {
+		for _, p := range paths {
+			if strings.HasPrefix(e.path, p) {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -39,7 +39,7 @@ func BenchmarkCacheBoot(b *testing.B) {
 	trivialInit := filepath.Join(dir, "trivialinit")
 	goBuild(b, trivialInit, "github.com/ociboot/ociboot/bench/trivialinit")
 	trivial := filepath.Join(dir, "trivial.img")
-	run(b, bin, "build", "-o", trivial, "--init-binary", trivialInit, "--runtime", "none", "--modules=", "--storage-modules=", "--fscrypt-modules=", "--mkfs", "none")
+	run(b, bin, "build", "-o", trivial, "--init-binary", trivialInit, "--runtime", "none", "--modules=", "--storage-modules=", "--fscrypt-modules=", "--drivers=", "--mkfs", "none")
 
 	reg := registrytest.Start(b)
 	var sent atomic.Int64
