@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -24,12 +25,29 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 		"-chardev", "stdio,id=console,signal=on",
 		"-serial", "chardev:console",
 		"-netdev", netdev(cfg.Forwards, relay),
-		"-device", "virtio-net-pci,netdev=n0",
 		// Entropy from the host: without it the guest kernel's random
 		// pool takes minutes to initialise under TCG, and everything
 		// that needs random numbers (DHCP, TLS) waits for it.
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
+	}
+	// The USB controller of USB NICs and disks, once.
+	if slices.Contains(cfg.NICs, "usb") || slices.ContainsFunc(cfg.Disks, func(d Disk) bool { return d.Bus == "usb" }) {
+		args = append(args, "-device", "qemu-xhci,id=xhci")
+	}
+	nics := cfg.NICs
+	if len(nics) == 0 {
+		nics = []string{"virtio"}
+	}
+	for i, model := range nics {
+		dev := nicDevices[model]
+		if model == "usb" {
+			dev += ",bus=xhci.0"
+		}
+		if i == 0 {
+			dev += ",netdev=n0" // the user network, and its forwards
+		}
+		args = append(args, "-device", dev)
 	}
 	for i := range cfg.Taps {
 		// The tap's descriptor is the child's fd 3+i (exec.Cmd.ExtraFiles).
@@ -40,7 +58,7 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 	if cfg.Monitor != "" {
 		args = append(args, "-monitor", "unix:"+optEscape(cfg.Monitor)+",server=on,wait=off")
 	}
-	ahci := 0
+	ahci, scsi := 0, false
 	for i, d := range cfg.Disks {
 		file := "file=" + optEscape(d.Path) + ",format=raw"
 		id := fmt.Sprintf("disk%d", i)
@@ -55,6 +73,14 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 			}
 			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("ide-hd,drive=%s,bus=ahci.%d", id, ahci))
 			ahci++
+		case "scsi":
+			if !scsi {
+				args = append(args, "-device", "virtio-scsi-pci,id=scsi")
+				scsi = true
+			}
+			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("scsi-hd,drive=%s,bus=scsi.0", id))
+		case "usb":
+			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("usb-storage,drive=%s,bus=xhci.0", id))
 		}
 	}
 	cmdline := baseCmdline
@@ -67,18 +93,28 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 // Disk is a raw disk image (or a block device) and the bus it is on.
 type Disk struct {
 	Path string
-	// Bus is virtio ("" too), nvme or ahci (SATA, on an ICH9 controller).
+	// Bus is virtio ("" too), nvme, ahci (SATA, on an ICH9 controller),
+	// scsi (on a virtio-scsi controller) or usb (usb-storage on xHCI).
 	Bus string
 }
 
 // diskBuses are the buses a Disk may be on.
-var diskBuses = map[string]bool{"": true, "virtio": true, "nvme": true, "ahci": true}
+var diskBuses = map[string]bool{"": true, "virtio": true, "nvme": true, "ahci": true, "scsi": true, "usb": true}
 
 // busWant says what a Disk's bus may be, for errors.
-const busWant = "virtio, nvme or ahci"
+const busWant = "virtio, nvme, ahci, scsi or usb"
+
+// nicDevices are QEMU's device of each NIC model Config.NICs may name.
+var nicDevices = map[string]string{
+	"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139",
+	"vmxnet3": "vmxnet3", "usb": "usb-net",
+}
+
+// NICModels are the NIC models Config.NICs may name, for messages.
+const NICModels = "virtio, e1000, e1000e, rtl8139, vmxnet3 or usb"
 
 // ParseDisk reads PATH[,if=BUS], as ociboot vm --disk takes it: BUS is
-// virtio (the default), nvme or ahci.
+// virtio (the default), nvme, ahci, scsi or usb.
 func ParseDisk(s string) (Disk, error) {
 	i := strings.LastIndex(s, ",if=")
 	if i < 0 {

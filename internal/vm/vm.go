@@ -64,19 +64,23 @@ const maxLines = 10000
 
 // Config describes one VM run. Only Initramfs is required.
 type Config struct {
-	QEMU      string        // QEMU binary; default DefaultQEMU
-	Kernel    string        // kernel image; default DefaultKernel()
-	Initramfs string        // initramfs image (required)
-	Cmdline   string        // appended to "console=ttyS0 panic=-1"
-	MemoryMB  int           // guest memory in MiB; default DefaultMemoryMB
-	SMP       int           // virtual CPUs; default DefaultSMP
-	Forwards  []int         // host 127.0.0.1:PORT seen in the guest at GuestHost:PORT
-	Disks     []Disk        // raw images (or block devices) attached as disks, in order
-	Timeout   time.Duration // stop the VM after this long; 0 means no limit
-	Accel     string        // AccelAuto (also ""), AccelTCG or AccelKVM
-	Console   io.Writer     // receives the serial console as it comes; nil discards
-	Stdin     io.Reader     // serial console input; nil gives none
-	Log       io.Writer     // one line saying which accelerator is used; nil discards
+	QEMU      string // QEMU binary; default DefaultQEMU
+	Kernel    string // kernel image; default DefaultKernel()
+	Initramfs string // initramfs image (required)
+	Cmdline   string // appended to "console=ttyS0 panic=-1"
+	MemoryMB  int    // guest memory in MiB; default DefaultMemoryMB
+	SMP       int    // virtual CPUs; default DefaultSMP
+	Forwards  []int  // host 127.0.0.1:PORT seen in the guest at GuestHost:PORT
+	Disks     []Disk // raw images (or block devices) attached as disks, in order
+	// NICs are the models of the NICs, in order (NICModels); the first
+	// carries the user network and its forwards, the others no network.
+	// Empty means one virtio NIC.
+	NICs    []string
+	Timeout time.Duration // stop the VM after this long; 0 means no limit
+	Accel   string        // AccelAuto (also ""), AccelTCG or AccelKVM
+	Console io.Writer     // receives the serial console as it comes; nil discards
+	Stdin   io.Reader     // serial console input; nil gives none
+	Log     io.Writer     // one line saying which accelerator is used; nil discards
 	// Monitor, when set, is the path of a Unix socket that QEMU's human
 	// monitor listens on (see MonitorCommand): tests press keys with it.
 	Monitor string
@@ -253,6 +257,11 @@ func withDefaults(cfg Config) (Config, error) {
 			return cfg, fmt.Errorf("vm: forwarded port %d given twice", p)
 		}
 		seen[p] = true
+	}
+	for _, n := range cfg.NICs {
+		if nicDevices[n] == "" {
+			return cfg, fmt.Errorf("vm: NIC model %q: want %s", n, NICModels)
+		}
 	}
 	files := []string{cfg.Kernel, cfg.Initramfs}
 	for _, d := range cfg.Disks {

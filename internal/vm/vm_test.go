@@ -30,9 +30,9 @@ func TestQEMUArgs(t *testing.T) {
 		"-netdev", "user,id=n0,restrict=on" +
 			",guestfwd=tcp:10.0.2.100:8080-cmd:'/usr/bin/ociboot' 8080" +
 			",guestfwd=tcp:10.0.2.100:5000-cmd:'/usr/bin/ociboot' 5000",
-		"-device", "virtio-net-pci,netdev=n0",
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
+		"-device", "virtio-net-pci,netdev=n0",
 		"-netdev", "tap,id=t1,fd=3", "-device", "virtio-net-pci,netdev=t1,mac=52:54:00:12:35:10",
 		"-netdev", "tap,id=t2,fd=4", "-device", "virtio-net-pci,netdev=t2,mac=52:54:00:12:35:11",
 		"-drive", "file=/tmp/a.img,format=raw,if=virtio",
@@ -46,6 +46,25 @@ func TestQEMUArgs(t *testing.T) {
 	}
 	if !slices.Equal(args, want) {
 		t.Errorf("qemuArgs =\n%q\nwant\n%q", args, want)
+	}
+
+	// More NIC models, the first on the network; disks on virtio-scsi
+	// and USB, behind one xHCI controller with the USB NIC.
+	cfg = Config{Kernel: "k", Initramfs: "i", MemoryMB: 1, SMP: 1, NICs: []string{"e1000", "usb", "vmxnet3"},
+		Disks: []Disk{{Path: "/a", Bus: "scsi"}, {Path: "/b", Bus: "usb"}, {Path: "/c", Bus: "scsi"}}}
+	args = qemuArgs(cfg, AccelTCG, "")
+	i := slices.Index(args, "virtio-rng-pci,rng=rng0")
+	want = []string{
+		"-device", "qemu-xhci,id=xhci",
+		"-device", "e1000,netdev=n0", "-device", "usb-net,bus=xhci.0", "-device", "vmxnet3",
+		"-device", "virtio-scsi-pci,id=scsi",
+		"-drive", "file=/a,format=raw,if=none,id=disk0", "-device", "scsi-hd,drive=disk0,bus=scsi.0",
+		"-drive", "file=/b,format=raw,if=none,id=disk1", "-device", "usb-storage,drive=disk1,bus=xhci.0",
+		"-drive", "file=/c,format=raw,if=none,id=disk2", "-device", "scsi-hd,drive=disk2,bus=scsi.0",
+		"-kernel",
+	}
+	if i < 0 || !slices.Equal(args[i+1:i+1+len(want)], want) {
+		t.Errorf("qemuArgs with NICs and SCSI and USB disks =\n%q\nwant after the rng\n%q", args, want)
 	}
 }
 
@@ -203,7 +222,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"missing kernel", func(c *Config) { c.Kernel = dir + "/vmlinuz-nope" }, "vmlinuz-nope"},
 		{"missing disk", func(c *Config) { c.Disks = []Disk{{Path: dir + "/disk.img"}} }, "disk.img"},
 		{"directory disk", func(c *Config) { c.Disks = []Disk{{Path: dir}} }, "want a file or a block device"},
-		{"unknown bus", func(c *Config) { c.Disks = []Disk{{Path: dir + "/x", Bus: "floppy"}} }, `bus "floppy": want virtio, nvme or ahci`},
+		{"unknown bus", func(c *Config) { c.Disks = []Disk{{Path: dir + "/x", Bus: "floppy"}} }, `bus "floppy": want virtio, nvme, ahci, scsi or usb`},
+		{"unknown NIC", func(c *Config) { c.NICs = []string{"e1000", "ne2k"} }, `NIC model "ne2k": want virtio, e1000`},
 		{"port 0", func(c *Config) { c.Forwards = []int{0} }, "forwarded port 0: want 1..65535"},
 		{"port too big", func(c *Config) { c.Forwards = []int{65536} }, "forwarded port 65536"},
 		{"port twice", func(c *Config) { c.Forwards = []int{80, 80} }, "port 80 given twice"},

@@ -142,6 +142,8 @@ type machine struct {
 	watch io.Writer
 	// monitor, when set, is where QEMU's monitor listens (vm.Config.Monitor).
 	monitor string
+	// nics are the NIC models (vm.Config.NICs); none: one virtio NIC.
+	nics []string
 }
 
 // bootWith is boot on a machine with more NICs, disks or forwards.
@@ -155,6 +157,7 @@ func (f *fixture) bootWith(t *testing.T, cmdline string, m machine) (vm.Result, 
 		Taps:      m.taps,
 		Disks:     m.disks,
 		Monitor:   m.monitor,
+		NICs:      m.nics,
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
 	}

@@ -37,6 +37,34 @@ import (
 func (f *fixture) storageTests(t *testing.T) {
 	f.powerCutTests(t)
 	f.s3Tests(t)
+	t.Run("nics", func(t *testing.T) {
+		// The default initramfs, no module named: the image comes over
+		// an e1000, the other NICs and a virtio-scsi disk get their
+		// drivers, and the disk becomes the cache.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" ociboot.cache_device=auto ociboot.cache_wait=1 "+
+			`ociboot.container="`+c.img+` sh -c 'for n in /sys/class/net/eth*; do echo nic-driver-$(basename $(readlink $n/device/driver)); done'"`,
+			machine{ports: []int{c.port}, nics: []string{"e1000", "rtl8139", "vmxnet3", "e1000e", "virtio"},
+				disks: []vm.Disk{{Path: blankDisk(t, 64<<20), Bus: "scsi"}}})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		// QEMU's rtl8139 is a C+, which 8139cp drives (8139too would too).
+		lined := strings.ReplaceAll(console, "\r", "\n")
+		for _, d := range []string{"e1000", "8139cp", "vmxnet3", "e1000e", "virtio_net"} {
+			if !strings.Contains(lined, "nic-driver-"+d+"\n") {
+				t.Errorf("no NIC driven by %s", d)
+			}
+		}
+		// The e1000 alone has the user network: the lease is its.
+		inOrder(t, console, "ociboot: modules: coldplug: loaded ", "e1000,",
+			"10.0.2.15/24, lease", `ociboot: storage: /dev/sda1 (ext4 "B2C_CACHE") mounted on /storage`)
+	})
+
 	t.Run("coldplug", func(t *testing.T) {
 		// The drivers of the disks present are loaded at the modules
 		// stage, though no cache is asked for, but the one blacklisted.
