@@ -90,7 +90,7 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&opts.InitBinary, "init-binary", "", "binary to install as /init (default: this executable)")
 	f.StringVar(&opts.Runtime, "runtime", "crun", "OCI runtime: crun, runc (found on PATH), an absolute path, or none")
 	f.StringVar(&modules, "modules", "virtio_pci,virtio_net,virtio_rng", "comma-separated kernel modules (or aliases) to include and load at boot")
-	f.StringVar(&drivers, "drivers", DefaultDrivers, "comma-separated driver presets ("+strings.Join(slices.Sorted(maps.Keys(initramfs.DriverPresets)), ", ")+"): module families included for coldplug to load what the machine's devices need (none: \"\")")
+	f.StringVar(&drivers, "drivers", DefaultDrivers, "comma-separated driver presets ("+strings.Join(slices.Sorted(maps.Keys(initramfs.DriverPresets())), ", ")+"): module families included for coldplug to load what the machine's devices need (none: \"\")")
 	f.StringVar(&storage, "storage-modules", DefaultStorageModules, "comma-separated kernel modules to include, loaded at boot only when a cache device is used")
 	f.StringVar(&fscryptMods, "fscrypt-modules", DefaultFscryptModules, "comma-separated kernel modules to include, loaded at boot only when a volume is encrypted with fscrypt_key=")
 	f.StringVar(&opts.Mkfs, "mkfs", "mke2fs", "mke2fs to include, with its libraries, to format the cache disk (none: leave it out)")

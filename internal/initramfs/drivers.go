@@ -11,39 +11,41 @@ import (
 	"github.com/ociboot/ociboot/internal/kmod"
 )
 
-// DriverPresets are the families of modules `ociboot build --drivers`
-// takes from the kernel's tree, by path under its modules directory: a
-// directory (ending in "/") or a module file's path without its
-// compression suffix. Their dependencies come with them. At boot,
+// DriverPresets returns the families of modules `ociboot build
+// --drivers` takes from the kernel's tree, by path under its modules
+// directory: a directory (ending in "/") or a module file's path without
+// its compression suffix. Their dependencies come with them. At boot,
 // coldplug loads those the machine's devices match.
-var DriverPresets = map[string][]string{
-	// Ethernet from the vendors of servers, desktops and clouds; not the
-	// datacenter-only families (Chelsio, QLogic, Netronome, Solarflare…),
-	// which --modules names when needed.
-	"net": prefixed("kernel/drivers/net/ethernet/",
-		"intel/", "realtek/", "broadcom/", "mellanox/", "amd/", "aquantia/", "atheros/",
-		"marvell/", "nvidia/", "via/", "8390/", "dec/", "amazon/", "google/", "microsoft/"),
-	// Disks, and the filesystems of the cache and of VMs' shared
-	// folders: NVMe, SATA (not the parallel ATA of old boards), SAS/RAID
-	// HBAs of servers (not Fibre Channel), SD/MMC; ext4, vfat, overlayfs,
-	// virtiofs, 9p.
-	"storage": slices.Concat(
-		prefixed("kernel/drivers/", "nvme/host/", "ata/ahci.ko", "ata/ata_piix.ko", "ata/ata_generic.ko", "ata/sata_", "mmc/",
-			"scsi/sd_mod.ko", "scsi/sr_mod.ko", "scsi/megaraid/", "scsi/mpt3sas/", "scsi/hpsa.ko",
-			"scsi/smartpqi/", "scsi/aacraid/"),
-		prefixed("kernel/fs/", "ext4/", "fat/", "overlayfs/", "fuse/", "9p/")),
-	// The other filesystems filesystem= mounts: XFS, btrfs, NFS (12 MiB
-	// of modules, so not in the default set).
-	"fs": prefixed("kernel/fs/", "xfs/", "btrfs/", "nfs/"),
-	// USB host controllers, USB disks and network adapters, keyboards.
-	"usb": prefixed("kernel/drivers/",
-		"usb/host/", "usb/storage/", "net/usb/", "hid/usbhid/", "hid/hid-generic.ko"),
-	// What hypervisors give guests: virtio, VMware, Hyper-V.
-	"virt": prefixed("kernel/",
-		"drivers/virtio/", "drivers/net/virtio_net.ko", "drivers/block/virtio_blk.ko",
-		"drivers/scsi/virtio_scsi.ko", "drivers/char/hw_random/virtio-rng.ko", "drivers/net/vmxnet3/",
-		"drivers/scsi/vmw_pvscsi.ko", "drivers/hv/", "drivers/net/hyperv/", "drivers/scsi/hv_storvsc.ko",
-		"net/9p/"),
+func DriverPresets() map[string][]string {
+	return map[string][]string{
+		// Ethernet from the vendors of servers, desktops and clouds; not the
+		// datacenter-only families (Chelsio, QLogic, Netronome, Solarflare…),
+		// which --modules names when needed.
+		"net": prefixed("kernel/drivers/net/ethernet/",
+			"intel/", "realtek/", "broadcom/", "mellanox/", "amd/", "aquantia/", "atheros/",
+			"marvell/", "nvidia/", "via/", "8390/", "dec/", "amazon/", "google/", "microsoft/"),
+		// Disks, and the filesystems of the cache and of VMs' shared
+		// folders: NVMe, SATA (not the parallel ATA of old boards), SAS/RAID
+		// HBAs of servers (not Fibre Channel), SD/MMC; ext4, vfat, overlayfs,
+		// virtiofs, 9p.
+		"storage": slices.Concat(
+			prefixed("kernel/drivers/", "nvme/host/", "ata/ahci.ko", "ata/ata_piix.ko", "ata/ata_generic.ko", "ata/sata_", "mmc/",
+				"scsi/sd_mod.ko", "scsi/sr_mod.ko", "scsi/megaraid/", "scsi/mpt3sas/", "scsi/hpsa.ko",
+				"scsi/smartpqi/", "scsi/aacraid/"),
+			prefixed("kernel/fs/", "ext4/", "fat/", "overlayfs/", "fuse/", "9p/")),
+		// The other filesystems filesystem= mounts: XFS, btrfs, NFS (12 MiB
+		// of modules, so not in the default set).
+		"fs": prefixed("kernel/fs/", "xfs/", "btrfs/", "nfs/"),
+		// USB host controllers, USB disks and network adapters, keyboards.
+		"usb": prefixed("kernel/drivers/",
+			"usb/host/", "usb/storage/", "net/usb/", "hid/usbhid/", "hid/hid-generic.ko"),
+		// What hypervisors give guests: virtio, VMware, Hyper-V.
+		"virt": prefixed("kernel/",
+			"drivers/virtio/", "drivers/net/virtio_net.ko", "drivers/block/virtio_blk.ko",
+			"drivers/scsi/virtio_scsi.ko", "drivers/char/hw_random/virtio-rng.ko", "drivers/net/vmxnet3/",
+			"drivers/scsi/vmw_pvscsi.ko", "drivers/hv/", "drivers/net/hyperv/", "drivers/scsi/hv_storvsc.ko",
+			"net/9p/"),
+	}
 }
 
 // prefixed returns the paths with prefix in front of each.
@@ -65,10 +67,11 @@ type DriverPreset struct {
 // presetModules returns the modules of the presets named, each preset's
 // own listed in presets.
 func presetModules(ix *kmod.Index, names []string) (mods []string, presets []DriverPreset, err error) {
+	all := DriverPresets()
 	for _, n := range names {
-		paths, ok := DriverPresets[n]
+		paths, ok := all[n]
 		if !ok {
-			return nil, nil, fmt.Errorf("initramfs: driver preset %q: expected one of %s", n, strings.Join(slices.Sorted(maps.Keys(DriverPresets)), ", "))
+			return nil, nil, fmt.Errorf("initramfs: driver preset %q: expected one of %s", n, strings.Join(slices.Sorted(maps.Keys(all)), ", "))
 		}
 		p := DriverPreset{Name: n, Modules: ix.Under(paths)}
 		mods = append(mods, p.Modules...)
