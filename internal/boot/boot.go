@@ -19,6 +19,7 @@ import (
 	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/event"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/pipeline"
@@ -46,6 +47,7 @@ type state struct {
 	layers  *store.Store
 	scratch string
 	volumes *volume.Set // nil without volumes
+	kmods   *kmod.Index // the initramfs's modules, once read (moduleIndex)
 
 	network     *netconf.Result
 	stopNetwork func() *netconf.Result // ends the network's upkeep, gives its last state

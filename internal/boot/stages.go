@@ -99,18 +99,11 @@ func loadModules(_ context.Context, s *state) error {
 // those blacklisted. A driver that fails is said, and the boot goes on:
 // the device it would drive may not be needed.
 func (s *state) coldplug() {
-	kver, err := kmod.RunningRelease()
-	if err != nil {
-		s.say("modules: coldplug: %v", err)
-		return
-	}
-	dir := "/lib/modules/" + kver
-	if _, err := os.Stat(dir); err != nil {
-		return // an initramfs without modules
-	}
-	ix, err := kmod.LoadIndex(dir)
-	if err != nil {
-		s.say("modules: coldplug: %v", err)
+	ix, err := s.moduleIndex()
+	if err != nil || ix == nil {
+		if err != nil {
+			s.say("modules: coldplug: %v", err)
+		}
 		return
 	}
 	start := time.Now()
@@ -127,18 +120,41 @@ func (s *state) coldplug() {
 	}
 }
 
+// moduleIndex is the initramfs's module index, read once for the boot's
+// stages; nil when the initramfs has no modules.
+func (s *state) moduleIndex() (*kmod.Index, error) {
+	if s.kmods != nil {
+		return s.kmods, nil
+	}
+	kver, err := kmod.RunningRelease()
+	if err != nil {
+		return nil, err
+	}
+	dir := "/lib/modules/" + kver
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if s.kmods, err = kmod.LoadIndex(dir); err != nil {
+		return nil, err
+	}
+	return s.kmods, nil
+}
+
 // loadModuleNames loads the named modules of the initramfs, with their
 // dependencies.
 func (s *state) loadModuleNames(names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	kver, err := kmod.RunningRelease()
+	ix, err := s.moduleIndex()
 	if err != nil {
 		return err
 	}
+	if ix == nil {
+		return fmt.Errorf("modules %s: the initramfs holds no modules", strings.Join(names, ","))
+	}
 	start := time.Now()
-	if err := kmod.LoadModules("/lib/modules/"+kver, names); err != nil {
+	if _, err := ix.Load(names, kmod.LoadOptions{}); err != nil {
 		return err
 	}
 	s.say("modules: loaded %s in %s", strings.Join(names, ","), time.Since(start).Round(time.Millisecond))

@@ -113,18 +113,6 @@ func (ix *Index) Load(names []string, opts LoadOptions) ([]Module, error) {
 	return loaded, nil
 }
 
-// LoadModules reads the module index of dir (/lib/modules/KVER) and loads
-// the modules names stand for, with their dependencies, as Load does with
-// default options.
-func LoadModules(dir string, names []string) error {
-	ix, err := LoadIndex(dir)
-	if err != nil {
-		return err
-	}
-	_, err = ix.Load(names, LoadOptions{})
-	return err
-}
-
 // InsertFile inserts the module in file (compressed or not) as it is,
 // without dependencies; a module already loaded (EEXIST) is no error.
 func InsertFile(file string) error {

@@ -43,13 +43,9 @@ func (f *fixture) storageTests(t *testing.T) {
 		// drivers, and the disk becomes the cache.
 		t.Parallel()
 		c := f.cacheProxy(t)
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" ociboot.cache_device=auto ociboot.cache_wait=1 "+
+		res, console := c.bootOn(t, "ociboot.cache_device=auto ociboot.cache_wait=1 "+
 			`ociboot.container="`+c.img+` sh -c 'for n in /sys/class/net/eth*; do echo nic-driver-$(basename $(readlink $n/device/driver)); done'"`,
-			machine{ports: []int{c.port}, nics: []string{"e1000", "rtl8139", "vmxnet3", "e1000e", "virtio"},
-				disks: []vm.Disk{{Path: blankDisk(t, 64<<20), Bus: "scsi"}}})
-		if err != nil {
-			t.Fatalf("vm.Run: %v", err)
-		}
+			machine{nics: []string{"e1000", "rtl8139", "vmxnet3", "e1000e", "virtio"}, disks: []vm.Disk{{Path: blankDisk(t, 64<<20), Bus: "scsi"}}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
@@ -70,12 +66,9 @@ func (f *fixture) storageTests(t *testing.T) {
 		// stage, though no cache is asked for, but the one blacklisted.
 		t.Parallel()
 		c := f.cacheProxy(t)
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" modprobe.blacklist=nvme "+
+		res, console := c.bootOn(t, "modprobe.blacklist=nvme "+
 			`ociboot.container="`+c.img+` sh -c 'for m in virtio_blk nvme; do test -d /sys/module/$m && echo $m-$((1+1))-loaded || echo $m-$((1+1))-absent; done'"`,
-			machine{ports: []int{c.port}, disks: []vm.Disk{{Path: blankDisk(t, 1<<20)}, {Path: blankDisk(t, 1<<20), Bus: "nvme"}}})
-		if err != nil {
-			t.Fatalf("vm.Run: %v", err)
-		}
+			machine{disks: []vm.Disk{{Path: blankDisk(t, 1<<20)}, {Path: blankDisk(t, 1<<20), Bus: "nvme"}}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
@@ -338,6 +331,9 @@ type cacheProxy struct {
 	// Disks are PATH[,if=BUS], as vm.ParseDisk reads them; bootRoot boots
 	// an image as the OS.
 	boot, bootRoot func(t *testing.T, cmdline string, disks ...string) (vm.Result, string)
+	// bootOn boots as boot does on machine m, the proxy's port added to
+	// its forwards.
+	bootOn func(t *testing.T, cmdline string, m machine) (vm.Result, string)
 }
 
 func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
@@ -375,13 +371,20 @@ func (f *fixture) cacheProxy(t *testing.T) *cacheProxy {
 		}
 		return m
 	}
-	c.boot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
+	c.bootOn = func(t *testing.T, cmdline string, m machine) (vm.Result, string) {
 		t.Helper()
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, on(disks))
+		m.ports = append([]int{port}, m.ports...)
+		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, m)
 		if err != nil {
 			t.Fatalf("vm.Run: %v", err)
 		}
 		return res, console
+	}
+	c.boot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
+		t.Helper()
+		m := on(disks)
+		m.ports = nil // bootOn adds the proxy's
+		return c.bootOn(t, cmdline, m)
 	}
 	c.bootRoot = func(t *testing.T, cmdline string, disks ...string) (vm.Result, string) {
 		t.Helper()
@@ -582,13 +585,10 @@ func (f *fixture) s3Tests(t *testing.T) {
 			case <-t.Context().Done():
 			}
 		}()
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+params+
+		res, console := c.bootOn(t, params+
 			fmt.Sprintf(`b2c.container="-v job:/job %s sh -c 'cat /job/input; echo result-$((6*7)) > /job/result; trap exit TERM; `+
 				`echo result-$((6*7)) written; while :; do sleep 0.2; done'"`, c.img),
-			machine{ports: []int{c.port, port}, disks: []vm.Disk{{Path: disk}}, watch: written, monitor: monitor})
-		if err != nil {
-			t.Fatalf("vm.Run: %v", err)
-		}
+			machine{ports: []int{port}, disks: []vm.Disk{{Path: disk}}, watch: written, monitor: monitor})
 		if err := <-pressed; err != nil {
 			t.Fatalf("pressing ctrl-alt-del: %v", err)
 		}
@@ -610,11 +610,8 @@ func (f *fixture) s3Tests(t *testing.T) {
 		// Boot 2: the server is back. The result is pushed before the
 		// pipeline starts, and so comes back down with the inputs.
 		srv.Restart(t)
-		res, console, err = f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+params+`b2c.container="-v job:/job `+c.img+` cat /job/result"`,
-			machine{ports: []int{c.port, port}, disks: []vm.Disk{{Path: disk}}})
-		if err != nil {
-			t.Fatalf("vm.Run: %v", err)
-		}
+		res, console = c.bootOn(t, params+`b2c.container="-v job:/job `+c.img+` cat /job/result"`,
+			machine{ports: []int{port}, disks: []vm.Disk{{Path: disk}}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status after the server came back: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
@@ -663,10 +660,7 @@ func (f *fixture) s3Tests(t *testing.T) {
 			`mkdir /job/out; echo result-$((6*7)) > /job/out/result; chmod 750 /job/out/result; touch -d @1577934245 /job/out/result; `+
 			`until wget -q -O /dev/null http://%[1]s:%[6]d/; do sleep 0.2; done; echo the bucket has the result'"`,
 			vm.GuestHost, port, srv.Access, srv.Secret, c.img, gatePort)
-		res, console, err := f.bootWith(t, "ociboot.insecure_registry="+c.via+" "+cmdline, machine{ports: []int{c.port, port, gatePort}})
-		if err != nil {
-			t.Fatalf("vm.Run: %v", err)
-		}
+		res, console := c.bootOn(t, cmdline, machine{ports: []int{port, gatePort}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
