@@ -43,6 +43,7 @@ test: deps lint
 	$(FUZZ) 200000x -fuzz '^FuzzParseVolume$$' ./internal/bootcfg
 	$(FUZZ) 200000x -fuzz '^FuzzObjectPath$$' ./internal/volume
 	$(FUZZ) 20000x -fuzz '^FuzzListing$$' ./internal/volume
+	$(FUZZ) 200000x -fuzz '^FuzzParse$$' ./internal/hotplug
 
 demo: deps build
 	./scripts/demo.sh

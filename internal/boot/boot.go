@@ -18,6 +18,7 @@ import (
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/console"
 	"github.com/ociboot/ociboot/internal/event"
+	"github.com/ociboot/ociboot/internal/hotplug"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/kmod"
 	"github.com/ociboot/ociboot/internal/netconf"
@@ -46,8 +47,9 @@ type state struct {
 	// bundles' directory).
 	layers  *store.Store
 	scratch string
-	volumes *volume.Set // nil without volumes
-	kmods   *kmod.Index // the initramfs's modules, once read (moduleIndex)
+	volumes *volume.Set       // nil without volumes
+	kmods   *kmod.Index       // the initramfs's modules, once read (moduleIndex)
+	hotplug *hotplug.Listener // loads the drivers of devices as they come; nil when off
 
 	network     *netconf.Result
 	stopNetwork func() *netconf.Result // ends the network's upkeep, gives its last state

@@ -52,6 +52,7 @@ func switchRoot(ctx context.Context, s *state) error {
 	if err != nil {
 		return err
 	}
+	s.stopHotplug() // the new root's udev takes over
 	keep, err := switchroot.HandOverModules("/", newRoot, kver, log)
 	if err != nil {
 		return err

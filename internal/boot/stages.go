@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/hotplug"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/keymap"
 	"github.com/ociboot/ociboot/internal/kmod"
@@ -78,7 +80,8 @@ func readCmdline() (string, error) {
 
 // loadModules inserts the module files asked for, then loads the modules
 // baked in at build time and those asked for on the command line, with
-// their dependencies, then those of the devices present (coldplug).
+// their dependencies, then those of the devices present (coldplug) and of
+// the devices that appear later (hotplug).
 func loadModules(_ context.Context, s *state) error {
 	for _, f := range s.plan.Insmods {
 		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
@@ -90,15 +93,19 @@ func loadModules(_ context.Context, s *state) error {
 		return err
 	}
 	if !s.plan.NoColdplug {
-		s.coldplug()
+		s.plugDrivers()
 	}
 	return nil
 }
 
-// coldplug loads the initramfs's modules for the devices present, but
-// those blacklisted. A driver that fails is said, and the boot goes on:
-// the device it would drive may not be needed.
-func (s *state) coldplug() {
+// plugDrivers loads the initramfs's modules for the devices present
+// (coldplug), but those blacklisted, and starts following the kernel's
+// uevents to load those of the devices that come later (hotplug), for the
+// machine's life or until switching root. The socket is opened first, so
+// that no device added in between is missed; the two share what they
+// tried. A driver that fails is said, and the boot goes on: the device it
+// would drive may not be needed.
+func (s *state) plugDrivers() {
 	ix, err := s.moduleIndex()
 	if err != nil || ix == nil {
 		if err != nil {
@@ -106,18 +113,52 @@ func (s *state) coldplug() {
 		}
 		return
 	}
-	start := time.Now()
-	mods, err := ix.LoadPresent("/sys", func(name string) bool { return slices.Contains(s.plan.Blacklist, name) }, kmod.LoadOptions{})
-	var names []string
-	for _, m := range mods {
-		names = append(names, m.Name)
+	drivers := ix.Drivers(func(name string) bool { return slices.Contains(s.plan.Blacklist, name) }, kmod.LoadOptions{})
+	coldplug := func(what string) {
+		start := time.Now()
+		mods, err := drivers.Coldplug("/sys")
+		if len(mods) > 0 {
+			s.say("modules: %s: loaded %s in %s", what, moduleNames(mods), time.Since(start).Round(time.Millisecond))
+		}
+		if err != nil {
+			s.say("modules: %s: WARNING: %v", what, err)
+		}
 	}
-	if len(names) > 0 {
-		s.say("modules: coldplug: loaded %s in %s", strings.Join(names, ","), time.Since(start).Round(time.Millisecond))
+	if conn, err := hotplug.Open(); err != nil {
+		s.say("modules: hotplug: WARNING: %v: the drivers of devices that come later are not loaded", err)
+	} else {
+		s.hotplug = hotplug.Listen(conn, hotplug.Options{
+			Drivers: drivers,
+			Report: func(ev hotplug.Event, mods []kmod.Module, took time.Duration, err error) {
+				if len(mods) > 0 {
+					s.say("modules: hotplug: loaded %s for %s %s in %s", moduleNames(mods), ev.Subsystem, path.Base(ev.DevPath), took.Round(time.Millisecond))
+				}
+				if err != nil {
+					s.say("modules: hotplug: WARNING: %v", err)
+				}
+			},
+			Lost: func() { coldplug("hotplug: events lost, looking again") },
+		})
 	}
-	if err != nil {
-		s.say("modules: coldplug: WARNING: %v", err)
+	coldplug("coldplug")
+}
+
+// stopHotplug stops loading drivers as devices come, and waits for those
+// being loaded.
+func (s *state) stopHotplug() {
+	if s.hotplug != nil {
+		s.hotplug.Stop()
+		s.hotplug = nil
 	}
+}
+
+// moduleNames lists mods' names, comma-separated.
+func moduleNames(mods []kmod.Module) string {
+	names := make([]string, len(mods))
+	for i, m := range mods {
+		names[i] = m.Name
+	}
+	return strings.Join(names, ",")
 }
 
 // moduleIndex is the initramfs's module index, read once for the boot's

@@ -28,6 +28,15 @@ const (
 
 func noStorage(s *state) bool { return s.plan.Storage.CacheDevice == "" }
 
+// devicesAdded is how a wait for disks hears of devices as they come;
+// nil without hotplug.
+func (s *state) devicesAdded() func() <-chan struct{} {
+	if s.hotplug == nil {
+		return nil
+	}
+	return s.hotplug.Added
+}
+
 // prepareStorage loads the storage drivers, finds (or makes) the cache
 // and mounts it, adds the swap file, and puts the image store on the
 // cache. Without a disk the boot goes on without a cache, warned.
@@ -43,7 +52,7 @@ func prepareStorage(ctx context.Context, s *state) error {
 		s.say("storage: filesystem %s (%s %s) mounted on %s", fs.Name, fs.Type, fs.Source, storageDir)
 	} else {
 		cache, err := storage.FindCache(ctx, storage.CacheOptions{
-			Device: st.CacheDevice, Wait: st.CacheWait, Mkfs: s.input.baked.Mkfs, Runner: s.reaper, Log: log,
+			Device: st.CacheDevice, Wait: st.CacheWait, Mkfs: s.input.baked.Mkfs, Runner: s.reaper, Log: log, Added: s.devicesAdded(),
 		})
 		if err != nil {
 			return err

@@ -7,21 +7,20 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// Coldplug returns the modules for the devices present now: the modalias
-// of every device under sysDir/bus/*/devices (sysDir is usually "/sys"),
-// looked up among the index's aliases. Modaliases no module claims are
-// skipped. The result has each module once, in the order the devices were
-// found (sorted paths), ready for Load.
-func (ix *Index) Coldplug(sysDir string) ([]string, error) {
+// DeviceAliases returns the modalias of every device under
+// sysDir/bus/*/devices (sysDir is usually "/sys"), in the order of their
+// sorted paths. Devices without one, or gone while listed, are skipped.
+func DeviceAliases(sysDir string) ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(sysDir, "bus", "*", "devices", "*", "modalias"))
 	if err != nil {
 		return nil, fmt.Errorf("kmod: listing device modaliases under %s: %w", sysDir, err)
 	}
-	var names []string
+	var aliases []string
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if os.IsNotExist(err) {
@@ -30,54 +29,138 @@ func (ix *Index) Coldplug(sysDir string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kmod: reading device modalias %s: %w", f, err)
 		}
-		alias := strings.TrimSpace(string(data))
-		if alias == "" {
-			continue
+		if alias := strings.TrimSpace(string(data)); alias != "" {
+			aliases = append(aliases, alias)
 		}
+	}
+	return aliases, nil
+}
+
+// ForAliases returns the loadable modules that modaliases match, each
+// once, in the order of the aliases; builtin modules and modaliases no
+// module claims are left out.
+func (ix *Index) ForAliases(aliases []string) []string {
+	var names []string
+	for _, alias := range aliases {
 		for _, m := range ix.Lookup(alias) {
 			if !m.Builtin && !slices.Contains(names, m.Name) {
 				names = append(names, m.Name)
 			}
 		}
 	}
-	return names, nil
+	return names
 }
 
-// maxColdplugRounds bounds LoadPresent's rounds: drivers bring devices
-// (a host controller its ports, virtio_pci the virtio devices), whose
-// drivers bring more, but not forever.
+// maxColdplugRounds bounds Coldplug's rounds: drivers bring devices (a
+// host controller its ports, virtio_pci the virtio devices), whose drivers
+// bring more, but not forever.
 const maxColdplugRounds = 8
 
-// LoadPresent loads the modules of the devices under sysDir (see
-// Coldplug), then those of the devices these drivers brought, round after
-// round until one finds nothing new. Modules skip says so of are left
-// out (a blacklist, for aliases only: they are still loaded when a module
-// needs them). A module that fails to load does not stop the others: the
-// errors are returned together with what was loaded, but for ENODEV, which
-// a module answers when it finds nothing to drive.
-func (ix *Index) LoadPresent(sysDir string, skip func(name string) bool, opts LoadOptions) ([]Module, error) {
-	tried := map[string]bool{}
-	var loaded []Module
-	var errs []error
-	for range maxColdplugRounds {
-		names, err := ix.Coldplug(sysDir)
-		if err != nil {
-			return loaded, err
+// parallelLoads is how many modules Drivers loads at once. A module's
+// initialisation mostly waits for its hardware (resets, PHYs, firmware),
+// so more than there are CPUs.
+const parallelLoads = 8
+
+// Drivers loads the modules devices ask for by modalias, each at most
+// once and several at a time. The boot's coldplug and hotplug share one,
+// so that neither tries again what the other has. It is safe for
+// concurrent use.
+type Drivers struct {
+	ix    *Index
+	skip  func(name string) bool
+	opts  LoadOptions
+	slots chan struct{}
+
+	mu    sync.Mutex
+	tried map[string]chan struct{} // closed once the module is loaded, or failed to
+}
+
+// Drivers returns a Drivers loading the index's modules with opts. Modules
+// skip says so of are left out (a blacklist, for aliases only: they are
+// still loaded when a module needs them).
+func (ix *Index) Drivers(skip func(name string) bool, opts LoadOptions) *Drivers {
+	return &Drivers{ix: ix, skip: skip, opts: opts, slots: make(chan struct{}, parallelLoads), tried: map[string]chan struct{}{}}
+}
+
+// Load loads the modules the modaliases match, but those left out, in
+// parallel, with their dependencies, and waits for them, and for those
+// another call is loading. A module that fails to load does not stop the
+// others: the errors are returned together with what this call loaded,
+// but for ENODEV, which a module answers when it finds nothing to drive
+// (8139cp for most RTL8139s, one of the two modules their alias names).
+func (d *Drivers) Load(aliases []string) ([]Module, error) {
+	_, loaded, err := d.load(aliases)
+	return loaded, err
+}
+
+// load is Load, which also says how many modules it tried.
+func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error) {
+	type job struct {
+		name string
+		done chan struct{}
+	}
+	var fresh []job
+	var others []chan struct{}
+	d.mu.Lock()
+	for _, n := range d.ix.ForAliases(aliases) {
+		if done, ok := d.tried[n]; ok {
+			others = append(others, done)
+			continue
 		}
-		fresh := 0
-		for _, n := range names {
-			if tried[n] || skip != nil && skip(n) {
-				continue
-			}
-			tried[n] = true
-			fresh++
-			mods, err := ix.Load([]string{n}, opts)
+		if d.skip != nil && d.skip(n) {
+			continue
+		}
+		j := job{n, make(chan struct{})}
+		d.tried[n] = j.done
+		fresh = append(fresh, j)
+	}
+	d.mu.Unlock()
+
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, j := range fresh {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(j.done)
+			d.slots <- struct{}{}
+			defer func() { <-d.slots }()
+			mods, err := d.ix.Load([]string{j.name}, d.opts)
+			mu.Lock()
+			defer mu.Unlock()
 			loaded = append(loaded, mods...)
-			// ENODEV: one of the modules an alias names, which finds
-			// nothing to drive (8139cp for most RTL8139s).
 			if err != nil && !errors.Is(err, unix.ENODEV) {
 				errs = append(errs, err)
 			}
+		}()
+	}
+	wg.Wait()
+	for _, done := range others {
+		<-done
+	}
+	return len(fresh), loaded, errors.Join(errs...)
+}
+
+// Coldplug loads the modules of the devices under sysDir (see
+// DeviceAliases), then those of the devices these drivers brought, round
+// after round until one finds nothing new. When it returns, the drivers
+// of the devices it saw are loaded, or failed to, though hotplug took
+// some of them. Errors are as Load's.
+func (d *Drivers) Coldplug(sysDir string) ([]Module, error) {
+	var loaded []Module
+	var errs []error
+	for range maxColdplugRounds {
+		aliases, err := DeviceAliases(sysDir)
+		if err != nil {
+			return loaded, errors.Join(append(errs, err)...)
+		}
+		fresh, mods, err := d.load(aliases)
+		loaded = append(loaded, mods...)
+		if err != nil {
+			errs = append(errs, err)
 		}
 		if fresh == 0 {
 			break

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -378,12 +379,12 @@ func TestColdplug(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := ix.Coldplug(sys)
+	aliases, err := DeviceAliases(sys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"virtio_pci", "virtio_net"}; !slices.Equal(got, want) {
-		t.Errorf("Coldplug = %v, want %v", got, want)
+	if got, want := ix.ForAliases(aliases), []string{"virtio_pci", "virtio_net"}; !slices.Equal(got, want) {
+		t.Errorf("ForAliases(DeviceAliases) = %v, want %v", got, want)
 	}
 }
 
@@ -438,12 +439,15 @@ func TestLookupPathLikeAlias(t *testing.T) {
 	}
 }
 
-// TestLoadPresent checks coldplug's rounds against the host's index, a
+// TestDriversColdplug checks coldplug's rounds against the host's index, a
 // fake /sys and a stand-in for the kernel: the virtio devices appear
 // once virtio_pci is loaded, so a second round loads their drivers; a
 // blacklisted module is left out; a module that finds no device to drive
 // (ENODEV) is no error, and one that fails does not stop the others.
-func TestLoadPresent(t *testing.T) {
+// Modules load in parallel, as the kernel allows: the stand-in answers
+// EEXIST to a second insertion as the kernel does. A Drivers shared with
+// hotplug does not try a module twice.
+func TestDriversColdplug(t *testing.T) {
 	ix := hostIndex(t)
 	sys := t.TempDir()
 	device := func(p, alias string) {
@@ -460,10 +464,18 @@ func TestLoadPresent(t *testing.T) {
 	device("bus/pci/devices/0000:00:04.0", "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00") // e1000
 	device("bus/pci/devices/0000:00:05.0", "pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00") // rtl8139
 	device("bus/pci/devices/0000:00:06.0", "pci:v00001AF4d00001002sv00001AF4sd00000005bc00scFFi00") // virtio-balloon
-	var inserted []string
+	var (
+		mu       sync.Mutex
+		inserted []string
+	)
 	modules := t.TempDir() // /sys/module
 	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		name := NormalizeName(filepath.Base(file))
+		if _, err := os.Stat(filepath.Join(modules, name)); err == nil {
+			return false, nil // EEXIST
+		}
 		inserted = append(inserted, name)
 		switch name {
 		case "virtio_pci":
@@ -476,9 +488,10 @@ func TestLoadPresent(t *testing.T) {
 		}
 		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
 	}}
-	loaded, err := ix.LoadPresent(sys, func(n string) bool { return n == "e1000" }, opts)
+	drivers := ix.Drivers(func(n string) bool { return n == "e1000" }, opts)
+	loaded, err := drivers.Coldplug(sys)
 	if err == nil || !strings.Contains(err.Error(), "loading module virtio_balloon") || strings.Contains(err.Error(), "8139cp") {
-		t.Errorf("LoadPresent error: %v, want virtio_balloon's alone (8139cp finding no device is no error)", err)
+		t.Errorf("Coldplug error: %v, want virtio_balloon's alone (8139cp finding no device is no error)", err)
 	}
 	for _, want := range []string{"virtio_pci", "virtio_net", "8139too"} {
 		if !slices.Contains(names(loaded), want) {
@@ -494,5 +507,48 @@ func TestLoadPresent(t *testing.T) {
 			t.Errorf("inserted %v: %s twice", inserted, n)
 		}
 		seen[n] = true
+	}
+	// What hotplug then asks for again is not tried twice.
+	again, err := drivers.Load([]string{"pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00", "virtio:d00000005v00001AF4"})
+	if err != nil || len(again) != 0 || len(inserted) != len(seen) {
+		t.Errorf("Load of aliases already tried: loaded %v, %v; inserted %v", names(again), err, inserted)
+	}
+}
+
+// TestDriversWaitsForOthers checks that a Load asking for a module
+// another call is loading returns once that module is in, so that
+// coldplug ends with the drivers hotplug took loaded too.
+func TestDriversWaitsForOthers(t *testing.T) {
+	ix := hostIndex(t)
+	modules := t.TempDir() // /sys/module
+	entered, gate := make(chan struct{}), make(chan struct{})
+	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
+		name := NormalizeName(filepath.Base(file))
+		if name == "e1000" {
+			close(entered)
+			<-gate
+		}
+		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
+	}}
+	d := ix.Drivers(nil, opts)
+	e1000 := []string{"pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00"}
+	first := make(chan error)
+	go func() {
+		_, err := d.Load(e1000)
+		first <- err
+	}()
+	<-entered
+	second := make(chan bool)
+	go func() {
+		mods, err := d.Load(e1000)
+		_, statErr := os.Stat(filepath.Join(modules, "e1000"))
+		second <- err == nil && len(mods) == 0 && statErr == nil
+	}()
+	close(gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if !<-second {
+		t.Error("the second Load returned before e1000, which the first was loading, was in, or loaded it again")
 	}
 }

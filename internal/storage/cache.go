@@ -46,6 +46,10 @@ type CacheOptions struct {
 	Sys, Dev string
 	// Clock paces the waits; nil is the wall clock.
 	Clock fetch.Clock
+	// Added, when set, returns a channel closed when a device is next
+	// added (hotplug.Listener.Added): the disks are then looked at again
+	// at once, not at the next poll.
+	Added func() <-chan struct{}
 	// Log gets what is found, and what is wiped before it is.
 	Log io.Writer
 }
@@ -93,6 +97,7 @@ func FindCache(ctx context.Context, o CacheOptions) (*Cache, error) {
 	deadline := clock.Now().Add(cmp.Or(o.Wait, DefaultWait))
 	var c choice
 	for {
+		added := o.nextAdded()
 		disks, err := Scan(sys, dev)
 		if err != nil {
 			return nil, err
@@ -105,7 +110,7 @@ func FindCache(ctx context.Context, o CacheOptions) (*Cache, error) {
 		if ok {
 			break
 		}
-		if err := clock.Sleep(ctx, pollEvery); err != nil {
+		if err := sleepUnless(ctx, clock, pollEvery, added); err != nil {
 			return nil, err
 		}
 	}
@@ -132,6 +137,33 @@ func FindCache(ctx context.Context, o CacheOptions) (*Cache, error) {
 		}
 	}
 	return &Cache{Device: path, FS: c.fs, Formatted: c.format}, nil
+}
+
+// nextAdded is the channel closed when a device is next added; nil
+// (never ready) without o.Added.
+func (o CacheOptions) nextAdded() <-chan struct{} {
+	if o.Added == nil {
+		return nil
+	}
+	return o.Added()
+}
+
+// sleepUnless sleeps for d on clock, unless wake is closed first; its
+// error is ctx's.
+func sleepUnless(ctx context.Context, clock fetch.Clock, d time.Duration, wake <-chan struct{}) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-wake:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	if clock.Sleep(sctx, d) != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // missing says what FindCache did not find.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -317,6 +318,44 @@ func TestFindCache(t *testing.T) {
 	o.Device = "/dev/vda1"
 	if _, err := FindCache(context.Background(), o); err == nil || !strings.Contains(err.Error(), "no mke2fs") {
 		t.Errorf("formatting without mke2fs: %v", err)
+	}
+}
+
+// stillClock is a clock whose sleeps last until their context ends, as
+// if no poll ever came; the first calls first.
+type stillClock struct {
+	now   time.Time
+	first func()
+	slept int
+}
+
+func (c *stillClock) Now() time.Time { return c.now }
+
+func (c *stillClock) Sleep(ctx context.Context, _ time.Duration) error {
+	if c.slept++; c.slept == 1 {
+		c.first()
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestFindCacheWokenByHotplug checks that a disk added while FindCache
+// waits is looked at as soon as hotplug says a device came: with a clock
+// whose polls never come, only the wake can end the wait.
+func TestFindCacheWokenByHotplug(t *testing.T) {
+	sys, dev := t.TempDir(), t.TempDir()
+	fakeDisk(t, sys, dev, "vda", 256<<20, nil, 64<<20)
+	added := make(chan struct{})
+	clock := &stillClock{now: time.Now(), first: func() {
+		fakeDisk(t, sys, dev, "sda", 128<<20, nil, 64<<20)
+		run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", CacheLabel, filepath.Join(dev, "sda1"))
+		close(added)
+	}}
+	o := CacheOptions{Device: "auto", Sys: sys, Dev: dev, Runner: execRunner{}, Clock: clock, Log: io.Discard,
+		Added: func() <-chan struct{} { return added }}
+	c, err := FindCache(context.Background(), o)
+	if err != nil || c == nil || c.Device != filepath.Join(dev, "sda1") || c.Formatted || clock.slept != 1 {
+		t.Errorf("FindCache = %+v, %v after %d sleeps; want sda1, found after one wake", c, err, clock.slept)
 	}
 }
 

@@ -56,23 +56,76 @@ func (f *fixture) storageTests(t *testing.T) {
 				t.Errorf("no NIC driven by %s", d)
 			}
 		}
+		if by := loadedBy(console, "e1000"); by != "coldplug" {
+			t.Errorf("e1000 loaded by %q, want coldplug", by)
+		}
 		// The e1000 alone has the user network: the lease is its.
-		inOrder(t, console, "ociboot: modules: coldplug: loaded ", "e1000,",
-			"10.0.2.15/24, lease", `ociboot: storage: /dev/sda1 (ext4 "B2C_CACHE") mounted on /storage`)
+		inOrder(t, console, "10.0.2.15/24, lease", `ociboot: storage: /dev/sda1 (ext4 "B2C_CACHE") mounted on /storage`)
 	})
 
-	t.Run("coldplug", func(t *testing.T) {
-		// The drivers of the disks present are loaded at the modules
-		// stage, though no cache is asked for, but the one blacklisted.
+	t.Run("usb", func(t *testing.T) {
+		// A USB NIC, the only NIC, and a usb-storage disk, labelled as
+		// the cache, behind one xHCI: their drivers are loaded as the
+		// devices appear, after coldplug has loaded the xHCI's
+		// (hotplug). The NIC gets the lease, the USB disk becomes the
+		// cache as soon as it shows up, and an AHCI disk gets its driver
+		// too.
 		t.Parallel()
 		c := f.cacheProxy(t)
-		res, console := c.bootOn(t, "modprobe.blacklist=nvme "+
-			`ociboot.container="`+c.img+` sh -c 'for m in virtio_blk nvme; do test -d /sys/module/$m && echo $m-$((1+1))-loaded || echo $m-$((1+1))-absent; done'"`,
-			machine{disks: []vm.Disk{{Path: blankDisk(t, 1<<20)}, {Path: blankDisk(t, 1<<20), Bus: "nvme"}}})
+		usbDisk := blankDisk(t, 64<<20)
+		hostTool(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "B2C_CACHE", usbDisk)
+		res, console := c.bootOn(t, "ociboot.cache_device=auto ociboot.cache_wait=600 "+
+			`ociboot.container="`+c.img+` sh -c 'for n in /sys/class/net/*/device; do echo nic-$(basename $(dirname $n))-$(basename $(readlink $n/driver)); done; `+
+			`for b in /sys/block/sd*; do echo disk-$(basename $b) $(readlink -f $b); done'"`,
+			machine{nics: []string{"usb"}, disks: []vm.Disk{{Path: blankDisk(t, 16<<20), Bus: "ahci"}, {Path: usbDisk, Bus: "usb"}}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
-		inOrder(t, console, "ociboot: modules: coldplug: loaded ", "virtio_blk", "virtio_blk-2-loaded", "nvme-2-absent")
+		for mod, want := range map[string]string{"xhci_pci": "coldplug", "ahci": "coldplug", "usbnet": "hotplug", "usb_storage": "hotplug"} {
+			if by := loadedBy(console, mod); by != want {
+				t.Errorf("%s loaded by %q, want %s", mod, by, want)
+			}
+		}
+		inOrder(t, console, "ociboot: network: usb0: 10.0.2.15/24, lease")
+		// QEMU's usb-net is a Linux USB gadget, which cdc_ether and
+		// cdc_subset both claim (as with modprobe, the first loaded wins).
+		if nic := lineWith(console, "nic-usb0-"); !strings.Contains(nic, "nic-usb0-cdc_ether") && !strings.Contains(nic, "nic-usb0-cdc_subset") {
+			t.Errorf("usb0: %q, want it driven by cdc_ether or cdc_subset", nic)
+		}
+		cache := lineWith(console, `(ext4 "B2C_CACHE") mounted on /storage`)
+		dev := strings.TrimPrefix(strings.Fields(strings.TrimPrefix(cache, "ociboot: storage: "))[0], "/dev/")
+		if usb := lineWith(console, "disk-"+dev+" "); !strings.Contains(usb, "/usb") {
+			t.Errorf("the cache is %s (%q), whose device is %q: want the USB disk", dev, cache, usb)
+		}
+		if ahci := lineWith(console, "/ata"); !strings.HasPrefix(ahci, "disk-sd") {
+			t.Errorf("no disk behind the AHCI controller: %q", ahci)
+		}
+	})
+
+	t.Run("coldplug", func(t *testing.T) {
+		// The drivers of the devices present are loaded at the modules
+		// stage, but the one blacklisted: the e1000 stays without a
+		// driver while the virtio NIC comes up. The NVMe disk named as
+		// the cache is partitioned and formatted.
+		t.Parallel()
+		c := f.cacheProxy(t)
+		res, console := c.bootOn(t, "modprobe.blacklist=e1000 ociboot.cache_device=/dev/nvme0n1 ociboot.cache_wait=600 "+
+			`ociboot.container="`+c.img+` sh -c 'for n in /sys/class/net/*/device; do echo nic-$(basename $(dirname $n))-$(basename $(readlink $n/driver)); done; `+
+			`test -d /sys/module/e1000 && echo e1000-$((1+1))-loaded || echo e1000-$((1+1))-absent'"`,
+			machine{nics: []string{"virtio", "e1000"}, disks: []vm.Disk{{Path: blankDisk(t, 64<<20), Bus: "nvme"}}})
+		if !res.StatusSeen || res.Status != 0 {
+			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
+		}
+		if by := loadedBy(console, "nvme"); by != "coldplug" {
+			t.Errorf("nvme loaded by %q, want coldplug", by)
+		}
+		for _, l := range strings.Split(console, "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "nic-") && strings.HasSuffix(l, "-e1000") {
+				t.Errorf("%s: a NIC driven by the blacklisted e1000", l)
+			}
+		}
+		inOrder(t, console, "ociboot: network: eth0: 10.0.2.15/24, lease",
+			`ociboot: storage: /dev/nvme0n1p1 (ext4 "B2C_CACHE") mounted on /storage`, "nic-eth0-virtio", "e1000-2-absent")
 	})
 
 	t.Run("volume-fscrypt", func(t *testing.T) {
@@ -506,6 +559,23 @@ func blankDisk(t testing.TB, size int64) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// loadedBy says what loaded module mod, by the console's "modules:"
+// lines: "coldplug", "hotplug", or "" when none says.
+func loadedBy(console, mod string) string {
+	for _, l := range strings.Split(strings.ReplaceAll(console, "\r", ""), "\n") {
+		rest, ok := strings.CutPrefix(l, "ociboot: modules: ")
+		if !ok {
+			continue
+		}
+		how, rest, _ := strings.Cut(rest, ": loaded ")
+		names, _, _ := strings.Cut(rest, " ")
+		if (how == "coldplug" || how == "hotplug") && slices.Contains(strings.Split(names, ","), mod) {
+			return how
+		}
+	}
+	return ""
 }
 
 // hostTool runs a disk tool on the host (CI installs them) and returns
