@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Boot-time figures: the greeting demo against a VM whose init only prints a
-# line and powers off, same kernel, same machine, same accelerator, side by
-# side, ROUNDS times (default 3). Prints, per run, the host wall time of
-# `ociboot vm` and the time from its start to the first line that matters
-# (the container's greeting; the trivial init's line), then the means and
-# the ratio.
+# Boot-time figures, same kernel, same machine, same accelerator, side by
+# side, ROUNDS times (default 3): a VM whose init only prints a line and
+# powers off; the greeting demo with the default initramfs (driver presets
+# net,storage,usb,virt, coldplug); and the same with a virtio-only
+# initramfs (--drivers=, the modules named by default alone). Prints, per
+# run, the host wall time of `ociboot vm`, the time from its start to the
+# first line that matters (the container's greeting; the trivial init's
+# line) and the guest's coldplug time, then the means and the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -18,45 +20,67 @@ trap '[ -z "$server" ] || kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/trivialinit" ./bench/trivialinit
 $ociboot build -o "$work/trivial.img" --init-binary "$work/trivialinit" --runtime none --modules "" --storage-modules "" --fscrypt-modules "" --drivers "" --mkfs none >/dev/null
 $ociboot build -o "$work/ociboot.img" >"$work/build.log"
+$ociboot build -o "$work/virtio.img" --drivers "" >/dev/null
 size=$(stat -c %s "$work/ociboot.img")
+vsize=$(stat -c %s "$work/virtio.img")
 start_example_registry
 registry=10.0.2.100:$port
 
-# timed LABEL MARKER ARGS...: runs `ociboot vm ARGS`, prints "wall first"
-# in seconds, the second being when a console line containing MARKER came.
+# timed MARKER ARGS...: runs `ociboot vm ARGS`, prints "wall first
+# coldplug" in seconds, the second being when a console line containing
+# MARKER came, the third what the guest's coldplug line says ("-" when
+# there is none).
 timed() {
 	local marker=$1
 	shift
-	local t0 first="" line
+	local t0 first="" line cold=-
 	t0=$EPOCHREALTIME
 	while IFS= read -r line; do
 		if [ -z "$first" ] && [[ $line == *"$marker"* ]]; then
 			first=$EPOCHREALTIME
 		fi
+		if [[ $line == *"ociboot: modules: coldplug: loaded "* ]]; then
+			cold=${line##* in }
+			cold=${cold%$'\r'}
+			case $cold in
+			*ms) cold=$(echo "${cold%ms}" | awk '{ printf "%.3f", $1 / 1000 }') ;;
+			*s) cold=${cold%s} ;;
+			esac
+		fi
 	done < <($ociboot vm --accel "$accel" --timeout 5m "$@" 2>&1)
 	local t1=$EPOCHREALTIME
 	[ -n "$first" ] || { echo "no line with \"$marker\"" >&2; return 1; }
-	echo "$t0 $first $t1" | awk '{ printf "%.2f %.2f\n", $3 - $1, $2 - $1 }'
+	echo "$t0 $first $t1 $cold" | awk '{ printf "%.2f %.2f %s\n", $3 - $1, $2 - $1, $4 }'
 }
 
-printf 'initramfs (zstd, crun + virtio_pci,virtio_net,virtio_rng): %d bytes (%.1f MiB)\n' "$size" "$(echo "$size" | awk '{print $1/1048576}')"
-printf '%-6s %-28s %10s %14s\n' round side "wall (s)" "first line (s)"
+printf 'initramfs (zstd): default %d bytes (%.1f MiB), virtio-only (--drivers=) %d bytes (%.1f MiB)\n' \
+	"$size" "$(echo "$size" | awk '{print $1/1048576}')" "$vsize" "$(echo "$vsize" | awk '{print $1/1048576}')"
+printf '%-6s %-28s %10s %14s %14s\n' round side "wall (s)" "first line (s)" "coldplug (s)"
 results=$work/results
+demo() {
+	timed "Hello from a container" --initramfs "$1" --forward "$port" \
+		--cmdline "quiet ociboot.insecure_registry=$registry ociboot.container=\"$registry/demo/hello:latest\""
+}
 for r in $(seq "$rounds"); do
-	read -r w f < <(timed "trivial init: first line" --initramfs "$work/trivial.img" --cmdline quiet)
-	printf '%-6s %-28s %10s %14s\n' "$r" "trivial init" "$w" "$f"
-	echo "trivial $w $f" >>"$results"
-	read -r w f < <(timed "Hello from a container" --initramfs "$work/ociboot.img" --forward "$port" \
-		--cmdline "quiet ociboot.insecure_registry=$registry ociboot.container=\"$registry/demo/hello:latest\"")
-	printf '%-6s %-28s %10s %14s\n' "$r" "ociboot greeting demo" "$w" "$f"
-	echo "ociboot $w $f" >>"$results"
+	read -r w f c < <(timed "trivial init: first line" --initramfs "$work/trivial.img" --cmdline quiet)
+	printf '%-6s %-28s %10s %14s %14s\n' "$r" "trivial init" "$w" "$f" "$c"
+	echo "trivial $w $f 0" >>"$results"
+	read -r w f c < <(demo "$work/ociboot.img")
+	printf '%-6s %-28s %10s %14s %14s\n' "$r" "demo, default initramfs" "$w" "$f" "$c"
+	echo "ociboot $w $f $c" >>"$results"
+	read -r w f c < <(demo "$work/virtio.img")
+	printf '%-6s %-28s %10s %14s %14s\n' "$r" "demo, virtio-only initramfs" "$w" "$f" "$c"
+	echo "virtio $w $f $c" >>"$results"
 done
 awk '
-	{ wall[$1] += $2; first[$1] += $3; n[$1]++ }
+	{ wall[$1] += $2; first[$1] += $3; cold[$1] += $4; n[$1]++ }
 	END {
 		tw = wall["trivial"] / n["trivial"]; tf = first["trivial"] / n["trivial"]
-		ow = wall["ociboot"] / n["ociboot"]; of = first["ociboot"] / n["ociboot"]
+		ow = wall["ociboot"] / n["ociboot"]; of = first["ociboot"] / n["ociboot"]; oc = cold["ociboot"] / n["ociboot"]
+		vw = wall["virtio"] / n["virtio"]; vf = first["virtio"] / n["virtio"]; vc = cold["virtio"] / n["virtio"]
 		printf "mean   trivial init: wall %.2f s, first line %.2f s\n", tw, tf
-		printf "mean   ociboot demo: wall %.2f s, first container line %.2f s\n", ow, of
-		printf "ratio  ociboot/trivial: wall %.2fx, first line %.2fx (+%.2f s)\n", ow / tw, of / tf, of - tf
+		printf "mean   demo, default initramfs: wall %.2f s, first container line %.2f s, coldplug %.2f s\n", ow, of, oc
+		printf "mean   demo, virtio-only initramfs: wall %.2f s, first container line %.2f s, coldplug %.2f s\n", vw, vf, vc
+		printf "ratio  default/trivial: wall %.2fx, first line %.2fx (+%.2f s)\n", ow / tw, of / tf, of - tf
+		printf "ratio  default/virtio-only: wall %.2fx, first line %.2fx (+%.2f s)\n", ow / vw, of / vf, of - vf
 	}' "$results"

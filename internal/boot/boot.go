@@ -89,7 +89,8 @@ func rootMode(s *state) bool      { return s.plan.Root != "" }
 
 // Main runs the init. It never returns.
 func Main() {
-	s := &state{con: os.Stdout, events: event.New(console.Sink{W: os.Stdout})}
+	con := console.NewMirror(os.Stdout)
+	s := &state{con: con, events: event.New(console.Sink{W: con})}
 	s.input = readInput()
 	s.plan = s.input.plan
 	if !pid1.RootMoved(os.Environ()) && (s.plan == nil || s.plan.Root == "") {
@@ -104,6 +105,11 @@ func Main() {
 		s.fail(&stageError{"mounts", err})
 	}
 	if err := pid1.SetupConsole(); err != nil {
+		s.say("console: %v (going on)", err)
+	}
+	others, err := pid1.OtherConsoles()
+	con.Add(others...)
+	if err != nil {
 		s.say("console: %v (going on)", err)
 	}
 	s.reaper = pid1.NewReaper()

@@ -213,6 +213,7 @@ func bringUpNetwork(ctx context.Context, s *state) error {
 	case s.plan.KernelIP != nil:
 		opts = s.plan.KernelIP.Apply(opts)
 	}
+	opts.LinkWait = s.plan.LinkWait
 	start := time.Now()
 	network, err := netconf.Up(ctx, opts)
 	if err != nil {

@@ -62,6 +62,7 @@ func knownParams() []paramDef {
 		{names: []string{"modprobe.blacklist", "rd.driver.blacklist"}, apply: applyBlacklist, early: true},
 		{names: []string{"ociboot.iface", "b2c.iface"}, apply: applyIface, early: true},
 		{names: []string{"ip"}, apply: applyKernelIP, early: true},
+		{names: []string{"ociboot.link_wait"}, apply: applyLinkWait, early: true},
 		{names: []string{"ociboot.ntp_peer", "b2c.ntp_peer"}, apply: applyNTPPeer, early: true},
 		{names: []string{"ociboot.extra_args_url", "b2c.extra_args_url"}, apply: applyExtraArgsURL, early: true},
 		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
@@ -161,7 +162,7 @@ func parse(baked Baked, layers []layer) (*Plan, error) {
 // newPlan is the Plan before any parameter: the defaults and what was
 // baked in.
 func newPlan(baked Baked) *Plan {
-	p := &Plan{PoweroffDelay: -1, PushTimeout: DefaultPushTimeout, Registry: image.PullOptions{Timeout: image.DefaultPullTimeout, CACerts: baked.CACerts},
+	p := &Plan{PoweroffDelay: -1, PushTimeout: DefaultPushTimeout, LinkWait: netconf.DefaultLinkWait, Registry: image.PullOptions{Timeout: image.DefaultPullTimeout, CACerts: baked.CACerts},
 		shell: baked.Shell, keymaps: baked.Keymaps}
 	for host, c := range baked.RegistryAuth {
 		if p.Registry.Auth == nil {
@@ -574,6 +575,12 @@ func applyPlatform(p *Plan, v Param) error {
 		return fmt.Errorf("%w: OS/ARCH[/VARIANT] or ARCH[/VARIANT], such as linux/arm64 or arm/v7", err)
 	}
 	p.Registry.Platform, err = image.ParsePlatform(s)
+	return err
+}
+
+func applyLinkWait(p *Plan, v Param) error {
+	d, err := durationValue(v, 0, "a duration such as 3s or 500ms, or a number of seconds (0: no wait after the first lease)")
+	p.LinkWait = d
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/netconf"
@@ -105,6 +106,9 @@ func TestParse(t *testing.T) {
 			}
 			if tt.want.PushTimeout == 0 {
 				tt.want.PushTimeout = DefaultPushTimeout
+			}
+			if tt.want.LinkWait == 0 {
+				tt.want.LinkWait = netconf.DefaultLinkWait
 			}
 			if !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("Parse\n got %#v\nwant %#v", *got, tt.want)
@@ -330,5 +334,16 @@ func TestColdplugParameters(t *testing.T) {
 	}
 	if _, err := Parse("modprobe.blacklist=e1000,../x", Baked{}); err == nil || !strings.Contains(err.Error(), `module name "../x"`) {
 		t.Errorf("a bad module name: %v", err)
+	}
+}
+
+func TestLinkWait(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": netconf.DefaultLinkWait, "ociboot.link_wait=0": 0, "ociboot.link_wait=10": 10 * time.Second, "ociboot.link_wait=500ms": 500 * time.Millisecond} {
+		if p, err := Parse(in, Baked{}); err != nil || p.LinkWait != want {
+			t.Errorf("Parse(%q): LinkWait %v, %v; want %v", in, p.LinkWait, err, want)
+		}
+	}
+	if _, err := Parse("ociboot.link_wait=soon", Baked{}); err == nil || !strings.Contains(err.Error(), "ociboot.link_wait") || !strings.Contains(err.Error(), "a duration") {
+		t.Errorf("a bad link_wait: %v", err)
 	}
 }

@@ -101,6 +101,10 @@ type Plan struct {
 	// ethernet link gets DHCP.
 	Ifaces   []netconf.Iface
 	KernelIP *netconf.KernelIP
+	// LinkWait is how long the network stage, running DHCP on every
+	// link, still waits for the other links once one has a lease
+	// (ociboot.link_wait=; netconf.DefaultLinkWait unless given).
+	LinkWait time.Duration
 	// NTPPeer says where the clock is set from; the zero value is none.
 	NTPPeer clock.Peer
 	// ExtraArgsURL, when set, is fetched once the network and the clock

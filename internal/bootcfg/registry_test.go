@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/netconf"
 )
 
 const secret = "Zq7-secret"
@@ -33,6 +34,7 @@ func TestParseRegistryParameters(t *testing.T) {
 	want := Plan{
 		PoweroffDelay: -1,
 		PushTimeout:   DefaultPushTimeout,
+		LinkWait:      netconf.DefaultLinkWait,
 		Registry: image.PullOptions{
 			// Kernel mirrors replace the baked-in ones registry by registry.
 			Mirrors: []image.Mirror{

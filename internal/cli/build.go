@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -104,7 +105,8 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.BoolVar(&shell, "shell", false, "include busybox (found on PATH) as /bin/sh, for ociboot.on_failure=shell")
 	f.StringArrayVar(&opts.Programs, "include-program", nil, "add a host program (a path, or a name found on PATH) at its host path, with the shared libraries it needs (repeatable)")
 	f.BoolVar(&opts.ModulesAll, "modules-all", false, "add the whole module tree of the kernel as a second cpio segment, for an OS booted from an image")
-	f.StringVar(&opts.Firmware, "firmware", "", "add this directory as /lib/firmware in the second cpio segment")
+	f.StringVar(&opts.Firmware, "firmware", "", "a firmware directory (such as /lib/firmware): add the files the image's modules declare, xz-compressed")
+	f.BoolVar(&opts.FirmwareAll, "firmware-all", false, "add the whole --firmware directory as it is, in the second cpio segment (--modules-all does too)")
 	f.StringVar(&keymaps, "keymaps", "", `console keymaps for ociboot.keymap= (kbd names, comma-separated, or "common"); needs kbd's loadkeys and its keymaps`)
 	return cmd
 }
@@ -207,6 +209,10 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	}
 	for _, p := range rep.Presets {
 		fmt.Fprintf(w, "  drivers %s: %d modules (%s, dependencies apart)\n", p.Name, len(p.Modules), humanBytes(p.Size))
+	}
+	if fw := rep.Firmware; fw.Files > 0 || fw.Missing > 0 {
+		fmt.Fprintf(w, "  firmware: %d files (%s xz) for %s; %d declared files not in the directory\n",
+			fw.Files, humanBytes(fw.Size), cmp.Or(strings.Join(fw.Modules, ", "), "no module"), fw.Missing)
 	}
 	if len(rep.AuthRegistries) > 0 {
 		fmt.Fprintf(w, "  registry credentials for: %s\n", strings.Join(rep.AuthRegistries, ", "))

@@ -7,6 +7,7 @@ package console
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/ociboot/ociboot/internal/event"
@@ -74,4 +75,36 @@ func (s Sink) Handle(e event.Event) {
 			fmt.Fprintf(s.W, "ociboot: %s in %ds\n", e.Action, int64(e.Delay/time.Second))
 		}
 	}
+}
+
+// Mirror is the console the boot writes to: its primary writer
+// (/dev/console), and copies of every write to the other consoles the
+// kernel writes to (Add). A copy that fails is not retried: a console
+// that is full or gone must not stop the boot. It is safe for concurrent
+// use.
+type Mirror struct {
+	primary io.Writer
+	mu      sync.Mutex
+	copies  []io.Writer
+}
+
+// NewMirror returns a Mirror of primary, without copies yet.
+func NewMirror(primary io.Writer) *Mirror { return &Mirror{primary: primary} }
+
+// Add makes w get a copy of what is written from now on.
+func (m *Mirror) Add(w ...io.Writer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.copies = append(m.copies, w...)
+}
+
+// Write writes p to the copies, then to the primary writer, whose result
+// it returns.
+func (m *Mirror) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.copies {
+		_, _ = c.Write(p)
+	}
+	return m.primary.Write(p)
 }

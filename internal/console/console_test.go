@@ -62,3 +62,27 @@ func TestSection(t *testing.T) {
 		t.Errorf("section line says %v since boot, want between %v and %v", got, before, SinceBoot())
 	}
 }
+
+// failing is a console that takes nothing.
+type failing struct{ tries int }
+
+func (f *failing) Write([]byte) (int, error) {
+	f.tries++
+	return 0, errors.New("resource temporarily unavailable")
+}
+
+// TestMirror checks that the copies get what is written once they are
+// added, and that a copy that fails changes nothing for the console.
+func TestMirror(t *testing.T) {
+	var primary, other bytes.Buffer
+	full := &failing{}
+	m := NewMirror(&primary)
+	fmt.Fprintln(m, "before")
+	m.Add(full, &other)
+	if n, err := fmt.Fprintln(m, "after"); n != 6 || err != nil {
+		t.Errorf("Write = %d, %v; want the primary's 6, nil", n, err)
+	}
+	if primary.String() != "before\nafter\n" || other.String() != "after\n" || full.tries != 1 {
+		t.Errorf("primary %q, copy %q, failing copy tried %d times", primary.String(), other.String(), full.tries)
+	}
+}

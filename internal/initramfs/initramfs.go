@@ -98,10 +98,14 @@ type Options struct {
 	// ModulesAll puts the kernel's whole module tree (/lib/modules/KVER,
 	// as ModulesDir has it) into a second compressed cpio segment after
 	// the first, which the kernel unpacks over it: an OS booted from an
-	// image can then load any driver. Firmware, when set, is a host
-	// directory put there as /lib/firmware.
+	// image can then load any driver.
 	ModulesAll bool
-	Firmware   string
+	// Firmware, when set, is a host directory of firmware (such as
+	// /lib/firmware): the files the image's modules declare are put into
+	// /lib/firmware, xz-compressed (addFirmware). With FirmwareAll or
+	// ModulesAll, all of it is put there as it is, in the second segment.
+	Firmware    string
+	FirmwareAll bool
 }
 
 // CommonKeymaps are the keymaps --keymaps common ships.
@@ -159,6 +163,9 @@ type Report struct {
 	Modules       []Module // in load order
 	// Presets are the driver presets' modules and sizes.
 	Presets []DriverPreset
+	// Firmware is what the modules' firmware added (not the whole
+	// directory of FirmwareAll).
+	Firmware FirmwareReport
 	// AuthRegistries are the registries RegistryAuth has credentials for.
 	AuthRegistries []string
 	// CACerts is how many certificates CACerts holds.
@@ -236,7 +243,11 @@ func Build(opts Options) (*Report, error) {
 	if err := addRuntime(t, opts.Runtime, rep); err != nil {
 		return nil, err
 	}
-	if err := addModules(t, opts, rep); err != nil {
+	mods, moduleDir, err := addModules(t, opts, rep)
+	if err != nil {
+		return nil, err
+	}
+	if err := addFirmware(t, opts, moduleDir, mods, rep); err != nil {
 		return nil, err
 	}
 	for _, inc := range opts.Includes {
@@ -589,10 +600,10 @@ func findKeymap(name string) (string, error) {
 	return "", fmt.Errorf("keymap %q: not found in %s (packages kbd and console-data)", name, strings.Join(keymapDirs, " or "))
 }
 
-// secondSegment is the tree of ModulesAll and Firmware, nil when neither
-// is asked for.
+// secondSegment is the tree of ModulesAll and the whole of Firmware, nil
+// when neither is asked for.
 func secondSegment(opts Options) (*tree, []string, error) {
-	if !opts.ModulesAll && opts.Firmware == "" {
+	if !opts.ModulesAll && !firmwareWhole(opts) {
 		return nil, nil, nil
 	}
 	t := newTree()
@@ -605,8 +616,8 @@ func secondSegment(opts Options) (*tree, []string, error) {
 			return nil, nil, fmt.Errorf("initramfs: --modules-all: %w", err)
 		}
 	}
-	if opts.Firmware != "" {
-		if err := t.addHostTree(opts.Firmware, "/lib/firmware", "--firmware "+opts.Firmware); err != nil {
+	if firmwareWhole(opts) {
+		if err := t.addHostTree(opts.Firmware, firmwareRoot, "--firmware "+opts.Firmware); err != nil {
 			return nil, nil, fmt.Errorf("initramfs: --firmware: %w", err)
 		}
 	}
@@ -640,33 +651,34 @@ func moduleSource(opts Options) (kver, dir string, err error) {
 }
 
 // addModules adds the modules' closure, as stored on the host, and the
-// index files restricted to it, under /lib/modules/KVER.
-func addModules(t *tree, opts Options, rep *Report) error {
+// index files restricted to it, under /lib/modules/KVER. It returns the
+// closure and the host directory it came from.
+func addModules(t *tree, opts Options, rep *Report) ([]kmod.Module, string, error) {
 	if len(opts.Modules)+len(opts.StorageModules)+len(opts.FscryptModules)+len(opts.Drivers) == 0 {
-		return nil
+		return nil, "", nil
 	}
 	kver, dir, err := moduleSource(opts)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	ix, err := kmod.LoadIndex(dir)
 	if err != nil {
-		return fmt.Errorf("initramfs: %w", err)
+		return nil, "", fmt.Errorf("initramfs: %w", err)
 	}
 	drivers, presets, err := presetModules(ix, opts.Drivers)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	mods, err := ix.Closure(slices.Concat(opts.Modules, opts.StorageModules, opts.FscryptModules, drivers))
 	if err != nil {
-		return fmt.Errorf("initramfs: %w", err)
+		return nil, "", fmt.Errorf("initramfs: %w", err)
 	}
 	dst := path.Join(modulesRoot, kver)
 	from := "the modules of " + dir
 	renamed := map[string]string{} // module paths stored compressed
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
 	if err != nil {
-		return fmt.Errorf("initramfs: %w", err)
+		return nil, "", fmt.Errorf("initramfs: %w", err)
 	}
 	defer enc.Close()
 	for _, m := range mods {
@@ -686,7 +698,7 @@ func addModules(t *tree, opts Options, rep *Report) error {
 			err = t.addFile(name, filepath.Join(dir, m.Path), 0o644, from)
 		}
 		if err != nil {
-			return fmt.Errorf("initramfs: module %s: %w", m.Name, err)
+			return nil, "", fmt.Errorf("initramfs: module %s: %w", m.Name, err)
 		}
 		rep.Modules = append(rep.Modules, Module{Name: m.Name, Size: t.entries[clean(name)].size})
 	}
@@ -700,18 +712,18 @@ func addModules(t *tree, opts Options, rep *Report) error {
 	}
 	files, err := ix.Subset(mods)
 	if err != nil {
-		return fmt.Errorf("initramfs: %w", err)
+		return nil, "", fmt.Errorf("initramfs: %w", err)
 	}
 	for _, f := range files {
 		if f.Name == "modules.dep" || f.Name == "modules.order" {
 			f.Data = renamePaths(f.Data, renamed)
 		}
 		if err := t.addData(path.Join(dst, f.Name), f.Data, 0o644, from); err != nil {
-			return fmt.Errorf("initramfs: %w", err)
+			return nil, "", fmt.Errorf("initramfs: %w", err)
 		}
 	}
 	rep.KernelVersion = kver
-	return nil
+	return mods, dir, nil
 }
 
 // writeArchive writes the entries names of t as a compressed newc cpio

@@ -637,7 +637,7 @@ func TestIncludeProgramErrors(t *testing.T) {
 // readsAs tells whether kmod reads the module file at p as want.
 func readsAs(t *testing.T, p string, want []byte) bool {
 	t.Helper()
-	got, err := kmod.ReadModule(p)
+	got, err := kmod.ReadFile(p)
 	if err != nil {
 		t.Error(err)
 	}

@@ -266,9 +266,9 @@ func TestNormalizeName(t *testing.T) {
 	}
 }
 
-// TestReadModule compresses a module image with the real xz, zstd and gzip
+// TestReadFile compresses a module image with the real xz, zstd and gzip
 // tools, as distributions do, and reads it back.
-func TestReadModule(t *testing.T) {
+func TestReadFile(t *testing.T) {
 	dir := t.TempDir()
 	image := append([]byte("\x7fELF"), make([]byte, 200_000)...)
 	if _, err := rand.Read(image[4:1000]); err != nil {
@@ -289,13 +289,13 @@ func TestReadModule(t *testing.T) {
 				t.Fatalf("%v: %v\n%s", argv, err, out)
 			}
 		}
-		got, err := ReadModule(plain + ext)
+		got, err := ReadFile(plain + ext)
 		if err != nil {
-			t.Errorf("ReadModule(m.ko%s): %v", ext, err)
+			t.Errorf("ReadFile(m.ko%s): %v", ext, err)
 			continue
 		}
 		if !bytes.Equal(got, image) {
-			t.Errorf("ReadModule(m.ko%s) returned %d bytes that differ from the %d-byte image", ext, len(got), len(image))
+			t.Errorf("ReadFile(m.ko%s) returned %d bytes that differ from the %d-byte image", ext, len(got), len(image))
 		}
 	}
 	// A file that claims xz but is not.
@@ -303,8 +303,8 @@ func TestReadModule(t *testing.T) {
 	if err := os.WriteFile(bogus, image, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadModule(bogus); err == nil || !strings.Contains(err.Error(), bogus) {
-		t.Errorf("ReadModule(corrupt xz) error = %v, want one naming %s", err, bogus)
+	if _, err := ReadFile(bogus); err == nil || !strings.Contains(err.Error(), bogus) {
+		t.Errorf("ReadFile(corrupt xz) error = %v, want one naming %s", err, bogus)
 	}
 }
 

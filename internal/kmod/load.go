@@ -14,13 +14,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReadModule returns the ELF image of the module file at path, decompressed
-// in Go when the name ends in .xz, .zst or .gz, so loading does not depend
-// on the kernel's CONFIG_MODULE_DECOMPRESS.
-func ReadModule(path string) ([]byte, error) {
+// ReadFile returns what the module (or firmware) file at path holds,
+// decompressed in Go when the name ends in .xz, .zst or .gz, so loading
+// does not depend on the kernel's CONFIG_MODULE_DECOMPRESS.
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("kmod: reading module: %w", err)
+		return nil, fmt.Errorf("kmod: reading: %w", err)
 	}
 	defer f.Close()
 	var r io.Reader = f
@@ -47,7 +47,7 @@ func ReadModule(path string) ([]byte, error) {
 	}
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("kmod: reading module %s: %w", path, err)
+		return nil, fmt.Errorf("kmod: reading %s: %w", path, err)
 	}
 	return data, nil
 }
@@ -125,7 +125,7 @@ func InsertFile(file string) error {
 // insert reads the module in file and gives it to the kernel with params;
 // it reports false for a module already loaded (EEXIST).
 func insert(file, params string) (bool, error) {
-	image, err := ReadModule(file)
+	image, err := ReadFile(file)
 	if err != nil {
 		return false, err
 	}

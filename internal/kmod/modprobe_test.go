@@ -100,3 +100,49 @@ func readLines(t *testing.T, file string) []string {
 	}
 	return out
 }
+
+// TestModinfoAgainstModinfo is a differential test of Modinfo against
+// kmod's modinfo: the firmware files of modules that declare some (and
+// of one that declares none) must be those `modinfo -F firmware` lists.
+func TestModinfoAgainstModinfo(t *testing.T) {
+	modinfo, err := exec.LookPath("modinfo")
+	if err != nil {
+		modinfo, err = exec.LookPath("/usr/sbin/modinfo")
+	}
+	if err != nil {
+		t.Fatal("modinfo is missing: install kmod (scripts/install-deps.sh does)")
+	}
+	ix := hostIndex(t)
+	declaring := 0
+	for _, name := range []string{"r8169", "e100", "tg3", "bnx2", "e1000"} {
+		mods := ix.Lookup(name)
+		if len(mods) != 1 || mods[0].Builtin {
+			t.Fatalf("module %s: %v", name, mods)
+		}
+		file := filepath.Join(hostModules, mods[0].Path)
+		image, err := ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Modinfo(image, "firmware")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(modinfo, "-F", "firmware", file).Output()
+		if err != nil {
+			t.Fatalf("modinfo %s: %v", file, err)
+		}
+		if want := strings.Fields(string(out)); !slices.Equal(got, want) {
+			t.Errorf("Modinfo(%s, firmware) = %q, modinfo says %q", name, got, want)
+		}
+		if len(got) > 0 {
+			declaring++
+		}
+	}
+	if declaring < 4 {
+		t.Errorf("%d modules declare firmware: the test asserts little", declaring)
+	}
+	if _, err := Modinfo([]byte("not an ELF file"), "firmware"); err == nil || !strings.Contains(err.Error(), "ELF") {
+		t.Errorf("Modinfo of a non-ELF file: %v", err)
+	}
+}

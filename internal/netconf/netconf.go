@@ -47,6 +47,10 @@ const (
 	// DefaultTimeout bounds Up when Options.Timeout is 0
 	// (boot2container's default).
 	DefaultTimeout = 10 * time.Second
+	// DefaultLinkWait is how long the boot lets Up wait for the other
+	// links once one has a lease (ociboot.link_wait=): a gigabit link
+	// takes a few seconds to negotiate its carrier.
+	DefaultLinkWait = 3 * time.Second
 	// DefaultResolvConf is where DNS settings go when Options.ResolvConf
 	// is empty.
 	DefaultResolvConf = "/etc/resolv.conf"
@@ -54,9 +58,6 @@ const (
 	// carrierWait bounds the wait for a link's carrier after setting it
 	// up, in Up.
 	carrierWait = 5 * time.Second
-	// settleWait is how long Up, when it runs DHCP on every ethernet
-	// link, still waits for the other links once one has a lease.
-	settleWait = time.Second
 	// maxNameservers is how many nameservers resolvers read (MAXNS).
 	maxNameservers = 3
 )
@@ -83,6 +84,10 @@ type Options struct {
 	// Timeout bounds Up: waiting for links, carrier and DHCP on all
 	// links together; DefaultTimeout when 0.
 	Timeout time.Duration
+	// LinkWait is how long Up, when it runs DHCP on every ethernet link,
+	// still waits for the other links once one has a lease; 0 returns at
+	// the first lease. Maintain carries on with the links left.
+	LinkWait time.Duration
 	// ResolvConf is the file DNS settings are written to;
 	// DefaultResolvConf when empty.
 	ResolvConf string
@@ -179,7 +184,7 @@ type outcome struct {
 // With o.Ifaces or o.Interfaces, Up returns when every link named has
 // been configured or has failed, or when o.Timeout has passed. Otherwise
 // (DHCP on every ethernet link) it returns once one link has a lease and
-// the others have theirs or a second more has passed; or when o.Timeout
+// the others have theirs or o.LinkWait more has passed; or when o.Timeout
 // has passed. Maintain carries on with the links left.
 //
 // Up succeeds when at least one link was configured (failures on other
@@ -275,7 +280,7 @@ wait:
 		case r := <-results:
 			record(r)
 			if configured > 0 && settle == nil && !e.explicit {
-				settle = time.After(settleWait)
+				settle = time.After(e.o.LinkWait)
 			}
 		case <-settle:
 			settled = true

@@ -108,10 +108,13 @@ const busWant = "virtio, nvme, ahci, scsi or usb"
 var nicDevices = map[string]string{
 	"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139",
 	"vmxnet3": "vmxnet3", "usb": "usb-net",
+	// An Intel PRO/100 (i82551, revision 0x0f): e100 asks it for the
+	// d102e microcode, firmware the initramfs may carry.
+	"e100": "i82551",
 }
 
 // NICModels are the NIC models Config.NICs may name, for messages.
-const NICModels = "virtio, e1000, e1000e, rtl8139, vmxnet3 or usb"
+const NICModels = "virtio, e1000, e1000e, rtl8139, vmxnet3, e100 or usb"
 
 // ParseDisk reads PATH[,if=BUS], as ociboot vm --disk takes it: BUS is
 // virtio (the default), nvme, ahci, scsi or usb.

@@ -62,7 +62,7 @@ func bootInitramfs(t *testing.T, kernel string, withNet bool) string {
 			if m.Builtin {
 				continue
 			}
-			data, err := kmod.ReadModule(filepath.Join(modDir, m.Path))
+			data, err := kmod.ReadFile(filepath.Join(modDir, m.Path))
 			if err != nil {
 				t.Fatalf("the guest needs the virtio-net modules of kernel %s: %v", kernel, err)
 			}

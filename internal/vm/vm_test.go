@@ -50,13 +50,13 @@ func TestQEMUArgs(t *testing.T) {
 
 	// More NIC models, the first on the network; disks on virtio-scsi
 	// and USB, behind one xHCI controller with the USB NIC.
-	cfg = Config{Kernel: "k", Initramfs: "i", MemoryMB: 1, SMP: 1, NICs: []string{"e1000", "usb", "vmxnet3"},
+	cfg = Config{Kernel: "k", Initramfs: "i", MemoryMB: 1, SMP: 1, NICs: []string{"e1000", "usb", "vmxnet3", "e100"},
 		Disks: []Disk{{Path: "/a", Bus: "scsi"}, {Path: "/b", Bus: "usb"}, {Path: "/c", Bus: "scsi"}}}
 	args = qemuArgs(cfg, AccelTCG, "")
 	i := slices.Index(args, "virtio-rng-pci,rng=rng0")
 	want = []string{
 		"-device", "qemu-xhci,id=xhci",
-		"-device", "e1000,netdev=n0", "-device", "usb-net,bus=xhci.0", "-device", "vmxnet3",
+		"-device", "e1000,netdev=n0", "-device", "usb-net,bus=xhci.0", "-device", "vmxnet3", "-device", "i82551",
 		"-device", "virtio-scsi-pci,id=scsi",
 		"-drive", "file=/a,format=raw,if=none,id=disk0", "-device", "scsi-hd,drive=disk0,bus=scsi.0",
 		"-drive", "file=/b,format=raw,if=none,id=disk1", "-device", "usb-storage,drive=disk1,bus=xhci.0",

@@ -66,7 +66,21 @@ func setup(t *testing.T) *fixture {
 	if err != nil || len(dummy) != 1 {
 		t.Fatalf("the dummy module of the test kernel: %v %v", dummy, err)
 	}
-	out, err := exec.Command(f.bin, "build", "-o", f.initramfs, "--include", dummy[0]+":/lib/extra/"+filepath.Base(dummy[0]), "--keymaps", "fr-latin1").CombinedOutput()
+	// A firmware directory: the microcode e100 asks an i82551 for (of
+	// the right size, with offsets e100 accepts; QEMU ignores what it
+	// holds), and a file no module declares.
+	fw := filepath.Join(dir, "firmware")
+	for name, size := range map[string]int{e100Firmware: e100FirmwareSize, "unused/other.bin": 10} {
+		p := filepath.Join(fw, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, bytes.Repeat([]byte{0x5a}, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(f.bin, "build", "-o", f.initramfs, "--include", dummy[0]+":/lib/extra/"+filepath.Base(dummy[0]), "--keymaps", "fr-latin1",
+		"--firmware", fw).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ociboot build: %v\n%s", err, out)
 	}
@@ -88,6 +102,12 @@ func setup(t *testing.T) *fixture {
 	f.images["umoci"] = guestRef(registrytest.Push(t, f.reg, "e2e/umoci:1", umociBusybox(t)))
 	return f
 }
+
+// The firmware file e100 asks QEMU's i82551 for, and its size.
+const (
+	e100Firmware     = "e100/d102e_ucode.bin"
+	e100FirmwareSize = 539
+)
 
 // goBuild builds the static program pkg as bin.
 func goBuild(t testing.TB, bin, pkg string) {

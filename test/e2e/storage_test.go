@@ -40,12 +40,14 @@ func (f *fixture) storageTests(t *testing.T) {
 	t.Run("nics", func(t *testing.T) {
 		// The default initramfs, no module named: the image comes over
 		// an e1000, the other NICs and a virtio-scsi disk get their
-		// drivers, and the disk becomes the cache.
+		// drivers, and the disk becomes the cache. The e100 of the
+		// i82551 asks for its microcode, which the kernel reads from
+		// the initramfs, xz-compressed.
 		t.Parallel()
 		c := f.cacheProxy(t)
 		res, console := c.bootOn(t, "ociboot.cache_device=auto ociboot.cache_wait=1 "+
 			`ociboot.container="`+c.img+` sh -c 'for n in /sys/class/net/eth*; do echo nic-driver-$(basename $(readlink $n/device/driver)); done'"`,
-			machine{nics: []string{"e1000", "rtl8139", "vmxnet3", "e1000e", "virtio"}, disks: []vm.Disk{{Path: blankDisk(t, 64<<20), Bus: "scsi"}}})
+			machine{nics: []string{"e1000", "rtl8139", "vmxnet3", "e1000e", "virtio", "e100"}, disks: []vm.Disk{{Path: blankDisk(t, 64<<20), Bus: "scsi"}}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
@@ -58,6 +60,11 @@ func (f *fixture) storageTests(t *testing.T) {
 		}
 		if by := loadedBy(console, "e1000"); by != "coldplug" {
 			t.Errorf("e1000 loaded by %q, want coldplug", by)
+		}
+		// Debian's kernel says each firmware file it loads; the image has
+		// the file as NAME.xz only.
+		if want := "firmware: direct-loading firmware " + e100Firmware; !strings.Contains(console, want) || strings.Contains(console, "has wrong size") {
+			t.Errorf("the console lacks %q, or says the file has the wrong size: the kernel did not read e100's firmware from the initramfs", want)
 		}
 		// The e1000 alone has the user network: the lease is its.
 		inOrder(t, console, "10.0.2.15/24, lease", `ociboot: storage: /dev/sda1 (ext4 "B2C_CACHE") mounted on /storage`)
@@ -106,12 +113,15 @@ func (f *fixture) storageTests(t *testing.T) {
 		// The drivers of the devices present are loaded at the modules
 		// stage, but the one blacklisted: the e1000 stays without a
 		// driver while the virtio NIC comes up. The NVMe disk named as
-		// the cache is partitioned and formatted.
+		// the cache is partitioned and formatted. Two consoles, as a
+		// machine with a screen and a serial line boots: /dev/console is
+		// the serial one, the last named, and ociboot's lines are on the
+		// screen too, as a container reading its text (/dev/vcs1) shows.
 		t.Parallel()
 		c := f.cacheProxy(t)
-		res, console := c.bootOn(t, "modprobe.blacklist=e1000 ociboot.cache_device=/dev/nvme0n1 ociboot.cache_wait=600 "+
-			`ociboot.container="`+c.img+` sh -c 'for n in /sys/class/net/*/device; do echo nic-$(basename $(dirname $n))-$(basename $(readlink $n/driver)); done; `+
-			`test -d /sys/module/e1000 && echo e1000-$((1+1))-loaded || echo e1000-$((1+1))-absent'"`,
+		res, console := c.bootOn(t, "console=tty0 console=ttyS0 modprobe.blacklist=e1000 ociboot.cache_device=/dev/nvme0n1 ociboot.cache_wait=600 "+
+			`ociboot.container="--device /dev/vcs1 `+c.img+` sh -c 'for n in /sys/class/net/*/device; do echo nic-$(basename $(dirname $n))-$(basename $(readlink $n/driver)); done; `+
+			`test -d /sys/module/e1000 && echo e1000-$((1+1))-loaded || echo e1000-$((1+1))-absent; fold -w 80 /dev/vcs1 | grep -e ociboot: -e container | sed s/^/screen:/'"`,
 			machine{nics: []string{"virtio", "e1000"}, disks: []vm.Disk{{Path: blankDisk(t, 64<<20), Bus: "nvme"}}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
@@ -126,6 +136,8 @@ func (f *fixture) storageTests(t *testing.T) {
 		}
 		inOrder(t, console, "ociboot: network: eth0: 10.0.2.15/24, lease",
 			`ociboot: storage: /dev/nvme0n1p1 (ext4 "B2C_CACHE") mounted on /storage`, "nic-eth0-virtio", "e1000-2-absent")
+		// The screen's last lines: the pull, then the container's start.
+		inOrder(t, console, "screen:ociboot: ==== containers ====", "screen:ociboot: container 1/1", "starting container-1")
 	})
 
 	t.Run("volume-fscrypt", func(t *testing.T) {
