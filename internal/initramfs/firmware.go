@@ -50,7 +50,7 @@ func addFirmware(t *tree, opts Options, moduleDir string, mods []kmod.Module, re
 	added := map[string]bool{}
 	for _, m := range mods {
 		if m.Builtin {
-			continue
+			continue // no file to read (modules.builtin.modinfo declares no firmware on Debian)
 		}
 		image, err := kmod.ReadFile(filepath.Join(moduleDir, m.Path))
 		if err != nil {

@@ -19,13 +19,7 @@ import (
 // '?' made 'Z'), Lookup must give the modules that
 // `modprobe -C /dev/null -S KVER --resolve-alias` gives.
 func TestAliasesAgainstModprobe(t *testing.T) {
-	modprobe, err := exec.LookPath("modprobe")
-	if err != nil {
-		modprobe, err = exec.LookPath("/usr/sbin/modprobe")
-	}
-	if err != nil {
-		t.Fatal("modprobe is missing: install kmod (scripts/install-deps.sh does)")
-	}
+	modprobe := kmodTool(t, "modprobe")
 	ix := hostIndex(t)
 	kver := filepath.Base(hostModules)
 	aliases := readLines(t, "testdata/modaliases.txt")
@@ -105,13 +99,7 @@ func readLines(t *testing.T, file string) []string {
 // kmod's modinfo: the firmware files of modules that declare some (and
 // of one that declares none) must be those `modinfo -F firmware` lists.
 func TestModinfoAgainstModinfo(t *testing.T) {
-	modinfo, err := exec.LookPath("modinfo")
-	if err != nil {
-		modinfo, err = exec.LookPath("/usr/sbin/modinfo")
-	}
-	if err != nil {
-		t.Fatal("modinfo is missing: install kmod (scripts/install-deps.sh does)")
-	}
+	modinfo := kmodTool(t, "modinfo")
 	ix := hostIndex(t)
 	declaring := 0
 	for _, name := range []string{"r8169", "e100", "tg3", "bnx2", "e1000"} {
@@ -145,4 +133,17 @@ func TestModinfoAgainstModinfo(t *testing.T) {
 	if _, err := Modinfo([]byte("not an ELF file"), "firmware"); err == nil || !strings.Contains(err.Error(), "ELF") {
 		t.Errorf("Modinfo of a non-ELF file: %v", err)
 	}
+}
+
+// kmodTool finds one of kmod's programs, which CI installs.
+func kmodTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		path, err = exec.LookPath("/usr/sbin/" + name)
+	}
+	if err != nil {
+		t.Fatalf("%s is missing: install kmod (scripts/install-deps.sh does)", name)
+	}
+	return path
 }

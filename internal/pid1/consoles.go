@@ -34,7 +34,7 @@ func OtherConsoles() ([]io.Writer, error) {
 	for _, name := range strings.Fields(string(data)) {
 		dev := filepath.Join("/dev", name)
 		var st unix.Stat_t
-		if unix.Stat(dev, &st) != nil || st.Rdev == uint64(primary) {
+		if unix.Stat(foreground(dev), &st) != nil || st.Rdev == uint64(primary) {
 			continue
 		}
 		fd, err := unix.Open(dev, unix.O_WRONLY|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -44,6 +44,21 @@ func OtherConsoles() ([]io.Writer, error) {
 		others = append(others, consoleFD(fd))
 	}
 	return others, nil
+}
+
+// foreground is the terminal that writes to dev go to: for /dev/tty0,
+// the virtual terminal in the foreground (/dev/tty1 at boot), which is
+// what /dev/console stands for when tty0 is the console; dev itself for
+// the others.
+func foreground(dev string) string {
+	if dev != "/dev/tty0" {
+		return dev
+	}
+	fg, err := os.ReadFile("/sys/class/tty/tty0/active")
+	if err != nil || strings.TrimSpace(string(fg)) == "" {
+		return dev
+	}
+	return filepath.Join("/dev", strings.TrimSpace(string(fg)))
 }
 
 // consoleFD writes to a console's descriptor directly, without Go's

@@ -76,14 +76,18 @@ func (f *fixture) storageTests(t *testing.T) {
 		// devices appear, after coldplug has loaded the xHCI's
 		// (hotplug). The NIC gets the lease, the USB disk becomes the
 		// cache as soon as it shows up, and an AHCI disk gets its driver
-		// too.
+		// too. The screen is /dev/console (console=tty0 last), and the
+		// serial line gets ociboot's lines as well: the container writes
+		// to the serial line itself, then what the screen shows, where
+		// no line is twice.
 		t.Parallel()
 		c := f.cacheProxy(t)
 		usbDisk := blankDisk(t, 64<<20)
 		hostTool(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "B2C_CACHE", usbDisk)
-		res, console := c.bootOn(t, "ociboot.cache_device=auto ociboot.cache_wait=600 "+
-			`ociboot.container="`+c.img+` sh -c 'for n in /sys/class/net/*/device; do echo nic-$(basename $(dirname $n))-$(basename $(readlink $n/driver)); done; `+
-			`for b in /sys/block/sd*; do echo disk-$(basename $b) $(readlink -f $b); done'"`,
+		res, console := c.bootOn(t, "ociboot.cache_device=auto ociboot.cache_wait=600 console=tty0 "+
+			`ociboot.container="--device /dev/ttyS0 --device /dev/vcs1 `+c.img+` sh -c 'exec >/dev/ttyS0 2>&1; `+
+			`for n in /sys/class/net/*/device; do echo nic-$(basename $(dirname $n))-$(basename $(readlink $n/driver)); done; `+
+			`for b in /sys/block/sd*; do echo disk-$(basename $b) $(readlink -f $b); done; fold -w 80 /dev/vcs1 | grep -e ociboot: | sed s/^/screen:/'"`,
 			machine{nics: []string{"usb"}, disks: []vm.Disk{{Path: blankDisk(t, 16<<20), Bus: "ahci"}, {Path: usbDisk, Bus: "usb"}}})
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
@@ -106,6 +110,9 @@ func (f *fixture) storageTests(t *testing.T) {
 		}
 		if ahci := lineWith(console, "/ata"); !strings.HasPrefix(ahci, "disk-sd") {
 			t.Errorf("no disk behind the AHCI controller: %q", ahci)
+		}
+		if n := strings.Count(console, "screen:ociboot: ==== containers ===="); n != 1 {
+			t.Errorf("the screen shows the containers' section line %d times, want once", n)
 		}
 	})
 
@@ -185,21 +192,24 @@ func (f *fixture) storageTests(t *testing.T) {
 	t.Run("volumes", func(t *testing.T) {
 		// Named volumes on the cache: shared by the containers of a
 		// boot, deleted at the pipeline's end or kept for the next boot.
+		// The cache is on a SATA disk (AHCI).
 		t.Parallel()
 		c := f.cacheProxy(t)
 		disk := blankDisk(t, 256<<20)
+		sata := disk + ",if=ahci"
 		res, console := c.boot(t, fmt.Sprintf(`ociboot.cache_device=auto ociboot.cache_wait=1 b2c.volume=job,expiration=pipeline_end b2c.volume=keep `+
 			`ociboot.container="-v job:/job -v keep:/keep %[1]s sh -c 'echo in-$((1+1))-job > /job/f; echo kept-$((2+2)) > /keep/f'" `+
-			`ociboot.container="-v job:/j:ro --mount type=volume,src=keep,dst=/k %[1]s sh -c 'cat /j/f /k/f; touch /j/x 2>/dev/null || echo job-read-only'"`, c.img), disk)
+			`ociboot.container="-v job:/j:ro --mount type=volume,src=keep,dst=/k %[1]s sh -c 'cat /j/f /k/f; touch /j/x 2>/dev/null || echo job-read-only'"`, c.img), sata)
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
-		inOrder(t, console, "ociboot: ==== volumes ====", "in-2-job", "kept-4", "job-read-only", "ociboot: volumes: deleted job (expiration=pipeline_end)")
+		inOrder(t, console, `ociboot: storage: /dev/sda1 (ext4 "B2C_CACHE") mounted on /storage`,
+			"ociboot: ==== volumes ====", "in-2-job", "kept-4", "job-read-only", "ociboot: volumes: deleted job (expiration=pipeline_end)")
 		part := disk + "?offset=1048576"
 		if vols := hostTool(t, "debugfs", "-R", "ls -p /ociboot/volumes", part); !strings.Contains(vols, "/keep/") || strings.Contains(vols, "/job/") {
 			t.Errorf("the volumes on the cache after the pipeline:\n%s", vols)
 		}
-		res, console = c.boot(t, fmt.Sprintf(`ociboot.cache_device=auto ociboot.container="-v keep:/k %s sh -c 'cat /k/f'"`, c.img), disk)
+		res, console = c.boot(t, fmt.Sprintf(`ociboot.cache_device=auto ociboot.container="-v keep:/k %s sh -c 'cat /k/f'"`, c.img), sata)
 		if !res.StatusSeen || res.Status != 0 {
 			t.Errorf("second boot: pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
