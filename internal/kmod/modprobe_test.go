@@ -31,7 +31,7 @@ func TestAliasesAgainstModprobe(t *testing.T) {
 		}
 		aliases = append(aliases, strings.NewReplacer("*", "", "?", "Z").Replace(f[1]))
 	}
-	if real < 90 || len(aliases) < 1000 {
+	if real < 125 || len(aliases) < 1000 {
 		t.Fatalf("%d real modaliases and %d in all: the test data is missing", real, len(aliases))
 	}
 
