@@ -24,6 +24,11 @@ packages=(
 	rclone            # the volume mirror's peer in make bench
 	kbd               # loadkeys -b, for ociboot build --keymaps
 	console-data      # the text keymaps it converts
+	systemd-boot-efi  # linuxx64.efi.stub, for ociboot build --uki
+	ovmf              # the UEFI firmware of ociboot vm --uefi and --uki
+	sbsigntool        # sbsign and sbverify: signed unified kernel images in the tests
+	openssl           # the test's Secure Boot key and certificate
+	binutils          # objdump reads the unified kernel images back
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
 VERSITYGW_VERSION=1.8.0   # the S3 server of the volume tests

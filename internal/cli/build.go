@@ -3,6 +3,9 @@ package cli
 import (
 	"cmp"
 	"fmt"
+	"github.com/ociboot/ociboot/internal/atomicfile"
+	"github.com/ociboot/ociboot/internal/uki"
+	"github.com/ociboot/ociboot/internal/vm"
 	"io"
 	"maps"
 	"os"
@@ -33,6 +36,9 @@ func newBuildCmd() *cobra.Command {
 		mirrors     []string
 		shell       bool
 		keymaps     string
+		ukiOut      string
+		kernel      string
+		stub        string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -82,6 +88,9 @@ modification time of every file; the same inputs give the same bytes.`,
 				return err
 			}
 			printBuildReport(cmd.OutOrStdout(), rep, time.Since(start))
+			if ukiOut != "" {
+				return writeUKI(cmd.OutOrStdout(), ukiOut, kernel, stub, opts, rep)
+			}
 			return nil
 		},
 	}
@@ -107,6 +116,9 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.BoolVar(&opts.ModulesAll, "modules-all", false, "add the whole module tree of the kernel as a second cpio segment, for an OS booted from an image")
 	f.StringVar(&opts.Firmware, "firmware", "", "a firmware directory (such as /lib/firmware): add the files the image's modules declare, xz-compressed")
 	f.BoolVar(&opts.FirmwareAll, "firmware-all", false, "add the whole --firmware directory as it is, in the second cpio segment (--modules-all does too)")
+	f.StringVar(&ukiOut, "uki", "", "also write a UEFI unified kernel image to this file: the EFI stub, the kernel, the initramfs and --cmdline")
+	f.StringVar(&kernel, "kernel", "", "the kernel of --uki (default: the newest /boot/vmlinuz-*)")
+	f.StringVar(&stub, "stub", uki.DefaultStub, "systemd's EFI stub for --uki (package systemd-boot-efi)")
 	f.StringVar(&keymaps, "keymaps", "", `console keymaps for ociboot.keymap= (kbd names, comma-separated, or "common"); needs kbd's loadkeys and its keymaps`)
 	return cmd
 }
@@ -230,6 +242,49 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	if rep.CACerts > 0 {
 		fmt.Fprintf(w, "  extra CA certificates: %d\n", rep.CACerts)
 	}
+}
+
+// writeUKI writes the unified kernel image of the initramfs just built,
+// with kernel (the newest in /boot when empty) and the build's --cmdline,
+// and says what it holds. The kernel must be of the release the
+// initramfs's modules are for.
+func writeUKI(w io.Writer, out, kernel, stub string, opts initramfs.Options, rep *initramfs.Report) error {
+	if kernel == "" {
+		k, err := vm.DefaultKernel()
+		if err != nil {
+			return fmt.Errorf("--uki: %w (or give --kernel)", err)
+		}
+		kernel = k
+	}
+	var parts uki.Parts
+	var err error
+	if parts.Kernel, err = os.ReadFile(kernel); err != nil {
+		return fmt.Errorf("--kernel: %w", err)
+	}
+	if parts.Initrd, err = os.ReadFile(opts.Output); err != nil {
+		return fmt.Errorf("--uki: %w", err)
+	}
+	stubImage, err := os.ReadFile(stub)
+	if err != nil {
+		return fmt.Errorf("--stub: %w (install systemd-boot-efi)", err)
+	}
+	parts.Cmdline = opts.Cmdline
+	img, release, err := uki.Image(stubImage, parts)
+	if err != nil {
+		return fmt.Errorf("--uki: %s: %w", kernel, err)
+	}
+	if rep.KernelVersion != "" && release != rep.KernelVersion {
+		return fmt.Errorf("--uki: the kernel %s is release %s, but the initramfs's modules are for %s (--kernel-version)", kernel, release, rep.KernelVersion)
+	}
+	if err := atomicfile.Write(out, 0o644, func(f io.Writer) error {
+		_, err := f.Write(img)
+		return err
+	}); err != nil {
+		return fmt.Errorf("--uki: %w", err)
+	}
+	fmt.Fprintf(w, "wrote %s: %s unified kernel image (kernel %s %s, initramfs %s, stub %s)\n",
+		out, humanBytes(int64(len(img))), release, humanBytes(int64(len(parts.Kernel))), humanBytes(int64(len(parts.Initrd))), stub)
+	return nil
 }
 
 // programLine describes a program and its libraries: their number, the

@@ -46,7 +46,15 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 				}
 				cfg.Disks = append(cfg.Disks, disk)
 			}
-			if _, err := os.Stat(cfg.Initramfs); err != nil {
+			if cfg.UKI != "" {
+				if cmd.Flags().Changed("initramfs") {
+					return fmt.Errorf("--uki holds its initramfs: give --uki or --initramfs, not both")
+				}
+				cfg.Initramfs = ""
+				if _, err := os.Stat(cfg.UKI); err != nil {
+					return fmt.Errorf("--uki: %w (build one with `ociboot build --uki`)", err)
+				}
+			} else if _, err := os.Stat(cfg.Initramfs); err != nil {
 				return fmt.Errorf("--initramfs: %w (build one with `ociboot build`)", err)
 			}
 			cfg.Forwards = forwards
@@ -72,7 +80,9 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 	f := cmd.Flags()
 	f.StringVar(&cfg.Kernel, "kernel", "", "kernel image (default: the newest /boot/vmlinuz-*)")
 	f.StringVar(&cfg.Initramfs, "initramfs", "initramfs.img", "initramfs image, as written by 'ociboot build'")
-	f.StringVar(&cfg.Cmdline, "cmdline", "", `kernel command line, after "console=ttyS0 panic=-1"`)
+	f.StringVar(&cfg.Cmdline, "cmdline", "", `kernel command line, after "console=ttyS0 panic=-1" (with --uki, in place of the image's own)`)
+	f.StringVar(&cfg.UKI, "uki", "", "a unified kernel image (ociboot build --uki) to boot under UEFI, in place of --kernel and --initramfs")
+	f.BoolVar(&cfg.UEFI, "uefi", false, "boot through UEFI firmware (OVMF, package ovmf) rather than the BIOS")
 	f.IntVar(&cfg.MemoryMB, "memory", vm.DefaultMemoryMB, "guest memory in MiB (container roots live in RAM)")
 	f.IntVar(&cfg.SMP, "smp", vm.DefaultSMP, "virtual CPUs")
 	f.IntSliceVar(&forwards, "forward", nil, fmt.Sprintf("host port on 127.0.0.1 to make reachable in the guest at %s:PORT (repeatable)", vm.GuestHost))

@@ -87,6 +87,19 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 	if cfg.Cmdline != "" {
 		cmdline += " " + cfg.Cmdline
 	}
+	if cfg.UEFI {
+		args = append(args, "-bios", DefaultOVMF)
+	}
+	if cfg.UKI != "" {
+		// OVMF starts it as an EFI application; QEMU hands it -append as
+		// its load options, which systemd's stub takes for the command
+		// line in place of its own.
+		args = append(args, "-kernel", cfg.UKI)
+		if cfg.Cmdline != "" {
+			args = append(args, "-append", cmdline)
+		}
+		return args
+	}
 	return append(args, "-kernel", cfg.Kernel, "-initrd", cfg.Initramfs, "-append", cmdline)
 }
 

@@ -62,16 +62,28 @@ var errTimedOut = errors.New("timed out")
 // maxLines bounds Result.Lines; older lines are dropped first.
 const maxLines = 10000
 
-// Config describes one VM run. Only Initramfs is required.
+// DefaultOVMF is the UEFI firmware of UEFI boots: Debian's ovmf, code and
+// variables in one image.
+const DefaultOVMF = "/usr/share/ovmf/OVMF.fd"
+
+// Config describes one VM run. Only Initramfs (or UKI) is required.
 type Config struct {
 	QEMU      string // QEMU binary; default DefaultQEMU
 	Kernel    string // kernel image; default DefaultKernel()
-	Initramfs string // initramfs image (required)
+	Initramfs string // initramfs image (required, but with UKI)
 	Cmdline   string // appended to "console=ttyS0 panic=-1"
-	MemoryMB  int    // guest memory in MiB; default DefaultMemoryMB
-	SMP       int    // virtual CPUs; default DefaultSMP
-	Forwards  []int  // host 127.0.0.1:PORT seen in the guest at GuestHost:PORT
-	Disks     []Disk // raw images (or block devices) attached as disks, in order
+	// UKI, when set, is a unified kernel image that UEFI firmware boots
+	// in place of Kernel and Initramfs. The command line is then the
+	// image's own (its .cmdline) unless Cmdline is given, which replaces
+	// it, as a boot loader's would.
+	UKI string
+	// UEFI boots through UEFI firmware (OVMF, whose variables live only as
+	// long as the VM) rather than the BIOS; UKI implies it.
+	UEFI     bool
+	MemoryMB int    // guest memory in MiB; default DefaultMemoryMB
+	SMP      int    // virtual CPUs; default DefaultSMP
+	Forwards []int  // host 127.0.0.1:PORT seen in the guest at GuestHost:PORT
+	Disks    []Disk // raw images (or block devices) attached as disks, in order
 	// NICs are the models of the NICs, in order (NICModels); the first
 	// carries the user network and its forwards, the others no network.
 	// Empty means one virtio NIC.
@@ -237,9 +249,13 @@ func withDefaults(cfg Config) (Config, error) {
 		}
 		cfg.Kernel = k
 	}
-	if cfg.Initramfs == "" {
+	if cfg.Initramfs == "" && cfg.UKI == "" {
 		return cfg, errors.New("vm: no initramfs given")
 	}
+	if cfg.UKI != "" && cfg.Initramfs != "" {
+		return cfg, errors.New("vm: a unified kernel image holds its initramfs: give one or the other")
+	}
+	cfg.UEFI = cfg.UEFI || cfg.UKI != ""
 	if cfg.MemoryMB < 0 || cfg.SMP < 0 || cfg.Timeout < 0 {
 		return cfg, fmt.Errorf("vm: memory (%d MiB), CPUs (%d) and timeout (%s) must not be negative", cfg.MemoryMB, cfg.SMP, cfg.Timeout)
 	}
@@ -264,6 +280,12 @@ func withDefaults(cfg Config) (Config, error) {
 		}
 	}
 	files := []string{cfg.Kernel, cfg.Initramfs}
+	if cfg.UKI != "" {
+		files = []string{cfg.UKI}
+	}
+	if cfg.UEFI {
+		files = append(files, DefaultOVMF)
+	}
 	for _, d := range cfg.Disks {
 		if _, ok := diskBuses[d.Bus]; !ok {
 			return cfg, fmt.Errorf("vm: disk %s: bus %q: want %s", d.Path, d.Bus, busWant)

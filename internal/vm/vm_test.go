@@ -87,6 +87,24 @@ func TestParseDisk(t *testing.T) {
 	}
 }
 
+// TestQEMUArgsUKI checks a unified kernel image's boot: OVMF, the image
+// as the kernel, no initrd, and a command line only when one is given.
+func TestQEMUArgsUKI(t *testing.T) {
+	args := qemuArgs(Config{MemoryMB: 1, SMP: 1, UKI: "/u.efi", UEFI: true}, AccelTCG, "")
+	tail := args[len(args)-4:]
+	if want := []string{"-bios", DefaultOVMF, "-kernel", "/u.efi"}; !slices.Equal(tail, want) {
+		t.Errorf("qemuArgs ends with %q, want %q: the image's own command line", tail, want)
+	}
+	args = qemuArgs(Config{MemoryMB: 1, SMP: 1, UKI: "/u.efi", UEFI: true, Cmdline: "quiet"}, AccelTCG, "")
+	if tail := args[len(args)-4:]; !slices.Equal(tail, []string{"-kernel", "/u.efi", "-append", "console=ttyS0 panic=-1 quiet"}) || slices.Contains(args, "-initrd") {
+		t.Errorf("qemuArgs = %q, want the given command line after the image, and no -initrd", args)
+	}
+	args = qemuArgs(Config{MemoryMB: 1, SMP: 1, Kernel: "k", Initramfs: "i", UEFI: true}, AccelTCG, "")
+	if i := slices.Index(args, "-bios"); i < 0 || args[i+1] != DefaultOVMF || !slices.Contains(args, "-initrd") {
+		t.Errorf("qemuArgs with UEFI = %q, want OVMF and the kernel and initramfs", args)
+	}
+}
+
 func TestQEMUArgsWithoutForwards(t *testing.T) {
 	args := qemuArgs(Config{MemoryMB: 1, SMP: 1, Kernel: "k", Initramfs: "i"}, AccelKVM, "")
 	i := slices.Index(args, "-netdev")
@@ -218,6 +236,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		want string
 	}{
 		{"no initramfs", func(c *Config) { c.Initramfs = "" }, "no initramfs"},
+		{"UKI and initramfs", func(c *Config) { c.UKI = c.Initramfs }, "give one or the other"},
+		{"missing UKI", func(c *Config) { c.Initramfs, c.UKI = "", dir+"/nope.efi" }, "nope.efi"},
 		{"missing initramfs", func(c *Config) { c.Initramfs = dir + "/nope.img" }, "nope.img"},
 		{"missing kernel", func(c *Config) { c.Kernel = dir + "/vmlinuz-nope" }, "vmlinuz-nope"},
 		{"missing disk", func(c *Config) { c.Disks = []Disk{{Path: dir + "/disk.img"}} }, "disk.img"},

@@ -311,6 +311,39 @@ func TestBoot(t *testing.T) {
 		inOrder(t, string(out), "hi", "Execution is over, pipeline status: 3", "It's now safe to turn off your computer")
 	})
 
+	t.Run("uki", func(t *testing.T) {
+		t.Parallel()
+		// Through the real CLI: `ociboot build --uki`, booted under OVMF by
+		// `ociboot vm --uki`. Its .cmdline is the command line when the
+		// firmware gives none; a command line given replaces it.
+		dir := t.TempDir()
+		efi := filepath.Join(dir, "ociboot.efi")
+		own := fmt.Sprintf(`console=ttyS0 panic=-1 ociboot.insecure_registry=%s:%d ociboot.container="%s sh -c 'echo own-cmdline-$((6*7))'"`,
+			vm.GuestHost, f.reg.Port, f.images["busybox"])
+		if out, err := exec.Command(f.bin, "build", "-o", filepath.Join(dir, "i.img"), "--uki", efi, "--cmdline", own).CombinedOutput(); err != nil {
+			t.Fatalf("ociboot build --uki: %v\n%s", err, out)
+		}
+		boot := func(args ...string) string {
+			t.Helper()
+			cmd := exec.Command(f.bin, append([]string{"vm", "--uki", efi, "--timeout", bootTimeout.String(), "--forward", fmt.Sprint(f.reg.Port)}, args...)...)
+			out, err := cmd.CombinedOutput()
+			t.Logf("ociboot vm %s:\n%s", strings.Join(args, " "), out)
+			if err != nil {
+				t.Fatalf("ociboot vm --uki: %v", err)
+			}
+			return string(out)
+		}
+		console := boot()
+		inOrder(t, console, "EFI stub: Loaded initrd", "Kernel command line: "+own, "own-cmdline-42", "Execution is over, pipeline status: 0")
+		given := fmt.Sprintf(`ociboot.insecure_registry=%s:%d ociboot.container="%s sh -c 'echo given-cmdline-$((6*7))'"`,
+			vm.GuestHost, f.reg.Port, f.images["busybox"])
+		console = boot("--cmdline", given)
+		inOrder(t, console, "Kernel command line: console=ttyS0 panic=-1 "+given, "given-cmdline-42", "Execution is over, pipeline status: 0")
+		if strings.Contains(console, "own-cmdline-42") {
+			t.Error("the image's own command line ran though another was given")
+		}
+	})
+
 	t.Run("b2c-pipeline", func(t *testing.T) {
 		t.Parallel()
 		// boot2container's parameters: a service, the pipeline with its
