@@ -16,7 +16,13 @@ import (
 
 // Write replaces name with what write writes, with mode perm. On error
 // name is left as it was and the temporary file removed.
-func Write(name string, perm fs.FileMode, write func(io.Writer) error) (err error) {
+func Write(name string, perm fs.FileMode, write func(io.Writer) error) error {
+	return WriteAt(name, perm, func(f *os.File) error { return write(f) })
+}
+
+// WriteAt is Write for a writer that needs the file itself: to size it
+// and write at offsets (a disk image).
+func WriteAt(name string, perm fs.FileMode, write func(*os.File) error) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
 	if err != nil {
 		return err

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"github.com/ociboot/ociboot/internal/atomicfile"
+	"github.com/ociboot/ociboot/internal/switchroot"
 	"github.com/ociboot/ociboot/internal/uki"
+	"github.com/ociboot/ociboot/internal/usbimage"
 	"github.com/ociboot/ociboot/internal/vm"
 	"io"
 	"maps"
@@ -39,6 +41,9 @@ func newBuildCmd() *cobra.Command {
 		ukiOut      string
 		kernel      string
 		stub        string
+		usbOut      string
+		usbSize     string
+		usbCache    string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -88,8 +93,24 @@ modification time of every file; the same inputs give the same bytes.`,
 				return err
 			}
 			printBuildReport(cmd.OutOrStdout(), rep, time.Since(start))
+			if ukiOut == "" && usbOut == "" {
+				return nil
+			}
+			img, err := makeUKI(cmd.OutOrStdout(), kernel, stub, opts, rep)
+			if err != nil {
+				return err
+			}
 			if ukiOut != "" {
-				return writeUKI(cmd.OutOrStdout(), ukiOut, kernel, stub, opts, rep)
+				if err := atomicfile.Write(ukiOut, 0o644, func(f io.Writer) error {
+					_, err := f.Write(img)
+					return err
+				}); err != nil {
+					return fmt.Errorf("--uki: %w", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s unified kernel image\n", ukiOut, humanBytes(int64(len(img))))
+			}
+			if usbOut != "" {
+				return writeUSBImage(cmd.OutOrStdout(), usbOut, usbSize, usbCache, img, opts.Mkfs)
 			}
 			return nil
 		},
@@ -118,7 +139,10 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.BoolVar(&opts.FirmwareAll, "firmware-all", false, "add the whole --firmware directory as it is, in the second cpio segment (--modules-all does too)")
 	f.StringVar(&ukiOut, "uki", "", "also write a UEFI unified kernel image to this file: the EFI stub, the kernel, the initramfs and --cmdline")
 	f.StringVar(&kernel, "kernel", "", "the kernel of --uki (default: the newest /boot/vmlinuz-*)")
-	f.StringVar(&stub, "stub", uki.DefaultStub, "systemd's EFI stub for --uki (package systemd-boot-efi)")
+	f.StringVar(&stub, "stub", uki.DefaultStub, "systemd's EFI stub for --uki and --usb-image (package systemd-boot-efi)")
+	f.StringVar(&usbOut, "usb-image", "", "also write a USB stick's disk image: a GPT, an EFI system partition booting the unified kernel image")
+	f.StringVar(&usbSize, "usb-size", "", "the size of --usb-image (such as 2G; default: as small as its partitions)")
+	f.StringVar(&usbCache, "usb-cache", "", "add a B2C_CACHE partition of this size (such as 1G) to --usb-image, formatted ext4, for machines without a disk")
 	f.StringVar(&keymaps, "keymaps", "", `console keymaps for ociboot.keymap= (kbd names, comma-separated, or "common"); needs kbd's loadkeys and its keymaps`)
 	return cmd
 }
@@ -244,46 +268,73 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	}
 }
 
-// writeUKI writes the unified kernel image of the initramfs just built,
-// with kernel (the newest in /boot when empty) and the build's --cmdline,
-// and says what it holds. The kernel must be of the release the
-// initramfs's modules are for.
-func writeUKI(w io.Writer, out, kernel, stub string, opts initramfs.Options, rep *initramfs.Report) error {
+// makeUKI makes the unified kernel image of the initramfs just built,
+// with kernel (the newest in /boot when empty) and the build's --cmdline.
+// The kernel must be of the release the initramfs's modules are for.
+func makeUKI(w io.Writer, kernel, stub string, opts initramfs.Options, rep *initramfs.Report) ([]byte, error) {
 	if kernel == "" {
 		k, err := vm.DefaultKernel()
 		if err != nil {
-			return fmt.Errorf("--uki: %w (or give --kernel)", err)
+			return nil, fmt.Errorf("--uki: %w (or give --kernel)", err)
 		}
 		kernel = k
 	}
 	var parts uki.Parts
 	var err error
 	if parts.Kernel, err = os.ReadFile(kernel); err != nil {
-		return fmt.Errorf("--kernel: %w", err)
+		return nil, fmt.Errorf("--kernel: %w", err)
 	}
 	if parts.Initrd, err = os.ReadFile(opts.Output); err != nil {
-		return fmt.Errorf("--uki: %w", err)
+		return nil, fmt.Errorf("--uki: %w", err)
 	}
 	stubImage, err := os.ReadFile(stub)
 	if err != nil {
-		return fmt.Errorf("--stub: %w (install systemd-boot-efi)", err)
+		return nil, fmt.Errorf("--stub: %w (install systemd-boot-efi)", err)
 	}
 	parts.Cmdline = opts.Cmdline
 	img, release, err := uki.Image(stubImage, parts)
 	if err != nil {
-		return fmt.Errorf("--uki: %s: %w", kernel, err)
+		return nil, fmt.Errorf("--uki: %s: %w", kernel, err)
 	}
 	if rep.KernelVersion != "" && release != rep.KernelVersion {
-		return fmt.Errorf("--uki: the kernel %s is release %s, but the initramfs's modules are for %s (--kernel-version)", kernel, release, rep.KernelVersion)
+		return nil, fmt.Errorf("--uki: the kernel %s is release %s, but the initramfs's modules are for %s (--kernel-version)", kernel, release, rep.KernelVersion)
 	}
-	if err := atomicfile.Write(out, 0o644, func(f io.Writer) error {
-		_, err := f.Write(img)
+	fmt.Fprintf(w, "  unified kernel image: %s (kernel %s %s, initramfs %s, stub %s)\n",
+		humanBytes(int64(len(img))), release, humanBytes(int64(len(parts.Kernel))), humanBytes(int64(len(parts.Initrd))), stub)
+	return img, nil
+}
+
+// writeUSBImage writes the USB stick image of the unified kernel image
+// img, of size and with a cache partition of cache when given, and says
+// its layout.
+func writeUSBImage(w io.Writer, out, size, cache string, img []byte, mkfs string) error {
+	o := usbimage.Options{UKI: img}
+	var err error
+	if size != "" {
+		if o.Size, err = switchroot.ParseBytes(size); err != nil {
+			return fmt.Errorf("--usb-size: %w", err)
+		}
+	}
+	if cache != "" {
+		if o.CacheSize, err = switchroot.ParseBytes(cache); err != nil {
+			return fmt.Errorf("--usb-cache: %w", err)
+		}
+		if o.Mkfs, err = exec.LookPath(cmp.Or(mkfs, "mke2fs")); err != nil {
+			return fmt.Errorf("--usb-cache: %w (install e2fsprogs)", err)
+		}
+	}
+	var l usbimage.Layout
+	if err := atomicfile.WriteAt(out, 0o644, func(f *os.File) error {
+		l, err = usbimage.Write(f, o)
 		return err
 	}); err != nil {
-		return fmt.Errorf("--uki: %w", err)
+		return fmt.Errorf("--usb-image: %w", err)
 	}
-	fmt.Fprintf(w, "wrote %s: %s unified kernel image (kernel %s %s, initramfs %s, stub %s)\n",
-		out, humanBytes(int64(len(img))), release, humanBytes(int64(len(parts.Kernel))), humanBytes(int64(len(parts.Initrd))), stub)
+	fmt.Fprintf(w, "wrote %s: %s USB stick image (EFI system partition %s", out, humanBytes(l.Size), humanBytes(l.ESPSize))
+	if l.CacheSize != 0 {
+		fmt.Fprintf(w, ", %s cache partition %s", usbimage.CacheLabel, humanBytes(l.CacheSize))
+	}
+	fmt.Fprintln(w, ")")
 	return nil
 }
 

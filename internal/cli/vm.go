@@ -17,6 +17,7 @@ func newVMCmd() *cobra.Command {
 		cfg      vm.Config
 		forwards []int
 		disks    []string
+		usbImage string
 	)
 	cmd := &cobra.Command{
 		Use:   "vm",
@@ -46,7 +47,16 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 				}
 				cfg.Disks = append(cfg.Disks, disk)
 			}
-			if cfg.UKI != "" {
+			if usbImage != "" {
+				if cfg.UKI != "" || cmd.Flags().Changed("initramfs") || cfg.Cmdline != "" {
+					return fmt.Errorf("--usb-image boots the stick's own kernel, initramfs and command line: give none of --uki, --initramfs and --cmdline")
+				}
+				if _, err := os.Stat(usbImage); err != nil {
+					return fmt.Errorf("--usb-image: %w (build one with `ociboot build --usb-image`)", err)
+				}
+				cfg.UEFI, cfg.Initramfs = true, ""
+				cfg.Disks = append([]vm.Disk{{Path: usbImage, Bus: "usb"}}, cfg.Disks...)
+			} else if cfg.UKI != "" {
 				if cmd.Flags().Changed("initramfs") {
 					return fmt.Errorf("--uki holds its initramfs: give --uki or --initramfs, not both")
 				}
@@ -82,6 +92,7 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 	f.StringVar(&cfg.Initramfs, "initramfs", "initramfs.img", "initramfs image, as written by 'ociboot build'")
 	f.StringVar(&cfg.Cmdline, "cmdline", "", `kernel command line, after "console=ttyS0 panic=-1" (with --uki, in place of the image's own)`)
 	f.StringVar(&cfg.UKI, "uki", "", "a unified kernel image (ociboot build --uki) to boot under UEFI, in place of --kernel and --initramfs")
+	f.StringVar(&usbImage, "usb-image", "", "a USB stick image (ociboot build --usb-image) to boot under UEFI, as a usb-storage disk, the first")
 	f.BoolVar(&cfg.UEFI, "uefi", false, "boot through UEFI firmware (OVMF, package ovmf) rather than the BIOS")
 	f.IntVar(&cfg.MemoryMB, "memory", vm.DefaultMemoryMB, "guest memory in MiB (container roots live in RAM)")
 	f.IntVar(&cfg.SMP, "smp", vm.DefaultSMP, "virtual CPUs")

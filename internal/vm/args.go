@@ -90,6 +90,9 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 	if cfg.UEFI {
 		args = append(args, "-bios", DefaultOVMF)
 	}
+	if cfg.UEFI && cfg.UKI == "" && cfg.Initramfs == "" {
+		return args // the firmware boots from the disks
+	}
 	if cfg.UKI != "" {
 		// OVMF starts it as an EFI application; QEMU hands it -append as
 		// its load options, which systemd's stub takes for the command

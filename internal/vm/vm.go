@@ -66,7 +66,8 @@ const maxLines = 10000
 // variables in one image.
 const DefaultOVMF = "/usr/share/ovmf/OVMF.fd"
 
-// Config describes one VM run. Only Initramfs (or UKI) is required.
+// Config describes one VM run. Only Initramfs (or UKI, or UEFI and a
+// bootable disk) is required.
 type Config struct {
 	QEMU      string // QEMU binary; default DefaultQEMU
 	Kernel    string // kernel image; default DefaultKernel()
@@ -78,7 +79,9 @@ type Config struct {
 	// it, as a boot loader's would.
 	UKI string
 	// UEFI boots through UEFI firmware (OVMF, whose variables live only as
-	// long as the VM) rather than the BIOS; UKI implies it.
+	// long as the VM) rather than the BIOS; UKI implies it. With neither
+	// UKI nor Initramfs, the firmware boots from the disks (a USB stick
+	// image).
 	UEFI     bool
 	MemoryMB int    // guest memory in MiB; default DefaultMemoryMB
 	SMP      int    // virtual CPUs; default DefaultSMP
@@ -249,8 +252,11 @@ func withDefaults(cfg Config) (Config, error) {
 		}
 		cfg.Kernel = k
 	}
-	if cfg.Initramfs == "" && cfg.UKI == "" {
+	if cfg.Initramfs == "" && cfg.UKI == "" && !cfg.UEFI {
 		return cfg, errors.New("vm: no initramfs given")
+	}
+	if cfg.Initramfs == "" && cfg.UKI == "" && len(cfg.Disks) == 0 {
+		return cfg, errors.New("vm: no initramfs, unified kernel image or disk to boot from given")
 	}
 	if cfg.UKI != "" && cfg.Initramfs != "" {
 		return cfg, errors.New("vm: a unified kernel image holds its initramfs: give one or the other")
@@ -279,9 +285,12 @@ func withDefaults(cfg Config) (Config, error) {
 			return cfg, fmt.Errorf("vm: NIC model %q: want %s", n, NICModels)
 		}
 	}
-	files := []string{cfg.Kernel, cfg.Initramfs}
-	if cfg.UKI != "" {
+	var files []string
+	switch {
+	case cfg.UKI != "":
 		files = []string{cfg.UKI}
+	case cfg.Initramfs != "":
+		files = []string{cfg.Kernel, cfg.Initramfs}
 	}
 	if cfg.UEFI {
 		files = append(files, DefaultOVMF)

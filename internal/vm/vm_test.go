@@ -99,6 +99,10 @@ func TestQEMUArgsUKI(t *testing.T) {
 	if tail := args[len(args)-4:]; !slices.Equal(tail, []string{"-kernel", "/u.efi", "-append", "console=ttyS0 panic=-1 quiet"}) || slices.Contains(args, "-initrd") {
 		t.Errorf("qemuArgs = %q, want the given command line after the image, and no -initrd", args)
 	}
+	args = qemuArgs(Config{MemoryMB: 1, SMP: 1, UEFI: true, Disks: []Disk{{Path: "/stick.img", Bus: "usb"}}}, AccelTCG, "")
+	if tail := args[len(args)-2:]; !slices.Equal(tail, []string{"-bios", DefaultOVMF}) || slices.Contains(args, "-kernel") {
+		t.Errorf("qemuArgs booting a USB stick = %q, want OVMF and no kernel", args)
+	}
 	args = qemuArgs(Config{MemoryMB: 1, SMP: 1, Kernel: "k", Initramfs: "i", UEFI: true}, AccelTCG, "")
 	if i := slices.Index(args, "-bios"); i < 0 || args[i+1] != DefaultOVMF || !slices.Contains(args, "-initrd") {
 		t.Errorf("qemuArgs with UEFI = %q, want OVMF and the kernel and initramfs", args)
@@ -237,6 +241,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}{
 		{"no initramfs", func(c *Config) { c.Initramfs = "" }, "no initramfs"},
 		{"UKI and initramfs", func(c *Config) { c.UKI = c.Initramfs }, "give one or the other"},
+		{"UEFI without a disk", func(c *Config) { c.Initramfs, c.UEFI = "", true }, "no initramfs, unified kernel image or disk"},
 		{"missing UKI", func(c *Config) { c.Initramfs, c.UKI = "", dir+"/nope.efi" }, "nope.efi"},
 		{"missing initramfs", func(c *Config) { c.Initramfs = dir + "/nope.img" }, "nope.img"},
 		{"missing kernel", func(c *Config) { c.Kernel = dir + "/vmlinuz-nope" }, "vmlinuz-nope"},

@@ -344,6 +344,31 @@ func TestBoot(t *testing.T) {
 		}
 	})
 
+	t.Run("usb-image", func(t *testing.T) {
+		t.Parallel()
+		// Through the real CLI: `ociboot build --usb-image --usb-cache`,
+		// booted by OVMF from a usb-storage stick behind xHCI, with the
+		// image's own command line; the stick's cache partition is found
+		// as soon as usb-storage brings the disk, and used.
+		dir := t.TempDir()
+		stick := filepath.Join(dir, "stick.img")
+		own := fmt.Sprintf(`console=ttyS0 panic=-1 ociboot.cache_device=auto ociboot.cache_wait=600 ociboot.insecure_registry=%s:%d `+
+			`ociboot.container="%s sh -c 'echo from-the-stick-$((6*7))'"`, vm.GuestHost, f.reg.Port, f.images["busybox"])
+		if out, err := exec.Command(f.bin, "build", "-o", filepath.Join(dir, "i.img"), "--usb-image", stick, "--usb-cache", "96M", "--cmdline", own).CombinedOutput(); err != nil {
+			t.Fatalf("ociboot build --usb-image: %v\n%s", err, out)
+		}
+		out, err := exec.Command(f.bin, "vm", "--usb-image", stick, "--timeout", bootTimeout.String(), "--forward", fmt.Sprint(f.reg.Port)).CombinedOutput()
+		t.Logf("ociboot vm --usb-image:\n%s", out)
+		if err != nil {
+			t.Fatalf("ociboot vm --usb-image: %v", err)
+		}
+		inOrder(t, string(out), "EFI stub: Loaded initrd", "Kernel command line: "+own,
+			`ociboot: storage: /dev/sda2 (ext4 "B2C_CACHE") mounted on /storage`, "from-the-stick-42", "Execution is over, pipeline status: 0")
+		if by := loadedBy(string(out), "usb_storage"); by != "hotplug" {
+			t.Errorf("usb_storage loaded by %q, want hotplug", by)
+		}
+	})
+
 	t.Run("b2c-pipeline", func(t *testing.T) {
 		t.Parallel()
 		// boot2container's parameters: a service, the pipeline with its
