@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ociboot/ociboot/internal/hosttest"
 )
 
 // TestAliasesAgainstModprobe is a differential test of alias matching
@@ -19,7 +21,7 @@ import (
 // '?' made 'Z'), Lookup must give the modules that
 // `modprobe -C /dev/null -S KVER --resolve-alias` gives.
 func TestAliasesAgainstModprobe(t *testing.T) {
-	modprobe := kmodTool(t, "modprobe")
+	modprobe := hosttest.Path(t, "modprobe")
 	ix := hostIndex(t)
 	kver := filepath.Base(hostModules)
 	aliases := readLines(t, "testdata/modaliases.txt")
@@ -99,7 +101,7 @@ func readLines(t *testing.T, file string) []string {
 // kmod's modinfo: the firmware files of modules that declare some (and
 // of one that declares none) must be those `modinfo -F firmware` lists.
 func TestModinfoAgainstModinfo(t *testing.T) {
-	modinfo := kmodTool(t, "modinfo")
+	modinfo := hosttest.Path(t, "modinfo")
 	ix := hostIndex(t)
 	declaring := 0
 	for _, name := range []string{"r8169", "e100", "tg3", "bnx2", "e1000"} {
@@ -133,17 +135,4 @@ func TestModinfoAgainstModinfo(t *testing.T) {
 	if _, err := Modinfo([]byte("not an ELF file"), "firmware"); err == nil || !strings.Contains(err.Error(), "ELF") {
 		t.Errorf("Modinfo of a non-ELF file: %v", err)
 	}
-}
-
-// kmodTool finds one of kmod's programs, which CI installs.
-func kmodTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		path, err = exec.LookPath("/usr/sbin/" + name)
-	}
-	if err != nil {
-		t.Fatalf("%s is missing: install kmod (scripts/install-deps.sh does)", name)
-	}
-	return path
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/fetch/fetchtest"
+	"github.com/ociboot/ociboot/internal/hosttest"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,28 +28,6 @@ func (execRunner) Start(cmd *exec.Cmd) (func() int, error) {
 		_ = cmd.Wait()
 		return cmd.ProcessState.ExitCode()
 	}, nil
-}
-
-// tool finds a host program the tests need (CI installs them).
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	for _, dir := range []string{"", "/usr/sbin/", "/sbin/"} {
-		if p, err := exec.LookPath(dir + name); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("%s is missing: install it (scripts/install-deps.sh does)", name)
-	return ""
-}
-
-// run runs a host tool and returns its output.
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(tool(t, name), args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // image makes a sparse file of size bytes.
@@ -78,10 +57,12 @@ func TestProbe(t *testing.T) {
 		want FS
 	}{
 		{"blank", func(string) {}, FS{}},
-		{"ext4 labelled", func(p string) { run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-O", "encrypt", "-L", CacheLabel, p) }, FS{"ext4", CacheLabel}},
-		{"ext2", func(p string) { run(t, "mke2fs", "-q", "-F", "-t", "ext2", p) }, FS{"ext2", ""}},
-		{"ext3 labelled", func(p string) { run(t, "mke2fs", "-q", "-F", "-t", "ext3", "-L", "data", p) }, FS{"ext3", "data"}},
-		{"swap", func(p string) { run(t, "mkswap", "-L", "sw", p) }, FS{"swap", "sw"}},
+		{"ext4 labelled", func(p string) {
+			hosttest.Run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-O", "encrypt", "-L", CacheLabel, p)
+		}, FS{"ext4", CacheLabel}},
+		{"ext2", func(p string) { hosttest.Run(t, "mke2fs", "-q", "-F", "-t", "ext2", p) }, FS{"ext2", ""}},
+		{"ext3 labelled", func(p string) { hosttest.Run(t, "mke2fs", "-q", "-F", "-t", "ext3", "-L", "data", p) }, FS{"ext3", "data"}},
+		{"swap", func(p string) { hosttest.Run(t, "mkswap", "-L", "sw", p) }, FS{"swap", "sw"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,7 +120,7 @@ func fakeDisk(t *testing.T, sys, dev, name string, size int64, attrs map[string]
 func TestScan(t *testing.T) {
 	sys, dev := t.TempDir(), t.TempDir()
 	fakeDisk(t, sys, dev, "vda", 256<<20, nil, 64<<20, 32<<20)
-	run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", CacheLabel, filepath.Join(dev, "vda2"))
+	hosttest.Run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", CacheLabel, filepath.Join(dev, "vda2"))
 	fakeDisk(t, sys, dev, "nvme0n1", 512<<20, map[string]string{"queue/logical_block_size": "4096", "device/model": "QEMU NVMe Ctrl"})
 	fakeDisk(t, sys, dev, "sda", 128<<20, map[string]string{"removable": "1"}, 128<<20-1<<20)
 	fakeDisk(t, sys, dev, "sr0", 4<<20, map[string]string{"ro": "1"})
@@ -245,7 +226,7 @@ func TestDecide(t *testing.T) {
 // of the filesystem the disk held.
 func TestPartitionDisk(t *testing.T) {
 	p := image(t, filepath.Join(t.TempDir(), "disk"), 128<<20)
-	run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "old", p)
+	hosttest.Run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "old", p)
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -254,12 +235,12 @@ func TestPartitionDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	got := strings.Fields(run(t, "partx", "-g", "-o", "NR,START,END,NAME,TYPE", p))
+	got := strings.Fields(hosttest.Run(t, "partx", "-g", "-o", "NR,START,END,NAME,TYPE", p))
 	want := []string{"1", "2048", strconv.Itoa(128<<20/512 - 34), CacheLabel, "0fc63daf-8483-4772-8e79-3d69d8477de4"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("partx: %q, want %q", got, want)
 	}
-	if out := run(t, "blkid", "-p", "-o", "export", p); !strings.Contains(out, "PTTYPE=gpt") || strings.Contains(out, "ext4") {
+	if out := hosttest.Run(t, "blkid", "-p", "-o", "export", p); !strings.Contains(out, "PTTYPE=gpt") || strings.Contains(out, "ext4") {
 		t.Errorf("blkid after partitioning: %s; want a GPT and no ext4", out)
 	}
 	small := image(t, filepath.Join(t.TempDir(), "small"), 8<<20)
@@ -282,14 +263,14 @@ func TestFindCache(t *testing.T) {
 	fakeDisk(t, sys, dev, "vda", 256<<20, nil, 64<<20, 64<<20)
 	clock := fetchtest.NewClock()
 	var log strings.Builder
-	o := CacheOptions{Sys: sys, Dev: dev, Mkfs: tool(t, "mke2fs"), Runner: execRunner{}, Clock: clock, Log: &log}
+	o := CacheOptions{Sys: sys, Dev: dev, Mkfs: hosttest.Path(t, "mke2fs"), Runner: execRunner{}, Clock: clock, Log: &log}
 
 	o.Device = "/dev/vda2"
 	c, err := FindCache(context.Background(), o)
 	if err != nil || c == nil || !c.Formatted || c.Device != filepath.Join(dev, "vda2") || c.FS != (FS{"ext4", CacheLabel}) {
 		t.Fatalf("blank /dev/vda2: %+v, %v", c, err)
 	}
-	if out := run(t, "blkid", "-p", "-o", "export", c.Device); !strings.Contains(out, "LABEL="+CacheLabel) {
+	if out := hosttest.Run(t, "blkid", "-p", "-o", "export", c.Device); !strings.Contains(out, "LABEL="+CacheLabel) {
 		t.Errorf("blkid of the formatted partition: %s", out)
 	}
 	if !strings.Contains(log.String(), "cache: formatting "+c.Device) {
@@ -348,7 +329,7 @@ func TestFindCacheWokenByHotplug(t *testing.T) {
 	added := make(chan struct{})
 	clock := &stillClock{now: time.Now(), first: func() {
 		fakeDisk(t, sys, dev, "sda", 128<<20, nil, 64<<20)
-		run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", CacheLabel, filepath.Join(dev, "sda1"))
+		hosttest.Run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-L", CacheLabel, filepath.Join(dev, "sda1"))
 		close(added)
 	}}
 	o := CacheOptions{Device: "auto", Sys: sys, Dev: dev, Runner: execRunner{}, Clock: clock, Log: io.Discard,
@@ -366,10 +347,10 @@ func TestMakeSwap(t *testing.T) {
 	if err := MakeSwap(p, 8<<20+100); err != nil {
 		t.Fatal(err)
 	}
-	if out := run(t, "blkid", "-p", "-o", "export", p); !strings.Contains(out, "TYPE=swap") {
+	if out := hosttest.Run(t, "blkid", "-p", "-o", "export", p); !strings.Contains(out, "TYPE=swap") {
 		t.Errorf("blkid: %s, want a swap signature", out)
 	}
-	if out := run(t, "swaplabel", p); !strings.Contains(out, "UUID:") {
+	if out := hosttest.Run(t, "swaplabel", p); !strings.Contains(out, "UUID:") {
 		t.Errorf("swaplabel: %s, want a UUID", out)
 	}
 	before, err := os.Stat(p)

@@ -5,10 +5,11 @@ import (
 	"debug/pe"
 	"encoding/binary"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ociboot/ociboot/internal/hosttest"
 )
 
 // readStub reads systemd's EFI stub (scripts/install-deps.sh installs
@@ -20,15 +21,6 @@ func readStub(t *testing.T) []byte {
 		t.Fatalf("systemd's EFI stub: %v (install systemd-boot-efi: scripts/install-deps.sh does)", err)
 	}
 	return stub
-}
-
-func tool(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // TestBuild adds sections to the real stub and reads the result back
@@ -99,17 +91,17 @@ func TestBuild(t *testing.T) {
 		}
 		end = s.VirtualAddress + s.VirtualSize
 	}
-	if out := tool(t, "objdump", "-h", file); !strings.Contains(out, ".initrd") || !strings.Contains(out, ".linux") {
+	if out := hosttest.Run(t, "objdump", "-h", file); !strings.Contains(out, ".initrd") || !strings.Contains(out, ".linux") {
 		t.Errorf("objdump -h does not list the sections:\n%s", out)
 	}
 
 	// Signed for Secure Boot with sbsigntool, and checked.
 	key, cert := filepath.Join(dir, "db.key"), filepath.Join(dir, "db.crt")
-	tool(t, "openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ociboot test/",
+	hosttest.Run(t, "openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ociboot test/",
 		"-keyout", key, "-out", cert)
 	signed := filepath.Join(dir, "signed.efi")
-	tool(t, "sbsign", "--key", key, "--cert", cert, "--output", signed, file)
-	if out := tool(t, "sbverify", "--cert", cert, signed); !strings.Contains(out, "Signature verification OK") {
+	hosttest.Run(t, "sbsign", "--key", key, "--cert", cert, "--output", signed, file)
+	if out := hosttest.Run(t, "sbverify", "--cert", cert, signed); !strings.Contains(out, "Signature verification OK") {
 		t.Errorf("sbverify: %s", out)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,23 +11,8 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
+	"github.com/ociboot/ociboot/internal/hosttest"
 )
-
-func tool(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		path, err = exec.LookPath("/usr/sbin/" + name)
-	}
-	if err != nil {
-		t.Fatalf("%s is missing (scripts/install-deps.sh installs it)", name)
-	}
-	out, err := exec.Command(path, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // TestWrite writes an image with a cache and reads it back with
 // util-linux and go-diskfs: a GPT with the EFI system partition and the
@@ -50,7 +34,7 @@ func TestWrite(t *testing.T) {
 	if st, err := f.Stat(); err != nil || st.Size() != l.Size {
 		t.Fatalf("the image has %v bytes, its layout says %d (%v)", st.Size(), l.Size, err)
 	}
-	parts := tool(t, "partx", "-g", "-b", "-o", "NR,START,SIZE,TYPE,NAME", path)
+	parts := hosttest.Run(t, "partx", "-g", "-b", "-o", "NR,START,SIZE,TYPE,NAME", path)
 	want := []string{
 		"1 " + strconv.FormatInt(l.ESPStart/512, 10) + " " + strconv.FormatInt(l.ESPSize, 10) + " c12a7328-f81f-11d2-ba4b-00a0c93ec93b EFI system partition",
 		"2 " + strconv.FormatInt(l.CacheStart/512, 10) + " " + strconv.FormatInt(l.CacheSize, 10) + " 0fc63daf-8483-4772-8e79-3d69d8477de4 B2C_CACHE",
@@ -58,10 +42,10 @@ func TestWrite(t *testing.T) {
 	if got := strings.Fields(strings.ReplaceAll(parts, "\n", " ")); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("partx:\n%s\nwant\n%s", parts, strings.Join(want, "\n"))
 	}
-	if out := tool(t, "blkid", "-p", "-O", strconv.FormatInt(l.CacheStart, 10), "-o", "export", path); !strings.Contains(out, "LABEL="+CacheLabel) || !strings.Contains(out, "TYPE=ext4") {
+	if out := hosttest.Run(t, "blkid", "-p", "-O", strconv.FormatInt(l.CacheStart, 10), "-o", "export", path); !strings.Contains(out, "LABEL="+CacheLabel) || !strings.Contains(out, "TYPE=ext4") {
 		t.Errorf("blkid of the cache partition: %s", out)
 	}
-	if out := tool(t, "blkid", "-p", "-O", strconv.FormatInt(l.ESPStart, 10), "-o", "export", path); !strings.Contains(out, "TYPE=vfat") {
+	if out := hosttest.Run(t, "blkid", "-p", "-O", strconv.FormatInt(l.ESPStart, 10), "-o", "export", path); !strings.Contains(out, "TYPE=vfat") {
 		t.Errorf("blkid of the EFI system partition: %s", out)
 	}
 	fs, err := fat32.Read(file.New(f, true), l.ESPSize, l.ESPStart, 512)

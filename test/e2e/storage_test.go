@@ -24,6 +24,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/hosttest"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/vm"
 	"github.com/ociboot/ociboot/internal/volume"
@@ -600,22 +601,11 @@ func loadedBy(console, mod string) string {
 	return ""
 }
 
-// hostTool runs a disk tool on the host (CI installs them) and returns
-// its output.
+// hostTool runs a host tool (CI installs them) and returns its output,
+// trimmed.
 func hostTool(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		path, err = exec.LookPath("/usr/sbin/" + name)
-	}
-	if err != nil {
-		t.Fatalf("%s is missing: install it (scripts/install-deps.sh does)", name)
-	}
-	out, err := exec.Command(path, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(hosttest.Run(t, name, args...))
 }
 
 // fsUUID is the UUID of the filesystem at 1 MiB into disk.
