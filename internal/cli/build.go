@@ -3,11 +3,6 @@ package cli
 import (
 	"cmp"
 	"fmt"
-	"github.com/ociboot/ociboot/internal/atomicfile"
-	"github.com/ociboot/ociboot/internal/switchroot"
-	"github.com/ociboot/ociboot/internal/uki"
-	"github.com/ociboot/ociboot/internal/usbimage"
-	"github.com/ociboot/ociboot/internal/vm"
 	"io"
 	"maps"
 	"os"
@@ -18,9 +13,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ociboot/ociboot/internal/atomicfile"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/initramfs"
+	"github.com/ociboot/ociboot/internal/switchroot"
+	"github.com/ociboot/ociboot/internal/uki"
+	"github.com/ociboot/ociboot/internal/usbimage"
+	"github.com/ociboot/ociboot/internal/vm"
 	"github.com/spf13/cobra"
 )
 
@@ -319,7 +319,11 @@ func writeUSBImage(w io.Writer, out, size, cache string, img []byte, mkfs string
 		if o.CacheSize, err = switchroot.ParseBytes(cache); err != nil {
 			return fmt.Errorf("--usb-cache: %w", err)
 		}
-		if o.Mkfs, err = exec.LookPath(cmp.Or(mkfs, "mke2fs")); err != nil {
+		name := mkfs
+		if name == "" || name == "none" {
+			name = "mke2fs" // the cache is formatted at build, whatever the image holds
+		}
+		if o.Mkfs, err = exec.LookPath(name); err != nil {
 			return fmt.Errorf("--usb-cache: %w (install e2fsprogs)", err)
 		}
 	}
