@@ -17,6 +17,7 @@ import (
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/initramfs"
+	"github.com/ociboot/ociboot/internal/storage"
 	"github.com/ociboot/ociboot/internal/switchroot"
 	"github.com/ociboot/ociboot/internal/uki"
 	"github.com/ociboot/ociboot/internal/usbimage"
@@ -336,7 +337,7 @@ func writeUSBImage(w io.Writer, out, size, cache string, img []byte, mkfs string
 	}
 	fmt.Fprintf(w, "wrote %s: %s USB stick image (EFI system partition %s", out, humanBytes(l.Size), humanBytes(l.ESPSize))
 	if l.CacheSize != 0 {
-		fmt.Fprintf(w, ", %s cache partition %s", usbimage.CacheLabel, humanBytes(l.CacheSize))
+		fmt.Fprintf(w, ", %s cache partition %s", storage.CacheLabel, humanBytes(l.CacheSize))
 	}
 	fmt.Fprintln(w, ")")
 	return nil

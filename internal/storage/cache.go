@@ -262,13 +262,20 @@ func repartition(ctx context.Context, path string, d Disk, clock fetch.Clock) er
 
 // mkfs formats the partition at path as boot2container does: ext4 with
 // encryption support (for fscrypt volumes), labelled CacheLabel.
+// CacheMkfsArgs are mke2fs's options for a cache, before its device: ext4
+// labelled CacheLabel, with the encrypt feature fscrypt volumes need.
+// Every cache is made with them, at boot or on a USB stick at build.
+func CacheMkfsArgs() []string {
+	return []string{"-q", "-F", "-t", "ext4", "-O", "encrypt", "-L", CacheLabel}
+}
+
 func mkfs(ctx context.Context, o CacheOptions, path string) error {
 	if o.Mkfs == "" {
 		return fmt.Errorf("cache: %s needs formatting, but this initramfs has no mke2fs (ociboot build --mkfs)", path)
 	}
 	fmt.Fprintf(o.Log, "cache: formatting %s (ext4, label %s)\n", path, CacheLabel)
 	var out strings.Builder
-	cmd := exec.Command(o.Mkfs, "-q", "-F", "-t", "ext4", "-O", "encrypt", "-L", CacheLabel, path)
+	cmd := exec.Command(o.Mkfs, append(CacheMkfsArgs(), path)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
 	pr, pw, err := os.Pipe()
 	if err != nil {

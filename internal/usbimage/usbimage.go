@@ -14,6 +14,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/ociboot/ociboot/internal/storage"
 )
 
 // Options describe the image.
@@ -25,7 +26,7 @@ type Options struct {
 	Size int64
 	// CacheSize, when not 0, adds a partition of that many bytes after the
 	// EFI system partition, formatted ext4 and labelled B2C_CACHE with Mkfs
-	// (mke2fs).
+	// (mke2fs), as ociboot formats a cache at boot.
 	CacheSize int64
 	Mkfs      string
 }
@@ -39,8 +40,6 @@ const (
 	espExtra = 16 * mib // the ESP's room besides the UKI: FAT32's tables, and a spare
 	minESP   = 64 * mib // FAT32 wants 65525 clusters at least
 	minCache = 64 * mib // as storage's smallest cache
-	// CacheLabel is the cache's filesystem label and partition name.
-	CacheLabel = "B2C_CACHE"
 )
 
 // Layout is where Write put the partitions, in bytes.
@@ -81,7 +80,7 @@ func Write(w *os.File, o Options) (Layout, error) {
 	if l.CacheSize != 0 {
 		parts = append(parts, &gpt.Partition{
 			Start: uint64(l.CacheStart / sector), End: uint64((l.CacheStart+l.CacheSize)/sector - 1),
-			Type: gpt.LinuxFilesystem, Name: CacheLabel,
+			Type: gpt.LinuxFilesystem, Name: storage.CacheLabel,
 			GUID: "0C1B0075-0000-4000-8000-000000000002",
 		})
 	}
@@ -122,8 +121,8 @@ func formatCache(path, mkfs string, l Layout) error {
 	if mkfs == "" {
 		return fmt.Errorf("usbimage: a cache partition needs mke2fs (package e2fsprogs)")
 	}
-	cmd := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", CacheLabel,
-		"-E", "offset="+strconv.FormatInt(l.CacheStart, 10), path, strconv.FormatInt(l.CacheSize/1024, 10)+"k")
+	args := append(storage.CacheMkfsArgs(), "-E", "offset="+strconv.FormatInt(l.CacheStart, 10), path, strconv.FormatInt(l.CacheSize/1024, 10)+"k")
+	cmd := exec.Command(mkfs, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("usbimage: formatting the cache partition with %s: %v: %s", mkfs, err, out)
 	}

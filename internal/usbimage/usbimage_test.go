@@ -12,6 +12,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/ociboot/ociboot/internal/hosttest"
+	"github.com/ociboot/ociboot/internal/storage"
 )
 
 // TestWrite writes an image with a cache and reads it back with
@@ -42,8 +43,13 @@ func TestWrite(t *testing.T) {
 	if got := strings.Fields(strings.ReplaceAll(parts, "\n", " ")); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("partx:\n%s\nwant\n%s", parts, strings.Join(want, "\n"))
 	}
-	if out := hosttest.Run(t, "blkid", "-p", "-O", strconv.FormatInt(l.CacheStart, 10), "-o", "export", path); !strings.Contains(out, "LABEL="+CacheLabel) || !strings.Contains(out, "TYPE=ext4") {
+	if out := hosttest.Run(t, "blkid", "-p", "-O", strconv.FormatInt(l.CacheStart, 10), "-o", "export", path); !strings.Contains(out, "LABEL="+storage.CacheLabel) || !strings.Contains(out, "TYPE=ext4") {
 		t.Errorf("blkid of the cache partition: %s", out)
+	}
+	// Formatted as ociboot formats a cache at boot: fscrypt volumes need
+	// the encrypt feature.
+	if out := hosttest.Run(t, "dumpe2fs", "-h", path+"?offset="+strconv.FormatInt(l.CacheStart, 10)); !strings.Contains(out, " encrypt") {
+		t.Errorf("the cache lacks the encrypt feature:\n%s", out)
 	}
 	if out := hosttest.Run(t, "blkid", "-p", "-O", strconv.FormatInt(l.ESPStart, 10), "-o", "export", path); !strings.Contains(out, "TYPE=vfat") {
 		t.Errorf("blkid of the EFI system partition: %s", out)
