@@ -44,6 +44,8 @@ test: deps lint
 	$(FUZZ) 200000x -fuzz '^FuzzObjectPath$$' ./internal/volume
 	$(FUZZ) 20000x -fuzz '^FuzzListing$$' ./internal/volume
 	$(FUZZ) 200000x -fuzz '^FuzzParse$$' ./internal/hotplug
+	$(FUZZ) 20000x -fuzz '^FuzzArchive$$' ./internal/registry
+	$(FUZZ) 100000x -fuzz '^FuzzServe$$' ./internal/registry
 
 demo: deps build
 	./scripts/demo.sh

@@ -32,6 +32,8 @@ packages=(
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
 VERSITYGW_VERSION=1.8.0   # the S3 server of the volume tests
+# The OCI distribution-spec conformance suite, run against serve's registry.
+CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 
 missing=()
 for p in "${packages[@]}"; do
@@ -55,4 +57,10 @@ if [ ! -x "$gobin/versitygw" ] || [ ! -f "$gobin/.versitygw-$VERSITYGW_VERSION" 
 	echo "installing versitygw $VERSITYGW_VERSION"
 	go install "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
 	touch "$gobin/.versitygw-$VERSITYGW_VERSION"
+fi
+# conformance names no version either.
+if [ ! -x "$gobin/conformance" ] || [ ! -f "$gobin/.conformance-$CONFORMANCE_VERSION" ]; then
+	echo "installing the distribution-spec conformance suite $CONFORMANCE_VERSION"
+	go install "github.com/opencontainers/distribution-spec/conformance@$CONFORMANCE_VERSION"
+	touch "$gobin/.conformance-$CONFORMANCE_VERSION"
 fi

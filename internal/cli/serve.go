@@ -4,84 +4,179 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/netboot"
+	"github.com/ociboot/ociboot/internal/registry"
+	"github.com/ociboot/ociboot/internal/vm"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
+type serveOptions struct {
+	listen  string
+	images  []string
+	stores  []string
+	cmdArgs []string
+	boot    netboot.Config
+	logDir  string
+}
+
 func newServeCmd() *cobra.Command {
-	var (
-		listen string
-		images []string
-		cmdArg []string
-	)
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve an in-memory OCI registry, seeded with images made from directories",
-		Long: `serve runs a small in-memory OCI distribution registry, for demos and
-labs: each --image NAME:TAG=DIR is packed from a directory into a one-layer
-image and pushed to it. It listens on 127.0.0.1 unless told otherwise; a VM
-started with ` + "`ociboot vm --forward PORT`" + ` reaches it at 10.0.2.100:PORT.`,
+		Short: "Serve what a lab netboots from: iPXE scripts, kernel, initramfs, command lines, and images",
+		Long: `serve is the one process a lab needs besides DHCP (see docs/netboot.md):
+
+  /boot.ipxe            the iPXE script every machine starts with
+  /boot/MAC.ipxe        a machine's kernel, initramfs and command line
+  /extra_args/MAC       a machine's extra_args (secrets stay off its command line)
+  /kernel /initramfs /uki.efi   the files given
+  /v2/                  a read-only registry of the images given
+
+Each --image NAME[:TAG]=PATH serves PATH as repository NAME: an OCI image
+layout (tags from its index.json), a docker-archive tarball (tags from its
+manifest.json), or a root filesystem directory, packed into a one-layer
+image (TAG defaults to latest; its command is --cmd). --store DIR serves the
+images of an ociboot store (ociboot pull --store) under their own names.
+Blobs are served from where they lie, never loaded into memory.
+
+Machines' command lines come from --machines DIR, read on each boot: see
+` + "`docs/netboot.md`" + ` for its files. serve listens on 127.0.0.1 unless told
+otherwise; ` + "`ociboot vm --netboot`" + ` boots a VM from it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM)
 			defer stop()
-			return serve(ctx, cmd, listen, images, cmdArg)
+			return serve(ctx, cmd, o)
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "address to listen on")
-	cmd.Flags().StringArrayVar(&images, "image", nil, "NAME:TAG=DIR: serve DIR as image NAME:TAG (repeatable)")
-	cmd.Flags().StringArrayVar(&cmdArg, "cmd", nil, "default command of the seeded images (repeat for each argument)")
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:5000", "address to listen on")
+	f.StringArrayVar(&o.images, "image", nil, "NAME[:TAG]=PATH: serve an OCI layout, a docker-archive or a root filesystem directory as NAME (repeatable)")
+	f.StringArrayVar(&o.stores, "store", nil, "serve the images of this ociboot store directory (repeatable)")
+	f.StringArrayVar(&o.cmdArgs, "cmd", nil, "default command of images packed from directories (repeat for each argument)")
+	f.StringVar(&o.boot.Kernel, "kernel", "", "the kernel machines boot (default with --initramfs: the newest /boot/vmlinuz-*)")
+	f.StringVar(&o.boot.Initramfs, "initramfs", "", "the initramfs machines boot (ociboot build)")
+	f.StringVar(&o.boot.UKI, "uki", "", "a unified kernel image to serve as /uki.efi (ociboot build --uki)")
+	f.StringVar(&o.boot.Machines, "machines", "", "directory of per-machine and per-group command lines and extra_args (read on each boot)")
+	f.StringVar(&o.boot.Cmdline, "cmdline", "", "command line of machines --machines says nothing of")
+	f.StringVar(&o.boot.BaseURL, "url", "", "this server's URL as machines reach it, for extra_args_url (default: from each request's Host)")
+	f.StringVar(&o.logDir, "access-log-dir", "", "also write each machine's requests to DIR/MAC.log (or DIR/ADDRESS.log)")
 	return cmd
 }
 
-func serve(ctx context.Context, cmd *cobra.Command, listen string, images, cmdArgs []string) error {
-	ln, err := net.Listen("tcp", listen)
+func serve(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
+	out := cmd.OutOrStdout()
+	reg, err := buildRegistry(o, out)
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", listen, err)
+		return err
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 30 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	addr := ln.Addr().String()
+	if o.boot.Initramfs != "" && o.boot.Kernel == "" {
+		if o.boot.Kernel, err = vm.DefaultKernel(); err != nil {
+			return fmt.Errorf("--kernel: %w", err)
+		}
+	}
+	boot, err := netboot.New(o.boot)
+	if err != nil {
+		return err
+	}
+	if o.logDir != "" {
+		if err := os.MkdirAll(o.logDir, 0o755); err != nil {
+			return fmt.Errorf("--access-log-dir: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", reg)
+	mux.Handle("/", boot)
+	handler := netboot.NewAccessLog(cmd.ErrOrStderr(), o.logDir).Wrap(mux)
 
-	for _, spec := range images {
-		ref, dir, ok := strings.Cut(spec, "=")
-		if !ok || ref == "" || dir == "" {
-			return fmt.Errorf("--image %q: expected NAME:TAG=DIR", spec)
-		}
-		img, err := image.FromDir(dir, v1.Config{
-			Cmd: cmdArgs,
-			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		})
-		if err != nil {
-			return fmt.Errorf("--image %s: %w", spec, err)
-		}
-		tag, err := name.NewTag(addr+"/"+ref, name.Insecure)
-		if err != nil {
-			return fmt.Errorf("--image %s: %w", spec, err)
-		}
-		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err = remote.Write(tag, img, remote.WithContext(pctx))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("--image %s: pushing to the local registry: %w", spec, err)
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "serving %s\n", tag)
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.listen, err)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "registry listening on %s\n", addr)
-	<-ctx.Done()
-	return nil
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+	for _, repo := range reg.Repositories() {
+		for _, tag := range reg.Tags(repo) {
+			fmt.Fprintf(out, "serving %s/%s:%s\n", addr, repo, tag)
+		}
+	}
+	if o.boot.Initramfs != "" {
+		fmt.Fprintf(out, "netboot: http://%s/boot.ipxe boots %s with %s\n", addr, o.boot.Kernel, o.boot.Initramfs)
+	}
+	fmt.Fprintf(out, "registry listening on %s\n", addr)
+	select {
+	case <-ctx.Done():
+	case err := <-done:
+		return fmt.Errorf("serve: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// buildRegistry adds every --image and --store to a registry.
+func buildRegistry(o serveOptions, out io.Writer) (*registry.Registry, error) {
+	reg := registry.New()
+	for _, spec := range o.images {
+		ref, path, ok := strings.Cut(spec, "=")
+		if !ok || ref == "" || path == "" {
+			return nil, fmt.Errorf("--image %q: expected NAME[:TAG]=PATH", spec)
+		}
+		name, tag := ref, ""
+		if i := strings.LastIndexByte(ref, ':'); i >= 0 && !strings.Contains(ref[i:], "/") {
+			name, tag = ref[:i], ref[i+1:]
+		}
+		if err := addImage(reg, name, tag, path, o.cmdArgs); err != nil {
+			return nil, fmt.Errorf("--image %s: %w", spec, err)
+		}
+	}
+	for _, dir := range o.stores {
+		skipped, err := reg.AddStore(dir)
+		if err != nil {
+			return nil, fmt.Errorf("--store: %w", err)
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(out, "--store %s: not serving %s\n", dir, s)
+		}
+	}
+	return reg, nil
+}
+
+// addImage adds what path holds: an OCI layout, a docker-archive, or a
+// directory to pack.
+func addImage(reg *registry.Registry, name, tag, path string, cmdArgs []string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return reg.AddArchive(name, tag, path)
+	}
+	if _, err := os.Stat(filepath.Join(path, "oci-layout")); err == nil {
+		return reg.AddLayout(name, tag, path)
+	}
+	img, err := image.FromDir(path, v1.Config{
+		Cmd: cmdArgs,
+		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+	})
+	if err != nil {
+		return err
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	return reg.AddImage(name, tag, img)
 }

@@ -4,17 +4,19 @@
 package hosttest
 
 import (
+	"go/build"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
 // Path returns where the host tool name is: on PATH, else in /usr/sbin or
-// /sbin, which a user's PATH may lack. It fails the test when there is
-// none.
+// /sbin, which a user's PATH may lack, or in GOPATH/bin, where `go
+// install` puts Go tools. It fails the test when there is none.
 func Path(t testing.TB, name string) string {
 	t.Helper()
-	for _, dir := range []string{"", "/usr/sbin/", "/sbin/"} {
+	for _, dir := range []string{"", "/usr/sbin/", "/sbin/", filepath.Join(build.Default.GOPATH, "bin") + "/"} {
 		if p, err := exec.LookPath(dir + name); err == nil {
 			return p
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,24 @@ func ParsePullPolicy(s string) (PullPolicy, error) {
 // on platform.
 func refName(r Reference, platform v1.Platform) string {
 	return r.String() + " " + platform.String()
+}
+
+// ParseRefName reads the name of a store ref back: the reference and the
+// platform the image was pulled for.
+func ParseRefName(name string) (Reference, v1.Platform, error) {
+	ref, platform, ok := strings.Cut(name, " ")
+	if !ok {
+		return Reference{}, v1.Platform{}, fmt.Errorf("store ref %q: expected REFERENCE PLATFORM", name)
+	}
+	r, err := ParseReference(ref)
+	if err != nil {
+		return Reference{}, v1.Platform{}, fmt.Errorf("store ref %q: %w", name, err)
+	}
+	p, err := v1.ParsePlatform(platform)
+	if err != nil {
+		return Reference{}, v1.Platform{}, fmt.Errorf("store ref %q: %w", name, err)
+	}
+	return r, *p, nil
 }
 
 // storedImage is an image whose manifest is in the store. Its config and

@@ -56,6 +56,16 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
+// OpenExisting opens the store in dir for reading only: nothing is
+// created or discarded, so that a store another process is writing to
+// (an `ociboot pull --store` beside an `ociboot serve`) is left alone.
+func OpenExisting(dir string) (*Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, "blobs")); err != nil {
+		return nil, fmt.Errorf("store %s: not a store (no blobs directory): %w", dir, err)
+	}
+	return &Store{dir: dir, inUse: map[string]bool{}}, nil
+}
+
 func (s *Store) tmp() string { return filepath.Join(s.dir, "tmp") }
 
 // path is where the blob d lives; d must be a valid digest.
@@ -233,6 +243,26 @@ func (s *Store) OpenVerified(d v1.Hash) (io.ReadCloser, int64, error) {
 		return nil, 0, fmt.Errorf("store: blob %s: %w", d, err)
 	}
 	return f, size, nil
+}
+
+// BlobFile opens the file of blob d for a reader that verifies what it
+// reads itself, such as a registry client fetching ranges of it: nothing
+// here checks the content. A blob not in the store is an error wrapping
+// fs.ErrNotExist.
+func (s *Store) BlobFile(d v1.Hash) (*os.File, int64, error) {
+	if _, err := check(d); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(s.path(d))
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: blob %s: %w", d, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("store: blob %s: %w", d, err)
+	}
+	return f, st.Size(), nil
 }
 
 // Delete removes the blob d; a blob not there is not an error.

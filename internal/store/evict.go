@@ -31,7 +31,7 @@ func (s *Store) Evict(limit int64) (evicted []string, used int64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	refs, err := s.refs()
+	refs, err := s.Refs()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -90,9 +90,9 @@ func (s *Store) remove(e entry) error {
 	return s.Delete(e.d)
 }
 
-// refs reads every ref; unreadable ones are left out (and what they
-// alone needed is then removed).
-func (s *Store) refs() ([]Ref, error) {
+// Refs reads every ref; unreadable ones are left out (and Evict removes
+// what they alone needed).
+func (s *Store) Refs() ([]Ref, error) {
 	files, err := os.ReadDir(filepath.Join(s.dir, "refs"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("store: %w", err)
