@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The demo: boot a VM straight into a container, offline. ociboot serves an
-# example image (busybox from this machine) from its own registry on
-# 127.0.0.1, and the VM pulls it through QEMU's restricted user network.
+# The demo: netboot a VM straight into a container, offline. `ociboot serve`
+# is the whole boot server: the VM's firmware (QEMU's iPXE) gets the boot
+# script, the kernel, the initramfs and its command line from it over HTTP,
+# then pulls an example image (busybox from this machine) from its
+# registry, all through QEMU's restricted user network to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -13,11 +15,14 @@ trap '[ -z "$server" ] || kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 echo "== building the initramfs"
 $ociboot build -o "$work/initramfs.img"
 
-echo "== serving an example image (busybox from this machine) on 127.0.0.1"
-start_example_registry
+echo "== serving the netboot files and an example image on 127.0.0.1"
+mkdir "$work/machines"
+start_example_registry --initramfs "$work/initramfs.img" --machines "$work/machines"
 cat "$work/serve.log"
-
-echo "== booting a VM into the container"
+# Every machine's command line; serve reads it on each boot.
 registry=10.0.2.100:$port
-$ociboot vm --initramfs "$work/initramfs.img" --forward "$port" --timeout 5m \
-	--cmdline "quiet ociboot.insecure_registry=$registry ociboot.container=\"$registry/demo/hello:latest\""
+echo "console=ttyS0 panic=-1 quiet ociboot.insecure_registry=$registry ociboot.container=$registry/demo/hello:latest" \
+	>"$work/machines/default.cmdline"
+
+echo "== netbooting a VM into the container"
+$ociboot vm --netboot "http://127.0.0.1:$port/boot.ipxe" --timeout 5m

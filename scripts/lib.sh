@@ -3,7 +3,8 @@
 
 # start_example_registry makes a busybox image from this machine's
 # /bin/busybox, serves it as demo/hello:latest from ociboot's own registry
-# on 127.0.0.1, and sets $port and $server (the registry's pid).
+# on 127.0.0.1, and sets $port and $server (the registry's pid). Its
+# arguments are more options of ociboot serve.
 start_example_registry() {
 	local root=$work/rootfs
 	mkdir -p "$root/bin" "$root/etc"
@@ -19,7 +20,7 @@ start_example_registry() {
 	$ociboot serve --listen 127.0.0.1:0 --image demo/hello:latest="$root" \
 		--cmd /bin/sh --cmd -c \
 		--cmd 'echo "Hello from a container booted by ociboot! kernel $(uname -r) on $(uname -m), $(grep -c ^processor /proc/cpuinfo) CPU(s)"' \
-		>"$work/serve.log" 2>&1 &
+		"$@" >"$work/serve.log" 2>&1 &
 	server=$!
 	# serve prints its address once the image is pushed.
 	port=

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +29,8 @@ type serveOptions struct {
 	cmdArgs []string
 	boot    netboot.Config
 	logDir  string
+	tlsCert string
+	tlsKey  string
 }
 
 func newServeCmd() *cobra.Command {
@@ -71,6 +74,8 @@ otherwise; ` + "`ociboot vm --netboot`" + ` boots a VM from it.`,
 	f.StringVar(&o.boot.Machines, "machines", "", "directory of per-machine and per-group command lines and extra_args (read on each boot)")
 	f.StringVar(&o.boot.Cmdline, "cmdline", "", "command line of machines --machines says nothing of")
 	f.StringVar(&o.boot.BaseURL, "url", "", "this server's URL as machines reach it, for extra_args_url (default: from each request's Host)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; with --tls-key")
+	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.StringVar(&o.logDir, "access-log-dir", "", "also write each machine's requests to DIR/MAC.log (or DIR/ADDRESS.log)")
 	return cmd
 }
@@ -100,13 +105,31 @@ func serve(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	mux.Handle("/", boot)
 	handler := netboot.NewAccessLog(cmd.ErrOrStderr(), o.logDir).Wrap(mux)
 
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	scheme := "http"
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.listen, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			done <- srv.ServeTLS(ln, "", "")
+		} else {
+			done <- srv.Serve(ln)
+		}
+	}()
 	addr := ln.Addr().String()
 	for _, repo := range reg.Repositories() {
 		for _, tag := range reg.Tags(repo) {
@@ -114,7 +137,7 @@ func serve(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		}
 	}
 	if o.boot.Initramfs != "" {
-		fmt.Fprintf(out, "netboot: http://%s/boot.ipxe boots %s with %s\n", addr, o.boot.Kernel, o.boot.Initramfs)
+		fmt.Fprintf(out, "netboot: %s://%s/boot.ipxe boots %s with %s\n", scheme, addr, o.boot.Kernel, o.boot.Initramfs)
 	}
 	fmt.Fprintf(out, "registry listening on %s\n", addr)
 	select {

@@ -47,7 +47,12 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 				}
 				cfg.Disks = append(cfg.Disks, disk)
 			}
-			if usbImage != "" {
+			if cfg.Netboot != "" {
+				if cfg.UKI != "" || usbImage != "" || cmd.Flags().Changed("initramfs") || cfg.Cmdline != "" || cfg.UEFI {
+					return fmt.Errorf("--netboot boots what the server says: give none of --uki, --usb-image, --initramfs, --cmdline and --uefi")
+				}
+				cfg.Initramfs = ""
+			} else if usbImage != "" {
 				if cfg.UKI != "" || cmd.Flags().Changed("initramfs") || cfg.Cmdline != "" {
 					return fmt.Errorf("--usb-image boots the stick's own kernel, initramfs and command line: give none of --uki, --initramfs and --cmdline")
 				}
@@ -93,6 +98,8 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 	f.StringVar(&cfg.Cmdline, "cmdline", "", `kernel command line, after "console=ttyS0 panic=-1" (with --uki, in place of the image's own)`)
 	f.StringVar(&cfg.UKI, "uki", "", "a unified kernel image (ociboot build --uki) to boot under UEFI, in place of --kernel and --initramfs")
 	f.StringVar(&usbImage, "usb-image", "", "a USB stick image (ociboot build --usb-image) to boot under UEFI, as a usb-storage disk, the first")
+	f.StringVar(&cfg.Netboot, "netboot", "", "boot from the network: the firmware's iPXE chains this http://127.0.0.1:PORT/ script (ociboot serve's /boot.ipxe), PORT forwarded")
+	f.StringVar(&cfg.MAC, "mac", "", "MAC address of the first NIC (default QEMU's 52:54:00:12:34:56)")
 	f.BoolVar(&cfg.UEFI, "uefi", false, "boot through UEFI firmware (OVMF, package ovmf) rather than the BIOS")
 	f.IntVar(&cfg.MemoryMB, "memory", vm.DefaultMemoryMB, "guest memory in MiB (container roots live in RAM)")
 	f.IntVar(&cfg.SMP, "smp", vm.DefaultSMP, "virtual CPUs")

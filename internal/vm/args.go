@@ -24,7 +24,7 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 		// The serial console on stdio; signal=on keeps Ctrl-C working.
 		"-chardev", "stdio,id=console,signal=on",
 		"-serial", "chardev:console",
-		"-netdev", netdev(cfg.Forwards, relay),
+		"-netdev", netdev(cfg.Forwards, relay, cfg.tftp),
 		// Entropy from the host: without it the guest kernel's random
 		// pool takes minutes to initialise under TCG, and everything
 		// that needs random numbers (DHCP, TLS) waits for it.
@@ -46,6 +46,9 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 		}
 		if i == 0 {
 			dev += ",netdev=n0" // the user network, and its forwards
+			if cfg.MAC != "" {
+				dev += ",mac=" + cfg.MAC
+			}
 		}
 		args = append(args, "-device", dev)
 	}
@@ -89,6 +92,10 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 	}
 	if cfg.UEFI {
 		args = append(args, "-bios", DefaultOVMF)
+	}
+	if cfg.Netboot != "" {
+		// The first NIC's option ROM (QEMU's iPXE) boots first.
+		return append(args, "-boot", "order=n")
 	}
 	if cfg.UEFI && cfg.UKI == "" && cfg.Initramfs == "" {
 		return args // the firmware boots from the disks
@@ -153,8 +160,14 @@ func ParseDisk(s string) (Disk, error) {
 // one stream: a second HTTP request never gets an answer. The "cmd:" form
 // runs the relay once per guest connection instead, with the connection on
 // its standard input and output.
-func netdev(forwards []int, relay string) string {
+//
+// With tftp set, slirp's TFTP serves that directory and its DHCP names
+// netbootFile as the boot file.
+func netdev(forwards []int, relay, tftp string) string {
 	s := "user,id=n0,restrict=on"
+	if tftp != "" {
+		s += ",tftp=" + optEscape(tftp) + ",bootfile=" + netbootFile
+	}
 	for _, p := range forwards {
 		cmd := shellQuote(relay) + " " + strconv.Itoa(p)
 		s += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:%s", GuestHost, p, optEscape(cmd))

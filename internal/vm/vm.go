@@ -19,8 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -82,7 +84,17 @@ type Config struct {
 	// long as the VM) rather than the BIOS; UKI implies it. With neither
 	// UKI nor Initramfs, the firmware boots from the disks (a USB stick
 	// image).
-	UEFI     bool
+	UEFI bool
+	// Netboot, when set, is the URL of an iPXE script served on this
+	// host's loopback (http://127.0.0.1:PORT/boot.ipxe, as `ociboot
+	// serve` answers it): the VM boots from its first NIC's firmware
+	// (QEMU's iPXE ROM), to which slirp's DHCP and TFTP (they answer with
+	// restrict=on too) hand a script chaining that URL through PORT's
+	// forward, added when missing. Kernel, Initramfs and Cmdline are then
+	// not used: the server says what to boot.
+	Netboot string
+	// MAC is the first NIC's MAC address; "" is QEMU's 52:54:00:12:34:56.
+	MAC      string
 	MemoryMB int    // guest memory in MiB; default DefaultMemoryMB
 	SMP      int    // virtual CPUs; default DefaultSMP
 	Forwards []int  // host 127.0.0.1:PORT seen in the guest at GuestHost:PORT
@@ -103,6 +115,9 @@ type Config struct {
 	// namespace of its own), each the backend of one more virtio NIC,
 	// after the user-network one: eth1, eth2... in the guest.
 	Taps []*os.File
+
+	// tftp is the directory slirp's TFTP serves the netboot script from.
+	tftp string
 
 	// afterFunc arms the timeout: time.AfterFunc's Stop when nil. Tests
 	// fire it on an event instead of racing the wall clock.
@@ -138,6 +153,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if relay, err = os.Executable(); err != nil {
 			return res, fmt.Errorf("vm: finding this program to relay forwarded ports: %w", err)
 		}
+	}
+	if cfg.Netboot != "" {
+		if cfg.tftp, err = netbootScript(cfg.Netboot); err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(cfg.tftp)
 	}
 	res.Accel = chooseAccel(ctx, cfg)
 	args := qemuArgs(cfg, res.Accel, relay)
@@ -245,18 +266,33 @@ func withDefaults(cfg Config) (Config, error) {
 	if cfg.Accel == "" {
 		cfg.Accel = AccelAuto
 	}
-	if cfg.Kernel == "" {
+	if cfg.MAC != "" {
+		if _, err := net.ParseMAC(cfg.MAC); err != nil {
+			return cfg, fmt.Errorf("vm: MAC address: %w", err)
+		}
+	}
+	switch {
+	case cfg.Netboot != "":
+		if cfg.Initramfs != "" || cfg.UKI != "" || cfg.Cmdline != "" || cfg.UEFI {
+			return cfg, errors.New("vm: a netboot's server says what to boot: give no initramfs, unified kernel image, command line or UEFI")
+		}
+		port, err := netbootPort(cfg.Netboot)
+		if err != nil {
+			return cfg, err
+		}
+		if !slices.Contains(cfg.Forwards, port) {
+			cfg.Forwards = append(slices.Clone(cfg.Forwards), port)
+		}
+	case cfg.Initramfs == "" && cfg.UKI == "" && !cfg.UEFI:
+		return cfg, errors.New("vm: no initramfs given")
+	case cfg.Initramfs == "" && cfg.UKI == "" && len(cfg.Disks) == 0:
+		return cfg, errors.New("vm: no initramfs, unified kernel image or disk to boot from given")
+	case cfg.Kernel == "":
 		k, err := DefaultKernel()
 		if err != nil {
 			return cfg, err
 		}
 		cfg.Kernel = k
-	}
-	if cfg.Initramfs == "" && cfg.UKI == "" && !cfg.UEFI {
-		return cfg, errors.New("vm: no initramfs given")
-	}
-	if cfg.Initramfs == "" && cfg.UKI == "" && len(cfg.Disks) == 0 {
-		return cfg, errors.New("vm: no initramfs, unified kernel image or disk to boot from given")
 	}
 	if cfg.UKI != "" && cfg.Initramfs != "" {
 		return cfg, errors.New("vm: a unified kernel image holds its initramfs: give one or the other")

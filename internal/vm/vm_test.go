@@ -124,10 +124,49 @@ func TestQEMUArgsWithoutForwards(t *testing.T) {
 }
 
 func TestNetdevQuotesRelayPath(t *testing.T) {
-	got := netdev([]int{80}, "/a b/it's,x")
+	got := netdev([]int{80}, "/a b/it's,x", "")
 	want := `user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:'/a b/it'\''s,,x' 80`
 	if got != want {
 		t.Errorf("netdev = %s\nwant       %s", got, want)
+	}
+}
+
+func TestNetbootArgs(t *testing.T) {
+	cfg, err := withDefaults(Config{Netboot: "http://127.0.0.1:8080/boot.ipxe?x=1", MAC: "52:54:00:00:00:0a", Forwards: []int{5000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Forwards, []int{5000, 8080}) {
+		t.Errorf("forwards %v, want the URL's port added", cfg.Forwards)
+	}
+	cfg.tftp, err = netbootScript(cfg.Netboot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(cfg.tftp)
+	script, err := os.ReadFile(filepath.Join(cfg.tftp, netbootFile))
+	if err != nil || !strings.HasSuffix(string(script), "\nchain --autofree http://10.0.2.100:8080/boot.ipxe?x=1\n") {
+		t.Errorf("TFTP script %q (%v), want a chain to the URL through the guest's forward", script, err)
+	}
+	args := strings.Join(qemuArgs(cfg, AccelTCG, "/relay"), " ")
+	for _, want := range []string{",tftp=" + cfg.tftp + ",bootfile=boot.ipxe,", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0a", "-boot order=n"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args lack %q: %s", want, args)
+		}
+	}
+	if strings.Contains(args, "-kernel") {
+		t.Errorf("a netboot with -kernel: %s", args)
+	}
+	for _, bad := range []Config{
+		{Netboot: "http://10.0.0.1:80/boot.ipxe"},
+		{Netboot: "https://127.0.0.1:80/boot.ipxe"},
+		{Netboot: "http://127.0.0.1/boot.ipxe"},
+		{Netboot: "http://127.0.0.1:80/boot.ipxe", Initramfs: "i"},
+		{Netboot: "http://127.0.0.1:80/boot.ipxe", MAC: "52:54"},
+	} {
+		if _, err := withDefaults(bad); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
 	}
 }
 

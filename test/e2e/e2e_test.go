@@ -262,6 +262,7 @@ func TestBoot(t *testing.T) {
 	f := setup(t)
 	f.rootTests(t)
 	f.storageTests(t)
+	f.netbootTests(t)
 
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/ociboot/ociboot/internal/registrytest"
+)
+
+// TestServeCommand runs `ociboot serve` over HTTPS with an image packed
+// from a directory and netboot files, and fetches from it as a machine
+// would.
+func TestServeCommand(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"vmlinuz": "KERNEL", "initramfs.img": "INITRAMFS", "root/hello": "hi\n", "machines/default.cmdline": "console=ttyS0"} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := registrytest.NewCA(t)
+	_, certFile, keyFile := ca.ServerCert(t)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	root := NewRoot()
+	root.SetOut(pw)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"serve", "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--image", "demo/hello=" + filepath.Join(dir, "root"), "--kernel", filepath.Join(dir, "vmlinuz"),
+		"--initramfs", filepath.Join(dir, "initramfs.img"), "--machines", filepath.Join(dir, "machines")})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
+	var addr string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "registry listening on "); ok {
+			addr = a
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatalf("serve did not start: %v", <-done)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+
+	client := &http.Client{Transport: ca.Transport()}
+	get := func(path string) string {
+		t.Helper()
+		resp, err := client.Get("https://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %s %s", path, resp.Status, body)
+		}
+		return string(body)
+	}
+	if got := get("/boot/52-54-00-12-34-56.ipxe"); !strings.Contains(got, "kernel ../kernel initrd=initramfs console=ttyS0\n") {
+		t.Errorf("boot script: %s", got)
+	}
+	if got := get("/initramfs"); got != "INITRAMFS" {
+		t.Errorf("/initramfs: %q", got)
+	}
+	ref, err := name.ParseReference(addr + "/demo/hello:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref, remote.WithTransport(ca.Transport()), remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layers, err := img.Layers(); err != nil || len(layers) != 1 {
+		t.Errorf("demo/hello: %d layers, %v; want 1", len(layers), err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve after its context ended: %v", err)
+	}
+}
+
+func TestServeErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--image", "nothing"}, "--image \"nothing\": expected NAME[:TAG]=PATH"},
+		{[]string{"--image", "x=" + filepath.Join(dir, "missing")}, "--image x=" + filepath.Join(dir, "missing")},
+		{[]string{"--image", "Bad=" + dir}, `repository name "Bad"`},
+		{[]string{"--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--initramfs", filepath.Join(dir, "missing.img"), "--kernel", "/dev/null"}, "--initramfs"},
+		{[]string{"--machines", filepath.Join(dir, "missing")}, "--machines"},
+	} {
+		_, err := runCLI(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %q: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+}
