@@ -29,6 +29,8 @@ packages=(
 	sbsigntool        # sbsign and sbverify: signed unified kernel images in the tests
 	openssl           # the test's Secure Boot key and certificate
 	binutils          # objdump reads the unified kernel images back
+	intel-microcode   # ociboot build --early-microcode's Intel microcode (non-free-firmware)
+	amd64-microcode   # and AMD's
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
 VERSITYGW_VERSION=1.8.0   # the S3 server of the volume tests
@@ -42,6 +44,14 @@ done
 if ((${#missing[@]})); then
 	sudo=
 	[ "$(id -u)" = 0 ] || sudo=sudo
+	# The CPU microcode packages are in Debian's non-free-firmware
+	# component, which a minimal machine's sources may leave out.
+	nff=/etc/apt/sources.list.d/ociboot-non-free-firmware.sources
+	if [ ! -e "$nff" ] && ! apt-cache policy intel-microcode 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+		echo "adding Debian's non-free-firmware component ($nff)"
+		printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s %s-updates\nComponents: non-free-firmware\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$(. /etc/os-release && echo "$VERSION_CODENAME")" "$(. /etc/os-release && echo "$VERSION_CODENAME")" | $sudo tee "$nff" >/dev/null
+	fi
 	echo "installing: ${missing[*]}"
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

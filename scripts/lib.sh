@@ -37,3 +37,30 @@ start_example_registry() {
 		return 1
 	fi
 }
+
+# timed MARKER ARGS...: runs `$ociboot vm --accel $accel ARGS`, prints "wall first
+# coldplug" in seconds, the second being when a console line containing
+# MARKER came, the third what the guest's coldplug line says ("-" when
+# there is none).
+timed() {
+	local marker=$1
+	shift
+	local t0 first="" line cold=-
+	t0=$EPOCHREALTIME
+	while IFS= read -r line; do
+		if [ -z "$first" ] && [[ $line == *"$marker"* ]]; then
+			first=$EPOCHREALTIME
+		fi
+		if [[ $line == *"ociboot: modules: coldplug: loaded "* ]]; then
+			cold=${line##* in }
+			cold=${cold%$'\r'}
+			case $cold in
+			*ms) cold=$(echo "${cold%ms}" | awk '{ printf "%.3f", $1 / 1000 }') ;;
+			*s) cold=${cold%s} ;;
+			esac
+		fi
+	done < <($ociboot vm --accel "$accel" --timeout 5m "$@" 2>&1)
+	local t1=$EPOCHREALTIME
+	[ -n "$first" ] || { echo "no line with \"$marker\"" >&2; return 1; }
+	echo "$t0 $first $t1 $cold" | awk '{ printf "%.2f %.2f %s\n", $3 - $1, $2 - $1, $4 }'
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,6 +94,7 @@ func Main() {
 	s := &state{con: con, events: event.New(console.Sink{W: con})}
 	s.input = readInput()
 	s.plan = s.input.plan
+	s.freeEarlyMicrocode()
 	if !pid1.RootMoved(os.Environ()) && (s.plan == nil || s.plan.Root == "") {
 		// The kernel's rootfs cannot be pivoted away from, as the
 		// container runtime must: move into a tmpfs and re-execute from
@@ -130,6 +132,24 @@ func Main() {
 	if err := s.run(ctx, stages()); err != nil {
 		s.fail(err)
 	}
+}
+
+// freeEarlyMicrocode frees the early microcode the kernel was handed, and
+// says what it was: the one sign in a VM, where the kernel's loader
+// stays off, that the early archive reached the kernel.
+func (s *state) freeEarlyMicrocode() {
+	ucode, err := pid1.FreeEarlyMicrocode("/", bootcfg.EarlyMicrocodeDir)
+	if err != nil {
+		s.say("%v (going on)", err)
+	}
+	if len(ucode) == 0 {
+		return
+	}
+	files := make([]string, len(ucode))
+	for i, f := range ucode {
+		files[i] = fmt.Sprintf("%s (%d bytes)", f.Name, f.Size)
+	}
+	s.say("early microcode: the kernel was handed %s; freed", strings.Join(files, ", "))
 }
 
 // run is the one loop: it runs each stage not skipped, reporting its

@@ -26,6 +26,11 @@ const (
 	// KeymapDir holds the binary keymaps `ociboot build --keymaps` stored,
 	// as NAME.bmap.
 	KeymapDir = "/usr/share/ociboot/keymaps"
+	// EarlyMicrocodeDir is where the kernel's early loader finds CPU
+	// microcode, in the initrd's first, uncompressed archive (`ociboot
+	// build --early-microcode`): GenuineIntel.bin, AuthenticAMD.bin. The
+	// kernel unpacks it into the root too, where the init frees it.
+	EarlyMicrocodeDir = "/kernel/x86/microcode"
 )
 
 // Baked is the configuration `ociboot build` bakes into the initramfs.

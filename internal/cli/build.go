@@ -45,6 +45,7 @@ func newBuildCmd() *cobra.Command {
 		usbOut      string
 		usbSize     string
 		usbCache    string
+		microcode   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -70,6 +71,9 @@ modification time of every file; the same inputs give the same bytes.`,
 			opts.FscryptModules = splitComma(fscryptMods)
 			opts.Drivers = splitComma(drivers)
 			opts.Keymaps = splitComma(keymaps)
+			if !microcode {
+				opts.Microcode = ""
+			}
 			for _, s := range includes {
 				inc, err := initramfs.ParseInclude(s)
 				if err != nil {
@@ -138,6 +142,8 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.BoolVar(&opts.ModulesAll, "modules-all", false, "add the whole module tree of the kernel as a second cpio segment, for an OS booted from an image")
 	f.StringVar(&opts.Firmware, "firmware", "", "a firmware directory (such as /lib/firmware): add the files the image's modules declare, xz-compressed")
 	f.BoolVar(&opts.FirmwareAll, "firmware-all", false, "add the whole --firmware directory as it is, in the second cpio segment (--modules-all does too)")
+	f.BoolVar(&microcode, "early-microcode", true, "prepend the CPU microcode of the host's intel-microcode and amd64-microcode packages, uncompressed, for the kernel's early loader (none installed: nothing)")
+	f.StringVar(&opts.Microcode, "microcode-dir", initramfs.DefaultMicrocodeDir, "where --early-microcode takes the microcode from (intel-ucode/ and amd-ucode/ under it)")
 	f.StringVar(&ukiOut, "uki", "", "also write a UEFI unified kernel image to this file: the EFI stub, the kernel, the initramfs and --cmdline")
 	f.StringVar(&kernel, "kernel", "", "the kernel of --uki (default: the newest /boot/vmlinuz-*)")
 	f.StringVar(&stub, "stub", uki.DefaultStub, "systemd's EFI stub for --uki and --usb-image (package systemd-boot-efi)")
@@ -260,6 +266,13 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	if rep.SecondSegment.Size > 0 {
 		fmt.Fprintf(w, "  segments: first %s, second (modules/firmware, %d entries, %s of cpio) %s\n",
 			humanBytes(rep.FirstSegment), rep.SecondSegment.Entries, humanBytes(rep.SecondSegment.ArchiveSize), humanBytes(rep.SecondSegment.Size))
+	}
+	if len(rep.Microcode.Vendors) > 0 {
+		var vs []string
+		for _, v := range rep.Microcode.Vendors {
+			vs = append(vs, fmt.Sprintf("%s (%d files, %s)", v.File, v.Files, humanBytes(v.Bytes)))
+		}
+		fmt.Fprintf(w, "  early microcode: %s, uncompressed, first\n", strings.Join(vs, ", "))
 	}
 	if len(rep.Keymaps) > 0 {
 		fmt.Fprintf(w, "  keymaps: %s\n", strings.Join(rep.Keymaps, " "))

@@ -106,6 +106,13 @@ type Options struct {
 	// ModulesAll, all of it is put there as it is, in the second segment.
 	Firmware    string
 	FirmwareAll bool
+	// Microcode, when set, is a directory holding the CPU vendors'
+	// microcode as Debian's intel-microcode and amd64-microcode install
+	// it (DefaultMicrocodeDir: intel-ucode/, amd-ucode/): an uncompressed
+	// cpio archive of it goes first in the image, where the kernel's
+	// early loader updates the CPUs before anything else runs (dracut's
+	// --early-microcode). A directory holding neither adds nothing.
+	Microcode string
 }
 
 // CommonKeymaps are the keymaps --keymaps common ships.
@@ -184,6 +191,9 @@ type Report struct {
 	// segment of ModulesAll and Firmware (zero without them).
 	FirstSegment  int64
 	SecondSegment Segment
+	// Microcode is what the early microcode archive holds, before the
+	// first segment (empty without Options.Microcode).
+	Microcode MicrocodeReport
 }
 
 // Program is a host program put into the image, with the libraries it
@@ -299,12 +309,24 @@ func Build(opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var ucode *tree
+	var ucodeNames []string
+	if opts.Microcode != "" {
+		if ucode, ucodeNames, err = microcodeTree(opts.Microcode, &rep.Microcode); err != nil {
+			return nil, err
+		}
+	}
 	if err := atomicfile.Write(opts.Output, 0o644, func(w io.Writer) error {
 		cw := &countingWriter{w: w}
+		if ucode != nil {
+			if err := writeMicrocode(cw, ucode, ucodeNames, opts.SourceDateEpoch, &rep.Microcode); err != nil {
+				return err
+			}
+		}
 		if err := writeArchive(cw, t, names, comp, opts.SourceDateEpoch, rep); err != nil {
 			return err
 		}
-		rep.FirstSegment = cw.n
+		rep.FirstSegment = cw.n - rep.Microcode.Size
 		if second == nil {
 			return nil
 		}
@@ -312,7 +334,7 @@ func Build(opts Options) (*Report, error) {
 		if err := writeArchive(cw, second, secondNames, comp, opts.SourceDateEpoch, &seg); err != nil {
 			return err
 		}
-		rep.SecondSegment = Segment{Entries: seg.Entries, ArchiveSize: seg.ArchiveSize, Size: cw.n - rep.FirstSegment}
+		rep.SecondSegment = Segment{Entries: seg.Entries, ArchiveSize: seg.ArchiveSize, Size: cw.n - rep.Microcode.Size - rep.FirstSegment}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("initramfs: writing %s: %w", opts.Output, err)

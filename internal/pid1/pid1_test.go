@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -140,5 +141,32 @@ func TestRequests(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatalf("%v: no request within a minute", tc.sig)
 		}
+	}
+}
+
+func TestFreeEarlyMicrocode(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "kernel/x86/microcode")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, size := range map[string]int{"GenuineIntel.bin": 30, "AuthenticAMD.bin": 7} {
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "init"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, err := FreeEarlyMicrocode(root, "/kernel/x86/microcode")
+	want := []EarlyFile{{"AuthenticAMD.bin", 7}, {"GenuineIntel.bin", 30}}
+	if err != nil || !slices.Equal(files, want) {
+		t.Errorf("FreeEarlyMicrocode = %v, %v; want %v", files, err, want)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 1 || entries[0].Name() != "init" {
+		t.Errorf("the root holds %v after, want init alone", entries)
+	}
+	if files, err := FreeEarlyMicrocode(root, "/kernel/x86/microcode"); files != nil || err != nil {
+		t.Errorf("without microcode: %v, %v", files, err)
 	}
 }

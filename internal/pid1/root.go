@@ -59,6 +59,45 @@ func MoveRootToTmpfs(size string) error {
 	return nil
 }
 
+// EarlyFile is a file the kernel was handed in the initrd, and its size.
+type EarlyFile struct {
+	Name string
+	Size int64
+}
+
+// FreeEarlyMicrocode removes dir (bootcfg.EarlyMicrocodeDir) under root
+// and the directories between them that it leaves empty: the CPU
+// microcode the kernel's early loader read from the initrd, which the
+// kernel also unpacked into the root. The kernel updated its CPUs and
+// keeps what they need; left there it would hold RAM for the machine's
+// life. It returns the files removed, none when there were none.
+func FreeEarlyMicrocode(root, dir string) ([]EarlyFile, error) {
+	root = filepath.Clean(root)
+	dir = filepath.Join(root, dir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("early microcode: %w", err)
+	}
+	var files []EarlyFile
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			files = append(files, EarlyFile{e.Name(), info.Size()})
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return files, fmt.Errorf("early microcode: %w", err)
+	}
+	for d := filepath.Dir(dir); d != root && strings.HasPrefix(d, root); d = filepath.Dir(d) {
+		if os.Remove(d) != nil {
+			break // not empty
+		}
+	}
+	return files, nil
+}
+
 // MoveOntoRoot makes the filesystem mounted on dir the root: it moves
 // the mount onto "/" and chroots there (the kernel's rootfs cannot be
 // pivot_root'ed away from). The process's working directory is then "/".

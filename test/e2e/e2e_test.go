@@ -279,6 +279,9 @@ func TestBoot(t *testing.T) {
 			t.Errorf("pipeline status: seen %v, %d; want 0", res.StatusSeen, res.Status)
 		}
 		inOrder(t, console,
+			// The early microcode archive reached the kernel (its loader
+			// stays off in a VM), and the image after it unpacked.
+			"ociboot: early microcode: the kernel was handed AuthenticAMD.bin (", "GenuineIntel.bin (", "; freed",
 			`first container on "ociboot"`,
 			"added in layer 3",
 			"old dir holds b.", // only the opaque directory's upper file
@@ -335,7 +338,10 @@ func TestBoot(t *testing.T) {
 			return string(out)
 		}
 		console := boot()
-		inOrder(t, console, "EFI stub: Loaded initrd", "Kernel command line: "+own, "own-cmdline-42", "Execution is over, pipeline status: 0")
+		// The microcode rides at the start of .initrd (Debian 12's stub,
+		// systemd 252, has no .ucode section).
+		inOrder(t, console, "EFI stub: Loaded initrd", "Kernel command line: "+own, "ociboot: early microcode: the kernel was handed AuthenticAMD.bin (",
+			"own-cmdline-42", "Execution is over, pipeline status: 0")
 		given := fmt.Sprintf(`ociboot.insecure_registry=%s:%d ociboot.container="%s sh -c 'echo given-cmdline-$((6*7))'"`,
 			vm.GuestHost, f.reg.Port, f.images["busybox"])
 		console = boot("--cmdline", given)
