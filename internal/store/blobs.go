@@ -204,24 +204,16 @@ func (w *Writer) Commit() (err error) {
 // that it is fetched again rather than used. A blob not in the store is
 // an error wrapping fs.ErrNotExist.
 func (s *Store) Open(d v1.Hash) (io.ReadCloser, int64, error) {
-	if _, err := check(d); err != nil {
+	f, size, err := s.BlobFile(d)
+	if err != nil {
 		return nil, 0, err
-	}
-	f, err := os.Open(s.path(d))
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: blob %s: %w", d, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("store: blob %s: %w", d, err)
 	}
 	r, err := Verify(f, d)
 	if err != nil {
 		f.Close()
 		return nil, 0, err
 	}
-	return &verifier{f: f, r: r, d: d, path: s.path(d)}, st.Size(), nil
+	return &verifier{f: f, r: r, d: d, path: s.path(d)}, size, nil
 }
 
 // OpenVerified is Open, but reads the whole blob first: a blob that does

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -15,32 +16,13 @@ import (
 	"github.com/ociboot/ociboot/internal/vm"
 )
 
-// lockedBuffer is a strings.Builder written by a process and read by
-// the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startServe starts `ociboot serve` on a free port of 127.0.0.1 with
 // args, and returns its port and its log (the access log), once it
 // listens. It is stopped when the test ends.
-func (f *fixture) startServe(t *testing.T, args ...string) (int, *lockedBuffer) {
+func (f *fixture) startServe(t *testing.T, args ...string) (int, *lockedWriter) {
 	t.Helper()
 	cmd := exec.Command(f.bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
-	log := &lockedBuffer{}
+	log := &lockedWriter{w: &bytes.Buffer{}}
 	cmd.Stderr = log
 	out, err := cmd.StdoutPipe()
 	if err != nil {
