@@ -276,6 +276,9 @@ func withDefaults(cfg Config) (Config, error) {
 		if cfg.Initramfs != "" || cfg.UKI != "" || cfg.Cmdline != "" || cfg.UEFI {
 			return cfg, errors.New("vm: a netboot's server says what to boot: give no initramfs, unified kernel image, command line or UEFI")
 		}
+		if len(cfg.NICs) > 0 && cfg.NICs[0] == "usb" {
+			return cfg, errors.New("vm: netboot: the first NIC boots, and a USB NIC has no boot ROM: make it a PCI one")
+		}
 		port, err := netbootPort(cfg.Netboot)
 		if err != nil {
 			return cfg, err

@@ -163,6 +163,7 @@ func TestNetbootArgs(t *testing.T) {
 		{Netboot: "http://127.0.0.1/boot.ipxe"},
 		{Netboot: "http://127.0.0.1:80/boot.ipxe", Initramfs: "i"},
 		{Netboot: "http://127.0.0.1:80/boot.ipxe", MAC: "52:54"},
+		{Netboot: "http://127.0.0.1:80/boot.ipxe", NICs: []string{"usb"}},
 	} {
 		if _, err := withDefaults(bad); err == nil {
 			t.Errorf("%+v: no error", bad)
