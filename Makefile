@@ -45,6 +45,7 @@ test: deps lint
 	$(FUZZ) 20000x -fuzz '^FuzzListing$$' ./internal/volume
 	$(FUZZ) 200000x -fuzz '^FuzzParse$$' ./internal/hotplug
 	$(FUZZ) 20000x -fuzz '^FuzzArchive$$' ./internal/registry
+	$(FUZZ) 100000x -fuzz '^FuzzXZIndex$$' ./internal/image
 	$(FUZZ) 100000x -fuzz '^FuzzServe$$' ./internal/registry
 
 demo: deps build

@@ -19,7 +19,8 @@ packages=(
 	apache2-utils     # htpasswd, for the registry auth tests
 	skopeo            # bench/pull.sh peers
 	debootstrap       # bench/pull.sh's realistic image, the switch-root tests' Debian
-	xz-utils          # the switch-root tests' rootfs.tar.xz
+	xz-utils          # the switch-root tests' rootfs.tar.xz; xz(1) is the tarball size reader's reference
+	zstd              # tests read zstd archives back with it
 	time              # bench/pull.sh's peak RSS figures
 	rclone            # the volume mirror's peer in make bench
 	kbd               # loadkeys -b, for ociboot build --keymaps

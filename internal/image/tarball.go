@@ -37,12 +37,11 @@ type TarballOptions struct {
 	// Log receives one line when the download starts and one when the
 	// tree is applied (sizes, time, throughput, sha256); nil discards them.
 	Log io.Writer
-	// Check, when set, is called once the file's size is known (-1 when
-	// the server does not say) and its first bytes have been found to be
-	// a tar, compressed as named ("gzip", "xz", "zstd" or "tar"), before
-	// anything is written; an error from it stops the unpack and is
-	// returned.
-	Check func(size int64, compression string) error
+	// Check, when set, is called once the file's first bytes have been
+	// found to be a tar, plain or compressed, with what is known of its
+	// sizes, before anything is written; an error from it stops the
+	// unpack and is returned.
+	Check func(TarballSize) error
 }
 
 // UnpackTarball streams the rootfs tarball at rawURL into the existing
@@ -169,11 +168,26 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 
 	var body io.ReadCloser
 	var size int64
+	var tail func(n int64) ([]byte, error)
 	var err error
 	if s.u.Scheme == "file" {
-		body, size, err = openTarballFile(s.u.Path)
+		var f *os.File
+		f, size, err = openTarballFile(s.u.Path)
+		body = f
+		tail = func(n int64) ([]byte, error) {
+			b := make([]byte, n)
+			_, err := f.ReadAt(b, size-n)
+			return b, err
+		}
 	} else {
-		body, size, err = s.get(ctx, o)
+		client := o.Client
+		if client == nil {
+			if client, err = fetch.New(o.Fetch); err != nil {
+				return err
+			}
+		}
+		body, size, err = s.get(ctx, client)
+		tail = func(n int64) ([]byte, error) { return s.tail(ctx, client, size, n) }
 	}
 	if err != nil {
 		return err
@@ -182,6 +196,8 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 
 	raw := &tarballMeter{ctx: ctx, r: body, h: sha256.New()}
 	rawBuf := bufio.NewReaderSize(raw, 1<<20)
+	head, _ := rawBuf.Peek(maxZstdHeader)
+	head = bytes.Clone(head)
 	plain, kind, release, err := decompressTarball(rawBuf)
 	if err != nil {
 		return err
@@ -193,7 +209,7 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 		return err
 	}
 	if o.Check != nil {
-		if err := o.Check(size, kind); err != nil {
+		if err := o.Check(TarballSize{Compression: kind, File: size, Tar: tarSize(kind, head, size, tail)}); err != nil {
 			return err
 		}
 	}
@@ -227,7 +243,7 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 }
 
 // openTarballFile opens a local tarball and returns its size.
-func openTarballFile(name string) (io.ReadCloser, int64, error) {
+func openTarballFile(name string) (*os.File, int64, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, 0, err
@@ -246,14 +262,7 @@ func openTarballFile(name string) (io.ReadCloser, int64, error) {
 
 // get sends the GET request through the client and returns the body and
 // its length (-1 if unknown).
-func (s tarballSource) get(ctx context.Context, o TarballOptions) (io.ReadCloser, int64, error) {
-	client := o.Client
-	if client == nil {
-		var err error
-		if client, err = fetch.New(o.Fetch); err != nil {
-			return nil, 0, err
-		}
-	}
+func (s tarballSource) get(ctx context.Context, client *http.Client) (io.ReadCloser, int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.u.String(), nil)
 	if err != nil {
 		return nil, 0, err
@@ -275,6 +284,37 @@ func (s tarballSource) get(ctx context.Context, o TarballOptions) (io.ReadCloser
 		return nil, 0, fmt.Errorf("GET: server answered %q, want \"200 OK\"", resp.Status)
 	}
 	return resp.Body, resp.ContentLength, nil
+}
+
+// maxZstdHeader is the longest zstd frame header (magic included):
+// tarSize reads the content size there.
+const maxZstdHeader = 18
+
+// tail fetches the last n bytes of the file, of size bytes, with a range
+// request; a server that does not answer it with exactly those bytes (no
+// range support, a file changed since) is an error.
+func (s tarballSource) tail(ctx context.Context, client *http.Client, size, n int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept-Encoding", "identity")
+	req.Header.Set("User-Agent", "ociboot")
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", size-n, size-1))
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	want := fmt.Sprintf("bytes %d-%d/%d", size-n, size-1, size)
+	if resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != want {
+		return nil, fmt.Errorf("range request: %s, Content-Range %q", resp.Status, resp.Header.Get("Content-Range"))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, n+1))
+	if err == nil && int64(len(b)) != n {
+		err = fmt.Errorf("range request: %d bytes, want %d", len(b), n)
+	}
+	return b, err
 }
 
 // tarballMeter counts (and, with h set, hashes) what is read through it,

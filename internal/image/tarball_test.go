@@ -262,6 +262,53 @@ func TestUnpackTarballCompressions(t *testing.T) {
 	}
 }
 
+// TestUnpackTarballSizes checks what Check is told of the sizes: the tar's
+// as the format records it, read from a file or with one range request
+// of the file's end (xz, gzip), or -1 from a server without ranges.
+func TestUnpackTarballSizes(t *testing.T) {
+	files := tarballFiles(t, tarballTree(t))
+	tarLen := int64(len(files["tar"]))
+	fileDir := t.TempDir()
+	ranged := http.NewServeMux()
+	ranged.Handle("/", http.FileServer(http.Dir(fileDir)))
+	srv, requests := tarballServer(t, ranged.ServeHTTP)
+	// A server that ignores Range, answering 200 and the whole file.
+	plain, plainRequests := tarballServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(files["xz"])))
+		w.Write(files["xz"])
+	})
+	for kind, data := range files {
+		tarballMust(t, os.WriteFile(filepath.Join(fileDir, kind), data, 0o644))
+		for _, c := range []struct {
+			url      string
+			want     int64
+			requests int32
+		}{
+			{"file://" + filepath.Join(fileDir, kind), tarLen, 0},
+			{srv.URL + "/" + kind, tarLen, map[string]int32{"xz": 2, "gzip": 2}[kind] + map[string]int32{"tar": 1, "zstd": 1}[kind]},
+		} {
+			requests.Store(0)
+			var got image.TarballSize
+			o := image.TarballOptions{Check: func(ts image.TarballSize) error { got = ts; return nil }}
+			if err := image.UnpackTarball(tarballContext(t, time.Minute), c.url, t.TempDir(), o); err != nil {
+				t.Fatalf("%s: %v", c.url, err)
+			}
+			want := image.TarballSize{Compression: kind, File: int64(len(data)), Tar: c.want}
+			if got != want || requests.Load() != c.requests {
+				t.Errorf("%s: %+v after %d requests, want %+v after %d", c.url, got, requests.Load(), want, c.requests)
+			}
+		}
+	}
+	var got image.TarballSize
+	o := image.TarballOptions{Check: func(ts image.TarballSize) error { got = ts; return nil }}
+	if err := image.UnpackTarball(tarballContext(t, time.Minute), plain.URL+"/r", t.TempDir(), o); err != nil {
+		t.Fatal(err)
+	}
+	if got.Tar != -1 || got.File != int64(len(files["xz"])) || plainRequests.Load() != 2 {
+		t.Errorf("xz from a server without ranges: %+v after %d requests, want the tar's size unknown after 2", got, plainRequests.Load())
+	}
+}
+
 func TestUnpackTarballSHA256(t *testing.T) {
 	files := tarballFiles(t, tarballTree(t))
 	// Bytes after the tar's end are part of the file and of its hash.

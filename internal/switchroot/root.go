@@ -167,25 +167,31 @@ func (f *fitter) raise() string {
 	return "raise " + f.o.SizeParam
 }
 
-// fit checks the compressed size and the estimate of the unpacked size
-// against the tmpfs and RAM, and grows the default tmpfs to the estimate
-// plus head-room when that is more than half of RAM. size < 0 means
-// unknown: nothing can be checked.
-func (f *fitter) fit(what string, size, estimate int64) error {
-	if size < 0 {
+// fit checks the tree's size against the tmpfs and RAM, and grows the
+// default tmpfs to it plus head-room when that is more than half of RAM.
+// size is the compressed size (-1 unknown); unpacked is the tree's size:
+// exact when how says where it was read ("its xz index"), else an
+// estimate from size, of which only size itself is sure (the tree is not
+// smaller than its compressed tar), so that a tree over it is only
+// warned about.
+func (f *fitter) fit(what string, size, unpacked int64, how string) error {
+	if how == "" && size < 0 {
 		fmt.Fprintf(f.o.Log, "%s: size unknown, unpacking into a tmpfs of %s\n", what, formatSize(f.limit))
 		return nil
 	}
+	floor, sizes := size, fmt.Sprintf("it is %s compressed, so at least that unpacked (about %s)", formatSize(size), formatSize(unpacked))
+	if how != "" {
+		floor, sizes = unpacked, fmt.Sprintf("it is %s unpacked, as %s says", formatSize(unpacked), how)
+	}
 	avail := f.mem.available - reserve
-	if size > avail {
-		return fmt.Errorf("%s cannot fit in RAM: it is %s compressed, so at least that unpacked (about %s), and only %s of RAM is available",
-			what, formatSize(size), formatSize(estimate), formatSize(max(avail, 0)))
+	if floor > avail {
+		return fmt.Errorf("%s cannot fit in RAM: %s, and only %s of RAM is available", what, sizes, formatSize(max(avail, 0)))
 	}
 	if f.o.Size.IsZero() {
 		// Grown only (with less RAM available than half of RAM, the
 		// default stays half of RAM), and before the check below: the
-		// default is never smaller than the compressed size.
-		want := min(estimate+estimate/100*headroomShare, avail)
+		// default is never smaller than the floor.
+		want := min(unpacked+unpacked/100*headroomShare, avail)
 		if want > f.limit {
 			f.limit = want
 			opts := fmt.Sprintf("size=%d", f.limit)
@@ -194,20 +200,22 @@ func (f *fitter) fit(what string, size, estimate int64) error {
 			}
 		}
 	}
-	if size > f.limit {
-		return fmt.Errorf("%s cannot fit in the root's tmpfs of %s (%s): it is %s compressed, so at least that unpacked (about %s); %s",
-			what, formatSize(f.limit), cmp.Or(f.o.SizeParam, "the default size"), formatSize(size), formatSize(estimate), f.raise())
+	if floor > f.limit {
+		return fmt.Errorf("%s cannot fit in the root's tmpfs of %s (%s): %s; %s",
+			what, formatSize(f.limit), cmp.Or(f.o.SizeParam, "the default size"), sizes, f.raise())
 	}
 	switch {
-	case estimate > f.limit:
+	case how != "":
+		fmt.Fprintf(f.o.Log, "%s: %s unpacked (as %s says), into a tmpfs of %s\n", what, formatSize(unpacked), how, formatSize(f.limit))
+	case unpacked > f.limit:
 		fmt.Fprintf(f.o.Log, "%s: %s compressed, about %s unpacked: it may not fit in the tmpfs of %s; %s if it does not\n",
-			what, formatSize(size), formatSize(estimate), formatSize(f.limit), f.raise())
-	case estimate > avail:
+			what, formatSize(size), formatSize(unpacked), formatSize(f.limit), f.raise())
+	case unpacked > avail:
 		fmt.Fprintf(f.o.Log, "%s: %s compressed, about %s unpacked: it may not fit in the %s of RAM available\n",
-			what, formatSize(size), formatSize(estimate), formatSize(avail))
+			what, formatSize(size), formatSize(unpacked), formatSize(avail))
 	default:
 		fmt.Fprintf(f.o.Log, "%s: %s compressed, about %s unpacked, into a tmpfs of %s\n",
-			what, formatSize(size), formatSize(estimate), formatSize(f.limit))
+			what, formatSize(size), formatSize(unpacked), formatSize(f.limit))
 	}
 	return nil
 }
@@ -242,7 +250,7 @@ func (f *fitter) unpackImage(ctx context.Context) error {
 		size += n
 		estimate += n * layerRatio(mt)
 	}
-	if err := f.fit("image "+f.o.Source, size, estimate); err != nil {
+	if err := f.fit("image "+f.o.Source, size, estimate, ""); err != nil {
 		return err
 	}
 	return image.UnpackWith(ctx, img, f.dir, image.UnpackOptions{Log: f.o.Log, AllowDevices: true})
@@ -265,17 +273,26 @@ func layerRatio(mt types.MediaType) int64 {
 func (f *fitter) unpackTarball(ctx context.Context) error {
 	to := f.o.Tarball
 	to.Log = f.o.Log
-	to.Check = func(size int64, compression string) error {
+	to.Check = func(ts image.TarballSize) error {
+		if ts.Tar >= 0 {
+			return f.fit("rootfs tarball", ts.File, ts.Tar, tarSizeSource[ts.Compression])
+		}
 		ratio := int64(gzipRatio)
-		switch compression {
-		case "tar":
-			ratio = 1
-		case "xz":
+		if ts.Compression == "xz" {
 			ratio = xzRatio
 		}
-		return f.fit("rootfs tarball", size, size*ratio)
+		return f.fit("rootfs tarball", ts.File, ts.File*ratio, "")
 	}
 	return image.UnpackTarball(ctx, f.o.Source, f.dir, to)
+}
+
+// tarSizeSource names where a tarball's exact tar size was read, by
+// compression.
+var tarSizeSource = map[string]string{
+	"tar":  "the file's size",
+	"xz":   "its xz index",
+	"zstd": "its zstd frame header",
+	"gzip": "its gzip trailer",
 }
 
 // memInfo is what Prepare reads of /proc/meminfo, in bytes.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,11 @@ const (
 	plainTar   = -2 // no gzip at all
 	storedGzip = gzip.NoCompression
 	bestGzip   = gzip.BestCompression
+	// splitStored and splitBest are gzip in three members, as `cat a.gz
+	// b.gz c.gz` makes: the trailer gives the last member's size, not
+	// the tar's, so the tree's size is estimated from the file's.
+	splitStored = -3
+	splitBest   = -4
 )
 
 // writeTarball writes the entries as a tar, gzipped at level (or plain
@@ -43,7 +49,12 @@ func writeTarball(t *testing.T, level int, entries ...tarEntry) (string, int64) 
 	}
 	var w io.Writer = f
 	var zw *gzip.Writer
-	if level != plainTar {
+	var whole bytes.Buffer
+	switch level {
+	case plainTar:
+	case splitStored, splitBest:
+		w = &whole
+	default:
 		if zw, err = gzip.NewWriterLevel(f, level); err != nil {
 			t.Fatal(err)
 		}
@@ -66,6 +77,37 @@ func writeTarball(t *testing.T, level int, entries ...tarEntry) (string, int64) 
 		t.Fatal(err)
 	}
 	if zw != nil {
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if level == splitStored || level == splitBest {
+		memberLevel := gzip.NoCompression
+		if level == splitBest {
+			memberLevel = gzip.BestCompression
+		}
+		half := whole.Len() / 2
+		for _, part := range [][]byte{whole.Bytes()[:half], whole.Bytes()[half : whole.Len()-2048]} {
+			zw, err := gzip.NewWriterLevel(f, memberLevel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := zw.Write(part); err != nil {
+				t.Fatal(err)
+			}
+			if err := zw.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The tar's end: a third member, small, whose size the trailer
+		// gives.
+		zw, err := gzip.NewWriterLevel(f, memberLevel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := zw.Write(whole.Bytes()[whole.Len()-2048:]); err != nil {
+			t.Fatal(err)
+		}
 		if err := zw.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -221,14 +263,35 @@ func TestPrepareTooBigForRAM(t *testing.T) {
 	}
 	checkLeftAlone(t, dir)
 
-	// Room for the reserve and the compressed file, but not for the
-	// tree, which is stored uncompressed: a tmpfs sized to the RAM
-	// available fills.
-	src, size := zeros(t, storedGzip, 20<<20)
-	if _, err = Prepare(context.Background(), dir, Options{Source: src, MemInfo: fakeMemInfo(t, 8<<30, reserve+size-1), Log: io.Discard}); err == nil || !strings.Contains(err.Error(), "cannot fit in RAM") {
+	// A gzip of several members: its size unpacked is not known, only
+	// that it is at least the file's, which the RAM available misses by
+	// a byte.
+	src, size := zeros(t, splitStored, 20<<20)
+	if _, err = Prepare(context.Background(), dir, Options{Source: src, MemInfo: fakeMemInfo(t, 8<<30, reserve+size-1), Log: io.Discard}); err == nil || !strings.Contains(err.Error(), "cannot fit in RAM: it is "+formatSize(size)+" compressed, so at least that unpacked") {
 		t.Errorf("Prepare with 1 byte too little RAM available: %v, want an error saying it cannot fit in RAM", err)
 	}
 	checkLeftAlone(t, dir)
+
+	// One member: the trailer says how big the tar is, and the RAM
+	// available misses it by a byte, though it holds the compressed file
+	// many times over.
+	src, _ = zeros(t, bestGzip, 20<<20)
+	tar := gzipISize(t, src)
+	want := "cannot fit in RAM: it is " + formatSize(tar) + " unpacked, as its gzip trailer says"
+	if _, err = Prepare(context.Background(), dir, Options{Source: src, MemInfo: fakeMemInfo(t, 8<<30, reserve+tar-1), Log: io.Discard}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Prepare with 1 byte too little RAM available: %v, want an error saying %q", err, want)
+	}
+	checkLeftAlone(t, dir)
+}
+
+// gzipISize is the size a one-member gzip's trailer gives.
+func gzipISize(t *testing.T, src string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(strings.TrimPrefix(src, "file://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(binary.LittleEndian.Uint32(data[len(data)-4:]))
 }
 
 // The default size grows to the estimate plus a quarter, within the RAM
@@ -238,7 +301,7 @@ func TestPrepareGrowsDefaultSize(t *testing.T) {
 	// default is half of it, 69.8 MiB.
 	const total = 1430 * 102400
 	const data = 20 << 20 // stored: about 60 MiB estimated, 75 MiB wanted
-	src, size := zeros(t, storedGzip, data)
+	src, size := zeros(t, splitStored, data)
 	estimate := 3 * size
 	want := estimate + estimate/100*25
 	if want <= total/2 || want > total-reserve {
@@ -258,11 +321,15 @@ func TestPrepareGrowsDefaultSize(t *testing.T) {
 	}
 	// A tarball larger than half of RAM, which fits in the RAM
 	// available: the default grows to hold it.
-	big, bigSize := zeros(t, storedGzip, 70<<20)
+	big, bigSize := zeros(t, splitStored, 70<<20)
 	if bigSize <= total/2 || bigSize > total-reserve {
 		t.Fatalf("the test's sizes are off: tarball %d, total %d", bigSize, total)
 	}
 	tests = append(tests, growCase{"compressed size over half of RAM", big, 70 << 20, total, total, total - reserve})
+	// A tar whose size the gzip trailer gives: that plus a quarter.
+	exact, _ := zeros(t, bestGzip, 60<<20)
+	tar := gzipISize(t, exact)
+	tests = append(tests, growCase{"grown to the exact size plus a quarter", exact, 60 << 20, total, total, tar + tar/100*25})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := mountPoint(t)
@@ -288,7 +355,7 @@ func TestPrepareGrowsDefaultSize(t *testing.T) {
 func TestPrepareEstimateOverSize(t *testing.T) {
 	t.Run("fits", func(t *testing.T) {
 		dir := mountPoint(t)
-		src, size := zeros(t, storedGzip, 256<<10)
+		src, size := zeros(t, splitStored, 256<<10)
 		limit := Size{Bytes: 2 * size}
 		var log strings.Builder
 		root, err := Prepare(context.Background(), dir, Options{Source: src, Size: limit, SizeParam: "rd.tmpfs.size=" + limit.String(), MemInfo: fakeMemInfo(t, 8<<30, 7<<30), Log: &log})
@@ -307,7 +374,7 @@ func TestPrepareEstimateOverSize(t *testing.T) {
 	})
 	t.Run("does not fit", func(t *testing.T) {
 		dir := mountPoint(t)
-		src, size := zeros(t, bestGzip, 16<<20)
+		src, size := zeros(t, splitBest, 16<<20)
 		limit := Size{Bytes: 2 * size}
 		if limit.Bytes >= 1<<20 {
 			t.Fatalf("16 MiB of zeros compressed to %d bytes", size)
@@ -332,11 +399,25 @@ func TestPrepareEstimateOverSize(t *testing.T) {
 		if _, err := Prepare(context.Background(), dir, Options{Source: src, Size: Size{Bytes: 2 * size}, SizeParam: "ociboot.root_size=x", MemInfo: fakeMemInfo(t, 8<<30, 7<<30), Log: &log}); err != nil {
 			t.Fatal(err)
 		}
-		// A plain tar is estimated at its own size, which fits.
-		if want := fmt.Sprintf("about %s unpacked, into a tmpfs of %s", formatSize(size), formatSize(2*size)); !strings.Contains(log.String(), want) {
+		// A plain tar's size is its own, which fits.
+		if want := fmt.Sprintf("%s unpacked (as the file's size says), into a tmpfs of %s", formatSize(size), formatSize(2*size)); !strings.Contains(log.String(), want) {
 			t.Errorf("log %q, want %q", log.String(), want)
 		}
 	})
+}
+
+// With the exact size known, a tree over an explicit size is refused
+// before anything is written, where an estimate could only warn.
+func TestPrepareExactOverSize(t *testing.T) {
+	dir := mountPoint(t)
+	src, size := zeros(t, bestGzip, 16<<20)
+	limit := Size{Bytes: 2 * size}
+	_, err := Prepare(context.Background(), dir, Options{Source: src, Size: limit, SizeParam: "ociboot.root_size=" + limit.String(), MemInfo: fakeMemInfo(t, 8<<30, 7<<30), Log: io.Discard})
+	want := "cannot fit in the root's tmpfs of " + formatSize(limit.Bytes) + " (ociboot.root_size=" + limit.String() + "): it is " + formatSize(gzipISize(t, src)) + " unpacked, as its gzip trailer says"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Prepare: %v\nwant an error containing %q", err, want)
+	}
+	checkLeftAlone(t, dir)
 }
 
 func TestPrepareErrors(t *testing.T) {

@@ -158,7 +158,8 @@ func (f *fixture) rootTests(t *testing.T) {
 		_, console := f.bootRoot(t, f.initramfs,
 			fmt.Sprintf(`rd.container.rootfs=%s#sha256=%x init=/sbin/other-init ociboot.keep_network=0`, tarURL, sum), web)
 		inOrder(t, console,
-			"ociboot: root: rootfs tarball: ",
+			// Its size unpacked, from the gzip trailer: a range request.
+			"ociboot: root: rootfs tarball: ", " unpacked (as its gzip trailer says), into a tmpfs of ",
 			"verified",
 			"ociboot: root: starting /sbin/other-init",
 			"ROOT-OTHER-INIT-RUNNING as pid 1",
@@ -400,6 +401,9 @@ func (f *fixture) systemdTests(t *testing.T) {
 			t.Logf("console:\n%s", console)
 			if err != nil && (!res.Started || res.ExitCode != 0) {
 				t.Fatalf("vm.Run: %v (qemu exit status %d)", err, res.ExitCode)
+			}
+			if form.name == "tarball" && !strings.Contains(console, " unpacked (as its xz index says), into a tmpfs of ") {
+				t.Error("the fit check did not read the tarball's size from its xz index")
 			}
 			inOrder(t, console,
 				"ociboot: root: unpacked in",
