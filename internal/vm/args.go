@@ -16,8 +16,17 @@ const baseCmdline = "console=ttyS0 panic=-1"
 // the given accelerator. relay is the program QEMU runs per guest connection
 // to a forwarded port; it is only used when cfg.Forwards is not empty.
 func qemuArgs(cfg Config, accel, relay string) []string {
-	args := []string{
-		"-accel", accel,
+	args := []string{"-accel", accel}
+	if accel == AccelTCG {
+		// A CPU with RDRAND, as every x86 server and PC of the last ten
+		// years has: the kernel seeds its random pool from it at boot
+		// (Debian trusts the CPU's generator). QEMU's default qemu64
+		// lacks it, and the pool then waits for the kernel's jitter
+		// entropy, over a second under TCG, which anything reading
+		// crypto/rand at start (a Go package's init) sits through.
+		args = append(args, "-cpu", "qemu64,+rdrand")
+	}
+	args = append(args,
 		"-nodefaults", "-no-reboot", "-display", "none",
 		"-m", strconv.Itoa(cfg.MemoryMB),
 		"-smp", strconv.Itoa(cfg.SMP),
@@ -30,7 +39,7 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 		// that needs random numbers (DHCP, TLS) waits for it.
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
-	}
+	)
 	// The USB controller of USB NICs and disks, once.
 	if slices.Contains(cfg.NICs, "usb") || slices.ContainsFunc(cfg.Disks, func(d Disk) bool { return d.Bus == "usb" }) {
 		args = append(args, "-device", "qemu-xhci,id=xhci")

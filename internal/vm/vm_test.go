@@ -25,7 +25,7 @@ func TestQEMUArgs(t *testing.T) {
 	}
 	args := qemuArgs(cfg, AccelTCG, "/usr/bin/ociboot")
 	want := []string{
-		"-accel", "tcg", "-nodefaults", "-no-reboot", "-display", "none", "-m", "512", "-smp", "2",
+		"-accel", "tcg", "-cpu", "qemu64,+rdrand", "-nodefaults", "-no-reboot", "-display", "none", "-m", "512", "-smp", "2",
 		"-chardev", "stdio,id=console,signal=on", "-serial", "chardev:console",
 		"-netdev", "user,id=n0,restrict=on" +
 			",guestfwd=tcp:10.0.2.100:8080-cmd:'/usr/bin/ociboot' 8080" +
@@ -156,6 +156,9 @@ func TestNetbootArgs(t *testing.T) {
 	}
 	if strings.Contains(args, "-kernel") {
 		t.Errorf("a netboot with -kernel: %s", args)
+	}
+	if !strings.Contains(args, "-cpu qemu64,+rdrand") {
+		t.Errorf("a TCG guest without RDRAND: %s", args)
 	}
 	for _, bad := range []Config{
 		{Netboot: "http://10.0.0.1:80/boot.ipxe"},
