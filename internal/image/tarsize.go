@@ -104,6 +104,10 @@ func xzUncompressedSize(tail []byte, size int64) (int64, error) {
 		return 0, errors.New("xz: bad stream footer")
 	}
 	indexSize := (int64(binary.LittleEndian.Uint32(footer[4:8])) + 1) * 4
+	if indexSize < 8 {
+		// Indicator, record count, CRC32: an index has 8 bytes at least.
+		return 0, errors.New("xz: bad index size")
+	}
 	padding := int64(len(tail) - end)
 	if indexSize+12 > int64(end) {
 		return 0, needMore(indexSize + 12 + padding)

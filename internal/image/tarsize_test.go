@@ -2,6 +2,8 @@ package image
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -183,6 +185,10 @@ func FuzzXZIndex(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(out[max(0, len(out)-256):], int64(len(out)))
+	// A footer whose CRC holds, saying the index is 4 bytes.
+	footer := []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'Y', 'Z'}
+	binary.LittleEndian.PutUint32(footer, crc32.ChecksumIEEE(footer[4:10]))
+	f.Add(append(make([]byte, 8), footer...), int64(20))
 	f.Fuzz(func(t *testing.T, tail []byte, size int64) {
 		_, _ = xzUncompressedSize(tail, size)
 	})
