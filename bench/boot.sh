@@ -12,10 +12,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 rounds=${ROUNDS:-3}
 accel=${ACCEL:-tcg}
-ociboot=bin/ociboot
-work=$(mktemp -d)
-server=
-trap '[ -z "$server" ] || kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/trivialinit" ./bench/trivialinit
 $ociboot build -o "$work/trivial.img" --init-binary "$work/trivialinit" --runtime none --modules "" --storage-modules "" --fscrypt-modules "" --drivers "" --mkfs none >/dev/null

@@ -12,10 +12,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 rounds=${ROUNDS:-3}
 accel=${ACCEL:-tcg}
-ociboot=bin/ociboot
-work=$(mktemp -d)
-server=
-trap '[ -z "$server" ] || kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 $ociboot build -o "$work/ociboot.img" --uki "$work/ociboot.efi" --usb-image "$work/stick.img" >/dev/null
 $ociboot build -o "$work/cached.img" --usb-image "$work/stick-cache.img" --usb-cache 1G >/dev/null

@@ -1,5 +1,12 @@
-# Shared by scripts/demo.sh and bench/boot.sh: the example image and the
-# local registry serving it. Source it; it needs $ociboot and $work.
+# Shared by scripts/demo.sh, bench/boot.sh and bench/netboot.sh: the
+# example image, the local registry serving it, and timed VM runs. Source
+# it from the repository's root: it sets $ociboot, a scratch directory
+# $work, and $server (the registry's pid once started), both cleaned up
+# on exit.
+ociboot=bin/ociboot
+work=$(mktemp -d)
+server=
+trap '[ -z "$server" ] || kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 # start_example_registry makes a busybox image from this machine's
 # /bin/busybox, serves it as demo/hello:latest from ociboot's own registry

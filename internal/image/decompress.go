@@ -10,10 +10,23 @@ import (
 	"github.com/ociboot/ociboot/internal/inflate"
 )
 
-var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-)
+// MagicLen is how many first bytes MagicCompression needs.
+const MagicLen = 6
+
+// MagicCompression names the compression that a file's or blob's first
+// bytes (MagicLen of them, or all there are) show: "gzip", "zstd", "xz",
+// or "" for none of them.
+func MagicCompression(magic []byte) string {
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		return "gzip"
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd"
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+		return "xz"
+	}
+	return ""
+}
 
 // zstdMaxWindow bounds the memory a zstd layer may ask of the decoder
 // (twice over: the layer being applied and the next are decompressed at
@@ -34,14 +47,14 @@ const (
 
 // sniffCompression peeks at the start of br.
 func sniffCompression(br *bufio.Reader) (compression, error) {
-	magic, err := br.Peek(len(zstdMagic))
+	magic, err := br.Peek(MagicLen)
 	if err != nil && err != io.EOF {
 		return "", fmt.Errorf("read blob: %w", err)
 	}
-	switch {
-	case bytes.HasPrefix(magic, gzipMagic):
+	switch MagicCompression(magic) {
+	case "gzip":
 		return compressionGzip, nil
-	case bytes.HasPrefix(magic, zstdMagic):
+	case "zstd":
 		return compressionZstd, nil
 	default:
 		return compressionNone, nil

@@ -345,26 +345,27 @@ func (m *tarballMeter) Read(p []byte) (int, error) {
 // returns the decompressed stream, the compression's name ("tar" for
 // none) and a function that releases the decompressor.
 func decompressTarball(raw *bufio.Reader) (io.Reader, string, func(), error) {
-	magic, err := raw.Peek(6)
+	magic, err := raw.Peek(MagicLen)
 	if err != nil && err != io.EOF {
 		return nil, "", nil, fmt.Errorf("read the start of the file: %w", err)
 	}
-	switch {
-	case len(magic) == 0:
+	if len(magic) == 0 {
 		return nil, "", nil, errors.New("the file is empty, want a tar archive")
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+	}
+	switch MagicCompression(magic) {
+	case "gzip":
 		zr, err := inflate.NewReader(raw)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("gzip: %w", err)
 		}
 		return zr, "gzip", func() {}, nil
-	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+	case "xz":
 		xr, err := xz.NewReader(raw)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("xz: %w", err)
 		}
 		return xr, "xz", func() {}, nil
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+	case "zstd":
 		// A window of up to 128 MiB admits "zstd --long" and bounds the
 		// memory a hostile file can claim.
 		zr, err := zstd.NewReader(raw, zstd.WithDecoderMaxWindow(128<<20))

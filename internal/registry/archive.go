@@ -2,7 +2,6 @@ package registry
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/ociboot/ociboot/internal/image"
 )
 
 // maxArchiveLinks bounds the symlinks followed to reach a file in an
@@ -111,11 +111,10 @@ type archive struct {
 
 // indexArchive reads the tar headers of f, seeking past the contents.
 func indexArchive(f *os.File) (*archive, error) {
-	var magic [4]byte
-	if _, err := f.ReadAt(magic[:], 0); err == nil {
-		if bytes.HasPrefix(magic[:], []byte{0x1f, 0x8b}) || bytes.HasPrefix(magic[:], []byte{0x28, 0xb5, 0x2f, 0xfd}) || bytes.HasPrefix(magic[:], []byte{0xfd, '7', 'z', 'X'}) {
-			return nil, errors.New("compressed: serve a plain tar (as docker save writes it), decompress it first")
-		}
+	var magic [image.MagicLen]byte
+	n, _ := f.ReadAt(magic[:], 0)
+	if c := image.MagicCompression(magic[:n]); c != "" {
+		return nil, fmt.Errorf("compressed with %s: serve a plain tar (as docker save writes it), decompress it first", c)
 	}
 	a := &archive{files: map[string]section{}}
 	tr := tar.NewReader(f)
@@ -196,13 +195,13 @@ func (a *archive) blob(f *os.File, p string, seen map[string]archiveBlob) (archi
 	if _, err := io.Copy(h, io.NewSectionReader(f, s.off, s.size)); err != nil {
 		return archiveBlob{}, fmt.Errorf("%s: %w", p, err)
 	}
-	var magic [4]byte
-	n, _ := f.ReadAt(magic[:], s.off)
+	var magic [image.MagicLen]byte
+	n, _ := f.ReadAt(magic[:min(int64(len(magic)), s.size)], s.off)
 	mt := types.OCIUncompressedLayer
-	switch {
-	case bytes.HasPrefix(magic[:n], []byte{0x1f, 0x8b}):
+	switch image.MagicCompression(magic[:n]) {
+	case "gzip":
 		mt = types.OCILayer
-	case bytes.HasPrefix(magic[:n], []byte{0x28, 0xb5, 0x2f, 0xfd}):
+	case "zstd":
 		mt = types.OCILayerZStd
 	}
 	b := archiveBlob{sec: s, desc: v1.Descriptor{

@@ -122,13 +122,23 @@ func serve(t *testing.T, r *registry.Registry) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-func fetchImage(t *testing.T, ref string) v1.Image {
+// describe fetches what ref names: its manifest, with media type.
+func describe(t *testing.T, ref string) *remote.Descriptor {
 	t.Helper()
 	n, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := remote.Image(n, remote.WithContext(t.Context()))
+	d, err := remote.Get(n, remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	return d
+}
+
+func fetchImage(t *testing.T, ref string) v1.Image {
+	t.Helper()
+	img, err := describe(t, ref).Image()
 	if err != nil {
 		t.Fatalf("%s: %v", ref, err)
 	}
@@ -167,14 +177,7 @@ func readAll(open func() (io.ReadCloser, error)) ([]byte, error) {
 
 func rawManifest(t *testing.T, ref string) (types.MediaType, []byte) {
 	t.Helper()
-	n, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := remote.Get(n, remote.WithContext(t.Context()))
-	if err != nil {
-		t.Fatalf("%s: %v", ref, err)
-	}
+	d := describe(t, ref)
 	return d.MediaType, d.Manifest
 }
 
