@@ -37,12 +37,14 @@ func (s *Set) startWatch(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("volume %s: push_on=changes: %w", name, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// stopWatch ends the waits; a push under way runs on under ctx, to
+	// its end and its report.
+	waits, cancel := context.WithCancel(ctx)
 	cw := &changeWatch{w: w, cancel: cancel, done: make(chan struct{})}
 	s.watches[name] = cw
 	go func() {
 		defer close(cw.done)
-		s.pushOnChanges(ctx, name, w)
+		s.pushOnChanges(waits, ctx, name, w)
 	}()
 	return nil
 }
@@ -66,21 +68,22 @@ func (s *Set) stopWatch(name string) error {
 }
 
 // pushOnChanges pushes the volume called name after each burst of
-// changes w sees, leaving out the files being written, until ctx ends. A
-// failed push is logged: the next change, or the final push, sends what
-// it could not.
-func (s *Set) pushOnChanges(ctx context.Context, name string, w *watcher) {
+// changes w sees, leaving out the files being written, until waits ends;
+// a push runs under ctx, so that one under way when waits ends finishes.
+// A failed push is logged: the next change, or the final push, sends
+// what it could not.
+func (s *Set) pushOnChanges(waits, ctx context.Context, name string, w *watcher) {
 	clock := s.opts.Clock
 	for {
 		select {
-		case <-ctx.Done():
+		case <-waits.Done():
 			return
 		case <-w.changed:
 		}
 		first := clock.Now()
 	quiet:
 		for {
-			if clock.Sleep(ctx, changeQuiet) != nil {
+			if clock.Sleep(waits, changeQuiet) != nil {
 				return
 			}
 			select {
