@@ -95,13 +95,17 @@ func Main() {
 	s.input = readInput()
 	s.plan = s.input.plan
 	s.freeEarlyMicrocode()
-	if !pid1.RootMoved(os.Environ()) && (s.plan == nil || s.plan.Root == "") {
+	if pid1.RootMoved(os.Environ()) {
+		s.say("root: the kernel made the initramfs a ramfs (root= was given), so it was moved into a tmpfs")
+	} else if s.plan == nil || s.plan.Root == "" {
 		// The kernel's rootfs cannot be pivoted away from, as the
-		// container runtime must: move into a tmpfs and re-execute from
-		// there (does not return on success). Switch-root mode needs no
-		// pivot_root, and stays.
-		err := pid1.MoveRootToTmpfs("75%")
-		s.fail(&stageError{"root", err})
+		// container runtime must: use it through a bind mount, or (a
+		// ramfs) move into a tmpfs and re-execute from there, which does
+		// not return on success. Switch-root mode needs no pivot_root,
+		// and stays.
+		if err := pid1.PivotableRoot("75%"); err != nil {
+			s.fail(&stageError{"root", err})
+		}
 	}
 	if err := pid1.MountAPI(); err != nil {
 		s.fail(&stageError{"mounts", err})

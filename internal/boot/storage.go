@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -42,7 +43,7 @@ func (s *state) devicesAdded() func() <-chan struct{} {
 // cache. Without a disk the boot goes on without a cache, warned.
 func prepareStorage(ctx context.Context, s *state) error {
 	st, log := s.plan.Storage, s.log("storage")
-	if err := s.loadModuleNames(s.input.baked.StorageModules); err != nil {
+	if err := s.loadModuleNames(s.storageModules()); err != nil {
 		return err
 	}
 	if fs, ok := st.Filesystem(st.CacheDevice); ok {
@@ -88,6 +89,18 @@ func prepareStorage(ctx context.Context, s *state) error {
 	}
 	s.plan.Registry.Store, s.layers, s.scratch = images, images, scratchDir
 	return s.usePlan(s.plan)
+}
+
+// storageModules are the initramfs's storage modules the stage loads: all
+// of them without hotplug; with it, those no device asks for (filesystems,
+// overlay), since coldplug has loaded the drivers of the disks present and
+// hotplug loads those of the disks that come later.
+func (s *state) storageModules() []string {
+	mods := s.input.baked.StorageModules
+	if s.hotplug == nil || s.kmods == nil {
+		return mods
+	}
+	return slices.DeleteFunc(slices.Clone(mods), s.kmods.DeviceDriver)
 }
 
 // evictImages brings the cache's image store down to its quota, keeping

@@ -51,6 +51,23 @@ func (ix *Index) ForAliases(aliases []string) []string {
 	return names
 }
 
+// DeviceDriver reports whether the module name has a device alias, one of
+// the BUS:… forms of devices' modaliases, so that coldplug and hotplug
+// load it when such a device is there. Filesystems, overlay and the like
+// have none.
+func (ix *Index) DeviceDriver(name string) bool {
+	n := NormalizeName(name)
+	for _, a := range ix.aliases {
+		if a.module != n || a.builtin {
+			continue
+		}
+		if bus, _, ok := strings.Cut(a.pattern, ":"); ok && bus != "devname" {
+			return true
+		}
+	}
+	return false
+}
+
 // maxColdplugRounds bounds Coldplug's rounds: drivers bring devices (a
 // host controller its ports, virtio_pci the virtio devices), whose drivers
 // bring more, but not forever.

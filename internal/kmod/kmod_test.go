@@ -97,6 +97,21 @@ func TestHostClosureSharedDepsOnceAndAliases(t *testing.T) {
 	}
 }
 
+// TestHostDeviceDriver sorts the default storage modules as the boot's
+// storage stage does with hotplug on: disk drivers come with their
+// devices, filesystems and overlay must be loaded by name.
+func TestHostDeviceDriver(t *testing.T) {
+	ix := hostIndex(t)
+	for name, want := range map[string]bool{
+		"virtio_blk": true, "virtio-scsi": true, "nvme": true, "ahci": true, "sd_mod": true,
+		"ext4": false, "overlay": false, "fuse": false, "no_such_module_xyz": false,
+	} {
+		if got := ix.DeviceDriver(name); got != want {
+			t.Errorf("DeviceDriver(%s) = %v, want %v", name, got, want)
+		}
+	}
+}
+
 func TestHostBuiltinAndUnknown(t *testing.T) {
 	ix := hostIndex(t)
 	mods, err := ix.Closure([]string{"zswap"})

@@ -1,5 +1,5 @@
-// Package pid1 does what the init process must do and nothing else: move the
-// root filesystem into a tmpfs so that pivot_root works for the container
+// Package pid1 does what the init process must do and nothing else: make
+// the root filesystem one that pivot_root works from for the container
 // runtime, mount the API filesystems, keep a console, reap orphans, and shut
 // the machine down.
 package pid1
@@ -31,6 +31,40 @@ func RootMoved(environ []string) bool {
 		}
 	}
 	return false
+}
+
+// PivotableRoot makes the root one that an OCI runtime can pivot_root
+// away from: the kernel's initramfs root (rootfs) has no parent mount,
+// and pivot_root refuses to leave it. When rootfs is a tmpfs (the kernel
+// makes it one when no root= is given) it is used in place: bound onto a
+// directory of itself, that bind mount moved onto "/" and entered, its
+// size limit set to size (such as "75%"). Nothing is copied and the init
+// goes on (it returns nil). Otherwise (a ramfs, which has no size limit)
+// the contents are moved into a tmpfs, as MoveRootToTmpfs does, and the
+// init re-executed: on success that does not return.
+func PivotableRoot(size string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/", &fs); err != nil {
+		return fmt.Errorf("statfs /: %w", err)
+	}
+	if fs.Type != unix.TMPFS_MAGIC {
+		return MoveRootToTmpfs(size)
+	}
+	if err := os.MkdirAll(newRootDir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", newRootDir, err)
+	}
+	if err := unix.Mount("/", newRootDir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("binding the initramfs root onto %s: %w", newRootDir, err)
+	}
+	if err := MoveOntoRoot(newRootDir); err != nil {
+		return fmt.Errorf("the initramfs root: %w", err)
+	}
+	// The directory the bind mount came through is an empty one in it.
+	_ = os.Remove(newRootDir)
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT, "size="+size); err != nil {
+		return fmt.Errorf("setting the initramfs root's size to %s: %w", size, err)
+	}
+	return nil
 }
 
 // MoveRootToTmpfs moves the initramfs contents into a fresh tmpfs, makes

@@ -300,14 +300,20 @@ func TestBoot(t *testing.T) {
 		if strings.Contains(console, "DELETED-42") {
 			t.Error("a file deleted by an upper layer is visible in the container")
 		}
+		// Without root=, the initramfs is a tmpfs, used in place.
+		if strings.Contains(console, "moved into a tmpfs") {
+			t.Error("the initramfs was moved into a tmpfs though the kernel made it one")
+		}
 	})
 
 	t.Run("exit-status", func(t *testing.T) {
 		t.Parallel()
 		// Through the real CLI: `ociboot vm` exits with the pipeline
-		// status, the first failing container's.
+		// status, the first failing container's. With root= given, the
+		// kernel makes the initramfs a ramfs, which the init moves into a
+		// tmpfs (other boots use it in place).
 		cmdline := fmt.Sprintf(
-			`ociboot.insecure_registry=%s:%d `+
+			`root=/dev/nonexistent ociboot.insecure_registry=%s:%d `+
 				`ociboot.container="%s sh -c 'echo hi; exit 3'" ociboot.container="%s sh -c 'exit 4'"`,
 			vm.GuestHost, f.reg.Port, f.images["busybox"], f.images["busybox"])
 		cmd := exec.Command(f.bin, "vm", "--initramfs", f.initramfs, "--timeout", bootTimeout.String(),
@@ -318,7 +324,8 @@ func TestBoot(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 			t.Fatalf("ociboot vm: %v; want exit status 3", err)
 		}
-		inOrder(t, string(out), "hi", "Execution is over, pipeline status: 3", "It's now safe to turn off your computer")
+		inOrder(t, string(out), "ociboot: root: the kernel made the initramfs a ramfs (root= was given), so it was moved into a tmpfs",
+			"hi", "Execution is over, pipeline status: 3", "It's now safe to turn off your computer")
 	})
 
 	t.Run("uki", func(t *testing.T) {
