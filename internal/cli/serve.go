@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/netboot"
 	"github.com/ociboot/ociboot/internal/registry"
@@ -31,6 +33,11 @@ type serveOptions struct {
 	logDir  string
 	tlsCert string
 	tlsKey  string
+
+	upstream     string
+	upstreamDir  string
+	upstreamAuth string
+	upstreamCA   string
 }
 
 func newServeCmd() *cobra.Command {
@@ -44,7 +51,7 @@ func newServeCmd() *cobra.Command {
   /boot/MAC.ipxe        a machine's kernel, initramfs and command line
   /extra_args/MAC       a machine's extra_args (secrets stay off its command line)
   /kernel /initramfs /uki.efi   the files given
-  /v2/                  a read-only registry of the images given
+  /v2/                  a read-only registry of the images given (and --upstream's)
 
 Each --image NAME[:TAG]=PATH serves PATH as repository NAME: an OCI image
 layout (tags from its index.json), a docker-archive tarball (tags from its
@@ -52,6 +59,12 @@ manifest.json), or a root filesystem directory, packed into a one-layer
 image (TAG defaults to latest; its command is --cmd). --store DIR serves the
 images of an ociboot store (ociboot pull --store) under their own names.
 Blobs are served from where they lie, never loaded into memory.
+
+With --upstream URL, the registry is also a pull-through cache of that
+registry for the repositories not served otherwise: each blob is fetched
+from the upstream once, however many machines ask for it at the same time,
+streamed to them as it comes, and kept in --upstream-dir. Machines reach it
+with ociboot.registry_mirror=docker.io=THIS-HOST:PORT, or by its name.
 
 Machines' command lines come from --machines DIR, read on each boot: see
 ` + "`docs/netboot.md`" + ` for its files. serve listens on 127.0.0.1 unless told
@@ -77,13 +90,70 @@ otherwise; ` + "`ociboot vm --netboot`" + ` boots a VM from it.`,
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; with --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.StringVar(&o.logDir, "access-log-dir", "", "also write each machine's requests to DIR/MAC.log (or DIR/ADDRESS.log)")
+	f.StringVar(&o.upstream, "upstream", "", "also be a pull-through cache of this registry (https://HOST[:PORT], http:// without TLS)")
+	f.StringVar(&o.upstreamDir, "upstream-dir", "", "where --upstream's blobs are kept (default: ociboot/upstream/HOST under the user's cache directory)")
+	f.StringVar(&o.upstreamAuth, "upstream-auth", "", "a docker config.json (as docker or podman login write it) with --upstream's credentials")
+	f.StringVar(&o.upstreamCA, "upstream-ca-cert", "", "PEM CA certificates --upstream's TLS certificate may chain to, besides the system's")
 	return cmd
+}
+
+// startMirror makes the registry a pull-through cache of --upstream.
+func startMirror(ctx context.Context, o serveOptions, reg *registry.Registry, log io.Writer) error {
+	if o.upstream == "" {
+		if o.upstreamDir != "" || o.upstreamAuth != "" || o.upstreamCA != "" {
+			return fmt.Errorf("--upstream-dir, --upstream-auth and --upstream-ca-cert go with --upstream")
+		}
+		return nil
+	}
+	u, err := url.Parse(o.upstream)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("--upstream %q: expected https://HOST[:PORT] (http:// without TLS)", o.upstream)
+	}
+	dir := o.upstreamDir
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("--upstream-dir: none given, and %w", err)
+		}
+		dir = filepath.Join(cache, "ociboot", "upstream", strings.ReplaceAll(u.Host, ":", "_"))
+	}
+	mo := registry.MirrorOptions{Upstream: o.upstream, Dir: dir, Log: log}
+	if o.upstreamAuth != "" {
+		data, err := os.ReadFile(o.upstreamAuth)
+		if err != nil {
+			return fmt.Errorf("--upstream-auth: %w", err)
+		}
+		creds, err := image.ParseDockerConfig(data)
+		if err != nil {
+			return fmt.Errorf("--upstream-auth %s: %w", o.upstreamAuth, err)
+		}
+		mo.Keychain = image.Keychain(creds)
+	}
+	if o.upstreamCA != "" {
+		pem, err := os.ReadFile(o.upstreamCA)
+		if err != nil {
+			return fmt.Errorf("--upstream-ca-cert: %w", err)
+		}
+		if mo.Client, err = fetch.New(fetch.Options{CACerts: pem}); err != nil {
+			return fmt.Errorf("--upstream-ca-cert %s: %w", o.upstreamCA, err)
+		}
+	}
+	m, err := registry.NewMirror(ctx, mo)
+	if err != nil {
+		return fmt.Errorf("--upstream: %w", err)
+	}
+	reg.SetFallback(m)
+	fmt.Fprintf(log, "mirroring %s, keeping its blobs in %s\n", o.upstream, dir)
+	return nil
 }
 
 func serve(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	out := cmd.OutOrStdout()
 	reg, err := buildRegistry(o, out)
 	if err != nil {
+		return err
+	}
+	if err := startMirror(ctx, o, reg, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
 	if o.boot.Initramfs != "" && o.boot.Kernel == "" {

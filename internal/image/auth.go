@@ -187,6 +187,11 @@ func describeJSONError(err error) string {
 // keychain gives go-containerregistry the credential of each registry.
 type keychain map[string]Credential
 
+// Keychain gives go-containerregistry the credentials of creds, by
+// registry (as ParseDockerConfig returns them); anonymous access for the
+// others.
+func Keychain(creds map[string]Credential) authn.Keychain { return keychain(creds) }
+
 // Resolve returns the credential for the resource's registry, or
 // anonymous access.
 func (k keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {

@@ -32,8 +32,13 @@ import (
 
 // Registry is a set of repositories, served by ServeHTTP.
 type Registry struct {
-	repos map[string]*repo
+	repos    map[string]*repo
+	fallback http.Handler
 }
+
+// SetFallback hands the requests for repositories the registry does not
+// have to h (a Mirror); set it before serving.
+func (r *Registry) SetFallback(h http.Handler) { r.fallback = h }
 
 // New returns an empty registry.
 func New() *Registry { return &Registry{repos: map[string]*repo{}} }
@@ -115,22 +120,9 @@ type manifestFields struct {
 // type its descriptor gave (empty: its own mediaType field), and returns
 // what it references. It records it as a referrer of its subject.
 func (rp *repo) addManifest(d v1.Hash, mt types.MediaType, raw []byte) (manifestFields, error) {
-	var m manifestFields
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return m, fmt.Errorf("manifest %s: %w", d, err)
-	}
-	if m.SchemaVersion != 2 {
-		return m, fmt.Errorf("manifest %s: schemaVersion %d, expected 2", d, m.SchemaVersion)
-	}
-	if mt == "" {
-		mt = m.MediaType
-	}
-	if mt == "" {
-		// An OCI manifest may leave its media type out: what it holds says.
-		mt = types.OCIManifestSchema1
-		if m.Manifests != nil {
-			mt = types.OCIImageIndex
-		}
+	m, mt, err := parseManifest(d, mt, raw)
+	if err != nil {
+		return m, err
 	}
 	if _, ok := rp.manifests[d]; ok {
 		return m, nil
@@ -144,6 +136,30 @@ func (rp *repo) addManifest(d v1.Hash, mt types.MediaType, raw []byte) (manifest
 		rp.referrers[m.Subject.Digest] = append(rp.referrers[m.Subject.Digest], desc)
 	}
 	return m, nil
+}
+
+// parseManifest reads the manifest raw, whose digest is d, and returns
+// its fields and media type: mt when given (by a descriptor or a
+// Content-Type), else its own mediaType field, else what it holds says.
+func parseManifest(d v1.Hash, mt types.MediaType, raw []byte) (manifestFields, types.MediaType, error) {
+	var m manifestFields
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return m, mt, fmt.Errorf("manifest %s: %w", d, err)
+	}
+	if m.SchemaVersion != 2 {
+		return m, mt, fmt.Errorf("manifest %s: schemaVersion %d, expected 2", d, m.SchemaVersion)
+	}
+	if mt == "" {
+		mt = m.MediaType
+	}
+	if mt == "" {
+		// An OCI manifest may leave its media type out: what it holds says.
+		mt = types.OCIManifestSchema1
+		if m.Manifests != nil {
+			mt = types.OCIImageIndex
+		}
+	}
+	return m, mt, nil
 }
 
 // ServeHTTP answers the distribution API under /v2/.
@@ -164,6 +180,10 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if name, ok := strings.CutSuffix(path, "/tags/list"); ok {
+		if r.repos[name] == nil && r.fallback != nil {
+			r.fallback.ServeHTTP(w, req)
+			return
+		}
 		r.serveTags(w, req, name)
 		return
 	}
@@ -174,6 +194,10 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		name, ref := path[:i], path[i+len(kind):]
 		rp := r.repos[name]
+		if rp == nil && r.fallback != nil {
+			r.fallback.ServeHTTP(w, req)
+			return
+		}
 		if rp == nil {
 			apiError(w, http.StatusNotFound, "NAME_UNKNOWN", fmt.Sprintf("repository %q is not served here", name))
 			return
@@ -232,10 +256,20 @@ func (rp *repo) serveBlob(w http.ResponseWriter, req *http.Request, ref string) 
 		return
 	}
 	defer f.Close()
+	serveBlobFile(w, req, d, f)
+}
+
+// blobHeaders sets the headers of blob d's answer.
+func blobHeaders(w http.ResponseWriter, d v1.Hash) {
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Etag", `"`+d.String()+`"`)
+}
+
+// serveBlobFile answers req with blob d from f.
+func serveBlobFile(w http.ResponseWriter, req *http.Request, d v1.Hash, f io.ReadSeeker) {
+	blobHeaders(w, d)
 	// ServeContent answers Range and If-Range, and HEAD without a body.
 	http.ServeContent(w, req, "", time.Time{}, f)
 }

@@ -115,7 +115,7 @@ func partialDescriptor(img v1.Image) (v1.Descriptor, error) {
 }
 
 // serve serves r on 127.0.0.1 for the test.
-func serve(t *testing.T, r *registry.Registry) string {
+func serve(t *testing.T, r http.Handler) string {
 	t.Helper()
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

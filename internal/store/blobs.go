@@ -156,6 +156,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Name is the temporary file being written, which others may read
+// meanwhile (it is renamed by Commit, removed by Abort).
+func (w *Writer) Name() string { return w.f.Name() }
+
 // Abort discards what was written.
 func (w *Writer) Abort() {
 	w.f.Close()

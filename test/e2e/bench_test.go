@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -165,12 +166,14 @@ func run(t testing.TB, name string, args ...string) {
 
 // BenchmarkBootStorm plays fifty machines booting at once against a lab's
 // registry cache: fifty `ociboot pull --store` clients, each with its own
-// store and directory, pull one image at the same time from a
-// distribution registry in pull-through mode in front of the origin
-// registry, all on 127.0.0.1. It prints how many times the origin served
-// each blob (goal: once), the clients' p50 and p99 pull times and their
-// failures (goal: none). Run it with `go test -run '^$' -bench
-// BootStorm -benchtime 1x ./test/e2e`.
+// store and directory, pull one image at the same time from a registry
+// cache in front of the origin registry, all on 127.0.0.1. The caches,
+// side by side: a CNCF distribution registry in pull-through mode, and
+// `ociboot serve --upstream`, each in front of its own counting proxy to
+// the origin, each cold at the first round. It prints, for each, how many
+// times the origin served each blob (goal: once), the clients' p50 and
+// p99 pull times and their failures (goal: none). Run it with
+// `go test -run '^$' -bench BootStorm -benchtime 1x ./test/e2e`.
 func BenchmarkBootStorm(b *testing.B) {
 	const clients = 50
 	dir := b.TempDir()
@@ -179,64 +182,79 @@ func BenchmarkBootStorm(b *testing.B) {
 	origin := registrytest.Start(b)
 	big, _ := bigLayer(b, 16<<20)
 	registrytest.Push(b, origin, "bench/storm:1", registrytest.BusyboxImage(b, big))
-	counter := registrytest.NewProxy(b, origin, registrytest.ProxyOptions{})
-	cache := registrytest.StartWith(b, registrytest.Options{PullThrough: counter.URL})
-	ref := cache.Addr + "/bench/storm:1"
 
-	var failures int
-	var times []time.Duration
+	type cache struct {
+		name     string
+		addr     string
+		counter  *registrytest.Proxy
+		failures int
+		times    []time.Duration
+	}
+	cncfCounter := registrytest.NewProxy(b, origin, registrytest.ProxyOptions{})
+	serveCounter := registrytest.NewProxy(b, origin, registrytest.ProxyOptions{})
+	port, _ := startServe(b, bin, "--upstream", serveCounter.URL, "--upstream-dir", filepath.Join(dir, "upstream"))
+	caches := []*cache{
+		{name: "CNCF distribution, pull-through", addr: registrytest.StartWith(b, registrytest.Options{PullThrough: cncfCounter.URL}).Addr, counter: cncfCounter},
+		{name: "ociboot serve --upstream", addr: fmt.Sprintf("127.0.0.1:%d", port), counter: serveCounter},
+	}
+
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		type result struct {
-			took time.Duration
-			err  error
-			out  []byte
-		}
-		results := make(chan result, clients)
-		start := make(chan struct{})
-		for c := 0; c < clients; c++ {
-			work := filepath.Join(dir, fmt.Sprintf("round%d-client%d", i, c))
-			go func() {
-				<-start
-				t0 := time.Now()
-				cmd := exec.Command(bin, "pull", "--progress", "none", "--insecure-registry", cache.Addr,
-					"--store", filepath.Join(work, "store"), ref, filepath.Join(work, "root"))
-				out, err := cmd.CombinedOutput()
-				results <- result{time.Since(t0), err, out}
-			}()
-		}
-		close(start)
-		for c := 0; c < clients; c++ {
-			r := <-results
-			times = append(times, r.took)
-			if r.err != nil {
-				failures++
-				b.Logf("a client failed: %v\n%s", r.err, r.out)
+		for _, c := range caches {
+			type result struct {
+				took time.Duration
+				err  error
+				out  []byte
 			}
+			results := make(chan result, clients)
+			start := make(chan struct{})
+			round := filepath.Join(dir, fmt.Sprintf("round%d", i))
+			for k := 0; k < clients; k++ {
+				work := filepath.Join(round, fmt.Sprint(k))
+				go func() {
+					<-start
+					t0 := time.Now()
+					cmd := exec.Command(bin, "pull", "--progress", "none", "--insecure-registry", c.addr,
+						"--store", filepath.Join(work, "store"), c.addr+"/bench/storm:1", filepath.Join(work, "root"))
+					out, err := cmd.CombinedOutput()
+					results <- result{time.Since(t0), err, out}
+				}()
+			}
+			close(start)
+			for k := 0; k < clients; k++ {
+				r := <-results
+				c.times = append(c.times, r.took)
+				if r.err != nil {
+					c.failures++
+					b.Logf("a client of %s failed: %v\n%s", c.name, r.err, r.out)
+				}
+			}
+			b.StopTimer()
+			os.RemoveAll(round)
+			b.StartTimer()
 		}
-		b.StopTimer()
-		for c := 0; c < clients; c++ {
-			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("round%d-client%d", i, c)))
-		}
-		b.StartTimer()
 	}
 	b.StopTimer()
-	perBlob := map[string]int{}
-	for _, r := range counter.Requests() {
-		if r.Method == http.MethodGet && r.IsBlob() {
-			perBlob[r.Path[strings.LastIndex(r.Path, "/")+1:]]++
+	fmt.Printf("\n%d rounds of %d concurrent `ociboot pull --store` through a registry cache, the first round cold:\n", b.N, clients)
+	for _, c := range caches {
+		perBlob := map[string]int{}
+		for _, r := range c.counter.Requests() {
+			if r.Method == http.MethodGet && r.IsBlob() {
+				perBlob[r.Path[strings.LastIndex(r.Path, "/")+1:]]++
+			}
 		}
+		slices.Sort(c.times)
+		pct := func(p float64) time.Duration { return c.times[min(len(c.times)-1, int(p*float64(len(c.times))))] }
+		fmt.Printf("%s: pull time p50 %.2fs, p99 %.2fs, max %.2fs; failures %d of %d; blob GETs the origin served:\n",
+			c.name, pct(0.5).Seconds(), pct(0.99).Seconds(), c.times[len(c.times)-1].Seconds(), c.failures, len(c.times))
+		blobs := slices.Sorted(maps.Keys(perBlob))
+		for _, blob := range blobs {
+			fmt.Printf("  %.19s  %d\n", blob, perBlob[blob])
+		}
+		metric := strings.Fields(c.name)[0]
+		b.ReportMetric(pct(0.99).Seconds(), metric+"-p99-s")
+		b.ReportMetric(float64(c.failures), metric+"-failures")
 	}
-	slices.Sort(times)
-	pct := func(p float64) time.Duration { return times[min(len(times)-1, int(p*float64(len(times))))] }
-	fmt.Printf("\n%d rounds of %d concurrent `ociboot pull --store` through a pull-through registry cache:\n", b.N, clients)
-	fmt.Printf("pull time p50 %.2fs, p99 %.2fs, max %.2fs; failures %d of %d\n", pct(0.5).Seconds(), pct(0.99).Seconds(), times[len(times)-1].Seconds(), failures, len(times))
-	fmt.Println("blob GETs the origin served:")
-	for blob, n := range perBlob {
-		fmt.Printf("  %.19s  %d\n", blob, n)
-	}
-	b.ReportMetric(pct(0.99).Seconds(), "p99-s")
-	b.ReportMetric(float64(failures), "failures")
 }
 
 // BenchmarkRootCache prints what the cache does for switch-root: the

@@ -21,7 +21,13 @@ import (
 // listens. It is stopped when the test ends.
 func (f *fixture) startServe(t *testing.T, args ...string) (int, *lockedWriter) {
 	t.Helper()
-	cmd := exec.Command(f.bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	return startServe(t, f.bin, args...)
+}
+
+// startServe starts `bin serve` as the fixture's startServe does.
+func startServe(t testing.TB, bin string, args ...string) (int, *lockedWriter) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	log := &lockedWriter{w: &bytes.Buffer{}}
 	cmd.Stderr = log
 	out, err := cmd.StdoutPipe()
