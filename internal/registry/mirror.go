@@ -134,19 +134,8 @@ func (m *Mirror) Close() { m.cancel() }
 
 // ServeHTTP answers GET and HEAD under /v2/.
 func (m *Mirror) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	if req.Method != http.MethodGet && req.Method != http.MethodHead {
-		apiError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "this registry is a read-only mirror: only GET and HEAD")
-		return
-	}
-	path, ok := strings.CutPrefix(req.URL.Path, "/v2/")
+	path, ok := apiPath(w, req)
 	if !ok {
-		apiError(w, http.StatusNotFound, "NOT_FOUND", "not a distribution API path (they start with /v2/)")
-		return
-	}
-	if path == "" {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, "{}")
 		return
 	}
 	for _, kind := range []string{"/manifests/", "/blobs/"} {
@@ -166,7 +155,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
-	repo, _, ok := strings.Cut(path, "/tags/list")
+	repo, ok := strings.CutSuffix(path, "/tags/list")
 	if !ok {
 		repo, _, ok = strings.Cut(path, "/referrers/")
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -51,23 +50,6 @@ func pullAll(addr, ref string) (v1.Hash, error) {
 	return img.Digest()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestMirror puts the mirror in front of a CNCF distribution registry (the
 // origin, behind a proxy that counts its requests) and checks that
 // twenty clients pulling one image at once cost the origin one download
@@ -100,7 +82,7 @@ func TestMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log registrytest.LockedBuffer
 	m, err := registry.NewMirror(t.Context(), registry.MirrorOptions{Upstream: counter.URL, Dir: t.TempDir(), Client: client, Log: &log})
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +151,15 @@ func TestMirror(t *testing.T) {
 	_, err = pullAll(addr, "lab/job:v2")
 	if err == nil || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
 		t.Errorf("a tag the origin does not have: %v, want its MANIFEST_UNKNOWN", err)
+	}
+	resp, err := http.Get("http://" + addr + "/v2/lab/job/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != `{"name":"lab/job","tags":["v1"]}` {
+		t.Errorf("tags list through the mirror: %s %s, want the origin's", resp.Status, body)
 	}
 }
 

@@ -162,21 +162,32 @@ func parseManifest(d v1.Hash, mt types.MediaType, raw []byte) (manifestFields, t
 	return m, mt, nil
 }
 
-// ServeHTTP answers the distribution API under /v2/.
-func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+// apiPath answers what every read-only registry answers alike (the API
+// version, methods other than GET and HEAD, paths outside /v2/, the /v2/
+// ping) and returns the path under /v2/ of any other request, ok.
+func apiPath(w http.ResponseWriter, req *http.Request) (path string, ok bool) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		apiError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "this registry is read-only: only GET and HEAD")
-		return
+		return "", false
 	}
-	path, ok := strings.CutPrefix(req.URL.Path, "/v2/")
+	path, ok = strings.CutPrefix(req.URL.Path, "/v2/")
 	if !ok {
 		apiError(w, http.StatusNotFound, "NOT_FOUND", "not a distribution API path (they start with /v2/)")
-		return
+		return "", false
 	}
 	if path == "" {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, "{}")
+		return "", false
+	}
+	return path, true
+}
+
+// ServeHTTP answers the distribution API under /v2/.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	path, ok := apiPath(w, req)
+	if !ok {
 		return
 	}
 	if name, ok := strings.CutSuffix(path, "/tags/list"); ok {

@@ -191,7 +191,7 @@ func (r *Registry) start(t testing.TB, dir string, o Options) error {
 	if err != nil {
 		return err
 	}
-	out := &lockedBuffer{}
+	out := &LockedBuffer{}
 	cmd := exec.Command(Binary, "serve", cfg)
 	// A clean environment: REGISTRY_* variables would override the config.
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir}
@@ -322,19 +322,20 @@ func (r *Registry) pushOptions(ctx context.Context) []remote.Option {
 	return opts
 }
 
-// lockedBuffer collects a process's output from several goroutines.
-type lockedBuffer struct {
+// LockedBuffer collects output written from several goroutines (a
+// process's, a server's log).
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
