@@ -51,6 +51,9 @@ type state struct {
 	volumes *volume.Set       // nil without volumes
 	kmods   *kmod.Index       // the initramfs's modules, once read (moduleIndex)
 	hotplug *hotplug.Listener // loads the drivers of devices as they come; nil when off
+	// fsModules gets the outcome of loading the storage stage's
+	// filesystem modules, started early; nil when not started.
+	fsModules <-chan error
 
 	network     *netconf.Result
 	stopNetwork func() *netconf.Result // ends the network's upkeep, gives its last state

@@ -81,7 +81,8 @@ func readCmdline() (string, error) {
 // loadModules inserts the module files asked for, then loads the modules
 // baked in at build time and those asked for on the command line, with
 // their dependencies, then those of the devices present (coldplug) and of
-// the devices that appear later (hotplug).
+// the devices that appear later (hotplug). The storage stage's filesystem
+// modules load meanwhile.
 func loadModules(_ context.Context, s *state) error {
 	for _, f := range s.plan.Insmods {
 		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
@@ -91,6 +92,13 @@ func loadModules(_ context.Context, s *state) error {
 	}
 	if err := s.loadModuleNames(append(append([]string(nil), s.input.baked.Modules...), s.plan.Modules...)); err != nil {
 		return err
+	}
+	if !noStorage(s) {
+		// No device needs them: they load while drivers probe their
+		// hardware and the network comes up.
+		if err := s.startFilesystemModules(); err != nil {
+			return err
+		}
 	}
 	if !s.plan.NoColdplug {
 		s.plugDrivers()

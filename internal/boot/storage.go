@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -43,8 +42,23 @@ func (s *state) devicesAdded() func() <-chan struct{} {
 // cache. Without a disk the boot goes on without a cache, warned.
 func prepareStorage(ctx context.Context, s *state) error {
 	st, log := s.plan.Storage, s.log("storage")
-	if err := s.loadModuleNames(s.storageModules()); err != nil {
+	fsMods, drivers, err := s.storageModules()
+	if err != nil {
 		return err
+	}
+	if s.fsModules != nil {
+		err = <-s.fsModules // started by the modules stage
+	} else {
+		err = s.loadModuleNames(fsMods)
+	}
+	if err != nil {
+		return err
+	}
+	if s.hotplug == nil {
+		// Nothing loads disk drivers as disks come: load them all.
+		if err := s.loadModuleNames(drivers); err != nil {
+			return err
+		}
 	}
 	if fs, ok := st.Filesystem(st.CacheDevice); ok {
 		if err := fs.Mount(ctx, storageDir); err != nil {
@@ -91,16 +105,38 @@ func prepareStorage(ctx context.Context, s *state) error {
 	return s.usePlan(s.plan)
 }
 
-// storageModules are the initramfs's storage modules the stage loads: all
-// of them without hotplug; with it, those no device asks for (filesystems,
-// overlay), since coldplug has loaded the drivers of the disks present and
-// hotplug loads those of the disks that come later.
-func (s *state) storageModules() []string {
+// storageModules splits the initramfs's storage modules: those no device
+// asks for (filesystems, overlay), which the stage loads, and the disk
+// drivers, which coldplug loads for the disks present and hotplug for
+// those that come later (the stage loads them all only without hotplug).
+func (s *state) storageModules() (fsMods, drivers []string, err error) {
 	mods := s.input.baked.StorageModules
-	if s.hotplug == nil || s.kmods == nil {
-		return mods
+	ix, err := s.moduleIndex()
+	if err != nil || ix == nil || len(mods) == 0 {
+		return mods, nil, err
 	}
-	return slices.DeleteFunc(slices.Clone(mods), s.kmods.DeviceDriver)
+	for _, m := range mods {
+		if ix.DeviceDriver(m) {
+			drivers = append(drivers, m)
+		} else {
+			fsMods = append(fsMods, m)
+		}
+	}
+	return fsMods, drivers, nil
+}
+
+// startFilesystemModules starts loading the storage stage's filesystem
+// modules while the stages before it run; the storage stage waits for
+// them.
+func (s *state) startFilesystemModules() error {
+	fsMods, _, err := s.storageModules()
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	s.fsModules = done
+	go func() { done <- s.loadModuleNames(fsMods) }()
+	return nil
 }
 
 // evictImages brings the cache's image store down to its quota, keeping
