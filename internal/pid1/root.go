@@ -43,11 +43,11 @@ func RootMoved(environ []string) bool {
 // the contents are moved into a tmpfs, as MoveRootToTmpfs does, and the
 // init re-executed: on success that does not return.
 func PivotableRoot(size string) error {
-	var fs unix.Statfs_t
-	if err := unix.Statfs("/", &fs); err != nil {
+	var root unix.Statfs_t
+	if err := unix.Statfs("/", &root); err != nil {
 		return fmt.Errorf("statfs /: %w", err)
 	}
-	if fs.Type != unix.TMPFS_MAGIC {
+	if root.Type != unix.TMPFS_MAGIC {
 		return MoveRootToTmpfs(size)
 	}
 	if err := os.MkdirAll(newRootDir, 0o755); err != nil {

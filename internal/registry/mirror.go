@@ -59,9 +59,9 @@ type MirrorOptions struct {
 // place whole), and streamed to every client asking for them while they
 // arrive. Manifests asked for by tag are asked of the upstream each time
 // (concurrent requests share one answer), so tags move as upstream's do;
-// when the upstream cannot be reached, the last answer for the tag is
-// served. Manifests are kept in memory, by digest. Tag lists and
-// referrers are relayed.
+// when the upstream cannot be reached, the last answer for the tag (since
+// the mirror was made) is served. Manifests are kept in memory, by digest.
+// Tag lists, referrers, and HEAD requests for blobs not kept are relayed.
 type Mirror struct {
 	ctx      context.Context // ends with Close: downloads stop
 	cancel   context.CancelFunc
@@ -271,7 +271,7 @@ func (m *Mirror) relay(w http.ResponseWriter, req *http.Request, repo string) {
 		return
 	}
 	defer resp.Body.Close()
-	for _, k := range []string{"Content-Type", "Content-Length", "Link", "Oci-Filters-Applied"} {
+	for _, k := range []string{"Content-Type", "Content-Length", "Docker-Content-Digest", "Link", "Oci-Filters-Applied"} {
 		if v := resp.Header.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}
