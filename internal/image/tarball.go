@@ -260,23 +260,37 @@ func openTarballFile(name string) (*os.File, int64, error) {
 	return f, fi.Size(), nil
 }
 
-// get sends the GET request through the client and returns the body and
-// its length (-1 if unknown).
-func (s tarballSource) get(ctx context.Context, client *http.Client) (io.ReadCloser, int64, error) {
+// do sends a GET of the file through the client, with the Range header
+// rng when it is not "". Its error never holds the URL (its message
+// would repeat credentials).
+func (s tarballSource) do(ctx context.Context, client *http.Client, rng string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.u.String(), nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	// Ask for the file as stored: a transparently decoded body would
 	// neither match its pinned hash nor be what was sniffed.
 	req.Header.Set("Accept-Encoding", "identity")
 	req.Header.Set("User-Agent", "ociboot")
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		var ue *url.Error // its message repeats the URL, credentials too
+		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// get sends the GET request through the client and returns the body and
+// its length (-1 if unknown).
+func (s tarballSource) get(ctx context.Context, client *http.Client) (io.ReadCloser, int64, error) {
+	resp, err := s.do(ctx, client, "")
+	if err != nil {
 		return nil, 0, fmt.Errorf("GET: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -294,16 +308,9 @@ const maxZstdHeader = 18
 // request; a server that does not answer it with exactly those bytes (no
 // range support, a file changed since) is an error.
 func (s tarballSource) tail(ctx context.Context, client *http.Client, size, n int64) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.u.String(), nil)
+	resp, err := s.do(ctx, client, fmt.Sprintf("bytes=%d-%d", size-n, size-1))
 	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept-Encoding", "identity")
-	req.Header.Set("User-Agent", "ociboot")
-	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", size-n, size-1))
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("range request: %w", err)
 	}
 	defer resp.Body.Close()
 	want := fmt.Sprintf("bytes %d-%d/%d", size-n, size-1, size)

@@ -76,7 +76,7 @@ type Mirror struct {
 	transports map[string]http.RoundTripper // by repository
 	manifests  map[v1.Hash]mirrored
 	tags       map[string]v1.Hash // "repo:tag" → the upstream's last answer
-	tagCalls   map[string]*call[mirrored]
+	tagCalls   map[string]*tagCall
 	downloads  map[v1.Hash]*download
 }
 
@@ -124,7 +124,7 @@ func NewMirror(ctx context.Context, o MirrorOptions) (*Mirror, error) {
 		ctx: ctx, cancel: cancel, base: &url.URL{Scheme: u.Scheme, Host: u.Host}, registry: reg,
 		store: st, client: client, keys: keys, log: log,
 		transports: map[string]http.RoundTripper{}, manifests: map[v1.Hash]mirrored{},
-		tags: map[string]v1.Hash{}, tagCalls: map[string]*call[mirrored]{}, downloads: map[v1.Hash]*download{},
+		tags: map[string]v1.Hash{}, tagCalls: map[string]*tagCall{}, downloads: map[v1.Hash]*download{},
 	}, nil
 }
 

@@ -16,10 +16,11 @@ import (
 	"github.com/ociboot/ociboot/internal/store"
 )
 
-// call is one request to the upstream that concurrent asks share.
-type call[T any] struct {
+// tagCall is one request to the upstream for a tag, which concurrent
+// asks share.
+type tagCall struct {
 	done chan struct{}
-	val  T
+	val  mirrored
 	err  error
 }
 
@@ -76,7 +77,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, repo, tag string) (mirrored,
 	m.mu.Lock()
 	c := m.tagCalls[key]
 	if c == nil {
-		c = &call[mirrored]{done: make(chan struct{})}
+		c = &tagCall{done: make(chan struct{})}
 		m.tagCalls[key] = c
 		go func() {
 			// The mirror's context, not the first client's: the others
