@@ -11,6 +11,7 @@ packages=(
 	docker-registry   # the CNCF distribution registry the tests push to
 	busybox-static    # the example and test images
 	e2fsprogs         # mke2fs, bundled to format cache disks; debugfs, dumpe2fs in the tests
+	squashfs-tools    # mksquashfs: the module and firmware images of ociboot build --modules-all
 	util-linux        # partx, blkid, mkswap, swaplabel: the storage tests check disks with them
 	cpio              # tests read archives back with it
 	dnsmasq-base      # the DHCP server of the network tests

@@ -22,6 +22,7 @@ import (
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/keymap"
 	"github.com/ociboot/ociboot/internal/kmod"
+	"github.com/ociboot/ociboot/internal/loopdev"
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pipeline"
 	"github.com/ociboot/ociboot/internal/runtime"
@@ -78,12 +79,16 @@ func readCmdline() (string, error) {
 	return string(raw), err
 }
 
-// loadModules inserts the module files asked for, then loads the modules
+// loadModules mounts the initramfs's images of modules and firmware,
+// inserts the module files asked for, then loads the modules
 // baked in at build time and those asked for on the command line, with
 // their dependencies, then those of the devices present (coldplug) and of
 // the devices that appear later (hotplug). The storage stage's filesystem
 // modules load meanwhile.
 func loadModules(_ context.Context, s *state) error {
+	if err := s.mountImages(); err != nil {
+		return err
+	}
 	for _, f := range s.plan.Insmods {
 		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
 			return err
@@ -103,6 +108,32 @@ func loadModules(_ context.Context, s *state) error {
 	if !s.plan.NoColdplug {
 		s.plugDrivers()
 	}
+	return nil
+}
+
+// mountImages mounts the initramfs's filesystem images where they belong
+// (the module tree and firmware of `ociboot build --modules-all`), after
+// loading the modules that needs: from then on, modules are read from
+// the mounted tree.
+func (s *state) mountImages() error {
+	if len(s.input.baked.Images) == 0 {
+		return nil
+	}
+	if err := s.loadModuleNames(s.input.baked.ImageModules); err != nil {
+		return err
+	}
+	for _, img := range s.input.baked.Images {
+		start := time.Now()
+		if err := os.MkdirAll(img.Dir, 0o755); err != nil {
+			return fmt.Errorf("image %s: %w", img.File, err)
+		}
+		dev, err := loopdev.Mount(img.File, img.Dir, img.FSType)
+		if err != nil {
+			return err
+		}
+		s.say("modules: mounted %s at %s through %s in %s", img.File, img.Dir, dev, time.Since(start).Round(time.Millisecond))
+	}
+	s.kmods = nil // read again, from the mounted tree
 	return nil
 }
 

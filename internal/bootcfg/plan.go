@@ -58,12 +58,26 @@ type Baked struct {
 	Shell string `json:"shell,omitempty"`
 	// Keymaps are the console keymaps stored in KeymapDir.
 	Keymaps []string `json:"keymaps,omitempty"`
+	// Images are filesystem images PID 1 mounts first, before it loads
+	// any driver: the whole module tree and firmware of `ociboot build
+	// --modules-all`, kept compressed. ImageModules are the modules
+	// that mounting them needs (loop, squashfs), loaded first.
+	Images       []Image  `json:"images,omitempty"`
+	ImageModules []string `json:"image_modules,omitempty"`
 
 	// RegistryAuth holds the credentials read from AuthPath, by registry;
 	// ociboot.registry_auth= wins for the same registry.
 	RegistryAuth map[string]image.Credential `json:"-"`
 	// CACerts holds the PEM certificates read from CAPath.
 	CACerts []byte `json:"-"`
+}
+
+// Image is a read-only filesystem image of the initramfs and where PID 1
+// mounts it.
+type Image struct {
+	File   string `json:"file"`   // in the initramfs
+	Dir    string `json:"dir"`    // where it is mounted
+	FSType string `json:"fstype"` // such as squashfs
 }
 
 // FailureAction is what PID 1 does when it cannot go on

@@ -139,9 +139,9 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 	f.BoolVar(&shell, "shell", false, "include busybox (found on PATH) as /bin/sh, for ociboot.on_failure=shell")
 	f.StringArrayVar(&opts.Programs, "include-program", nil, "add a host program (a path, or a name found on PATH) at its host path, with the shared libraries it needs (repeatable)")
-	f.BoolVar(&opts.ModulesAll, "modules-all", false, "add the whole module tree of the kernel as a second cpio segment, for an OS booted from an image")
+	f.BoolVar(&opts.ModulesAll, "modules-all", false, "add the whole module tree of the kernel as a squashfs image, mounted at boot, for any hardware and for an OS booted from an image")
 	f.StringVar(&opts.Firmware, "firmware", "", "a firmware directory (such as /lib/firmware): add the files the image's modules declare, xz-compressed")
-	f.BoolVar(&opts.FirmwareAll, "firmware-all", false, "add the whole --firmware directory as it is, in the second cpio segment (--modules-all does too)")
+	f.BoolVar(&opts.FirmwareAll, "firmware-all", false, "add the whole --firmware directory as a squashfs image, mounted at boot (--modules-all does too)")
 	f.BoolVar(&microcode, "early-microcode", true, "prepend the CPU microcode of the host's intel-microcode and amd64-microcode packages, uncompressed, for the kernel's early loader (none installed: nothing)")
 	f.StringVar(&opts.Microcode, "microcode-dir", initramfs.DefaultMicrocodeDir, "where --early-microcode takes the microcode from (intel-ucode/ and amd-ucode/ under it)")
 	f.StringVar(&ukiOut, "uki", "", "also write a UEFI unified kernel image to this file: the EFI stub, the kernel, the initramfs and --cmdline")
@@ -263,9 +263,13 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	if rep.Shell != "" {
 		fmt.Fprintf(w, "  shell: %s (busybox)\n", rep.Shell)
 	}
+	for _, img := range rep.Images {
+		fmt.Fprintf(w, "  image: %s, %s %s of %s (%d files, %s), mounted at %s\n",
+			img.File, humanBytes(img.Size), img.FSType, img.Source, img.Files, humanBytes(img.TreeSize), img.Dir)
+	}
 	if rep.SecondSegment.Size > 0 {
-		fmt.Fprintf(w, "  segments: first %s, second (modules/firmware, %d entries, %s of cpio) %s\n",
-			humanBytes(rep.FirstSegment), rep.SecondSegment.Entries, humanBytes(rep.SecondSegment.ArchiveSize), humanBytes(rep.SecondSegment.Size))
+		fmt.Fprintf(w, "  segments: first %s, second (images, uncompressed) %s\n",
+			humanBytes(rep.FirstSegment), humanBytes(rep.SecondSegment.Size))
 	}
 	if len(rep.Microcode.Vendors) > 0 {
 		var vs []string

@@ -76,9 +76,10 @@ func TestFirmware(t *testing.T) {
 
 	opts.FirmwareAll, opts.Output = true, filepath.Join(t.TempDir(), "all.img")
 	rep, raw = build(t, opts)
-	second := readCPIO(t, raw[rep.FirstSegment:])
-	if got := second.content["lib/firmware/unused/other.bin"]; string(got) != "no module wants me" || rep.Firmware.Files != 0 {
-		t.Errorf("--firmware-all: other.bin %q in the second segment, %d files compressed; want it as it is, none", got, rep.Firmware.Files)
+	second := readCPIO(t, bytes.TrimLeft(raw[rep.FirstSegment:], "\x00"))
+	tree := unsquashfs(t, second.content["lib/ociboot/firmware.squashfs"])
+	if got, _ := os.ReadFile(filepath.Join(tree, "unused/other.bin")); string(got) != "no module wants me" || rep.Firmware.Files != 0 {
+		t.Errorf("--firmware-all: other.bin %q in the firmware image, %d files compressed; want it as it is, none", got, rep.Firmware.Files)
 	}
 
 	opts.FirmwareAll, opts.Firmware = false, filepath.Join(fw, "e100/d101m_ucode.bin")

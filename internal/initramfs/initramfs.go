@@ -96,14 +96,17 @@ type Options struct {
 	// and stored for ociboot.keymap=.
 	Keymaps []string
 	// ModulesAll puts the kernel's whole module tree (/lib/modules/KVER,
-	// as ModulesDir has it) into a second compressed cpio segment after
-	// the first, which the kernel unpacks over it: an OS booted from an
-	// image can then load any driver.
+	// as ModulesDir has it) into a squashfs image in a second,
+	// uncompressed cpio segment; PID 1 mounts it over /lib/modules/KVER
+	// before loading any driver (makeImages): the boot and an OS booted
+	// from an image can then load any driver, and the tree stays
+	// compressed in RAM.
 	ModulesAll bool
 	// Firmware, when set, is a host directory of firmware (such as
 	// /lib/firmware): the files the image's modules declare are put into
 	// /lib/firmware, xz-compressed (addFirmware). With FirmwareAll or
-	// ModulesAll, all of it is put there as it is, in the second segment.
+	// ModulesAll, all of it goes into a squashfs image of the second
+	// segment, mounted at /lib/firmware.
 	Firmware    string
 	FirmwareAll bool
 	// Microcode, when set, is a directory holding the CPU vendors'
@@ -188,9 +191,11 @@ type Report struct {
 	Keymaps []string
 	// FirstSegment is the compressed size of the first segment (all of
 	// OutputSize when there is no second). SecondSegment describes the
-	// segment of ModulesAll and Firmware (zero without them).
+	// segment of the images (zero without them), and Images the images
+	// it holds.
 	FirstSegment  int64
 	SecondSegment Segment
+	Images        []ImageReport
 	// Microcode is what the early microcode archive holds, before the
 	// first segment (empty without Options.Microcode).
 	Microcode MicrocodeReport
@@ -253,7 +258,15 @@ func Build(opts Options) (*Report, error) {
 	if err := addRuntime(t, opts.Runtime, rep); err != nil {
 		return nil, err
 	}
-	mods, moduleDir, err := addModules(t, opts, rep)
+	images, err := planImages(opts)
+	if err != nil {
+		return nil, err
+	}
+	var imageMods []string
+	if len(images) > 0 {
+		imageMods = imageModules()
+	}
+	mods, moduleDir, err := addModules(t, opts, imageMods, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -294,6 +307,8 @@ func Build(opts Options) (*Report, error) {
 		KernelVersion:  rep.KernelVersion,
 		Shell:          rep.Shell,
 		Keymaps:        rep.Keymaps,
+		Images:         bakedImages(images),
+		ImageModules:   imageMods,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: encoding %s: %w", bootcfg.BakedPath, err)
@@ -305,7 +320,12 @@ func Build(opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
-	second, secondNames, err := secondSegment(opts)
+	tmp, err := os.MkdirTemp("", "ociboot-build-")
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	second, secondNames, err := makeImages(images, t, tmp, opts.SourceDateEpoch, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -330,8 +350,14 @@ func Build(opts Options) (*Report, error) {
 		if second == nil {
 			return nil
 		}
+		// The kernel takes an uncompressed archive after a compressed one
+		// only at an offset that is a multiple of 4 (it skips zeros
+		// between archives).
+		if _, err := cw.Write(make([]byte, (4-cw.n%4)%4)); err != nil {
+			return err
+		}
 		var seg Report
-		if err := writeArchive(cw, second, secondNames, comp, opts.SourceDateEpoch, &seg); err != nil {
+		if err := writeArchive(cw, second, secondNames, None, opts.SourceDateEpoch, &seg); err != nil {
 			return err
 		}
 		rep.SecondSegment = Segment{Entries: seg.Entries, ArchiveSize: seg.ArchiveSize, Size: cw.n - rep.Microcode.Size - rep.FirstSegment}
@@ -492,18 +518,25 @@ func addRuntime(t *tree, runtime string, rep *Report) error {
 // PATH.
 var sbinDirs = []string{"/usr/sbin", "/sbin"}
 
+// lookSystemProgram is lookProgram, trying also the directories of
+// programs run by root for a bare name.
+func lookSystemProgram(name string) (string, error) {
+	bin, err := lookProgram(name)
+	for _, dir := range sbinDirs {
+		if err == nil || strings.Contains(name, "/") {
+			break
+		}
+		bin, err = lookProgram(filepath.Join(dir, name))
+	}
+	return bin, err
+}
+
 // addMkfs adds mke2fs at its host path, with its ELF closure.
 func addMkfs(t *tree, mkfs string, rep *Report) error {
 	if mkfs == "" || mkfs == "none" {
 		return nil
 	}
-	bin, err := lookProgram(mkfs)
-	for _, dir := range sbinDirs {
-		if err == nil || strings.Contains(mkfs, "/") {
-			break
-		}
-		bin, err = lookProgram(filepath.Join(dir, mkfs))
-	}
+	bin, err := lookSystemProgram(mkfs)
 	if err != nil {
 		return fmt.Errorf("initramfs: mkfs %s: %w (install e2fsprogs, or build with --mkfs none: cache_device= then cannot format a disk)", mkfs, err)
 	}
@@ -622,34 +655,6 @@ func findKeymap(name string) (string, error) {
 	return "", fmt.Errorf("keymap %q: not found in %s (packages kbd and console-data)", name, strings.Join(keymapDirs, " or "))
 }
 
-// secondSegment is the tree of ModulesAll and the whole of Firmware, nil
-// when neither is asked for.
-func secondSegment(opts Options) (*tree, []string, error) {
-	if !opts.ModulesAll && !firmwareWhole(opts) {
-		return nil, nil, nil
-	}
-	t := newTree()
-	if opts.ModulesAll {
-		kver, dir, err := moduleSource(opts)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := t.addHostTree(dir, path.Join(modulesRoot, kver), "--modules-all "+dir); err != nil {
-			return nil, nil, fmt.Errorf("initramfs: --modules-all: %w", err)
-		}
-	}
-	if firmwareWhole(opts) {
-		if err := t.addHostTree(opts.Firmware, firmwareRoot, "--firmware "+opts.Firmware); err != nil {
-			return nil, nil, fmt.Errorf("initramfs: --firmware: %w", err)
-		}
-	}
-	names, err := t.finish()
-	if err != nil {
-		return nil, nil, fmt.Errorf("initramfs: %w", err)
-	}
-	return t, names, nil
-}
-
 // moduleSource is the kernel version and module directory opts name:
 // KernelVersion, else ModulesDir's base name, else the newest in
 // /lib/modules; ModulesDir, else /lib/modules/KVER.
@@ -675,8 +680,8 @@ func moduleSource(opts Options) (kver, dir string, err error) {
 // addModules adds the modules' closure, as stored on the host, and the
 // index files restricted to it, under /lib/modules/KVER. It returns the
 // closure and the host directory it came from.
-func addModules(t *tree, opts Options, rep *Report) ([]kmod.Module, string, error) {
-	if len(opts.Modules)+len(opts.StorageModules)+len(opts.FscryptModules)+len(opts.Drivers) == 0 {
+func addModules(t *tree, opts Options, imageMods []string, rep *Report) ([]kmod.Module, string, error) {
+	if len(opts.Modules)+len(opts.StorageModules)+len(opts.FscryptModules)+len(opts.Drivers)+len(imageMods) == 0 {
 		return nil, "", nil
 	}
 	kver, dir, err := moduleSource(opts)
@@ -691,7 +696,7 @@ func addModules(t *tree, opts Options, rep *Report) ([]kmod.Module, string, erro
 	if err != nil {
 		return nil, "", err
 	}
-	mods, err := ix.Closure(slices.Concat(opts.Modules, opts.StorageModules, opts.FscryptModules, drivers))
+	mods, err := ix.Closure(slices.Concat(opts.Modules, opts.StorageModules, opts.FscryptModules, drivers, imageMods))
 	if err != nil {
 		return nil, "", fmt.Errorf("initramfs: %w", err)
 	}

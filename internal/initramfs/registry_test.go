@@ -1,6 +1,7 @@
 package initramfs
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,12 +13,15 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/ociboot/ociboot/internal/bootcfg"
+	"github.com/ociboot/ociboot/internal/hosttest"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/keymap"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -148,13 +152,15 @@ func TestBuildKeymaps(t *testing.T) {
 	}
 }
 
-func TestBuildSecondSegment(t *testing.T) {
+func TestBuildImages(t *testing.T) {
 	mods := filepath.Join(t.TempDir(), "6.1.0-test")
 	fw := t.TempDir()
 	for name, content := range map[string]string{
-		filepath.Join(mods, "kernel/drivers/net/dummy.ko"): "not really a module",
-		filepath.Join(mods, "modules.dep"):                 "kernel/drivers/net/dummy.ko:\n",
-		filepath.Join(fw, "vendor/blob.bin"):               "firmware",
+		filepath.Join(mods, "kernel/drivers/net/dummy.ko"):    "not really a module",
+		filepath.Join(mods, "kernel/drivers/block/loop.ko"):   "loop",
+		filepath.Join(mods, "kernel/fs/squashfs/squashfs.ko"): "squashfs",
+		filepath.Join(mods, "modules.dep"):                    "kernel/drivers/net/dummy.ko:\nkernel/drivers/block/loop.ko:\nkernel/fs/squashfs/squashfs.ko:\n",
+		filepath.Join(fw, "vendor/blob.bin"):                  "firmware",
 	} {
 		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 			t.Fatal(err)
@@ -163,32 +169,110 @@ func TestBuildSecondSegment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, raw := build(t, Options{
-		Output: filepath.Join(t.TempDir(), "i.img"), Compression: None, InitBinary: smallInit(t), Runtime: "none",
-		ModulesDir: mods, ModulesAll: true, Firmware: fw,
-	})
+	opts := Options{
+		Output: filepath.Join(t.TempDir(), "i.img"), Compression: Zstd, InitBinary: smallInit(t), Runtime: "none",
+		ModulesDir: mods, ModulesAll: true, Firmware: fw, SourceDateEpoch: 1700000000,
+		// A program whose libraries bring the host's /lib -> usr/lib
+		// link into the first segment.
+		Programs: []string{"true"},
+	}
+	rep, raw := build(t, opts)
 	if rep.FirstSegment+rep.SecondSegment.Size != int64(len(raw)) || rep.SecondSegment.Entries == 0 {
 		t.Fatalf("segments %d + %+v, image %d bytes", rep.FirstSegment, rep.SecondSegment, len(raw))
 	}
 	// The kernel reads the segments one after the other: each is a whole
-	// archive.
-	first, second := readCPIO(t, raw[:rep.FirstSegment]), readCPIO(t, raw[rep.FirstSegment:])
+	// archive, the second uncompressed (it holds compressed images).
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	unpacked, err := dec.DecodeAll(raw[:rep.FirstSegment], nil)
+	if err != nil {
+		t.Fatalf("the first segment: %v", err)
+	}
+	first := readCPIO(t, unpacked)
+	if pad := rep.SecondSegment.Size - rep.SecondSegment.ArchiveSize; pad < 0 || pad > 3 {
+		t.Errorf("second segment: %d bytes of cpio in %d: want it stored as it is", rep.SecondSegment.ArchiveSize, rep.SecondSegment.Size)
+	}
+	// It starts at an offset that is a multiple of 4, after zeros.
+	rest := bytes.TrimLeft(raw[rep.FirstSegment:], "\x00")
+	if off := len(raw) - len(rest); off%4 != 0 {
+		t.Errorf("the second segment starts at offset %d, not a multiple of 4: the kernel would refuse it", off)
+	}
+	second := readCPIO(t, rest)
 	if _, ok := first.records["init"]; !ok {
 		t.Error("the first segment has no /init")
 	}
-	for name, want := range map[string]string{
-		"lib/modules/6.1.0-test/kernel/drivers/net/dummy.ko": "not really a module",
-		"lib/modules/6.1.0-test/modules.dep":                 "kernel/drivers/net/dummy.ko:\n",
-		"lib/firmware/vendor/blob.bin":                       "firmware",
-	} {
-		if got := string(second.content[name]); got != want {
-			t.Errorf("second segment /%s = %q, want %q", name, got, want)
+	// The images are where the first segment's links lead: the kernel
+	// would replace its /lib link with a directory of the second.
+	lib := first.records["lib"]
+	if lib.Mode&cpio.S_IFMT != cpio.S_IFLNK || string(first.content["lib"]) != "usr/lib" {
+		t.Fatalf("the first segment's /lib: mode %o %q; the test wants the host's link to usr/lib", lib.Mode, first.content["lib"])
+	}
+	for _, name := range second.order {
+		if r := first.records[name]; r.Name != "" && r.Mode&cpio.S_IFMT != second.records[name].Mode&cpio.S_IFMT {
+			t.Errorf("/%s is of another kind in each segment (%o, %o)", name, r.Mode, second.records[name].Mode)
 		}
 	}
-	// Compressed, the image is still two segments that decompress to the
-	// same archives.
-	rep, _ = build(t, Options{Output: filepath.Join(t.TempDir(), "j.img"), Compression: Zstd, InitBinary: smallInit(t), Runtime: "none", ModulesDir: mods, ModulesAll: true})
-	if rep.SecondSegment.Size == 0 || rep.FirstSegment == 0 {
-		t.Errorf("zstd segments: %d and %+v", rep.FirstSegment, rep.SecondSegment)
+	// Mounting the images needs loop and squashfs, in the first segment
+	// and named for PID 1.
+	for _, m := range []string{"kernel/drivers/block/loop.ko", "kernel/fs/squashfs/squashfs.ko"} {
+		if !slices.ContainsFunc(first.order, func(name string) bool { return strings.HasPrefix(name, "usr/lib/modules/6.1.0-test/"+m) }) {
+			t.Errorf("the first segment lacks %s", m)
+		}
 	}
+	var baked bootcfg.Baked
+	if err := json.Unmarshal(first.content[strings.TrimPrefix(bootcfg.BakedPath, "/")], &baked); err != nil {
+		t.Fatal(err)
+	}
+	wantImages := []bootcfg.Image{
+		{File: "/lib/ociboot/modules.squashfs", Dir: "/lib/modules/6.1.0-test", FSType: "squashfs"},
+		{File: "/lib/ociboot/firmware.squashfs", Dir: "/lib/firmware", FSType: "squashfs"},
+	}
+	if !reflect.DeepEqual(baked.Images, wantImages) || !reflect.DeepEqual(baked.ImageModules, []string{"loop", "squashfs"}) {
+		t.Errorf("baked images %+v, modules %v; want %+v and loop, squashfs", baked.Images, baked.ImageModules, wantImages)
+	}
+	if len(rep.Images) != 2 || rep.Images[0].Files != 4 || rep.Images[1].Files != 1 || rep.Images[1].TreeSize != int64(len("firmware")) {
+		t.Errorf("report %+v", rep.Images)
+	}
+	// Each image holds its tree, as unsquashfs reads it back.
+	for img, want := range map[string]map[string]string{
+		"usr/lib/ociboot/modules.squashfs":  {"kernel/drivers/net/dummy.ko": "not really a module", "modules.dep": "kernel/drivers/net/dummy.ko:\nkernel/drivers/block/loop.ko:\nkernel/fs/squashfs/squashfs.ko:\n"},
+		"usr/lib/ociboot/firmware.squashfs": {"vendor/blob.bin": "firmware"},
+	} {
+		data, ok := second.content[img]
+		if !ok {
+			t.Fatalf("the second segment lacks /%s", img)
+		}
+		out := unsquashfs(t, data)
+		for name, content := range want {
+			if got, err := os.ReadFile(filepath.Join(out, name)); err != nil || string(got) != content {
+				t.Errorf("/%s: %s = %q, %v; want %q", img, name, got, err, content)
+			}
+		}
+	}
+	// The same inputs make the same bytes.
+	opts.Output = filepath.Join(t.TempDir(), "j.img")
+	if _, again := build(t, opts); !bytes.Equal(raw, again) {
+		t.Error("two builds of the same trees differ")
+	}
+	// A tree that cannot be an image is refused, and says why.
+	opts.Firmware = filepath.Join(fw, "vendor/blob.bin")
+	if _, err := Build(opts); err == nil || !strings.Contains(err.Error(), "--firmware "+opts.Firmware+": want a directory") {
+		t.Errorf("a firmware file: %v", err)
+	}
+}
+
+// unsquashfs unpacks the squashfs image data with unsquashfs(1) and
+// returns the directory it made.
+func unsquashfs(t *testing.T, data []byte) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "image")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	hosttest.Run(t, "unsquashfs", "-no-progress", "-d", out, file)
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -53,12 +54,14 @@ func parseSwaps(data string) []string {
 }
 
 // diskMounts returns the mount points of block devices in /proc/mounts,
-// in mount order.
+// in mount order, but those mounted read-only: they hold nothing
+// unwritten, and the images of modules and firmware, on loop devices,
+// stay mounted for the OS.
 func diskMounts(data string) []string {
 	var dirs []string
 	for _, l := range strings.Split(data, "\n") {
 		f := strings.Fields(l)
-		if len(f) < 3 || !strings.HasPrefix(f[0], "/dev/") || f[2] == "devtmpfs" {
+		if len(f) < 4 || !strings.HasPrefix(f[0], "/dev/") || f[2] == "devtmpfs" || slices.Contains(strings.Split(f[3], ","), "ro") {
 			continue
 		}
 		dirs = append(dirs, unescapeMount(f[1]))

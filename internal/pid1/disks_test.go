@@ -12,6 +12,7 @@ devtmpfs /dev devtmpfs rw,size=1000k 0 0
 /dev/vda1 /storage ext4 rw,noatime 0 0
 tmpfs /run tmpfs rw 0 0
 /dev/vdb1 /storage/with\040space xfs rw 0 0
+/dev/loop0 /sysroot/usr/lib/modules/6.1.0-57-amd64 squashfs ro,nosuid,nodev,relatime,errors=continue 0 0
 10.0.2.2:/srv /mnt/nfs nfs4 rw 0 0
 `
 	if got, want := diskMounts(mounts), []string{"/storage", "/storage/with space"}; !slices.Equal(got, want) {

@@ -14,10 +14,12 @@ import (
 // HandOverModules makes the running kernel's modules (lib/modules/KVER
 // under initramfs, normally "/") available in the tree at dir when the
 // tree has none for this kernel, and the initramfs's firmware when the
-// tree has no firmware: bind mounts onto the tree's /lib/modules/KVER
-// and /lib/firmware, created as needed (following the tree's /lib ->
-// usr/lib). It returns the initramfs paths it handed over, which must
-// survive the freeing of the initramfs (see Exec), and logs what it did.
+// tree has no firmware, onto the tree's /lib/modules/KVER and
+// /lib/firmware, created as needed (following the tree's /lib ->
+// usr/lib): the mounts of the initramfs's images are moved there, its
+// directories bind-mounted. It returns the initramfs paths it bound,
+// which must survive the freeing of the initramfs (see Exec), and logs
+// what it did.
 func HandOverModules(initramfs, dir, kver string, log io.Writer) ([]string, error) {
 	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -39,11 +41,15 @@ func HandOverModules(initramfs, dir, kver string, log io.Writer) ([]string, erro
 	case src == "" || !isDir(src):
 		fmt.Fprintf(log, "modules: neither the image nor the initramfs has %s: the OS will load no modules\n", modules)
 	default:
-		if err := bindInto(root, src, modules); err != nil {
+		n := countModules(src)
+		how, err := handOver(root, src, modules)
+		if err != nil {
 			return nil, err
 		}
-		kept = append(kept, src)
-		fmt.Fprintf(log, "modules: %s of the initramfs handed over (%d modules)\n", modules, countModules(src))
+		if how == bound {
+			kept = append(kept, src)
+		}
+		fmt.Fprintf(log, "modules: %s of the initramfs handed over (%d modules, %s)\n", modules, n, how)
 	}
 
 	firmware := "/lib/firmware"
@@ -58,27 +64,53 @@ func HandOverModules(initramfs, dir, kver string, log io.Writer) ([]string, erro
 	case !empty:
 		fmt.Fprintf(log, "modules: the image has its own %s\n", firmware)
 	default:
-		if err := bindInto(root, src, firmware); err != nil {
+		how, err := handOver(root, src, firmware)
+		if err != nil {
 			return nil, err
 		}
-		kept = append(kept, src)
-		fmt.Fprintf(log, "modules: %s of the initramfs handed over\n", firmware)
+		if how == bound {
+			kept = append(kept, src)
+		}
+		fmt.Fprintf(log, "modules: %s of the initramfs handed over (%s)\n", firmware, how)
 	}
 	return kept, nil
 }
 
-// bindInto bind-mounts src onto name in the tree open as root, creating
-// name as a directory when missing.
-func bindInto(root int, src, name string) error {
+// How handOver gave a tree to the new root.
+const (
+	bound = "bind-mounted"
+	moved = "its image mount moved"
+)
+
+// handOver makes the initramfs's directory src the directory name of
+// the tree open as root, created when missing: a filesystem mounted at
+// src (an image of `ociboot build --modules-all`) is moved there, and
+// the initramfs keeps nothing of it; a directory of the initramfs is
+// bind-mounted, and must be kept. It says which.
+func handOver(root int, src, name string) (string, error) {
 	fd, err := mkdirAllInRoot(root, name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer unix.Close(fd)
-	if err := unix.Mount(src, fdPath(fd), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind-mounting %s onto %s in the new root: %w", src, name, err)
+	how, flags := bound, uintptr(unix.MS_BIND|unix.MS_REC)
+	if isMountRoot(src) {
+		how, flags = moved, unix.MS_MOVE
 	}
-	return nil
+	if err := unix.Mount(src, fdPath(fd), "", flags, ""); err != nil {
+		return "", fmt.Errorf("handing %s over as %s in the new root (%s): %w", src, name, how, err)
+	}
+	return how, nil
+}
+
+// isMountRoot says whether a filesystem is mounted at the directory p:
+// whether it is on another device than its parent.
+func isMountRoot(p string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(p, &st) != nil || unix.Stat(filepath.Dir(p), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
 }
 
 // emptyInRoot reports whether the directory name of the tree is missing

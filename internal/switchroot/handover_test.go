@@ -116,7 +116,7 @@ func TestHandOverModules(t *testing.T) {
 		if !sameFile(t, filepath.Join(dir, "lib/modules", kver), modules) {
 			t.Error("the tree's modules directory is not the initramfs's")
 		}
-		for _, want := range []string{"/lib/modules/" + kver + " of the initramfs handed over (1 modules)", "/lib/firmware of the initramfs handed over"} {
+		for _, want := range []string{"/lib/modules/" + kver + " of the initramfs handed over (1 modules, bind-mounted)", "/lib/firmware of the initramfs handed over (bind-mounted)"} {
 			if !strings.Contains(log.String(), want) {
 				t.Errorf("log %q, want %q", log.String(), want)
 			}
@@ -230,6 +230,57 @@ func TestHandOverModules(t *testing.T) {
 		}
 		if _, err := os.Lstat(filepath.Join(dir, "lib/modules")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("lib/modules made in the tree: %v, want nothing", err)
+		}
+	})
+
+	t.Run("initramfs with its trees mounted from images", func(t *testing.T) {
+		// A private mount for the initramfs, as PID 1's root is: a mount
+		// under a shared one cannot be moved.
+		initramfs := t.TempDir()
+		if err := unix.Mount("tmpfs", initramfs, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		unmountInCleanup(t, initramfs)
+		if err := unix.Mount("", initramfs, "", unix.MS_PRIVATE, ""); err != nil {
+			t.Fatal(err)
+		}
+		images := map[string]string{"lib/modules/" + kver: "kernel/y.ko", "lib/firmware": "b.bin"}
+		for dir, name := range images {
+			p := filepath.Join(initramfs, dir)
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mount("tmpfs", p, "tmpfs", 0, ""); err != nil {
+				t.Fatal(err)
+			}
+			unmountInCleanup(t, p)
+			tree{name: file("from an image", 0o644)}.build(t, p)
+		}
+		dir := t.TempDir()
+		unmountInCleanup(t, filepath.Join(dir, "lib/modules", kver), filepath.Join(dir, "lib/firmware"))
+		var log strings.Builder
+		kept, err := HandOverModules(initramfs, dir, kver, &log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kept) != 0 {
+			t.Errorf("kept %q, want nothing: the initramfs holds nothing of a moved mount", kept)
+		}
+		for dir2, name := range images {
+			if got := readFile(t, filepath.Join(dir, dir2, name)); got != "from an image" {
+				t.Errorf("%s in the tree: %q", name, got)
+			}
+			if !isMountPoint(t, filepath.Join(dir, dir2)) {
+				t.Errorf("/%s is not a mount point of the tree", dir2)
+			}
+			if isMountPoint(t, filepath.Join(initramfs, dir2)) {
+				t.Errorf("/%s is still mounted in the initramfs: moved, it should be gone from there", dir2)
+			}
+		}
+		for _, want := range []string{"/lib/modules/" + kver + " of the initramfs handed over (1 modules, its image mount moved)", "/lib/firmware of the initramfs handed over (its image mount moved)"} {
+			if !strings.Contains(log.String(), want) {
+				t.Errorf("log %q, want %q", log.String(), want)
+			}
 		}
 	})
 

@@ -218,7 +218,7 @@ func lineWith(console, s string) string {
 
 // serveDir serves the files of dir over HTTP on 127.0.0.1 until the test
 // ends, and returns the port.
-func serveDir(t *testing.T, dir string) int {
+func serveDir(t testing.TB, dir string) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -238,7 +238,7 @@ var systemdPackages = []string{"systemd", "systemd-sysv", "udev", "kmod"}
 // markerUnit prints what the systemd test checks, once multi-user.target
 // is reached, and powers off.
 var markerUnit = systemdMarker("ociboot switch-root test marker",
-	`echo "SYSTEMD-MARKER target=$(systemctl is-active multi-user.target) pid1=$(cat /proc/1/comm) modprobe=$(modprobe dummy && grep -q "^dummy " /proc/modules && echo ok) firmware=$(cat /lib/firmware/ociboot-test.bin) network=$(test -s /run/ociboot/network.json && echo yes)"`)
+	`echo "SYSTEMD-MARKER target=$(systemctl is-active multi-user.target) pid1=$(cat /proc/1/comm) modprobe=$(modprobe dummy && grep -q "^dummy " /proc/modules && echo ok) firmware=$(cat /lib/firmware/ociboot-test.bin) network=$(test -s /run/ociboot/network.json && echo yes) trees=$(grep -E " /(usr/)?lib/(modules/[^ ]*|firmware) " /proc/self/mounts | cut -d" " -f2,3 | tr " \n" ":,") memavailable=$(grep ^MemAvailable: /proc/meminfo | tr -s " " | cut -d" " -f2)kB"`)
 
 // systemdMarker is a unit that runs the shell command script once
 // multi-user.target is reached, its output on the console, then powers
@@ -406,16 +406,21 @@ func (f *fixture) systemdTests(t *testing.T) {
 				t.Error("the fit check did not read the tarball's size from its xz index")
 			}
 			inOrder(t, console,
+				"ociboot: modules: mounted /lib/ociboot/modules.squashfs at /lib/modules/"+kernelRelease(t)+" through /dev/loop",
+				"ociboot: modules: mounted /lib/ociboot/firmware.squashfs at /lib/firmware through /dev/loop",
 				"ociboot: root: unpacked in",
 				"ociboot: root: modules: /lib/modules/"+kernelRelease(t)+" of the initramfs handed over",
 				"ociboot: root: modules: /lib/firmware of the initramfs handed over",
 				handover,
 				"Welcome to ", "Debian GNU/Linux 12 (bookworm)", // with colour codes between
-				"SYSTEMD-MARKER target=active pid1=systemd modprobe=ok firmware="+testFirmware+" network=yes",
+				"SYSTEMD-MARKER target=active pid1=systemd modprobe=ok firmware="+testFirmware+" network=yes"+
+					// Debian's /lib leads to usr/lib.
+					" trees=/usr/lib/modules/"+kernelRelease(t)+":squashfs,/usr/lib/firmware:squashfs, memavailable=",
 				"reboot: Power down")
 			// The figures of the closing note, not asserted.
-			t.Logf("FIGURE systemd %s: VM start to init %.1f s, to multi-user.target %.1f s, whole run %.1f s; %s",
-				form.name, con.at(handover).Seconds(), con.at(marker).Seconds(), res.Elapsed.Seconds(),
+			_, mem, _ := strings.Cut(lineWith(console, "memavailable="), "memavailable=")
+			t.Logf("FIGURE systemd %s: VM start to init %.1f s, to multi-user.target %.1f s, whole run %.1f s; MemAvailable in the OS %s; %s",
+				form.name, con.at(handover).Seconds(), con.at(marker).Seconds(), res.Elapsed.Seconds(), strings.TrimSpace(mem),
 				strings.TrimPrefix(lineWith(console, "ociboot: root: unpacked in"), "ociboot: root: "))
 		})
 	}
