@@ -4,7 +4,8 @@
 # ~/.cache/ociboot-test) as an OCI image and as a rootfs.tar.xz served over
 # HTTP, side by side under TCG, through the VM tests that check them
 # (test/e2e, TestBoot/root-systemd-*), and prints what they measured:
-# - the initramfs's two segments (ociboot build --modules-all --firmware);
+# - the initramfs's two segments and the images of the second (ociboot
+#   build --modules-all --firmware);
 # - from the VM's start (host clock) to the image's init running and to
 #   the unit that marks multi-user.target;
 # - inside the guest: the unpacked tree against how much the memory in use
@@ -21,6 +22,6 @@ if ! go test -count=1 -timeout 30m -v -run 'TestBoot/root-systemd' ./test/e2e/ >
 	exit 1
 fi
 echo "initramfs (ociboot build --modules-all --firmware):"
-grep -o 'segments: .*' "$log" | sort -u | sed 's/^/  /'
+grep -o 'image: .*\|segments: .*' "$log" | sort -u | sed 's/^/  /'
 echo "boots (both forms at once, one vCPU each, TCG):"
 grep -o 'FIGURE .*' "$log" | sed 's/^FIGURE /  /'

@@ -37,7 +37,7 @@ func HandOverModules(initramfs, dir, kver string, log io.Writer) ([]string, erro
 	case err != nil:
 		return nil, err
 	case has:
-		fmt.Fprintf(log, "modules: the image has its own %s\n", modules)
+		fmt.Fprintf(log, "modules: the image has its own %s%s\n", modules, letGo(src))
 	case src == "" || !isDir(src):
 		fmt.Fprintf(log, "modules: neither the image nor the initramfs has %s: the OS will load no modules\n", modules)
 	default:
@@ -62,7 +62,7 @@ func HandOverModules(initramfs, dir, kver string, log io.Writer) ([]string, erro
 	case err != nil:
 		return nil, err
 	case !empty:
-		fmt.Fprintf(log, "modules: the image has its own %s\n", firmware)
+		fmt.Fprintf(log, "modules: the image has its own %s%s\n", firmware, letGo(src))
 	default:
 		how, err := handOver(root, src, firmware)
 		if err != nil {
@@ -101,6 +101,19 @@ func handOver(root int, src, name string) (string, error) {
 		return "", fmt.Errorf("handing %s over as %s in the new root (%s): %w", src, name, how, err)
 	}
 	return how, nil
+}
+
+// letGo unmounts a filesystem mounted at the initramfs's directory src
+// that the new root does not take: it would stay, out of reach, holding
+// its loop device and image in RAM. It says so, for the log.
+func letGo(src string) string {
+	if src == "" || !isMountRoot(src) {
+		return ""
+	}
+	if err := unix.Unmount(src, unix.MNT_DETACH); err != nil {
+		return fmt.Sprintf(" (unmounting the initramfs's: %v)", err)
+	}
+	return " (the initramfs's image unmounted)"
 }
 
 // isMountRoot says whether a filesystem is mounted at the directory p:

@@ -116,11 +116,7 @@ func TestHandOverModules(t *testing.T) {
 		if !sameFile(t, filepath.Join(dir, "lib/modules", kver), modules) {
 			t.Error("the tree's modules directory is not the initramfs's")
 		}
-		for _, want := range []string{"/lib/modules/" + kver + " of the initramfs handed over (1 modules, bind-mounted)", "/lib/firmware of the initramfs handed over (bind-mounted)"} {
-			if !strings.Contains(log.String(), want) {
-				t.Errorf("log %q, want %q", log.String(), want)
-			}
-		}
+		logHas(t, log.String(), "/lib/modules/"+kver+" of the initramfs handed over (1 modules, bind-mounted)", "/lib/firmware of the initramfs handed over (bind-mounted)")
 	})
 
 	t.Run("tree with its own modules and empty firmware", func(t *testing.T) {
@@ -233,9 +229,12 @@ func TestHandOverModules(t *testing.T) {
 		}
 	})
 
-	t.Run("initramfs with its trees mounted from images", func(t *testing.T) {
-		// A private mount for the initramfs, as PID 1's root is: a mount
-		// under a shared one cannot be moved.
+	images := map[string]string{"lib/modules/" + kver: "kernel/y.ko", "lib/firmware": "b.bin"}
+	// imageInitramfs makes an initramfs whose module tree and firmware
+	// are filesystems of their own, as `ociboot build --modules-all`
+	// images are, on a private mount, as PID 1's root is: a mount under a
+	// shared one cannot be moved.
+	imageInitramfs := func(t *testing.T) string {
 		initramfs := t.TempDir()
 		if err := unix.Mount("tmpfs", initramfs, "tmpfs", 0, ""); err != nil {
 			t.Fatal(err)
@@ -244,7 +243,6 @@ func TestHandOverModules(t *testing.T) {
 		if err := unix.Mount("", initramfs, "", unix.MS_PRIVATE, ""); err != nil {
 			t.Fatal(err)
 		}
-		images := map[string]string{"lib/modules/" + kver: "kernel/y.ko", "lib/firmware": "b.bin"}
 		for dir, name := range images {
 			p := filepath.Join(initramfs, dir)
 			if err := os.MkdirAll(p, 0o755); err != nil {
@@ -256,6 +254,11 @@ func TestHandOverModules(t *testing.T) {
 			unmountInCleanup(t, p)
 			tree{name: file("from an image", 0o644)}.build(t, p)
 		}
+		return initramfs
+	}
+
+	t.Run("initramfs with its trees mounted from images", func(t *testing.T) {
+		initramfs := imageInitramfs(t)
 		dir := t.TempDir()
 		unmountInCleanup(t, filepath.Join(dir, "lib/modules", kver), filepath.Join(dir, "lib/firmware"))
 		var log strings.Builder
@@ -277,11 +280,32 @@ func TestHandOverModules(t *testing.T) {
 				t.Errorf("/%s is still mounted in the initramfs: moved, it should be gone from there", dir2)
 			}
 		}
-		for _, want := range []string{"/lib/modules/" + kver + " of the initramfs handed over (1 modules, its image mount moved)", "/lib/firmware of the initramfs handed over (its image mount moved)"} {
-			if !strings.Contains(log.String(), want) {
-				t.Errorf("log %q, want %q", log.String(), want)
+		logHas(t, log.String(), "/lib/modules/"+kver+" of the initramfs handed over (1 modules, its image mount moved)", "/lib/firmware of the initramfs handed over (its image mount moved)")
+	})
+
+	t.Run("tree with its own trees, initramfs with images", func(t *testing.T) {
+		initramfs := imageInitramfs(t)
+		dir := t.TempDir()
+		tree{"lib/modules/" + kver + "/own.ko": file("own", 0o644), "lib/firmware/own.bin": file("own", 0o644)}.build(t, dir)
+		var log strings.Builder
+		kept, err := HandOverModules(initramfs, dir, kver, &log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kept) != 0 {
+			t.Errorf("kept %q, want nothing", kept)
+		}
+		// The images the tree does not take are let go, not left out
+		// of reach once the root is switched.
+		for dir2 := range images {
+			if isMountPoint(t, filepath.Join(initramfs, dir2)) {
+				t.Errorf("/%s is still mounted in the initramfs", dir2)
+			}
+			if isMountPoint(t, filepath.Join(dir, dir2)) {
+				t.Errorf("the tree's own /%s was covered", dir2)
 			}
 		}
+		logHas(t, log.String(), "the image has its own /lib/modules/"+kver+" (the initramfs's image unmounted)", "the image has its own /lib/firmware (the initramfs's image unmounted)")
 	})
 
 	t.Run("initramfs with an empty firmware directory", func(t *testing.T) {
@@ -399,4 +423,14 @@ func TestHandOverNetwork(t *testing.T) {
 			t.Errorf("the directory outside the tree that its /etc names holds %v, %v; want it untouched", names, err)
 		}
 	})
+}
+
+// logHas fails the test for each of wants that log lacks.
+func logHas(t *testing.T, log string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(log, want) {
+			t.Errorf("log %q, want %q", log, want)
+		}
+	}
 }
