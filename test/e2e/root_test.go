@@ -402,6 +402,11 @@ func (f *fixture) systemdTests(t *testing.T) {
 			if err != nil && (!res.Started || res.ExitCode != 0) {
 				t.Fatalf("vm.Run: %v (qemu exit status %d)", err, res.ExitCode)
 			}
+			// The boot's coldplug reads the mounted tree: pcspkr, in no
+			// driver preset, is only there.
+			if line := lineWith(console, "ociboot: modules: coldplug: loaded"); !strings.Contains(line, "pcspkr") {
+				t.Errorf("coldplug did not load pcspkr from the module image: %q", line)
+			}
 			if form.name == "tarball" && !strings.Contains(console, " unpacked (as its xz index says), into a tmpfs of ") {
 				t.Error("the fit check did not read the tarball's size from its xz index")
 			}
