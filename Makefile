@@ -3,7 +3,7 @@ GO      ?= go
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 BIN     := bin/ociboot
 GOFILES := $(shell find cmd internal test bench -name '*.go')
-# Brief fuzz runs of the parsers of outside input: layers, gzip, the command
+# Brief fuzz runs of the parsers of outside input: layers, gzip, xz, the command
 # line, network and NTP parameters, keymaps. Each gets a number of
 # executions (a few seconds' worth), not a duration: Go 1.26's fuzz
 # coordinator can fail a duration-bound run with "context deadline
@@ -33,6 +33,7 @@ test: deps lint
 	$(FUZZ) 15000x -fuzz '^FuzzApplyLayer$$' ./internal/layer
 	$(FUZZ) 12000x -fuzz '^FuzzApplyLayerEntries$$' ./internal/layer
 	$(FUZZ) 60000x -fuzz '^FuzzReader$$' ./internal/inflate
+	$(FUZZ) 10000x -fuzz '^FuzzDecode$$' ./internal/xz
 	$(FUZZ) 120000x -fuzz '^FuzzParse$$' ./internal/bootcfg
 	$(FUZZ) 120000x -fuzz '^FuzzMaskSecrets$$' ./internal/bootcfg
 	$(FUZZ) 200000x -fuzz '^FuzzParseIface$$' ./internal/netconf
@@ -57,6 +58,7 @@ bench: deps build
 	./bench/root.sh
 	./bench/netboot.sh
 	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
+	$(GO) test -run '^$$' -bench Decode ./internal/xz
 	$(GO) test -run '^$$' -bench Blob100MiB ./internal/registry
 	TMPDIR=/dev/shm $(GO) test -run '^$$' -bench MirrorVsRclone -benchtime 1x -timeout 30m ./internal/volume
 	$(GO) test -run '^$$' -bench 'CacheBoot|BootStorm|ModulesAll' -benchtime 3x -timeout 60m ./test/e2e

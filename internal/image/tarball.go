@@ -22,7 +22,7 @@ import (
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/inflate"
 	"github.com/ociboot/ociboot/internal/layer"
-	"github.com/ulikunitz/xz"
+	"github.com/ociboot/ociboot/internal/xz"
 )
 
 // TarballOptions tune UnpackTarball. The zero value is ready to use.
@@ -369,7 +369,7 @@ func decompressTarball(raw *bufio.Reader) (io.Reader, string, func(), error) {
 	case "xz":
 		xr, err := xz.NewReader(raw)
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("xz: %w", err)
+			return nil, "", nil, err // it says "xz: "
 		}
 		return xr, "xz", func() {}, nil
 	case "zstd":

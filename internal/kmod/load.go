@@ -10,7 +10,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/ociboot/ociboot/internal/xz"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +28,7 @@ func ReadFile(path string) ([]byte, error) {
 	case strings.HasSuffix(path, ".xz"):
 		xr, err := xz.NewReader(f)
 		if err != nil {
-			return nil, fmt.Errorf("kmod: decompressing %s as xz: %w", path, err)
+			return nil, fmt.Errorf("kmod: decompressing %s: %w", path, err)
 		}
 		r = xr
 	case strings.HasSuffix(path, ".zst"):

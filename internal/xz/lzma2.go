@@ -1,0 +1,152 @@
+package xz
+
+import (
+	"bufio"
+	"io"
+)
+
+// maxDictSize bounds the dictionary a file may ask for (xz -9e uses
+// 64 MiB; the format allows 4 GiB).
+const maxDictSize = 1536 << 20
+
+// dictSize reads an LZMA2 filter's property byte.
+func dictSize(b byte) (int, error) {
+	if b > 40 {
+		return 0, errCorrupt
+	}
+	if b == 40 {
+		return maxDictSize, nil
+	}
+	return min(int(2|b&1)<<(b/2+11), maxDictSize), nil
+}
+
+// lzma2Reader decodes one LZMA2 stream (a block's data) from in.
+type lzma2Reader struct {
+	in    *bufio.Reader
+	w     window
+	z     lzma
+	rc    rangeDecoder
+	chunk []byte // compressed bytes of the current chunk, and room for the range decoder's padding
+
+	left         int  // uncompressed bytes left in the current chunk
+	uncompressed bool // whether the current chunk is stored
+	props        bool // whether properties were given
+	started      bool // whether the dictionary was reset once
+	eof          bool
+}
+
+func (r *lzma2Reader) reset(in *bufio.Reader, dict int) {
+	r.in = in
+	r.w.reset(dict)
+	r.left, r.uncompressed, r.props, r.started, r.eof = 0, false, false, false, false
+}
+
+func (r *lzma2Reader) Read(p []byte) (int, error) {
+	for {
+		w := &r.w
+		if w.start < w.pos {
+			n := copy(p, w.buf[w.start:w.pos])
+			w.start += n
+			return n, nil
+		}
+		if r.eof {
+			return 0, io.EOF
+		}
+		w.wrap()
+		if r.left == 0 {
+			if err := r.nextChunk(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		limit := min(len(w.buf), w.pos+r.left)
+		before := w.pos
+		if r.uncompressed {
+			if _, err := io.ReadFull(r.in, w.buf[w.pos:limit]); err != nil {
+				return 0, unexpected(err)
+			}
+			w.uncompressed(w.buf[w.pos:limit])
+		} else if err := r.z.decode(&r.rc, w, limit); err != nil {
+			return 0, err
+		}
+		r.left -= w.pos - before
+		if r.left == 0 && !r.uncompressed && (!r.rc.finished() || r.z.pending != 0) {
+			return 0, errCorrupt
+		}
+	}
+}
+
+// nextChunk reads a chunk's header, and a compressed chunk's bytes.
+func (r *lzma2Reader) nextChunk() error {
+	control, err := r.in.ReadByte()
+	if err != nil {
+		return unexpected(err)
+	}
+	if control == 0 {
+		r.eof = true
+		return nil
+	}
+	var hdr [5]byte
+	switch {
+	case control == 1 || control == 2:
+		if _, err := io.ReadFull(r.in, hdr[:2]); err != nil {
+			return unexpected(err)
+		}
+		if control == 1 {
+			r.w.reset(r.w.size)
+			r.started = true
+		} else if !r.started {
+			return errCorrupt
+		}
+		r.uncompressed, r.left = true, int(hdr[0])<<8|int(hdr[1])+1
+		return nil
+	case control < 0x80:
+		return errCorrupt
+	}
+	reset := control >> 5 & 3
+	n := 4
+	if reset >= 2 {
+		n = 5
+	}
+	if _, err := io.ReadFull(r.in, hdr[:n]); err != nil {
+		return unexpected(err)
+	}
+	switch {
+	case reset == 3:
+		r.w.reset(r.w.size)
+		r.started = true
+	case !r.started:
+		return errCorrupt
+	}
+	if reset >= 2 {
+		if err := r.z.setProps(hdr[4]); err != nil {
+			return err
+		}
+		r.props = true
+	} else if !r.props {
+		return errCorrupt
+	}
+	if reset >= 1 {
+		r.z.reset()
+	}
+	r.uncompressed = false
+	r.left = int(control&0x1F)<<16 | int(hdr[0])<<8 | int(hdr[1]) + 1
+	packed := int(hdr[2])<<8 | int(hdr[3]) + 1
+	if r.chunk == nil {
+		r.chunk = make([]byte, 1<<16+rcPadding)
+	}
+	if _, err := io.ReadFull(r.in, r.chunk[:packed]); err != nil {
+		return unexpected(err)
+	}
+	clear(r.chunk[packed : packed+rcPadding])
+	return r.rc.init(r.chunk, packed)
+}
+
+// unexpected turns the end of the input inside a structure into
+// io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

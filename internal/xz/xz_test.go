@@ -1,0 +1,239 @@
+package xz
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ociboot/ociboot/internal/hosttest"
+	ulikunitz "github.com/ulikunitz/xz"
+)
+
+// sample is data with the kinds of content roots hold: x86 code (this
+// test binary), text (this package's sources) and incompressible bytes,
+// which LZMA2 stores as they are.
+func sample(t testing.TB, size int) []byte {
+	t.Helper()
+	exe, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text []byte
+	for _, f := range []string{"xz.go", "lzma.go", "lzma2.go", "window.go", "bcj.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text = append(text, b...)
+	}
+	random := make([]byte, size/8)
+	rand.Read(random)
+	out := append(append(append([]byte{}, exe[len(exe)/4:][:min(size/2, len(exe)*3/4)]...), text...), random...)
+	// More programs, when more is asked for.
+	progs, _ := filepath.Glob("/usr/bin/*")
+	for _, p := range progs {
+		if len(out) >= size {
+			break
+		}
+		if b, err := os.ReadFile(p); err == nil {
+			out = append(out, b...)
+		}
+	}
+	if len(out) < size {
+		t.Fatalf("only %d bytes of sample data", len(out))
+	}
+	return out[:size]
+}
+
+// xzFile compresses data with xz(1) and args.
+func xzFile(t testing.TB, data []byte, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(hosttest.Path(t, "xz"), append([]string{"-c"}, args...)...)
+	cmd.Stdin = bytes.NewReader(data)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("xz %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+func decode(compressed []byte) ([]byte, error) {
+	r, err := NewReader(bytes.NewReader(compressed))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+// TestCorpus decodes what xz(1) makes with every preset and option a
+// root's tarball may have been made with.
+func TestCorpus(t *testing.T) {
+	data := sample(t, 1<<20)
+	cases := [][]string{
+		{"-0"}, {"-1"}, {"-2"}, {"-3"}, {"-4"}, {"-5"}, {"-6"}, {"-7"}, {"-8"}, {"-9"},
+		{"-0e"}, {"-6e"}, {"-9e"},
+		{"--x86", "--lzma2=preset=6"},
+		{"--x86=start=4096", "--lzma2=preset=1"},
+		{"--check=none"}, {"--check=crc32"}, {"--check=crc64"}, {"--check=sha256"},
+		{"-T2", "--block-size=100KiB"},
+		{"--block-size=300KiB", "--check=sha256"},
+		{"--lzma2=preset=6,lc=0,lp=4,pb=0"},
+		{"--lzma2=preset=6,lc=4,lp=0,pb=4"},
+		{"--lzma2=dict=4KiB"},
+	}
+	for _, args := range cases {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			got, err := decode(xzFile(t, data, args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("decoded %d bytes, not the %d compressed", len(got), len(data))
+			}
+		})
+	}
+	t.Run("reads of no bytes", func(t *testing.T) {
+		r, err := NewReader(bytes.NewReader(xzFile(t, data[:5000])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := r.Read(nil); n != 0 || err != nil {
+			t.Fatalf("Read(nil) = %d, %v; want 0, nil", n, err)
+		}
+		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data[:5000]) {
+			t.Fatalf("then %d bytes, %v", len(got), err)
+		}
+	})
+	t.Run("empty", func(t *testing.T) {
+		if got, err := decode(xzFile(t, nil)); err != nil || len(got) != 0 {
+			t.Fatalf("%q, %v", got, err)
+		}
+	})
+	t.Run("concatenated streams with padding", func(t *testing.T) {
+		a, b := xzFile(t, data[:1000], "--check=crc32"), xzFile(t, data[1000:], "--check=sha256")
+		joined := append(append(append([]byte{}, a...), make([]byte, 8)...), b...)
+		if got, err := decode(joined); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes, %v", len(got), err)
+		}
+	})
+}
+
+// TestCorrupt checks that damage is an error, never wrong data.
+func TestCorrupt(t *testing.T) {
+	data := sample(t, 256<<10)
+	good := xzFile(t, data, "-6", "--check=crc32")
+	for _, tc := range []struct {
+		name string
+		edit func([]byte) []byte
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"no footer", func(b []byte) []byte { return b[:len(b)-12] }},
+		{"flipped data byte", func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b }},
+		{"flipped check", func(b []byte) []byte { b[len(b)-12-12-1] ^= 1; return b }},
+		{"bad magic", func(b []byte) []byte { b[0] = 0; return b }},
+		{"trailing garbage", func(b []byte) []byte { return append(b, 1, 2, 3, 4) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decode(tc.edit(bytes.Clone(good)))
+			if err == nil {
+				t.Fatalf("no error; %d bytes decoded", len(got))
+			}
+			if !strings.HasPrefix(err.Error(), "xz: ") {
+				t.Errorf("error %q does not say it is xz's", err)
+			}
+		})
+	}
+}
+
+// FuzzDecode holds the decoder to ulikunitz/xz and xz(1): the same
+// output as ulikunitz, or both fail; where the two differ (ulikunitz
+// takes a lone stream header, and knows no BCJ filter), the same as
+// xz(1), the reference.
+func FuzzDecode(f *testing.F) {
+	xz := hosttest.Path(f, "xz")
+	data := sample(f, 64<<10)
+	for _, args := range [][]string{{"-0"}, {"-6", "--check=crc32"}, {"--x86", "--lzma2=preset=0", "--check=none"}, {"--block-size=16KiB", "--check=sha256"}} {
+		f.Add(xzFile(f, data, args...))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, err := decode(in)
+		var want []byte
+		r, werr := ulikunitz.NewReader(bytes.NewReader(in))
+		if werr == nil {
+			want, werr = io.ReadAll(r)
+		}
+		if (err == nil) == (werr == nil) && bytes.Equal(got, want) {
+			return
+		}
+		cmd := exec.Command(xz, "-dc")
+		cmd.Stdin = bytes.NewReader(in)
+		ref, xerr := cmd.Output()
+		if (err == nil) != (xerr == nil) || (err == nil && !bytes.Equal(got, ref)) {
+			t.Fatalf("ours: %d bytes, %v; xz(1): %d bytes, %v; ulikunitz: %d bytes, %v", len(got), err, len(ref), xerr, len(want), werr)
+		}
+	})
+}
+
+// BenchmarkDecode decodes the same file with this package, ulikunitz/xz
+// and xz(1) (one thread), side by side, in MB/s of output: the file
+// $XZ_BENCH_FILE, else a 16 MiB sample compressed with xz -6. Run it with
+// `go test -run '^$' -bench Decode ./internal/xz`.
+func BenchmarkDecode(b *testing.B) {
+	file := os.Getenv("XZ_BENCH_FILE")
+	if file == "" {
+		file = b.TempDir() + "/sample.xz"
+		if err := os.WriteFile(file, xzFile(b, sample(b, 16<<20), "-6"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	compressed, err := os.ReadFile(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, err := decode(compressed)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: %d bytes, %d unpacked", file, len(compressed), len(plain))
+	for _, d := range []struct {
+		name string
+		run  func() (int64, error)
+	}{
+		{"ociboot", func() (int64, error) {
+			r, err := NewReader(bytes.NewReader(compressed))
+			if err != nil {
+				return 0, err
+			}
+			return io.Copy(io.Discard, r)
+		}},
+		{"ulikunitz", func() (int64, error) {
+			r, err := ulikunitz.NewReader(bytes.NewReader(compressed))
+			if err != nil {
+				return 0, err
+			}
+			return io.Copy(io.Discard, r)
+		}},
+		{"xz(1)", func() (int64, error) {
+			cmd := exec.Command(hosttest.Path(b, "xz"), "-dc", "-T1", file)
+			cmd.Stdout = io.Discard
+			return int64(len(plain)), cmd.Run()
+		}},
+	} {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(plain)))
+			for b.Loop() {
+				n, err := d.run()
+				if err != nil || n != int64(len(plain)) {
+					b.Fatalf("%d bytes, %v", n, err)
+				}
+			}
+		})
+	}
+}
