@@ -93,8 +93,11 @@ func (r *lzma2Reader) nextChunk() error {
 			return unexpected(err)
 		}
 		if control == 1 {
+			// As liblzma: after a dictionary reset, the next LZMA chunk
+			// sets new properties, and so resets the state, whose
+			// distances point into the dictionary that went.
 			r.w.reset(r.w.size)
-			r.started = true
+			r.started, r.props = true, false
 		} else if !r.started {
 			return errCorrupt
 		}

@@ -3,6 +3,8 @@ package xz
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
@@ -233,6 +235,68 @@ func BenchmarkDecode(b *testing.B) {
 				if err != nil || n != int64(len(plain)) {
 					b.Fatalf("%d bytes, %v", n, err)
 				}
+			}
+		})
+	}
+}
+
+// rawXZ wraps LZMA2 data in an xz stream with no check: one block whose
+// header names a 1 MiB dictionary, its index and the footer.
+func rawXZ(lzma2 []byte, uncompressed int64) []byte {
+	le32 := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+	flags := []byte{0, checkNone}
+	out := append(append(append([]byte{}, headerMagic...), flags...), le32(crc32.ChecksumIEEE(flags))...)
+	hdr := []byte{2, 0, filterLZMA2, 1, 16, 0, 0, 0} // size 12, one filter, dictionary 2^20
+	hdr[0] = byte((len(hdr)+4)/4 - 1)
+	hdr = append(hdr, le32(crc32.ChecksumIEEE(hdr))...)
+	out = append(append(out, hdr...), lzma2...)
+	for (len(out)-12)%4 != 0 {
+		out = append(out, 0)
+	}
+	vliBytes := func(v int64) []byte {
+		var b []byte
+		for v >= 0x80 {
+			b = append(b, byte(v)|0x80)
+			v >>= 7
+		}
+		return append(b, byte(v))
+	}
+	index := append([]byte{0, 1}, vliBytes(int64(len(hdr)+len(lzma2)))...)
+	index = append(index, vliBytes(uncompressed)...)
+	for len(index)%4 != 0 {
+		index = append(index, 0)
+	}
+	index = append(index, le32(crc32.ChecksumIEEE(index))...)
+	out = append(out, index...)
+	back := append(le32(uint32(len(index)/4-1)), flags...)
+	return append(append(append(out, le32(crc32.ChecksumIEEE(back))...), back...), footerMagic...)
+}
+
+// TestLZMA2Chunks checks chunk sequences xz(1) does not write but a file
+// may hold.
+func TestLZMA2Chunks(t *testing.T) {
+	stored := append([]byte{1, 0, 4}, "hello"...) // a stored chunk resetting the dictionary
+	if got, err := decode(rawXZ(append(bytes.Clone(stored), 0), 5)); err != nil || string(got) != "hello" {
+		t.Fatalf("a stored chunk: %q, %v", got, err)
+	}
+	// A second stored chunk keeps the dictionary.
+	two := append(append(bytes.Clone(stored), 2, 0, 1, '!', '!'), 0)
+	if got, err := decode(rawXZ(two, 7)); err != nil || string(got) != "hello!!" {
+		t.Fatalf("two stored chunks: %q, %v", got, err)
+	}
+	for name, data := range map[string][]byte{
+		// After a dictionary reset, an LZMA chunk must set properties:
+		// the state it would keep points into the dictionary that went.
+		"LZMA chunk without properties after a reset": append(bytes.Clone(stored), 0x80, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0),
+		"no dictionary reset first":                   {2, 0, 0, 'x', 0},
+		"bad control byte":                            {0x05, 0},
+		"properties out of range":                     {0xE0, 0, 0, 0, 4, 225, 0, 0, 0, 0, 0, 0},
+		"no end":                                      bytes.Clone(stored),
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := decode(rawXZ(data, 1))
+			if err == nil || !strings.Contains(err.Error(), "corrupt block") {
+				t.Fatalf("decoded %q, %v; want the block said corrupt", got, err)
 			}
 		})
 	}
