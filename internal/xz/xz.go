@@ -8,6 +8,7 @@ package xz
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -35,13 +36,14 @@ const (
 	filterLZMA2 = 0x21
 )
 
-// Reader decodes an xz file.
+// Reader decodes an xz file. Its memory is a block's LZMA2 window,
+// which grows with the output up to the dictionary's size (8 MiB for
+// xz -6, 64 MiB for xz -9), and 128 KiB of buffers.
 type Reader struct {
 	in     *bufio.Reader
 	count  int64 // bytes read from in
 	check  byte
 	hash   hash.Hash
-	crc64  *crc64.Table
 	out    io.Reader // the current block's data; nil between blocks
 	lzma2  lzma2Reader
 	block  blockInfo
@@ -118,7 +120,7 @@ func (z *Reader) read(p []byte) (int, error) {
 			}
 			more, err := z.nextStream()
 			if err != nil || !more {
-				return 0, cmpErr(err, io.EOF)
+				return 0, cmp.Or(err, io.EOF)
 			}
 			continue
 		}
@@ -126,13 +128,6 @@ func (z *Reader) read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-}
-
-func cmpErr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
 }
 
 // offset is where in the input the next byte is.
@@ -182,10 +177,7 @@ func (z *Reader) streamHeader(read []byte) error {
 	case checkCRC32:
 		z.hash = crc32.NewIEEE()
 	case checkCRC64:
-		if z.crc64 == nil {
-			z.crc64 = crc64.MakeTable(crc64.ECMA)
-		}
-		z.hash = crc64.New(z.crc64)
+		z.hash = crc64.New(crc64.MakeTable(crc64.ECMA)) // the table is built once
 	case checkSHA256:
 		z.hash = sha256.New()
 	default:
