@@ -297,7 +297,7 @@ func MountAPI() error {
 		if err := os.MkdirAll(m.target, m.mode); err != nil {
 			return fmt.Errorf("creating %s: %w", m.target, err)
 		}
-		if isMountPoint(m.target) {
+		if IsMountPoint(m.target) {
 			continue
 		}
 		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
@@ -318,8 +318,9 @@ func MountAPI() error {
 	return nil
 }
 
-// isMountPoint reports whether path is on another device than its parent.
-func isMountPoint(path string) bool {
+// IsMountPoint reports whether a filesystem is mounted at path: whether
+// it is on another device than its parent.
+func IsMountPoint(path string) bool {
 	var st, pst unix.Stat_t
 	if unix.Stat(path, &st) != nil || unix.Stat(filepath.Dir(path), &pst) != nil {
 		return false

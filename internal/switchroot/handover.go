@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ociboot/ociboot/internal/pid1"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,7 +95,7 @@ func handOver(root int, src, name string) (string, error) {
 	}
 	defer unix.Close(fd)
 	how, flags := bound, uintptr(unix.MS_BIND|unix.MS_REC)
-	if isMountRoot(src) {
+	if pid1.IsMountPoint(src) {
 		how, flags = moved, unix.MS_MOVE
 	}
 	if err := unix.Mount(src, fdPath(fd), "", flags, ""); err != nil {
@@ -107,23 +108,13 @@ func handOver(root int, src, name string) (string, error) {
 // that the new root does not take: it would stay, out of reach, holding
 // its loop device and image in RAM. It says so, for the log.
 func letGo(src string) string {
-	if src == "" || !isMountRoot(src) {
+	if src == "" || !pid1.IsMountPoint(src) {
 		return ""
 	}
 	if err := unix.Unmount(src, unix.MNT_DETACH); err != nil {
 		return fmt.Sprintf(" (unmounting the initramfs's: %v)", err)
 	}
 	return " (the initramfs's image unmounted)"
-}
-
-// isMountRoot says whether a filesystem is mounted at the directory p:
-// whether it is on another device than its parent.
-func isMountRoot(p string) bool {
-	var st, parent unix.Stat_t
-	if unix.Stat(p, &st) != nil || unix.Stat(filepath.Dir(p), &parent) != nil {
-		return false
-	}
-	return st.Dev != parent.Dev
 }
 
 // emptyInRoot reports whether the directory name of the tree is missing
