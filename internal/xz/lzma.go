@@ -27,16 +27,23 @@ const (
 )
 
 // rangeDecoder reads one LZMA chunk's compressed bytes, all in memory,
-// followed by rcPadding zero bytes: a decoding step takes one byte per
-// bit at most, so that a step that starts within the chunk's bytes
-// (which decode checks) never reads past the slice.
+// followed by rcPadding zero bytes. A decoding step takes one byte per
+// bit at most, and decode starts a step only within the chunk's bytes,
+// so that the padding is all a corrupt chunk reads past its end.
 type rangeDecoder struct {
-	in   []byte // the chunk, then the padding
-	end  int    // the chunk's length
+	in   *chunkBuf // the chunk, then the padding
+	end  int       // the chunk's length
 	i    int
 	rng  uint32
 	code uint32
 }
+
+// chunkBuf holds a chunk's compressed bytes (at most 64 KiB) and the
+// padding; its size, a power of two, lets the range decoder index it
+// with a mask in place of a bounds check.
+type chunkBuf [1 << 17]byte
+
+const chunkMask = len(chunkBuf{}) - 1
 
 // rcPadding is more than the bits of any one step of the decoder (a
 // match with the longest distance takes fewer than 64).
@@ -44,7 +51,7 @@ const rcPadding = 128
 
 // init starts on a chunk, in[:end] (in holding the padding after):
 // a zero byte, then the code's four bytes.
-func (rc *rangeDecoder) init(in []byte, end int) error {
+func (rc *rangeDecoder) init(in *chunkBuf, end int) error {
 	if end < 5 || in[0] != 0 {
 		return errCorrupt
 	}
@@ -54,95 +61,82 @@ func (rc *rangeDecoder) init(in []byte, end int) error {
 	return nil
 }
 
-// overrun says whether decoding went past the chunk's bytes.
-func (rc *rangeDecoder) overrun() bool { return rc.i > rc.end }
-
 // finished says whether the chunk's bytes were used exactly, as a sound
 // chunk's are.
 func (rc *rangeDecoder) finished() bool { return rc.i == rc.end && rc.code == 0 }
 
-func (rc *rangeDecoder) bit(p *uint16) (b uint32) {
-	bound := (rc.rng >> probBits) * uint32(*p)
-	if rc.code < bound {
-		rc.rng = bound
-		*p += (1<<probBits - *p) >> moveBits
-	} else {
-		rc.rng -= bound
-		rc.code -= bound
-		*p -= *p >> moveBits
-		b = 1
+// The decoding functions below take the range decoder's registers (rng,
+// code, and i, the next byte's index in the chunk, in) as arguments and
+// return them, so that the compiler keeps them in CPU registers from
+// one bit to the next, where methods on *rangeDecoder would load and
+// store them at every bit.
+
+// decodeBit decodes one bit of probability prob, read from p, and
+// updates p. It returns a mask, all ones when the bit is 0, and no
+// branch depends on the bit's value: no predictor guesses the bits of
+// compressed data, and a mispredicted branch costs more than the few
+// operations that compute both ways.
+func decodeBit(p *uint16, prob uint32, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
+	bound := (rng >> probBits) * prob
+	zero := uint32((uint64(code) - uint64(bound)) >> 32)
+	// On a 0, prob += (1<<probBits - prob) >> moveBits; on a 1,
+	// prob -= prob >> moveBits. Both are prob -= (prob - t) >> moveBits
+	// with t = 0 on a 1 and t = 1<<probBits - 31 on a 0: the shift of
+	// the negative prob - t, rounding down, is then minus the shift of
+	// 1<<probBits - prob. Shifted as a uint32 and kept to 16 bits, it
+	// is the same as shifted signed.
+	*p = uint16(prob - (prob-zero&(1<<probBits-31))>>moveBits)
+	rng = bound&zero | (rng-bound)&^zero
+	code -= bound &^ zero
+	if rng < topValue {
+		rng <<= 8
+		code = code<<8 | uint32(in[i&chunkMask])
+		i++
 	}
-	if rc.rng < topValue {
-		rc.rng <<= 8
-		rc.code = rc.code<<8 | uint32(rc.in[rc.i])
-		rc.i++
-	}
-	return b
+	return zero, rng, code, i
 }
 
-// tree decodes a bits-bit symbol, most significant bit first.
-//
-// Here, in reverse and in decode's literal loop, rc.bit is written out
-// on locals, which the compiler keeps in registers: measured on Debian's
-// root (BenchmarkDecode), 73.6 MB/s, against 51 MB/s with one helper
-// returning the registers as a struct.
-func (rc *rangeDecoder) tree(probs []uint16, bits uint) uint32 {
-	rng, code, i := rc.rng, rc.code, rc.i
+// bit decodes one bit of probability *p, and returns it.
+func bit(p *uint16, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
+	zero, rng, code, i := decodeBit(p, uint32(*p), in, rng, code, i)
+	return zero + 1, rng, code, i
+}
+
+// tree decodes a bits-bit symbol, most significant bit first. As in
+// literal, the next bit's probabilities are read ahead (past the last
+// bit, any two of the tree's, for nothing).
+func tree(probs []uint16, bits uint, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
+	mask := uint32(len(probs) - 1) // len(probs) is 1<<bits
 	m := uint32(1)
+	prob := uint32(probs[m&mask])
 	for range bits {
-		p := &probs[m]
-		bound := (rng >> probBits) * uint32(*p)
-		if code < bound {
-			rng = bound
-			*p += (1<<probBits - *p) >> moveBits
-			m <<= 1
-		} else {
-			rng -= bound
-			code -= bound
-			*p -= *p >> moveBits
-			m = m<<1 | 1
-		}
-		if rng < topValue {
-			rng <<= 8
-			code = code<<8 | uint32(rc.in[i])
-			i++
-		}
+		next0, next1 := uint32(probs[(2*m)&mask]), uint32(probs[(2*m+1)&mask])
+		var zero uint32
+		zero, rng, code, i = decodeBit(&probs[m&mask], prob, in, rng, code, i)
+		m = m<<1 | (zero + 1)
+		prob = next1 ^ (next0^next1)&zero
 	}
-	rc.rng, rc.code, rc.i = rng, code, i
-	return m - 1<<bits
+	return m - 1<<bits, rng, code, i
 }
 
 // reverse decodes a bits-bit symbol, least significant bit first.
-func (rc *rangeDecoder) reverse(probs []uint16, bits uint) uint32 {
-	rng, code, i := rc.rng, rc.code, rc.i
+func reverse(probs []uint16, bits uint, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
+	mask := uint32(len(probs) - 1) // len(probs) is 1<<bits
 	m, sym := uint32(1), uint32(0)
+	prob := uint32(probs[m&mask])
 	for k := range bits {
-		p := &probs[m]
-		bound := (rng >> probBits) * uint32(*p)
-		if code < bound {
-			rng = bound
-			*p += (1<<probBits - *p) >> moveBits
-			m <<= 1
-		} else {
-			rng -= bound
-			code -= bound
-			*p -= *p >> moveBits
-			m = m<<1 | 1
-			sym |= 1 << k
-		}
-		if rng < topValue {
-			rng <<= 8
-			code = code<<8 | uint32(rc.in[i])
-			i++
-		}
+		next0, next1 := uint32(probs[(2*m)&mask]), uint32(probs[(2*m+1)&mask])
+		var zero uint32
+		zero, rng, code, i = decodeBit(&probs[m&mask], prob, in, rng, code, i)
+		m = m<<1 | (zero + 1)
+		sym |= (zero + 1) << k
+		prob = next1 ^ (next0^next1)&zero
 	}
-	rc.rng, rc.code, rc.i = rng, code, i
-	return sym
+	return sym, rng, code, i
 }
 
 // direct decodes bits bits of equal probability.
-func (rc *rangeDecoder) direct(bits uint) uint32 {
-	rng, code, i := rc.rng, rc.code, rc.i
+func direct(bits uint, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
 	var v uint32
 	for range bits {
 		rng >>= 1
@@ -152,12 +146,44 @@ func (rc *rangeDecoder) direct(bits uint) uint32 {
 		v = v<<1 | (1 - t)
 		if rng < topValue {
 			rng <<= 8
-			code = code<<8 | uint32(rc.in[i])
+			code = code<<8 | uint32(in[i&chunkMask])
 			i++
 		}
 	}
-	rc.rng, rc.code, rc.i = rng, code, i
-	return v
+	return v, rng, code, i
+}
+
+// literal decodes a literal with probs; match, when the literal follows
+// a match, is the byte at the last match's distance, with bit 8 set.
+// It is a function of its own so that the compiler keeps its few
+// values in registers.
+func literal(probs *[literalCoders]uint16, match uint32, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
+	sym := uint32(1)
+	var b uint32
+	if match != 0 {
+		for sym < 0x100 {
+			mbit := match >> 7 & 1
+			match <<= 1
+			b, rng, code, i = bit(&probs[(1+mbit)<<8+sym], in, rng, code, i)
+			sym = sym<<1 | b
+			if mbit != b {
+				break
+			}
+		}
+	}
+	// The hottest loop. The next bit's two possible probabilities are
+	// read before this bit is known, taking the memory's latency off
+	// the chain from bit to bit; past the last bit, they are the
+	// matched literals' probabilities, read for nothing.
+	prob := uint32(probs[sym&0xFF]) // (when the matched loop decoded all 8 bits, unused)
+	for sym < 0x100 {
+		next0, next1 := uint32(probs[2*sym]), uint32(probs[2*sym+1])
+		var zero uint32
+		zero, rng, code, i = decodeBit(&probs[sym], prob, in, rng, code, i)
+		sym = sym<<1 | (zero + 1)
+		prob = next1 ^ (next0^next1)&zero
+	}
+	return sym, rng, code, i
 }
 
 // lenDecoder decodes match lengths, less matchMinLen.
@@ -180,14 +206,18 @@ func (l *lenDecoder) reset() {
 	}
 }
 
-func (l *lenDecoder) decode(rc *rangeDecoder, posState uint32) uint32 {
-	if rc.bit(&l.choice) == 0 {
-		return rc.tree(l.low[posState][:], 3)
+func (l *lenDecoder) decode(posState uint32, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
+	var b uint32
+	if b, rng, code, i = bit(&l.choice, in, rng, code, i); b == 0 {
+		return tree(l.low[posState][:], 3, in, rng, code, i)
 	}
-	if rc.bit(&l.choice2) == 0 {
-		return lenLowSymbols + rc.tree(l.mid[posState][:], 3)
+	var n uint32
+	if b, rng, code, i = bit(&l.choice2, in, rng, code, i); b == 0 {
+		n, rng, code, i = tree(l.mid[posState][:], 3, in, rng, code, i)
+		return lenLowSymbols + n, rng, code, i
 	}
-	return lenLowSymbols + lenMidSymbols + rc.tree(l.high[:], 8)
+	n, rng, code, i = tree(l.high[:], 8, in, rng, code, i)
+	return lenLowSymbols + lenMidSymbols + n, rng, code, i
 }
 
 // lzma is the LZMA decoder's state, kept from chunk to chunk of an
@@ -267,88 +297,63 @@ func (z *lzma) decode(rc *rangeDecoder, w *window, limit int) error {
 	pbMask := uint32(1)<<z.pb - 1
 	lpMask := uint32(1)<<z.lp - 1
 	lc := z.lc
+	in, end := rc.in, rc.end
+	rng, code, i := rc.rng, rc.code, rc.i
+	state := z.state
+	var b uint32
+	var err error
+loop:
 	for w.pos < limit {
-		if rc.overrun() {
-			return errCorrupt
+		if i > end {
+			break
 		}
 		posState := uint32(w.pos) & pbMask
-		state := z.state
-		if rc.bit(&z.isMatch[state][posState]) == 0 {
+		if b, rng, code, i = bit(&z.isMatch[state][posState], in, rng, code, i); b == 0 {
 			var prev uint32
 			if w.full > 0 {
 				prev = uint32(w.byteAt(0))
 			}
 			base := literalCoders * ((uint32(w.pos)&lpMask)<<lc + prev>>(8-lc))
-			probs := z.literal[base : base+literalCoders]
-			sym := uint32(1)
+			probs := (*[literalCoders]uint16)(z.literal[base : base+literalCoders])
+			var match uint32
 			if state >= 7 {
-				match := uint32(w.byteAt(int(z.rep[0])))
-				for sym < 0x100 {
-					mbit := match >> 7 & 1
-					match <<= 1
-					b := rc.bit(&probs[(1+mbit)<<8+sym])
-					sym = sym<<1 | b
-					if mbit != b {
-						break
-					}
-				}
+				match = uint32(w.byteAt(int(z.rep[0]))) | 0x100
 			}
-			// The hottest loop, rc.bit written out on locals.
-			rng, code, i := rc.rng, rc.code, rc.i
-			for sym < 0x100 {
-				p := &probs[sym]
-				bound := (rng >> probBits) * uint32(*p)
-				if code < bound {
-					rng = bound
-					*p += (1<<probBits - *p) >> moveBits
-					sym <<= 1
-				} else {
-					rng -= bound
-					code -= bound
-					*p -= *p >> moveBits
-					sym = sym<<1 | 1
-				}
-				if rng < topValue {
-					rng <<= 8
-					code = code<<8 | uint32(rc.in[i])
-					i++
-				}
-			}
-			rc.rng, rc.code, rc.i = rng, code, i
+			var sym uint32
+			sym, rng, code, i = literal(probs, match, in, rng, code, i)
 			w.put(byte(sym))
 			switch {
 			case state < 4:
-				z.state = 0
+				state = 0
 			case state < 10:
-				z.state = state - 3
+				state -= 3
 			default:
-				z.state = state - 6
+				state -= 6
 			}
 			continue
 		}
 		var n uint32
-		if rc.bit(&z.isRep[state]) != 0 {
+		if b, rng, code, i = bit(&z.isRep[state], in, rng, code, i); b != 0 {
 			if w.full == 0 {
-				return errCorrupt
+				err = errCorrupt
+				break loop
 			}
-			if rc.bit(&z.isRepG0[state]) == 0 {
-				if rc.bit(&z.isRep0Long[state][posState]) == 0 {
+			if b, rng, code, i = bit(&z.isRepG0[state], in, rng, code, i); b == 0 {
+				if b, rng, code, i = bit(&z.isRep0Long[state][posState], in, rng, code, i); b == 0 {
 					if int(z.rep[0]) >= w.full {
-						return errCorrupt
+						err = errCorrupt
+						break loop
 					}
-					z.state = 9
-					if state >= 7 {
-						z.state = 11
-					}
+					state = 9 + state/7*2 // 9, or 11 after a match
 					w.put(w.byteAt(int(z.rep[0])))
 					continue
 				}
 			} else {
 				var dist uint32
-				if rc.bit(&z.isRepG1[state]) == 0 {
+				if b, rng, code, i = bit(&z.isRepG1[state], in, rng, code, i); b == 0 {
 					dist = z.rep[1]
 				} else {
-					if rc.bit(&z.isRepG2[state]) == 0 {
+					if b, rng, code, i = bit(&z.isRepG2[state], in, rng, code, i); b == 0 {
 						dist = z.rep[2]
 					} else {
 						dist = z.rep[3]
@@ -359,51 +364,51 @@ func (z *lzma) decode(rc *rangeDecoder, w *window, limit int) error {
 				z.rep[1] = z.rep[0]
 				z.rep[0] = dist
 			}
-			n = z.repLen.decode(rc, posState)
-			z.state = 8
-			if state >= 7 {
-				z.state = 11
-			}
+			n, rng, code, i = z.repLen.decode(posState, in, rng, code, i)
+			state = 8 + state/7*3 // 8, or 11 after a match
 		} else {
 			z.rep[3], z.rep[2], z.rep[1] = z.rep[2], z.rep[1], z.rep[0]
-			n = z.matchLen.decode(rc, posState)
-			z.state = 7
-			if state >= 7 {
-				z.state = 10
-			}
-			dist, err := z.distance(rc, n)
-			if err != nil {
-				return err
+			n, rng, code, i = z.matchLen.decode(posState, in, rng, code, i)
+			state = 7 + state/7*3 // 7, or 10 after a match
+			var dist uint32
+			dist, rng, code, i = z.distance(n, in, rng, code, i)
+			if dist == 0xFFFFFFFF {
+				err = errCorrupt // an end marker, which LZMA2 has no use for
+				break
 			}
 			z.rep[0] = dist
 		}
 		if int(z.rep[0]) >= w.full {
-			return errCorrupt
+			err = errCorrupt
+			break
 		}
 		z.pending = w.repeat(int(z.rep[0]), int(n)+matchMinLen, limit)
 	}
-	if rc.overrun() {
+	rc.rng, rc.code, rc.i = rng, code, i
+	z.state = state
+	if i > end {
 		return errCorrupt
 	}
-	return nil
+	return err
 }
 
 // distance decodes a match's distance (less one) for a match of length
 // n+matchMinLen.
-func (z *lzma) distance(rc *rangeDecoder, n uint32) (uint32, error) {
-	slot := rc.tree(z.distSlot[min(n, lenStates-1)][:], 6)
+func (z *lzma) distance(n uint32, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
+	var slot uint32
+	slot, rng, code, i = tree(z.distSlot[min(n, lenStates-1)][:], 6, in, rng, code, i)
 	if slot < 4 {
-		return slot, nil
+		return slot, rng, code, i
 	}
 	bits := uint(slot>>1) - 1
 	dist := (2 | slot&1) << bits
+	var v uint32
 	if slot < endPosModel {
-		return dist + rc.reverse(z.distSpecial[dist-slot:], bits), nil
+		v, rng, code, i = reverse(z.distSpecial[dist-slot:][:1<<bits], bits, in, rng, code, i)
+		return dist + v, rng, code, i
 	}
-	dist += rc.direct(bits-alignBits) << alignBits
-	dist += rc.reverse(z.align[:], alignBits)
-	if dist == 0xFFFFFFFF {
-		return 0, errCorrupt // an end marker, which LZMA2 has no use for
-	}
-	return dist, nil
+	v, rng, code, i = direct(bits-alignBits, in, rng, code, i)
+	dist += v << alignBits
+	v, rng, code, i = reverse(z.align[:], alignBits, in, rng, code, i)
+	return dist + v, rng, code, i
 }

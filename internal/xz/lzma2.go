@@ -26,7 +26,7 @@ type lzma2Reader struct {
 	w     window
 	z     lzma
 	rc    rangeDecoder
-	chunk []byte // compressed bytes of the current chunk, and room for the range decoder's padding
+	chunk *chunkBuf // compressed bytes of the current chunk, and room for the range decoder's padding
 
 	left         int  // uncompressed bytes left in the current chunk
 	uncompressed bool // whether the current chunk is stored
@@ -136,7 +136,7 @@ func (r *lzma2Reader) nextChunk() error {
 	r.left = int(control&0x1F)<<16 | int(hdr[0])<<8 | int(hdr[1]) + 1
 	packed := int(hdr[2])<<8 | int(hdr[3]) + 1
 	if r.chunk == nil {
-		r.chunk = make([]byte, 1<<16+rcPadding)
+		r.chunk = new(chunkBuf)
 	}
 	if _, err := io.ReadFull(r.in, r.chunk[:packed]); err != nil {
 		return unexpected(err)

@@ -1,5 +1,7 @@
 package xz
 
+import "encoding/binary"
+
 // window is the LZ77 dictionary: the last bytes decoded, in a circular
 // buffer, from which the bytes of the current stretch (start to pos) are
 // yet to be read out.
@@ -52,11 +54,25 @@ func (w *window) repeat(dist, n, limit int) int {
 	todo := min(n, limit-w.pos)
 	src := w.pos - dist - 1
 	if src >= 0 && todo <= 16 {
-		// Short, not wrapping: most matches. A byte loop also repeats
-		// an overlapping pattern.
+		// Short, not wrapping: most matches. Two loads that may
+		// overlap, then two stores, when the source ends before the
+		// copy starts; else a byte loop, which also repeats an
+		// overlapping pattern.
+		d := dist + 1
 		buf := w.buf[src : w.pos+todo]
-		for i := range todo {
-			buf[dist+1+i] = buf[i]
+		switch {
+		case d >= todo && todo >= 8:
+			a, b := binary.LittleEndian.Uint64(buf), binary.LittleEndian.Uint64(buf[todo-8:])
+			binary.LittleEndian.PutUint64(buf[d:], a)
+			binary.LittleEndian.PutUint64(buf[d+todo-8:], b)
+		case d >= todo && todo >= 4:
+			a, b := binary.LittleEndian.Uint32(buf), binary.LittleEndian.Uint32(buf[todo-4:])
+			binary.LittleEndian.PutUint32(buf[d:], a)
+			binary.LittleEndian.PutUint32(buf[d+todo-4:], b)
+		default:
+			for i := range todo {
+				buf[d+i] = buf[i]
+			}
 		}
 		w.pos += todo
 		w.full = max(w.full, w.pos)

@@ -38,7 +38,7 @@ const (
 
 // Reader decodes an xz file. Its memory is a block's LZMA2 window,
 // which grows with the output up to the dictionary's size (8 MiB for
-// xz -6, 64 MiB for xz -9), and 128 KiB of buffers.
+// xz -6, 64 MiB for xz -9), and 256 KiB of buffers.
 type Reader struct {
 	in     *bufio.Reader
 	count  int64 // bytes read from in
