@@ -160,9 +160,12 @@ func tarballFiles(t *testing.T, src string) map[string][]byte {
 	run("tar", "-C", src, "--numeric-owner", "-cf", tarPath, ".")
 	run("gzip", "-k", tarPath)
 	run("xz", "-k", tarPath)
+	// In blocks that give their sizes, as xz -T0 writes, which are
+	// decoded in parallel.
+	run("xz", "-k", "-T2", "--block-size=4KiB", "--suffix=.blocks.xz", tarPath)
 	run("zstd", "-q", "-k", tarPath)
 	files := map[string][]byte{}
-	for kind, ext := range map[string]string{"tar": "", "gzip": ".gz", "xz": ".xz", "zstd": ".zst"} {
+	for kind, ext := range map[string]string{"tar": "", "gzip": ".gz", "xz": ".xz", "xz-blocks": ".blocks.xz", "zstd": ".zst"} {
 		b, err := os.ReadFile(tarPath + ext)
 		tarballMust(t, err)
 		files[kind] = b
@@ -224,7 +227,7 @@ func TestUnpackTarballCompressions(t *testing.T) {
 	}
 	files := tarballFiles(t, src)
 	// Each kind under a name that suggests another: content decides.
-	misnamed := map[string]string{"tar": "/rootfs.tar.zst", "gzip": "/rootfs.tar.xz", "xz": "/rootfs.tar", "zstd": "/rootfs.tar.gz"}
+	misnamed := map[string]string{"tar": "/rootfs.tar.zst", "gzip": "/rootfs.tar.xz", "xz": "/rootfs.tar", "xz-blocks": "/rootfs.tgz", "zstd": "/rootfs.tar.gz"}
 	served := map[string][]byte{}
 	fileDir := t.TempDir()
 	for kind, name := range misnamed {
@@ -251,7 +254,7 @@ func TestUnpackTarballCompressions(t *testing.T) {
 					t.Errorf("tree differs from the source:\ngot  %q\nwant %q", got, want)
 				}
 				lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
-				if len(lines) != 2 || !strings.Contains(lines[0], " "+kind+" ") || !strings.Contains(lines[1], "sha256:"+sum) {
+				if len(lines) != 2 || !strings.Contains(lines[0], " "+strings.TrimSuffix(kind, "-blocks")+" ") || !strings.Contains(lines[1], "sha256:"+sum) {
 					t.Errorf("log: want a start line naming %s and an end line with sha256:%s, got %q", kind, sum, log.String())
 				}
 				if pinned := strings.Contains(url, "#"); pinned != strings.HasSuffix(lines[len(lines)-1], " verified") {
@@ -285,7 +288,7 @@ func TestUnpackTarballSizes(t *testing.T) {
 			requests int32
 		}{
 			{"file://" + filepath.Join(fileDir, kind), tarLen, 0},
-			{srv.URL + "/" + kind, tarLen, map[string]int32{"xz": 2, "gzip": 2}[kind] + map[string]int32{"tar": 1, "zstd": 1}[kind]},
+			{srv.URL + "/" + kind, tarLen, map[string]int32{"xz": 2, "xz-blocks": 2, "gzip": 2}[kind] + map[string]int32{"tar": 1, "zstd": 1}[kind]},
 		} {
 			requests.Store(0)
 			var got image.TarballSize
@@ -293,7 +296,7 @@ func TestUnpackTarballSizes(t *testing.T) {
 			if err := image.UnpackTarball(tarballContext(t, time.Minute), c.url, t.TempDir(), o); err != nil {
 				t.Fatalf("%s: %v", c.url, err)
 			}
-			want := image.TarballSize{Compression: kind, File: int64(len(data)), Tar: c.want}
+			want := image.TarballSize{Compression: strings.TrimSuffix(kind, "-blocks"), File: int64(len(data)), Tar: c.want}
 			if got != want || requests.Load() != c.requests {
 				t.Errorf("%s: %+v after %d requests, want %+v after %d", c.url, got, requests.Load(), want, c.requests)
 			}

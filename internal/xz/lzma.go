@@ -372,8 +372,11 @@ loop:
 			state = 7 + state/7*3 // 7, or 10 after a match
 			var dist uint32
 			dist, rng, code, i = z.distance(n, in, rng, code, i)
-			if dist == 0xFFFFFFFF {
-				err = errCorrupt // an end marker, which LZMA2 has no use for
+			// An end marker, which LZMA2 has no use for, or a
+			// distance past the dictionary (which a flat window
+			// would hold).
+			if dist == 0xFFFFFFFF || int(dist) >= w.size {
+				err = errCorrupt
 				break
 			}
 			z.rep[0] = dist

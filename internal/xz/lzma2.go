@@ -1,9 +1,6 @@
 package xz
 
-import (
-	"bufio"
-	"io"
-)
+import "io"
 
 // maxDictSize bounds the dictionary a file may ask for (xz -9e uses
 // 64 MiB; the format allows 4 GiB).
@@ -20,9 +17,15 @@ func dictSize(b byte) (int, error) {
 	return min(int(2|b&1)<<(b/2+11), maxDictSize), nil
 }
 
+// byteReader is what LZMA2 data is read from.
+type byteReader interface {
+	io.Reader
+	io.ByteReader
+}
+
 // lzma2Reader decodes one LZMA2 stream (a block's data) from in.
 type lzma2Reader struct {
-	in    *bufio.Reader
+	in    byteReader
 	w     window
 	z     lzma
 	rc    rangeDecoder
@@ -35,7 +38,7 @@ type lzma2Reader struct {
 	eof          bool
 }
 
-func (r *lzma2Reader) reset(in *bufio.Reader, dict int) {
+func (r *lzma2Reader) reset(in byteReader, dict int) {
 	r.in = in
 	r.w.reset(dict)
 	r.left, r.uncompressed, r.props, r.started, r.eof = 0, false, false, false, false
@@ -59,21 +62,60 @@ func (r *lzma2Reader) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		limit := min(len(w.buf), w.pos+r.left)
-		before := w.pos
-		if r.uncompressed {
-			if _, err := io.ReadFull(r.in, w.buf[w.pos:limit]); err != nil {
-				return 0, unexpected(err)
-			}
-			w.uncompressed(w.buf[w.pos:limit])
-		} else if err := r.z.decode(&r.rc, w, limit); err != nil {
+		if err := r.step(); err != nil {
 			return 0, err
 		}
-		r.left -= w.pos - before
-		if r.left == 0 && !r.uncompressed && (!r.rc.finished() || r.z.pending != 0) {
-			return 0, errCorrupt
+	}
+}
+
+// decodeAll decodes a whole LZMA2 stream from in into out, whose size
+// is what the stream must decode to, used as the window.
+func (r *lzma2Reader) decodeAll(in byteReader, dict int, out []byte) error {
+	r.in = in
+	r.w = window{buf: out, flat: true}
+	r.w.reset(dict)
+	r.left, r.uncompressed, r.props, r.started, r.eof = 0, false, false, false, false
+	for {
+		if r.left == 0 {
+			if err := r.nextChunk(); err != nil {
+				return err
+			}
+			if r.eof {
+				break
+			}
+			continue
+		}
+		if r.w.pos == len(r.w.buf) {
+			return errCorrupt // more data than said
+		}
+		if err := r.step(); err != nil {
+			return err
 		}
 	}
+	if r.w.pos != len(r.w.buf) {
+		return errCorrupt // less data than said
+	}
+	return nil
+}
+
+// step decodes the current chunk's data up to the window's end.
+func (r *lzma2Reader) step() error {
+	w := &r.w
+	limit := min(len(w.buf), w.pos+r.left)
+	before := w.pos
+	if r.uncompressed {
+		if _, err := io.ReadFull(r.in, w.buf[w.pos:limit]); err != nil {
+			return unexpected(err)
+		}
+		w.uncompressed(w.buf[w.pos:limit])
+	} else if err := r.z.decode(&r.rc, w, limit); err != nil {
+		return err
+	}
+	r.left -= w.pos - before
+	if r.left == 0 && !r.uncompressed && (!r.rc.finished() || r.z.pending != 0) {
+		return errCorrupt
+	}
+	return nil
 }
 
 // nextChunk reads a chunk's header, and a compressed chunk's bytes.

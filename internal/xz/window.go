@@ -11,6 +11,9 @@ type window struct {
 	start int // the first byte not yet read out
 	full  int // how many bytes back from pos are history (up to len(buf))
 	size  int // the dictionary's size, which buf grows to
+	// flat is set when buf is a whole block's output, which decodeAll
+	// fills from its start and never wraps around.
+	flat bool
 }
 
 // initialWindow is the buffer a window starts with: it grows, doubling,
@@ -23,6 +26,12 @@ const initialWindow = 1 << 16
 // the model uses, are the same).
 func (w *window) reset(size int) {
 	w.size = (max(size, 4096) + 15) &^ 15
+	if w.flat {
+		// What follows starts afresh where the output is.
+		w.buf = w.buf[w.pos:]
+		w.pos, w.start, w.full = 0, 0, 0
+		return
+	}
 	n := min(w.size, initialWindow)
 	if cap(w.buf) < n {
 		w.buf = make([]byte, n)

@@ -2,7 +2,9 @@
 // LZMA2 data, optionally behind the BCJ x86 filter, with every check type
 // (none, CRC32, CRC64, SHA-256), concatenated streams and stream padding.
 // Every block's check, its sizes and the index are verified: a Reader
-// returns an error rather than data that does not match them.
+// returns an error rather than data that does not match them. A Reader
+// from NewParallelReader decodes blocks that give their sizes, as
+// xz -T0 writes them, in parallel.
 package xz
 
 import (
@@ -17,6 +19,7 @@ import (
 	"hash/crc32"
 	"hash/crc64"
 	"io"
+	"slices"
 )
 
 // Format constants.
@@ -38,7 +41,8 @@ const (
 
 // Reader decodes an xz file. Its memory is a block's LZMA2 window,
 // which grows with the output up to the dictionary's size (8 MiB for
-// xz -6, 64 MiB for xz -9), and 256 KiB of buffers.
+// xz -6, 64 MiB for xz -9), and 256 KiB of buffers; in parallel, the
+// memory it was given for blocks in flight, and 128 KiB per worker.
 type Reader struct {
 	in     *bufio.Reader
 	count  int64 // bytes read from in
@@ -49,6 +53,19 @@ type Reader struct {
 	block  blockInfo
 	blocks []record // the stream's blocks so far, for its index
 	err    error
+
+	// For NewParallelReader's Reader: how many workers, and how much
+	// memory, runs of parallel blocks take; the current run, and its
+	// block being given out.
+	workers int
+	memory  int64
+	quit    chan struct{}
+	par     *parallel
+	cur     *job
+	curOff  int
+	// parBlocks counts the blocks decoded in parallel (for tests).
+	parBlocks int
+	alone     bool // the next block is the reader's, the last run having stopped at it
 }
 
 // blockInfo is what a block's header said and what was read of it.
@@ -109,6 +126,19 @@ func (z *Reader) read(p []byte) (int, error) {
 			}
 			continue
 		}
+		if z.par != nil {
+			n, err := z.readParallel(p)
+			if n > 0 || err != nil {
+				return n, err
+			}
+			z.alone = true
+			continue
+		}
+		if z.quit != nil && !z.alone {
+			z.startParallel()
+			continue
+		}
+		z.alone = false
 		start := z.offset()
 		b, err := z.in.ReadByte()
 		if err != nil {
@@ -171,25 +201,33 @@ func (z *Reader) streamHeader(read []byte) error {
 		return errors.New("xz: unsupported stream flags")
 	}
 	z.check = h[7]
-	switch z.check {
-	case checkNone:
-		z.hash = nopHash{}
-	case checkCRC32:
-		z.hash = crc32.NewIEEE()
-	case checkCRC64:
-		z.hash = crc64.New(crc64.MakeTable(crc64.ECMA)) // the table is built once
-	case checkSHA256:
-		z.hash = sha256.New()
-	default:
+	z.hash = newCheck(z.check)
+	if z.hash == nil {
 		return fmt.Errorf("xz: unsupported check type %d", z.check)
 	}
 	z.blocks = z.blocks[:0]
 	return nil
 }
 
-// checkSize is the check's size in bytes.
-func (z *Reader) checkSize() int {
-	switch z.check {
+// newCheck returns a hash of the check type, or nil for a type this
+// package does not know.
+func newCheck(check byte) hash.Hash {
+	switch check {
+	case checkNone:
+		return nopHash{}
+	case checkCRC32:
+		return crc32.NewIEEE()
+	case checkCRC64:
+		return crc64.New(crc64.MakeTable(crc64.ECMA)) // the table is built once
+	case checkSHA256:
+		return sha256.New()
+	}
+	return nil
+}
+
+// checkSize is the size in bytes of a check of type check.
+func checkSize(check byte) int {
+	switch check {
 	case checkCRC32:
 		return 4
 	case checkCRC64:
@@ -206,37 +244,64 @@ func (z *Reader) blockHeader(start, size int64) error {
 	if _, err := io.ReadFull(z.in, h[1:]); err != nil {
 		return z.corrupt("block header", unexpected(err))
 	}
+	hdr, err := parseBlockHeader(h, start)
+	if err != nil {
+		return err
+	}
+	z.block = blockInfo{start: start, headerSize: size, compressed: hdr.compressed, uncompressed: hdr.uncompressed}
+	z.lzma2.reset(z.in, hdr.dict)
+	z.out = &z.lzma2
+	if hdr.x86 {
+		z.out = newX86Reader(&z.lzma2, hdr.x86Start)
+	}
+	z.hash.Reset()
+	return nil
+}
+
+// blockHeader is what a block header says.
+type blockHeader struct {
+	size         int64 // the header's own
+	compressed   int64 // -1 when it does not say
+	uncompressed int64 // -1 when it does not say
+	dict         int
+	x86          bool
+	x86Start     uint32
+}
+
+// parseBlockHeader reads the block header h, whole, found at start.
+func parseBlockHeader(h []byte, start int64) (blockHeader, error) {
+	size := len(h)
+	bad := func(what string) (blockHeader, error) {
+		return blockHeader{}, fmt.Errorf("xz: corrupt block header (%s) at byte %d", what, start)
+	}
 	if crc32.ChecksumIEEE(h[:size-4]) != binary.LittleEndian.Uint32(h[size-4:]) {
-		return z.corrupt("block header (CRC32)", nil)
+		return bad("CRC32")
 	}
 	flags := h[1]
 	if flags&0x3C != 0 {
-		return z.corrupt("block header (reserved flags)", nil)
+		return bad("reserved flags")
 	}
 	b := h[2 : size-4]
-	z.block = blockInfo{start: start, headerSize: size, compressed: -1, uncompressed: -1}
+	hdr := blockHeader{size: int64(size), compressed: -1, uncompressed: -1, dict: -1}
 	var ok bool
 	if flags&0x40 != 0 {
-		if z.block.compressed, b, ok = vli(b); !ok || z.block.compressed == 0 {
-			return z.corrupt("block header (compressed size)", nil)
+		if hdr.compressed, b, ok = vli(b); !ok || hdr.compressed == 0 {
+			return bad("compressed size")
 		}
 	}
 	if flags&0x80 != 0 {
-		if z.block.uncompressed, b, ok = vli(b); !ok {
-			return z.corrupt("block header (uncompressed size)", nil)
+		if hdr.uncompressed, b, ok = vli(b); !ok {
+			return bad("uncompressed size")
 		}
 	}
-	var x86 bool
-	var x86Start uint32
-	dict := -1
 	filters := int(flags&3) + 1
 	for i := range filters {
 		var id, n int64
 		if id, b, ok = vli(b); !ok {
-			return z.corrupt("block header (filter)", nil)
+			return bad("filter")
 		}
 		if n, b, ok = vli(b); !ok || n > int64(len(b)) {
-			return z.corrupt("block header (filter properties)", nil)
+			return bad("filter properties")
 		}
 		props := b[:n]
 		b = b[n:]
@@ -245,33 +310,27 @@ func (z *Reader) blockHeader(start, size int64) error {
 		case id == filterLZMA2 && last && n == 1:
 			d, err := dictSize(props[0])
 			if err != nil {
-				return z.corrupt("block header (LZMA2 dictionary size)", nil)
+				return bad("LZMA2 dictionary size")
 			}
-			dict = d
-		case id == filterX86 && !last && !x86 && (n == 0 || n == 4):
-			x86 = true
+			hdr.dict = d
+		case id == filterX86 && !last && !hdr.x86 && (n == 0 || n == 4):
+			hdr.x86 = true
 			if n == 4 {
-				x86Start = binary.LittleEndian.Uint32(props)
+				hdr.x86Start = binary.LittleEndian.Uint32(props)
 			}
 		default:
-			return fmt.Errorf("xz: block at byte %d: unsupported filter 0x%x (LZMA2, behind BCJ x86 or not, is)", start, id)
+			return blockHeader{}, fmt.Errorf("xz: block at byte %d: unsupported filter 0x%x (LZMA2, behind BCJ x86 or not, is)", start, id)
 		}
 	}
-	if dict < 0 {
-		return fmt.Errorf("xz: block at byte %d: no LZMA2 filter last", start)
+	if hdr.dict < 0 {
+		return blockHeader{}, fmt.Errorf("xz: block at byte %d: no LZMA2 filter last", start)
 	}
 	for _, c := range b {
 		if c != 0 {
-			return z.corrupt("block header (padding)", nil)
+			return bad("padding")
 		}
 	}
-	z.lzma2.reset(z.in, dict)
-	z.out = &z.lzma2
-	if x86 {
-		z.out = newX86Reader(&z.lzma2, x86Start)
-	}
-	z.hash.Reset()
-	return nil
+	return hdr, nil
 }
 
 // endBlock reads a block's padding and check, and checks its sizes.
@@ -291,24 +350,29 @@ func (z *Reader) endBlock() error {
 	if pad != [3]byte{} {
 		return z.corrupt("block padding", nil)
 	}
-	sum := make([]byte, z.checkSize())
+	sum := make([]byte, checkSize(z.check))
 	if _, err := io.ReadFull(z.in, sum); err != nil {
 		return z.corrupt("block check", unexpected(err))
 	}
-	if len(sum) > 0 {
-		want := z.hash.Sum(nil)
-		if z.check != checkSHA256 {
-			// CRC32 and CRC64 are stored little-endian.
-			for i, j := 0, len(want)-1; i < j; i, j = i+1, j-1 {
-				want[i], want[j] = want[j], want[i]
-			}
-		}
-		if !bytes.Equal(sum, want) {
-			return fmt.Errorf("xz: block at byte %d: the data does not match its check", z.block.start)
-		}
+	if !checkMatches(z.check, z.hash, sum) {
+		return fmt.Errorf("xz: block at byte %d: the data does not match its check", z.block.start)
 	}
 	z.blocks = append(z.blocks, record{unpadded: z.block.headerSize + compressed + int64(len(sum)), uncompressed: z.block.uncompressedN})
 	return nil
+}
+
+// checkMatches says whether sum, a block's check of type check, is the
+// one h made.
+func checkMatches(check byte, h hash.Hash, sum []byte) bool {
+	if len(sum) == 0 {
+		return true
+	}
+	want := h.Sum(nil)
+	if check != checkSHA256 {
+		// CRC32 and CRC64 are stored little-endian.
+		slices.Reverse(want)
+	}
+	return bytes.Equal(sum, want)
 }
 
 // index reads the stream's index (its indicator byte, at start, read)

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -74,6 +77,18 @@ func decode(compressed []byte) ([]byte, error) {
 	return io.ReadAll(r)
 }
 
+// decodeParallel decodes with NewParallelReader, and says how many
+// blocks it decoded in parallel.
+func decodeParallel(compressed []byte, workers int, memory int64) ([]byte, int, error) {
+	r, err := NewParallelReader(bytes.NewReader(compressed), workers, memory)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	out, err := io.ReadAll(r)
+	return out, r.parBlocks, err
+}
+
 // TestCorpus decodes what xz(1) makes with every preset and option a
 // root's tarball may have been made with.
 func TestCorpus(t *testing.T) {
@@ -92,12 +107,17 @@ func TestCorpus(t *testing.T) {
 	}
 	for _, args := range cases {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			got, err := decode(xzFile(t, data, args...))
+			compressed := xzFile(t, data, args...)
+			got, err := decode(compressed)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(got, data) {
 				t.Fatalf("decoded %d bytes, not the %d compressed", len(got), len(data))
+			}
+			got, _, err = decodeParallel(compressed, 2, 64<<20)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("in parallel: %d bytes, %v", len(got), err)
 			}
 		})
 	}
@@ -123,6 +143,75 @@ func TestCorpus(t *testing.T) {
 		joined := append(append(append([]byte{}, a...), make([]byte, 8)...), b...)
 		if got, err := decode(joined); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%d bytes, %v", len(got), err)
+		}
+	})
+}
+
+// TestParallel decodes multi-block files, as xz -T writes them, with
+// NewParallelReader: in parallel when the blocks give their sizes and
+// fit in the memory given, else alone, and the same either way.
+func TestParallel(t *testing.T) {
+	data := sample(t, 1<<20)
+	multi := xzFile(t, data, "-6", "-T2", "--block-size=64KiB")
+	blocks := (len(data) + 64<<10 - 1) / (64 << 10)
+	single := xzFile(t, data[:100<<10], "-1")
+	x86 := xzFile(t, data, "--x86", "--lzma2=preset=2", "-T2", "--block-size=200KiB", "--check=sha256")
+	for _, tc := range []struct {
+		name     string
+		in       []byte
+		want     []byte
+		workers  int
+		memory   int64
+		parallel int // blocks decoded in parallel
+	}{
+		{"two workers", multi, data, 2, 64 << 20, blocks},
+		{"one worker", multi, data, 1, 64 << 20, blocks},
+		{"memory for one block only", multi, data, 2, 100 << 10, 0},
+		{"BCJ x86 and SHA-256", x86, data, 4, 64 << 20, 6},
+		{"a block without sizes", single, data[:100<<10], 2, 64 << 20, 0},
+		{"streams of both kinds", append(append(bytes.Clone(multi), single...), multi...),
+			append(append(bytes.Clone(data), data[:100<<10]...), data...), 2, 64 << 20, 2 * blocks},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, n, err := decodeParallel(tc.in, tc.workers, tc.memory)
+			if err != nil || !bytes.Equal(got, tc.want) {
+				t.Fatalf("%d bytes, %v; want %d bytes", len(got), err, len(tc.want))
+			}
+			if n != tc.parallel {
+				t.Errorf("%d blocks decoded in parallel, want %d", n, tc.parallel)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		edit func([]byte) []byte
+		want string
+	}{
+		{"flipped data byte", func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b }, "xz: "},
+		{"truncated in a block", func(b []byte) []byte { return b[:len(b)/2] }, "unexpected EOF"},
+		{"flipped block header", func(b []byte) []byte { b[12+4] ^= 1; return b }, "block header (CRC32) at byte 12"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := decodeParallel(tc.edit(bytes.Clone(multi)), 2, 64<<20)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%d bytes, error %v; want one saying %q", len(got), err, tc.want)
+			}
+			if !bytes.HasPrefix(data, got) {
+				t.Errorf("the %d bytes given out before the error are not the data's first", len(got))
+			}
+		})
+	}
+	t.Run("read after Close", func(t *testing.T) {
+		r, err := NewParallelReader(bytes.NewReader(multi), 2, 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(r, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		if _, err := io.ReadAll(r); !errors.Is(err, errClosed) {
+			t.Fatalf("ReadAll after Close: %v, want %v", err, errClosed)
 		}
 	})
 }
@@ -161,11 +250,15 @@ func TestCorrupt(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	xz := hosttest.Path(f, "xz")
 	data := sample(f, 64<<10)
-	for _, args := range [][]string{{"-0"}, {"-6", "--check=crc32"}, {"--x86", "--lzma2=preset=0", "--check=none"}, {"--block-size=16KiB", "--check=sha256"}} {
+	for _, args := range [][]string{{"-0"}, {"-6", "--check=crc32"}, {"--x86", "--lzma2=preset=0", "--check=none"}, {"--block-size=16KiB", "--check=sha256"}, {"-T2", "--block-size=8KiB", "--check=crc32"}} {
 		f.Add(xzFile(f, data, args...))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		got, err := decode(in)
+		// Decoded in parallel, the same, or an error too.
+		if pgot, _, perr := decodeParallel(in, 2, 4<<20); (perr == nil) != (err == nil) || (err == nil && !bytes.Equal(pgot, got)) {
+			t.Fatalf("alone: %d bytes, %v; in parallel: %d bytes, %v", len(got), err, len(pgot), perr)
+		}
 		var want []byte
 		r, werr := ulikunitz.NewReader(bytes.NewReader(in))
 		if werr == nil {
@@ -185,7 +278,9 @@ func FuzzDecode(f *testing.F) {
 
 // BenchmarkDecode decodes the same file with this package, ulikunitz/xz
 // and xz(1) (one thread), side by side, in MB/s of output: the file
-// $XZ_BENCH_FILE, else a 16 MiB sample compressed with xz -6. Run it with
+// $XZ_BENCH_FILE, else a 16 MiB sample compressed with xz -6. The same
+// data, compressed again with xz -T0 in blocks, is then decoded with
+// NewParallelReader (a worker per CPU), and by xz -T0. Run it with
 // `go test -run '^$' -bench Decode ./internal/xz`.
 func BenchmarkDecode(b *testing.B) {
 	file := os.Getenv("XZ_BENCH_FILE")
@@ -203,7 +298,13 @@ func BenchmarkDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%s: %d bytes, %d unpacked", file, len(compressed), len(plain))
+	multiFile := b.TempDir() + "/multi.xz"
+	multi := xzFile(b, plain, "-6", "-T0", "--block-size=8MiB")
+	if err := os.WriteFile(multiFile, multi, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: %d bytes, %d unpacked; in 8 MiB blocks, %d bytes", file, len(compressed), len(plain), len(multi))
+	workers := runtime.GOMAXPROCS(0)
 	for _, d := range []struct {
 		name string
 		run  func() (int64, error)
@@ -224,6 +325,26 @@ func BenchmarkDecode(b *testing.B) {
 		}},
 		{"xz(1)", func() (int64, error) {
 			cmd := exec.Command(hosttest.Path(b, "xz"), "-dc", "-T1", file)
+			cmd.Stdout = io.Discard
+			return int64(len(plain)), cmd.Run()
+		}},
+		{"blocks/ociboot-alone", func() (int64, error) {
+			r, err := NewReader(bytes.NewReader(multi))
+			if err != nil {
+				return 0, err
+			}
+			return io.Copy(io.Discard, r)
+		}},
+		{fmt.Sprintf("blocks/ociboot-%dworkers", workers), func() (int64, error) {
+			r, err := NewParallelReader(bytes.NewReader(multi), workers, 64<<20)
+			if err != nil {
+				return 0, err
+			}
+			defer r.Close()
+			return io.Copy(io.Discard, r)
+		}},
+		{"blocks/xz(1)-T0", func() (int64, error) {
+			cmd := exec.Command(hosttest.Path(b, "xz"), "-dc", "-T0", multiFile)
 			cmd.Stdout = io.Discard
 			return int64(len(plain)), cmd.Run()
 		}},
