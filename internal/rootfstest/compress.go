@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,32 +21,55 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
-// xzFormat and gzipFormat version the way XZ and Layer compress (tool,
-// options); they are part of the cache file names.
-const (
-	xzFormat   = 1
-	gzipFormat = 1
-)
+// gzipFormat versions the way Layer compresses; it is part of the
+// cache file names.
+const gzipFormat = 1
 
 // compressTimeout bounds one compression.
 const compressTimeout = 10 * time.Minute
 
-// XZ returns the path of an xz-compressed copy of the tar (or any file) at
-// path, made with `xz -T0 -3 --check=crc64` (xz, Debian package
-// xz-utils, which a cache miss requires). It is cached in CacheDir under
-// the SHA-256 of the input, so a rerun with the same input, in the same or
-// another test, reuses it.
+// A compressor is a tool, the options Compress runs it with, the
+// extension of its files and the version of the two, which is part of
+// the cache file names.
+type compressor struct {
+	tool, pkg, ext string
+	args           []string
+	format         int
+}
+
+var compressors = map[string]compressor{
+	"xz":   {tool: "xz", pkg: "xz-utils", ext: "xz", args: []string{"-T0", "-3", "--check=crc64"}, format: 1},
+	"zstd": {tool: "zstd", pkg: "zstd", ext: "zst", args: []string{"-T0", "-3", "-q"}, format: 1},
+	"gzip": {tool: "gzip", pkg: "gzip", ext: "gz", args: []string{"-6"}, format: 1},
+}
+
+// XZ is Compress(t, path, "xz").
 func XZ(t testing.TB, path string) string {
 	t.Helper()
+	return Compress(t, path, "xz")
+}
+
+// Compress returns the path of a compressed copy of the tar (or any
+// file) at path, made with the tool kind names ("xz": `xz -T0 -3
+// --check=crc64`, "zstd": `zstd -T0 -3`, "gzip": `gzip -6`), which a
+// cache miss requires. It is cached in CacheDir under the SHA-256 of
+// the input, so a rerun with the same input, in the same or another
+// test, reuses it.
+func Compress(t testing.TB, path, kind string) string {
+	t.Helper()
+	c, ok := compressors[kind]
+	if !ok {
+		t.Fatalf("rootfstest: Compress: no compressor %q", kind)
+	}
 	sum, err := fileSHA256(path)
 	if err != nil {
-		t.Fatalf("rootfstest: XZ: %v", err)
+		t.Fatalf("rootfstest: Compress: %v", err)
 	}
-	out := filepath.Join(cacheDir(t), fmt.Sprintf("sha256-%s-xz%d.tar.xz", sum, xzFormat))
+	out := filepath.Join(cacheDir(t), fmt.Sprintf("sha256-%s-%s%d.tar.%s", sum, c.ext, c.format, c.ext))
 	return cached(t, out, func(ctx context.Context, tmp string) error {
-		xz, err := exec.LookPath("xz")
+		tool, err := exec.LookPath(c.tool)
 		if err != nil {
-			return errors.New("xz not found in $PATH: install the Debian package xz-utils")
+			return fmt.Errorf("%s not found in $PATH: install the Debian package %s", c.tool, c.pkg)
 		}
 		in, err := os.Open(path)
 		if err != nil {
@@ -60,13 +84,13 @@ func XZ(t testing.TB, path string) string {
 		ctx, cancel := context.WithTimeout(ctx, compressTimeout)
 		defer cancel()
 		var stderr bytes.Buffer
-		cmd := command(ctx, xz, "-T0", "-3", "--check=crc64", "-c")
+		cmd := command(ctx, tool, append(slices.Clone(c.args), "-c")...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = in, f, &stderr
 		if err := run(cmd); err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w (%v)", err, context.Cause(ctx))
 			}
-			return fmt.Errorf("xz -T0 -3 < %s: %w: %s", path, err, strings.TrimSpace(stderr.String()))
+			return fmt.Errorf("%s %s < %s: %w: %s", c.tool, strings.Join(c.args, " "), path, err, strings.TrimSpace(stderr.String()))
 		}
 		return f.Close()
 	})

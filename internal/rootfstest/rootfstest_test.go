@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -562,5 +563,29 @@ func TestCommandKillsTree(t *testing.T) {
 			t.Fatalf("child %d (sleep) still alive: %s", child, b)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCompressKinds compresses with each tool Compress knows, and
+// decompresses with the same tool; an unknown kind is fatal.
+func TestCompressKinds(t *testing.T) {
+	t.Setenv(CacheEnv, t.TempDir())
+	data := bytes.Repeat([]byte("ociboot root tree "), 1<<14)
+	src := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for kind, ext := range map[string]string{"xz": ".tar.xz", "zstd": ".tar.zst", "gzip": ".tar.gz"} {
+		out := Compress(t, src, kind)
+		if !strings.HasSuffix(out, ext) {
+			t.Errorf("Compress(%s) = %s, want a name ending in %s", kind, out, ext)
+		}
+		got, err := exec.Command(kind, "-dc", out).Output()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s -dc %s: %d bytes, %v; want the %d compressed", kind, out, len(got), err, len(data))
+		}
+	}
+	if msg := fatalOf(t, func(tb testing.TB) { Compress(tb, src, "bzip2") }); !strings.Contains(msg, `no compressor "bzip2"`) {
+		t.Errorf("Compress(bzip2): fatal %q", msg)
 	}
 }

@@ -332,25 +332,35 @@ func (s *stamper) String() string {
 }
 
 // systemdTests registers the boots of a real Debian with systemd, as an
-// OCI image and as a rootfs.tar.xz served over HTTP.
+// OCI image and as a rootfs.tar.xz served over HTTP; with
+// $OCIBOOT_BENCH_FORMS set (bench/root.sh sets it), also as a .tar.zst
+// and a .tar.gz, for the figures.
 func (f *fixture) systemdTests(t *testing.T) {
-	forms := []struct {
-		name string
-		root func(t *testing.T, tarPath string) (string, []int)
-	}{
-		{"oci", func(t *testing.T, tarPath string) (string, []int) {
-			img := registrytest.Image(t, v1.Config{Cmd: []string{"/sbin/init"}}, rootfstest.Layer(t, tarPath))
-			return guestRef(registrytest.Push(t, f.reg, "e2e/debian-systemd:12", img)), nil
-		}},
-		{"tarball", func(t *testing.T, tarPath string) (string, []int) {
-			xz := rootfstest.XZ(t, tarPath)
-			data, err := os.ReadFile(xz)
+	tarball := func(kind string) func(t *testing.T, tarPath string) (string, []int) {
+		return func(t *testing.T, tarPath string) (string, []int) {
+			file := rootfstest.Compress(t, tarPath, kind)
+			data, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
 			}
-			web := serveDir(t, filepath.Dir(xz))
-			return fmt.Sprintf("http://%s:%d/%s#sha256=%x", vm.GuestHost, web, filepath.Base(xz), sha256.Sum256(data)), []int{web}
-		}},
+			web := serveDir(t, filepath.Dir(file))
+			return fmt.Sprintf("http://%s:%d/%s#sha256=%x", vm.GuestHost, web, filepath.Base(file), sha256.Sum256(data)), []int{web}
+		}
+	}
+	type form struct {
+		name string
+		root func(t *testing.T, tarPath string) (string, []int)
+		fit  string // how the fit check knows the unpacked size
+	}
+	forms := []form{
+		{"oci", func(t *testing.T, tarPath string) (string, []int) {
+			img := registrytest.Image(t, v1.Config{Cmd: []string{"/sbin/init"}}, rootfstest.Layer(t, tarPath))
+			return guestRef(registrytest.Push(t, f.reg, "e2e/debian-systemd:12", img)), nil
+		}, ""},
+		{"tarball", tarball("xz"), "its xz index"},
+	}
+	if os.Getenv("OCIBOOT_BENCH_FORMS") != "" {
+		forms = append(forms, form{"tarball-zst", tarball("zstd"), "its zstd frame header"}, form{"tarball-gz", tarball("gzip"), "its gzip trailer"})
 	}
 	t.Run("root-systemd-selinux", func(t *testing.T) {
 		t.Parallel()
@@ -407,8 +417,8 @@ func (f *fixture) systemdTests(t *testing.T) {
 			if line := lineWith(console, "ociboot: modules: coldplug: loaded"); !strings.Contains(line, "pcspkr") {
 				t.Errorf("coldplug did not load pcspkr from the module image: %q", line)
 			}
-			if form.name == "tarball" && !strings.Contains(console, " unpacked (as its xz index says), into a tmpfs of ") {
-				t.Error("the fit check did not read the tarball's size from its xz index")
+			if form.fit != "" && !strings.Contains(console, " unpacked (as "+form.fit+" says), into a tmpfs of ") {
+				t.Errorf("the fit check did not read the tarball's size from %s", form.fit)
 			}
 			inOrder(t, console,
 				"ociboot: modules: mounted /lib/ociboot/modules.squashfs at /lib/modules/"+kernelRelease(t)+" through /dev/loop",
