@@ -48,9 +48,14 @@ type state struct {
 	// bundles' directory).
 	layers  *store.Store
 	scratch string
-	volumes *volume.Set       // nil without volumes
-	kmods   *kmod.Index       // the initramfs's modules, once read (moduleIndex)
-	hotplug *hotplug.Listener // loads the drivers of devices as they come; nil when off
+	volumes *volume.Set // nil without volumes
+	kmods   *kmod.Index // the initramfs's modules, once read (moduleIndex)
+	// bootDrivers, in switch-root mode with the module tree mounted, is
+	// the first segment's index: the drivers coldplug and hotplug load
+	// for any device (bootDevice says which devices get theirs from
+	// the tree).
+	bootDrivers *kmod.Index
+	hotplug     *hotplug.Listener // loads the drivers of devices as they come; nil when off
 	// fsModules gets the outcome of loading the storage stage's
 	// filesystem modules, started early; nil when not started.
 	fsModules <-chan error

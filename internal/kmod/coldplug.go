@@ -51,6 +51,12 @@ func (ix *Index) ForAliases(aliases []string) []string {
 	return names
 }
 
+// Has reports whether the index has the loadable module name.
+func (ix *Index) Has(name string) bool {
+	_, ok := ix.mods[NormalizeName(name)]
+	return ok
+}
+
 // DeviceDriver reports whether the module name has a device alias, one of
 // the BUS:… forms of devices' modaliases, so that coldplug and hotplug
 // load it when such a device is there. Filesystems, overlay and the like
@@ -84,7 +90,7 @@ const parallelLoads = 8
 // concurrent use.
 type Drivers struct {
 	ix    *Index
-	skip  func(name string) bool
+	skip  func(alias, name string) bool
 	opts  LoadOptions
 	slots chan struct{}
 
@@ -92,10 +98,11 @@ type Drivers struct {
 	tried map[string]chan struct{} // closed once the module is loaded, or failed to
 }
 
-// Drivers returns a Drivers loading the index's modules with opts. Modules
-// skip says so of are left out (a blacklist, for aliases only: they are
-// still loaded when a module needs them).
-func (ix *Index) Drivers(skip func(name string) bool, opts LoadOptions) *Drivers {
+// Drivers returns a Drivers loading the index's modules with opts. A
+// module skip says so of, for the device's modalias it matched, is left
+// out for that device (a blacklist, say: it is still loaded when a
+// module needs it, or for a device skip lets it drive).
+func (ix *Index) Drivers(skip func(alias, name string) bool, opts LoadOptions) *Drivers {
 	return &Drivers{ix: ix, skip: skip, opts: opts, slots: make(chan struct{}, parallelLoads), tried: map[string]chan struct{}{}}
 }
 
@@ -119,17 +126,21 @@ func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error)
 	var fresh []job
 	var others []chan struct{}
 	d.mu.Lock()
-	for _, n := range d.ix.ForAliases(aliases) {
-		if done, ok := d.tried[n]; ok {
-			others = append(others, done)
-			continue
+	for _, alias := range aliases {
+		for _, n := range d.ix.ForAliases([]string{alias}) {
+			if done, ok := d.tried[n]; ok {
+				if !slices.Contains(others, done) {
+					others = append(others, done)
+				}
+				continue
+			}
+			if d.skip != nil && d.skip(alias, n) {
+				continue
+			}
+			j := job{n, make(chan struct{})}
+			d.tried[n] = j.done
+			fresh = append(fresh, j)
 		}
-		if d.skip != nil && d.skip(n) {
-			continue
-		}
-		j := job{n, make(chan struct{})}
-		d.tried[n] = j.done
-		fresh = append(fresh, j)
 	}
 	d.mu.Unlock()
 

@@ -503,7 +503,7 @@ func TestDriversColdplug(t *testing.T) {
 		}
 		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
 	}}
-	drivers := ix.Drivers(func(n string) bool { return n == "e1000" }, opts)
+	drivers := ix.Drivers(func(_, n string) bool { return n == "e1000" }, opts)
 	loaded, err := drivers.Coldplug(sys)
 	if err == nil || !strings.Contains(err.Error(), "loading module virtio_balloon") || strings.Contains(err.Error(), "8139cp") {
 		t.Errorf("Coldplug error: %v, want virtio_balloon's alone (8139cp finding no device is no error)", err)
@@ -527,6 +527,36 @@ func TestDriversColdplug(t *testing.T) {
 	again, err := drivers.Load([]string{"pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00", "virtio:d00000005v00001AF4"})
 	if err != nil || len(again) != 0 || len(inserted) != len(seen) {
 		t.Errorf("Load of aliases already tried: loaded %v, %v; inserted %v", names(again), err, inserted)
+	}
+}
+
+// TestDriversSkipByAlias checks that skip is asked for each device's
+// modalias: a driver left out for one device is loaded for another.
+func TestDriversSkipByAlias(t *testing.T) {
+	ix := hostIndex(t)
+	modules := t.TempDir() // /sys/module
+	var inserted []string
+	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
+		name := NormalizeName(filepath.Base(file))
+		inserted = append(inserted, name)
+		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
+	}}
+	var asked []string
+	d := ix.Drivers(func(alias, name string) bool {
+		asked = append(asked, name+" for "+alias)
+		return strings.Contains(alias, "bc02")
+	}, opts)
+	nic := "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00"
+	if mods, err := d.Load([]string{nic}); err != nil || len(mods) != 0 || len(inserted) != 0 {
+		t.Fatalf("Load of a skipped device: %v, %v; inserted %v", names(mods), err, inserted)
+	}
+	if !slices.Equal(asked, []string{"e1000 for " + nic}) {
+		t.Errorf("skip asked %q", asked)
+	}
+	// The same driver, matched by another device's modalias.
+	other := strings.Replace(nic, "bc02", "bc01", 1)
+	if mods, err := d.Load([]string{other}); err != nil || !slices.Contains(names(mods), "e1000") {
+		t.Fatalf("Load of a device not skipped: %v, %v", names(mods), err)
 	}
 }
 

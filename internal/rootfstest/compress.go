@@ -39,7 +39,7 @@ type compressor struct {
 
 var compressors = map[string]compressor{
 	"xz":   {tool: "xz", pkg: "xz-utils", ext: "xz", args: []string{"-T0", "-3", "--check=crc64"}, format: 1},
-	"zstd": {tool: "zstd", pkg: "zstd", ext: "zst", args: []string{"-T0", "-3", "-q"}, format: 1},
+	"zstd": {tool: "zstd", pkg: "zstd", ext: "zst", args: []string{"-T0", "-3", "-q"}, format: 2},
 	"gzip": {tool: "gzip", pkg: "gzip", ext: "gz", args: []string{"-6"}, format: 1},
 }
 
@@ -71,11 +71,6 @@ func Compress(t testing.TB, path, kind string) string {
 		if err != nil {
 			return fmt.Errorf("%s not found in $PATH: install the Debian package %s", c.tool, c.pkg)
 		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
 		f, err := os.Create(tmp)
 		if err != nil {
 			return err
@@ -84,13 +79,15 @@ func Compress(t testing.TB, path, kind string) string {
 		ctx, cancel := context.WithTimeout(ctx, compressTimeout)
 		defer cancel()
 		var stderr bytes.Buffer
-		cmd := command(ctx, tool, append(slices.Clone(c.args), "-c")...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = in, f, &stderr
+		// The file named, not on stdin: zstd then records the size in
+		// the frame header, as `zstd root.tar` does.
+		cmd := command(ctx, tool, append(slices.Clone(c.args), "-c", path)...)
+		cmd.Stdout, cmd.Stderr = f, &stderr
 		if err := run(cmd); err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w (%v)", err, context.Cause(ctx))
 			}
-			return fmt.Errorf("%s %s < %s: %w: %s", c.tool, strings.Join(c.args, " "), path, err, strings.TrimSpace(stderr.String()))
+			return fmt.Errorf("%s %s %s: %w: %s", c.tool, strings.Join(c.args, " "), path, err, strings.TrimSpace(stderr.String()))
 		}
 		return f.Close()
 	})
