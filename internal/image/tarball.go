@@ -236,9 +236,13 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	if s.sha256 != nil {
 		verdict = "verified"
 	}
+	tar := formatSize(tarStream.n) + " tar"
+	if xr, ok := plain.(*xz.Reader); ok && xr.ParallelBlocks() > 0 {
+		tar += fmt.Sprintf(", %d xz blocks decoded in parallel", xr.ParallelBlocks())
+	}
 	took := time.Since(start)
-	fmt.Fprintf(o.Log, "rootfs tarball %s: applied %s (%s tar) in %.1fs, %s/s, sha256:%x %s\n",
-		s.name, formatSize(raw.n), formatSize(tarStream.n), took.Seconds(),
+	fmt.Fprintf(o.Log, "rootfs tarball %s: applied %s (%s) in %.1fs, %s/s, sha256:%x %s\n",
+		s.name, formatSize(raw.n), tar, took.Seconds(),
 		formatSize(int64(float64(raw.n)/max(took.Seconds(), 1e-3))), sum, verdict)
 	return nil
 }

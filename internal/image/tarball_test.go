@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -256,6 +257,9 @@ func TestUnpackTarballCompressions(t *testing.T) {
 				lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
 				if len(lines) != 2 || !strings.Contains(lines[0], " "+strings.TrimSuffix(kind, "-blocks")+" ") || !strings.Contains(lines[1], "sha256:"+sum) {
 					t.Errorf("log: want a start line naming %s and an end line with sha256:%s, got %q", kind, sum, log.String())
+				}
+				if parallel := strings.Contains(lines[len(lines)-1], " xz blocks decoded in parallel) in "); parallel != (kind == "xz-blocks" && runtime.GOMAXPROCS(0) > 1) {
+					t.Errorf("log end line %q: blocks decoded in parallel=%v", lines[len(lines)-1], parallel)
 				}
 				if pinned := strings.Contains(url, "#"); pinned != strings.HasSuffix(lines[len(lines)-1], " verified") {
 					t.Errorf("log end line %q: pinned=%v", lines[len(lines)-1], pinned)

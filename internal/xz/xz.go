@@ -63,7 +63,7 @@ type Reader struct {
 	par     *parallel
 	cur     *job
 	curOff  int
-	// parBlocks counts the blocks decoded in parallel (for tests).
+	// parBlocks counts the blocks decoded in parallel.
 	parBlocks int
 	alone     bool // the next block is the reader's, the last run having stopped at it
 }

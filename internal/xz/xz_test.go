@@ -86,7 +86,7 @@ func decodeParallel(compressed []byte, workers int, memory int64) ([]byte, int, 
 	}
 	defer r.Close()
 	out, err := io.ReadAll(r)
-	return out, r.parBlocks, err
+	return out, r.ParallelBlocks(), err
 }
 
 // TestCorpus decodes what xz(1) makes with every preset and option a
@@ -165,7 +165,7 @@ func TestParallel(t *testing.T) {
 		parallel int // blocks decoded in parallel
 	}{
 		{"two workers", multi, data, 2, 64 << 20, blocks},
-		{"one worker", multi, data, 1, 64 << 20, blocks},
+		{"one worker: alone", multi, data, 1, 64 << 20, 0},
 		{"memory for one block only", multi, data, 2, 100 << 10, 0},
 		{"BCJ x86 and SHA-256", x86, data, 4, 64 << 20, 6},
 		{"a block without sizes", single, data[:100<<10], 2, 64 << 20, 0},

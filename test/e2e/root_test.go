@@ -334,7 +334,7 @@ func (s *stamper) String() string {
 // systemdTests registers the boots of a real Debian with systemd, as an
 // OCI image and as a rootfs.tar.xz served over HTTP; with
 // $OCIBOOT_BENCH_FORMS set (bench/root.sh sets it), also as a .tar.zst
-// and a .tar.gz, for the figures.
+// and a .tar.gz, and the .tar.xz on one CPU, for the figures.
 func (f *fixture) systemdTests(t *testing.T) {
 	tarball := func(kind string) func(t *testing.T, tarPath string) (string, []int) {
 		return func(t *testing.T, tarPath string) (string, []int) {
@@ -351,16 +351,20 @@ func (f *fixture) systemdTests(t *testing.T) {
 		name string
 		root func(t *testing.T, tarPath string) (string, []int)
 		fit  string // how the fit check knows the unpacked size
+		// cpus are the VM's: two for the .tar.xz of xz -T0, whose
+		// blocks are then decoded in parallel.
+		cpus int
 	}
 	forms := []form{
 		{"oci", func(t *testing.T, tarPath string) (string, []int) {
 			img := registrytest.Image(t, v1.Config{Cmd: []string{"/sbin/init"}}, rootfstest.Layer(t, tarPath))
 			return guestRef(registrytest.Push(t, f.reg, "e2e/debian-systemd:12", img)), nil
-		}, ""},
-		{"tarball", tarball("xz"), "its xz index"},
+		}, "", 1},
+		{"tarball", tarball("xz"), "its xz index", 2},
 	}
 	if os.Getenv("OCIBOOT_BENCH_FORMS") != "" {
-		forms = append(forms, form{"tarball-zst", tarball("zstd"), "its zstd frame header"}, form{"tarball-gz", tarball("gzip"), "its gzip trailer"})
+		forms = append(forms, form{"tarball-1cpu", tarball("xz"), "its xz index", 1},
+			form{"tarball-zst", tarball("zstd"), "its zstd frame header", 1}, form{"tarball-gz", tarball("gzip"), "its gzip trailer", 1})
 	}
 	t.Run("root-systemd-selinux", func(t *testing.T) {
 		t.Parallel()
@@ -401,6 +405,7 @@ func (f *fixture) systemdTests(t *testing.T) {
 			const handover, marker = "ociboot: root: starting /sbin/init", "SYSTEMD-MARKER target="
 			con := newStamper(handover, marker)
 			res, err := vm.Run(context.Background(), vm.Config{
+				SMP:       form.cpus,
 				Initramfs: initramfs,
 				Cmdline:   fmt.Sprintf("ociboot.insecure_registry=%s:%d ociboot.poweroff_delay=0 ociboot.root=%s", vm.GuestHost, f.reg.Port, root),
 				Forwards:  append([]int{f.reg.Port}, ports...),
@@ -421,6 +426,9 @@ func (f *fixture) systemdTests(t *testing.T) {
 			if form.fit != "" && !strings.Contains(console, " unpacked (as "+form.fit+" says), into a tmpfs of ") {
 				t.Errorf("the fit check did not read the tarball's size from %s", form.fit)
 			}
+			if form.cpus > 1 && !strings.Contains(console, " xz blocks decoded in parallel) in ") {
+				t.Errorf("the blocks of the .tar.xz were not decoded in parallel on %d CPUs", form.cpus)
+			}
 			inOrder(t, console,
 				"ociboot: modules: mounted /lib/ociboot/modules.squashfs at /lib/modules/"+kernelRelease(t)+" through /dev/loop",
 				"ociboot: modules: mounted /lib/ociboot/firmware.squashfs at /lib/firmware through /dev/loop",
@@ -436,8 +444,8 @@ func (f *fixture) systemdTests(t *testing.T) {
 				"reboot: Power down")
 			// The figures of the closing note, not asserted.
 			_, mem, _ := strings.Cut(lineWith(console, "memavailable="), "memavailable=")
-			t.Logf("FIGURE systemd %s: VM start to init %.1f s, to multi-user.target %.1f s, whole run %.1f s; MemAvailable in the OS %s; %s",
-				form.name, con.at(handover).Seconds(), con.at(marker).Seconds(), res.Elapsed.Seconds(), strings.TrimSpace(mem),
+			t.Logf("FIGURE systemd %s (%d CPU): VM start to init %.1f s, to multi-user.target %.1f s, whole run %.1f s; MemAvailable in the OS %s; %s",
+				form.name, form.cpus, con.at(handover).Seconds(), con.at(marker).Seconds(), res.Elapsed.Seconds(), strings.TrimSpace(mem),
 				strings.TrimPrefix(lineWith(console, "ociboot: root: unpacked in"), "ociboot: root: "))
 		})
 	}
