@@ -102,35 +102,27 @@ func bit(p *uint16, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint
 	return zero + 1, rng, code, i
 }
 
-// tree decodes a bits-bit symbol, most significant bit first. As in
-// literal, the next bit's probabilities are read ahead (past the last
-// bit, any two of the tree's, for nothing).
+// tree decodes a bits-bit symbol, most significant bit first.
 func tree(probs []uint16, bits uint, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
-	mask := uint32(len(probs) - 1) // len(probs) is 1<<bits
 	m := uint32(1)
-	prob := uint32(probs[m&mask])
 	for range bits {
-		next0, next1 := uint32(probs[(2*m)&mask]), uint32(probs[(2*m+1)&mask])
 		var zero uint32
-		zero, rng, code, i = decodeBit(&probs[m&mask], prob, in, rng, code, i)
+		p := &probs[m]
+		zero, rng, code, i = decodeBit(p, uint32(*p), in, rng, code, i)
 		m = m<<1 | (zero + 1)
-		prob = next1 ^ (next0^next1)&zero
 	}
 	return m - 1<<bits, rng, code, i
 }
 
 // reverse decodes a bits-bit symbol, least significant bit first.
 func reverse(probs []uint16, bits uint, in *chunkBuf, rng, code uint32, i int) (uint32, uint32, uint32, int) {
-	mask := uint32(len(probs) - 1) // len(probs) is 1<<bits
 	m, sym := uint32(1), uint32(0)
-	prob := uint32(probs[m&mask])
 	for k := range bits {
-		next0, next1 := uint32(probs[(2*m)&mask]), uint32(probs[(2*m+1)&mask])
 		var zero uint32
-		zero, rng, code, i = decodeBit(&probs[m&mask], prob, in, rng, code, i)
+		p := &probs[m]
+		zero, rng, code, i = decodeBit(p, uint32(*p), in, rng, code, i)
 		m = m<<1 | (zero + 1)
 		sym |= (zero + 1) << k
-		prob = next1 ^ (next0^next1)&zero
 	}
 	return sym, rng, code, i
 }
@@ -171,17 +163,11 @@ func literal(probs *[literalCoders]uint16, match uint32, in *chunkBuf, rng, code
 			}
 		}
 	}
-	// The hottest loop. The next bit's two possible probabilities are
-	// read before this bit is known, taking the memory's latency off
-	// the chain from bit to bit; past the last bit, they are the
-	// matched literals' probabilities, read for nothing.
-	prob := uint32(probs[sym&0xFF]) // (when the matched loop decoded all 8 bits, unused)
 	for sym < 0x100 {
-		next0, next1 := uint32(probs[2*sym]), uint32(probs[2*sym+1])
 		var zero uint32
-		zero, rng, code, i = decodeBit(&probs[sym], prob, in, rng, code, i)
+		p := &probs[sym]
+		zero, rng, code, i = decodeBit(p, uint32(*p), in, rng, code, i)
 		sym = sym<<1 | (zero + 1)
-		prob = next1 ^ (next0^next1)&zero
 	}
 	return sym, rng, code, i
 }
