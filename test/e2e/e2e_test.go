@@ -428,7 +428,6 @@ func TestBoot(t *testing.T) {
 			"ociboot: ==== clock ==== ",
 			"clock: warning: no NTP peer",
 			"extra_args_url: read ",
-			"service up",
 			"first on runner-12",
 			"second sees status 3, previous exit 3",
 			`ociboot.registry_auth="registry.lan,bob,***"`, // the container's /proc/cmdline
@@ -442,6 +441,12 @@ func TestBoot(t *testing.T) {
 			// and ociboot rebooted itself.
 			`reboot command "/init version" did not reboot: it exited with status 0`,
 			"reboot: Restarting system")
+		// The service runs beside the containers: its line comes
+		// before it is stopped, in any order with theirs (the first
+		// container's came first on a loaded machine). A line of its
+		// own: the command lines the console shows hold "echo service
+		// up".
+		inOrder(t, console, "extra_args_url: read ", "\nservice up", "service 1/1 ("+img+"): stopped")
 	})
 
 	t.Run("ntp", func(t *testing.T) {
