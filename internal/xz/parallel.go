@@ -103,17 +103,14 @@ func (z *Reader) startParallel() {
 	p := &parallel{quit: z.quit}
 	z.par = p
 	// The first block sets how many blocks are in flight: one for the
-	// reader to give out, one for each worker, within the memory.
-	first, ok := z.peekBlock(z.offset())
-	if !ok {
-		p.order = make(chan *job)
-		close(p.order)
-		return
+	// reader to give out, one for each worker, within the memory. Fewer
+	// than two, and no block could be decoded while another is given
+	// out: the run ends at once.
+	var inflight int64
+	if first, ok := z.peekBlock(z.offset()); ok {
+		inflight = min(int64(z.workers)+1, z.memory/max(first.memory(), 1))
 	}
-	size := first.memory()
-	inflight := min(int64(z.workers)+1, z.memory/max(size, 1))
 	if inflight < 2 {
-		// No block could be decoded while another is given out.
 		p.order = make(chan *job)
 		close(p.order)
 		return
@@ -173,7 +170,7 @@ func (z *Reader) dispatch(p *parallel, work chan<- *job, size int64) {
 			return
 		}
 		j := &job{start: start, hdr: hdr, check: z.check, ready: make(chan struct{})}
-		j.data = buffer(p.freeIn, hdr.size+hdr.compressed+(4-hdr.compressed%4)%4+int64(checkSize(z.check)))
+		j.data = buffer(p.freeIn, hdr.size+hdr.compressed+padding(hdr.compressed)+int64(checkSize(z.check)))
 		if _, err := io.ReadFull(z.in, j.data); err != nil {
 			p.err = fmt.Errorf("xz: block at byte %d: %w", start, unexpected(err))
 			return

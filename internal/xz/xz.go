@@ -344,7 +344,7 @@ func (z *Reader) endBlock() error {
 		return z.corrupt("block (uncompressed size)", nil)
 	}
 	var pad [3]byte
-	if _, err := io.ReadFull(z.in, pad[:(4-compressed%4)%4]); err != nil {
+	if _, err := io.ReadFull(z.in, pad[:padding(compressed)]); err != nil {
 		return z.corrupt("block padding", unexpected(err))
 	}
 	if pad != [3]byte{} {
@@ -360,6 +360,10 @@ func (z *Reader) endBlock() error {
 	z.blocks = append(z.blocks, record{unpadded: z.block.headerSize + compressed + int64(len(sum)), uncompressed: z.block.uncompressedN})
 	return nil
 }
+
+// padding is the size of the zeros after a block's n bytes of
+// compressed data, up to a multiple of four.
+func padding(n int64) int64 { return (4 - n%4) % 4 }
 
 // checkMatches says whether sum, a block's check of type check, is the
 // one h made.
