@@ -51,8 +51,8 @@ type state struct {
 	volumes *volume.Set // nil without volumes
 	kmods   *kmod.Index // the initramfs's modules, once read (moduleIndex)
 	// bootDrivers, in switch-root mode with the module tree mounted, is
-	// the first segment's index: the drivers coldplug and hotplug load
-	// for any device (bootDevice says which devices get theirs from
+	// the first segment's index: the drivers coldplug and hotplug may
+	// load for any device (bootNeeds says which devices get theirs from
 	// the tree).
 	bootDrivers *kmod.Index
 	hotplug     *hotplug.Listener // loads the drivers of devices as they come; nil when off

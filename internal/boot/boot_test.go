@@ -116,24 +116,24 @@ func TestStagesRead(t *testing.T) {
 	}
 }
 
-// TestBootDevice checks which devices get their driver from the module
-// tree before switching root: network and storage controllers, and
-// device-tree devices, not the rest.
-func TestBootDevice(t *testing.T) {
-	for alias, want := range map[string]bool{
-		"pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00": true,  // e1000
-		"pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80": true,  // PIIX IDE
-		"pci:v0000144Dd0000A808sv0000144Dsd0000A801bc01sc08i02": true,  // NVMe
-		"pci:v00008086d00007113sv00001AF4sd00001100bc06sc80i00": false, // PIIX4 ACPI, i2c_piix4
-		"pci:v00001274d00005000sv00001AF4sd00001100bc04sc01i00": false, // sound
-		"of:NethernetT(null)Csnps,dwmac-4.20a":                  true,
-		"platform:pcspkr":                                       false,
-		"acpi:PNP0C0C:":                                         false, // power button
-		"serio:ty01pr00id00ex00":                                false,
-		"pci:v00008086d0000100E":                                false, // no class
+// TestBootNeeds checks which devices get their driver before switching
+// root: network controllers and device-tree devices always, storage
+// controllers when the boot uses a disk, others from the first segment.
+func TestBootNeeds(t *testing.T) {
+	for alias, want := range map[string]need{
+		"pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00": neededAlways,  // e1000
+		"pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80": neededStorage, // PIIX IDE
+		"pci:v0000144Dd0000A808sv0000144Dsd0000A801bc01sc08i02": neededStorage, // NVMe
+		"pci:v00008086d00007113sv00001AF4sd00001100bc06sc80i00": neededMaybe,   // PIIX4 ACPI, i2c_piix4
+		"pci:v00001274d00005000sv00001AF4sd00001100bc04sc01i00": neededMaybe,   // sound
+		"of:NethernetT(null)Csnps,dwmac-4.20a":                  neededAlways,
+		"platform:pcspkr":                                       neededMaybe,
+		"acpi:PNP0C0C:":                                         neededMaybe, // power button
+		"serio:ty01pr00id00ex00":                                neededMaybe,
+		"pci:v00008086d0000100E":                                neededMaybe, // no class
 	} {
-		if got := bootDevice(alias); got != want {
-			t.Errorf("bootDevice(%q) = %v, want %v", alias, got, want)
+		if got := bootNeeds(alias); got != want {
+			t.Errorf("bootNeeds(%q) = %d, want %d", alias, got, want)
 		}
 	}
 }
