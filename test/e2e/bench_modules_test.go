@@ -28,11 +28,12 @@ poweroff -f
 // module tree (ociboot build --modules-all) costs a switch-root boot on
 // the dracut container-root README's own command line, with a tiny root
 // (busybox as a rootfs.tar.xz over HTTP): the initramfs's size, the time
-// from the VM's start to ociboot's first line and to the root's init, the
+// from the VM's start to the kernel running /init and to the root's init, the
 // floor's time to its line (an init that prints a line), and what the
 // root finds: the modules it can load, and MemAvailable. The default
-// initramfs (driver presets, no whole tree) boots beside it. Run it with
-// `go test -run '^$' -bench ModulesAll -benchtime 3x ./test/e2e`.
+// initramfs (driver presets, no whole tree) boots beside it, and, with
+// $OCIBOOT_BENCH_DRACUT naming dracut's (bench/dracut.sh), dracut on the
+// same line. Run it with bench/modules.sh.
 func BenchmarkModulesAll(b *testing.B) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "ociboot")
@@ -76,15 +77,25 @@ func BenchmarkModulesAll(b *testing.B) {
 	// The dracut container-root README's parameters.
 	cmdline := fmt.Sprintf("rd.shell=1 ip=dhcp rd.neednet=1 rd.tmpfs.size=3G selinux=0 rd.container.rootfs=http://%s:%d/root.tar.xz ociboot.poweroff_delay=0", vm.GuestHost, port)
 
-	const first, rootLine = "ociboot: ==== configuration", "TINY-ROOT-INIT"
+	// first is the kernel starting the initramfs's /init, whichever.
+	const first, rootLine = "Run /init as init process", "TINY-ROOT-INIT"
 	found := regexp.MustCompile(`TINY-ROOT-INIT modules=(\d+) MemAvailable: +(\d+) kB`)
 	type figures struct{ first, root, mem, modules float64 }
-	boot := func(initramfs string) figures {
+	initramfses := []struct{ name, file string }{{"default (driver presets)", presets}, {"--modules-all --firmware /lib/firmware", all}}
+	if img := os.Getenv("OCIBOOT_BENCH_DRACUT"); img != "" {
+		initramfses = append(initramfses, struct{ name, file string }{"dracut --no-hostonly (bench/dracut.sh)", img})
+	}
+	// boot boots initramfs, and logs the console of the last round's
+	// boot (go test -v shows it).
+	boot := func(name, initramfs string, last bool) figures {
 		st := newStamper(first, rootLine)
 		res, err := vm.Run(context.Background(), vm.Config{Initramfs: initramfs, Cmdline: cmdline, Forwards: []int{port}, Timeout: rootBootTimeout, Console: st})
 		m := found.FindStringSubmatch(st.String())
 		if (err != nil && !res.Started) || m == nil {
 			b.Fatalf("vm.Run: %v; no %q line:\n%s", err, rootLine, st)
+		}
+		if last {
+			b.Logf("%s, console:\n%s", name, st)
 		}
 		modules, _ := strconv.ParseFloat(m[1], 64)
 		mem, _ := strconv.ParseFloat(m[2], 64)
@@ -92,7 +103,7 @@ func BenchmarkModulesAll(b *testing.B) {
 	}
 	floorLine := "trivial init: first line"
 	var floor float64
-	var sums [2]figures
+	sums := make([]figures, len(initramfses))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		st := newStamper(floorLine)
@@ -100,8 +111,8 @@ func BenchmarkModulesAll(b *testing.B) {
 			b.Fatalf("the floor: %v\n%s", err, st)
 		}
 		floor += st.at(floorLine).Seconds()
-		for k, initramfs := range []string{presets, all} {
-			f := boot(initramfs)
+		for k, in := range initramfses {
+			f := boot(in.name, in.file, i == b.N-1)
 			sums[k].first += f.first
 			sums[k].root += f.root
 			sums[k].mem += f.mem
@@ -112,15 +123,15 @@ func BenchmarkModulesAll(b *testing.B) {
 	n := float64(b.N)
 	fmt.Printf("\ndracut container-root's README command line, busybox root as rootfs.tar.xz, TCG, mean of %d rounds, from the VM's start:\n", b.N)
 	fmt.Printf("floor (an init that prints a line): %.2fs\n", floor/n)
-	fmt.Printf("%-44s %10s %14s %14s %16s %18s\n", "initramfs", "size", "ociboot runs", "root's init", "init - floor", "in the root")
-	for k, name := range []string{"default (driver presets)", "--modules-all --firmware /lib/firmware"} {
-		st, err := os.Stat([]string{presets, all}[k])
+	fmt.Printf("%-44s %10s %14s %14s %16s %18s\n", "initramfs", "size", "/init runs", "root's init", "init - floor", "in the root")
+	for k, in := range initramfses {
+		st, err := os.Stat(in.file)
 		if err != nil {
 			b.Fatal(err)
 		}
 		s := sums[k]
 		fmt.Printf("%-44s %7.1f MB %13.2fs %13.2fs %15.2fs %6.0f modules, %5.0f MiB available\n",
-			name, float64(st.Size())/1e6, s.first/n, s.root/n, (s.root-floor)/n, s.modules/n, s.mem/n)
+			in.name, float64(st.Size())/1e6, s.first/n, s.root/n, (s.root-floor)/n, s.modules/n, s.mem/n)
 	}
 	b.ReportMetric((sums[1].root-floor)/n, "all-init-minus-floor-s")
 	b.ReportMetric(sums[1].mem/n, "all-memavailable-MiB")
