@@ -81,9 +81,10 @@ func BenchmarkModulesAll(b *testing.B) {
 	const first, rootLine = "Run /init as init process", "TINY-ROOT-INIT"
 	found := regexp.MustCompile(`TINY-ROOT-INIT modules=(\d+) MemAvailable: +(\d+) kB`)
 	type figures struct{ first, root, mem, modules float64 }
-	initramfses := []struct{ name, file string }{{"default (driver presets)", presets}, {"--modules-all --firmware /lib/firmware", all}}
+	type row struct{ name, file string }
+	initramfses := []row{{"default (driver presets)", presets}, {"--modules-all --firmware /lib/firmware", all}}
 	if img := os.Getenv("OCIBOOT_BENCH_DRACUT"); img != "" {
-		initramfses = append(initramfses, struct{ name, file string }{"dracut --no-hostonly (bench/dracut.sh)", img})
+		initramfses = append(initramfses, row{"dracut --no-hostonly (bench/dracut.sh)", img})
 	}
 	// boot boots initramfs, and logs the console of the last round's
 	// boot (go test -v shows it).

@@ -363,7 +363,8 @@ func (f *fixture) systemdTests(t *testing.T) {
 		cpus int
 		// readme boots on readmeCmdline, the tarball's URL unpinned.
 		readme bool
-		// dracut boots dracut's initramfs, not ociboot's.
+		// dracut, when set, is dracut's initramfs, booted in place of
+		// ociboot's.
 		dracut string
 	}
 	forms := []form{
@@ -433,8 +434,8 @@ func (f *fixture) systemdTests(t *testing.T) {
 
 			// systemdStart is the root's systemd starting, whichever
 			// initramfs switched to it.
-			const handover, systemdStart, marker = "ociboot: root: starting /sbin/init", " running in system mode ", "SYSTEMD-MARKER target="
-			con := newStamper(handover, systemdStart, marker)
+			const systemdStart, marker = " running in system mode ", "SYSTEMD-MARKER target="
+			con := newStamper(systemdStart, marker)
 			res, err := vm.Run(context.Background(), vm.Config{
 				SMP:       form.cpus,
 				Initramfs: initramfs,
