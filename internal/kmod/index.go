@@ -7,7 +7,6 @@
 package kmod
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -36,11 +35,15 @@ type Module struct {
 
 // Index is a kernel's module index, read from its modules directory.
 type Index struct {
-	dir      string
-	mods     map[string]*depEntry // by normalized name
-	byPath   map[string]string    // modules.dep path → name
-	builtin  map[string]bool
-	aliases  []alias
+	dir     string
+	mods    map[string]*depEntry // by normalized name
+	byPath  map[string]string    // modules.dep path → name
+	builtin map[string]bool
+	aliases []alias
+	// byPrefix holds the positions in aliases of the patterns of each
+	// literal prefix: a name's candidates are those of its own prefixes,
+	// a few dozen lookups where a whole tree has some 30,000 aliases.
+	byPrefix map[string][]int
 	softPre  map[string][]string
 	softPost map[string][]string
 }
@@ -52,7 +55,6 @@ type depEntry struct {
 
 type alias struct {
 	pattern string // normalized
-	prefix  string // literal prefix of pattern, for a quick reject
 	module  string
 	builtin bool // from modules.builtin.modinfo
 }
@@ -85,17 +87,19 @@ func NormalizeName(s string) string {
 // modules.softdep, modules.builtin and modules.builtin.modinfo are read
 // when present.
 func LoadIndex(dir string) (*Index, error) {
-	ix := &Index{
-		dir:      dir,
-		mods:     map[string]*depEntry{},
-		byPath:   map[string]string{},
-		builtin:  map[string]bool{},
-		softPre:  map[string][]string{},
-		softPost: map[string][]string{},
-	}
 	dep, err := os.ReadFile(filepath.Join(dir, depFile))
 	if err != nil {
 		return nil, fmt.Errorf("kmod: reading the module index of %s: %w", dir, err)
+	}
+	modules := bytes.Count(dep, []byte{'\n'}) // a line each: the maps' sizes
+	ix := &Index{
+		dir:      dir,
+		mods:     make(map[string]*depEntry, modules),
+		byPath:   make(map[string]string, modules),
+		builtin:  map[string]bool{},
+		byPrefix: map[string][]int{},
+		softPre:  map[string][]string{},
+		softPost: map[string][]string{},
 	}
 	if err := ix.parseDep(dep); err != nil {
 		return nil, err
@@ -127,12 +131,14 @@ func LoadIndex(dir string) (*Index, error) {
 func (ix *Index) Dir() string { return ix.dir }
 
 // lines calls fn with each non-blank, non-comment line of data and its
-// 1-based number.
+// 1-based number. The lines share one copy of data: the strings kept
+// from them cost no allocation each (modules.alias has some 26,000).
 func lines(data []byte, fn func(n int, line string) error) error {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	rest := string(data)
+	for n := 1; rest != ""; n++ {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -140,7 +146,7 @@ func lines(data []byte, fn func(n int, line string) error) error {
 			return err
 		}
 	}
-	return sc.Err()
+	return nil
 }
 
 // relPath turns a path from modules.dep into one relative to the modules
@@ -161,7 +167,7 @@ func (ix *Index) parseDep(data []byte) error {
 		name string
 		deps []string
 	}
-	var all []raw
+	all := make([]raw, 0, bytes.Count(data, []byte{'\n'}))
 	err := lines(data, func(n int, line string) error {
 		head, tail, ok := strings.Cut(line, ":")
 		if !ok {
@@ -199,16 +205,48 @@ func (ix *Index) parseBuiltin(data []byte) error {
 }
 
 func (ix *Index) parseAlias(data []byte) error {
+	count := bytes.Count(data, []byte{'\n'})
+	ix.aliases = slices.Grow(ix.aliases, count)
+	if len(ix.byPrefix) == 0 {
+		ix.byPrefix = make(map[string][]int, count)
+	}
+	names := map[string]string{} // module → normalized: each has many aliases
 	return lines(data, func(n int, line string) error {
-		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "alias" {
+		word, rest := firstWord(line)
+		pattern, rest := firstWord(rest)
+		module, rest := firstWord(rest)
+		if word != "alias" || module == "" || rest != "" {
 			return fmt.Errorf("kmod: %s line %d: expected \"alias PATTERN MODULE\", got %q", filepath.Join(ix.dir, aliasFile), n, line)
 		}
-		ix.addAlias(f[1], f[2], false)
+		name, ok := names[module]
+		if !ok {
+			name = NormalizeName(module)
+			names[module] = name
+		}
+		ix.addAlias(pattern, name, false)
 		return nil
 	})
 }
 
+// firstWord returns the first word of s (words are separated by spaces
+// and tabs) and what follows it, its leading spaces trimmed.
+func firstWord(s string) (word, rest string) {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	j := i
+	for j < len(s) && s[j] != ' ' && s[j] != '\t' {
+		j++
+	}
+	word, rest = s[i:j], s[j:]
+	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+		rest = rest[1:]
+	}
+	return word, rest
+}
+
+// addAlias adds pattern as an alias of module (a normalized name).
 func (ix *Index) addAlias(pattern, module string, builtin bool) {
 	p := normalizeAlias(pattern)
 	i := strings.IndexAny(p, "*?[")
@@ -216,7 +254,8 @@ func (ix *Index) addAlias(pattern, module string, builtin bool) {
 	if i >= 0 {
 		prefix = p[:i]
 	}
-	ix.aliases = append(ix.aliases, alias{pattern: p, prefix: prefix, module: NormalizeName(module), builtin: builtin})
+	ix.byPrefix[prefix] = append(ix.byPrefix[prefix], len(ix.aliases))
+	ix.aliases = append(ix.aliases, alias{pattern: p, module: module, builtin: builtin})
 }
 
 // parseBuiltinModinfo reads the "MODULE.alias=VALUE" records of
@@ -230,7 +269,7 @@ func (ix *Index) parseBuiltinModinfo(data []byte) error {
 		}
 		mod, field, ok := bytes.Cut(key, []byte{'.'})
 		if ok && string(field) == "alias" {
-			ix.addAlias(string(val), string(mod), true)
+			ix.addAlias(string(val), NormalizeName(string(mod)), true)
 		}
 	}
 	return nil
@@ -263,6 +302,9 @@ func (ix *Index) parseSoftdep(data []byte) error {
 // normalizeAlias turns '-' into '_' outside bracket expressions, as kmod
 // does for aliases and the names looked up among them.
 func normalizeAlias(s string) string {
+	if !strings.Contains(s, "-") {
+		return s
+	}
 	b := []byte(s)
 	inBracket := false
 	for i, c := range b {
@@ -290,9 +332,15 @@ func (ix *Index) Lookup(name string) []Module {
 		return []Module{{Name: n, Builtin: true}}
 	}
 	q := normalizeAlias(name)
+	var candidates []int
+	for k := range len(q) + 1 {
+		candidates = append(candidates, ix.byPrefix[q[:k]]...)
+	}
+	slices.Sort(candidates) // modules.alias order
 	var out []Module
-	for _, a := range ix.aliases {
-		if !strings.HasPrefix(q, a.prefix) || !globMatch(a.pattern, q) {
+	for _, c := range candidates {
+		a := ix.aliases[c]
+		if !globMatch(a.pattern, q) {
 			continue
 		}
 		var m Module

@@ -412,6 +412,24 @@ func BenchmarkLoadIndexAndClosure(b *testing.B) {
 	}
 }
 
+// BenchmarkLoadIndex reads the whole tree's index, as a switch-root boot
+// with the module tree does before coldplug.
+func BenchmarkLoadIndex(b *testing.B) {
+	for b.Loop() {
+		hostIndex(b)
+	}
+}
+
+// BenchmarkForAliases matches the 138 real modaliases of testdata against
+// the whole tree's index, as each round of coldplug does.
+func BenchmarkForAliases(b *testing.B) {
+	ix := hostIndex(b)
+	aliases := readLines(b, "testdata/modaliases.txt")
+	for b.Loop() {
+		ix.ForAliases(aliases)
+	}
+}
+
 func FuzzLoadIndex(f *testing.F) {
 	f.Add("kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n", "alias x:* a\n", "softdep a pre: b post: c\n", "a")
 	f.Add("a.ko: a.ko\n", "alias [ a\n", "softdep a pre: a\n", "x:y")

@@ -77,7 +77,7 @@ func TestAliasesAgainstModprobe(t *testing.T) {
 
 // readLines returns the lines of file that are neither empty nor
 // comments.
-func readLines(t *testing.T, file string) []string {
+func readLines(t testing.TB, file string) []string {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
