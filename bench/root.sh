@@ -20,16 +20,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/root.sh needs root (debootstrap)" >&2; exit 1; }
 log=$(mktemp)
-dracut=$(mktemp --suffix=.img)
-trap 'rm -f "$log" "$dracut"' EXIT
-dracut_size=$(./bench/dracut.sh "$dracut")
+trap 'rm -f "$log"' EXIT
+# dracut's initramfs: $OCIBOOT_BENCH_DRACUT's (make bench builds it once),
+# else one built now.
+dracut=${OCIBOOT_BENCH_DRACUT:-}
+if [ -z "$dracut" ]; then
+	dracut=$(mktemp --suffix=.img)
+	trap 'rm -f "$log" "$dracut"' EXIT
+	./bench/dracut.sh "$dracut"
+fi
+dracut=$(realpath "$dracut") # the tests run in test/e2e
 if ! OCIBOOT_BENCH_FORMS=1 OCIBOOT_BENCH_DRACUT="$dracut" go test -count=1 -parallel 1 -timeout 40m -v -run 'TestBoot/root-systemd' ./test/e2e/ >"$log" 2>&1; then
 	tail -60 "$log" >&2
 	echo "bench/root.sh: the switch-root VM tests failed" >&2
 	exit 1
 fi
-echo "initramfs: ociboot build --modules-all --firmware, then dracut's:"
+echo "initramfs (ociboot build --modules-all --firmware):"
 grep -o 'image: .*\|segments: .*' "$log" | sort -u | sed 's/^/  /'
-echo "  $dracut_size"
 echo "boots (one at a time, TCG):"
 grep -o 'FIGURE .*' "$log" | sed 's/^FIGURE /  /'

@@ -164,12 +164,12 @@ func (s *state) plugDrivers() {
 		}
 		return
 	}
-	disks := !noStorage(s)
+	root, disks := rootMode(s), !noStorage(s)
 	skip := func(alias, name string) bool {
 		if slices.Contains(s.plan.Blacklist, name) {
 			return true
 		}
-		if !rootMode(s) {
+		if !root {
 			return false
 		}
 		switch bootNeeds(alias) {
@@ -181,7 +181,7 @@ func (s *state) plugDrivers() {
 		}
 		return false
 	}
-	if rootMode(s) {
+	if root {
 		var waiting []string
 		if !disks {
 			waiting = append(waiting, "storage controllers (no cache disk)")

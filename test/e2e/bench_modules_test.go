@@ -74,8 +74,7 @@ func BenchmarkModulesAll(b *testing.B) {
 		b.Fatal(err)
 	}
 	port := serveDir(b, web)
-	// The dracut container-root README's parameters.
-	cmdline := fmt.Sprintf("rd.shell=1 ip=dhcp rd.neednet=1 rd.tmpfs.size=3G selinux=0 rd.container.rootfs=http://%s:%d/root.tar.xz ociboot.poweroff_delay=0", vm.GuestHost, port)
+	cmdline := fmt.Sprintf("%shttp://%s:%d/root.tar.xz ociboot.poweroff_delay=0", readmeCmdline, vm.GuestHost, port)
 
 	// first is the kernel starting the initramfs's /init, whichever.
 	const first, rootLine = "Run /init as init process", "TINY-ROOT-INIT"
@@ -86,8 +85,8 @@ func BenchmarkModulesAll(b *testing.B) {
 	if img := os.Getenv("OCIBOOT_BENCH_DRACUT"); img != "" {
 		initramfses = append(initramfses, row{"dracut --no-hostonly (bench/dracut.sh)", img})
 	}
-	// boot boots initramfs, and logs the console of the last round's
-	// boot (go test -v shows it).
+	// boot boots initramfs, and with -v logs the console of the last
+	// round's boot.
 	boot := func(name, initramfs string, last bool) figures {
 		st := newStamper(first, rootLine)
 		res, err := vm.Run(context.Background(), vm.Config{Initramfs: initramfs, Cmdline: cmdline, Forwards: []int{port}, Timeout: rootBootTimeout, Console: st})
@@ -95,7 +94,7 @@ func BenchmarkModulesAll(b *testing.B) {
 		if (err != nil && !res.Started) || m == nil {
 			b.Fatalf("vm.Run: %v; no %q line:\n%s", err, rootLine, st)
 		}
-		if last {
+		if last && testing.Verbose() {
 			b.Logf("%s, console:\n%s", name, st)
 		}
 		modules, _ := strconv.ParseFloat(m[1], 64)
