@@ -55,9 +55,8 @@ demo: deps build
 bench: deps build
 	./bench/boot.sh
 	./bench/pull.sh
-	./bench/dracut.sh bin/dracut.img
-	OCIBOOT_BENCH_DRACUT=$(CURDIR)/bin/dracut.img ./bench/root.sh
-	OCIBOOT_BENCH_DRACUT=$(CURDIR)/bin/dracut.img ./bench/modules.sh
+	./bench/root.sh
+	./bench/modules.sh
 	./bench/netboot.sh
 	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
 	$(GO) test -run '^$$' -bench Decode ./internal/xz

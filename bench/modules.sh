@@ -6,13 +6,7 @@
 # `make deps` installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# dracut's initramfs: $OCIBOOT_BENCH_DRACUT's (make bench builds it once),
-# else one built now.
-dracut=${OCIBOOT_BENCH_DRACUT:-}
-if [ -z "$dracut" ]; then
-	dracut=$(mktemp --suffix=.img)
-	trap 'rm -f "$dracut"' EXIT
-	./bench/dracut.sh "$dracut"
-fi
-dracut=$(realpath "$dracut") # the tests run in test/e2e
+# dracut's initramfs, built once into bin/ (bench/dracut.sh keeps it).
+./bench/dracut.sh bin/dracut.img
+dracut=$PWD/bin/dracut.img # the tests run in test/e2e
 OCIBOOT_BENCH_DRACUT="$dracut" go test -run '^$' -bench ModulesAll ${VERBOSE:+-v} -benchtime "${ROUNDS:-3}x" -timeout 60m ./test/e2e

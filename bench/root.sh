@@ -21,15 +21,9 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/root.sh needs root (debootstrap)" >&2; exit 1; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# dracut's initramfs: $OCIBOOT_BENCH_DRACUT's (make bench builds it once),
-# else one built now.
-dracut=${OCIBOOT_BENCH_DRACUT:-}
-if [ -z "$dracut" ]; then
-	dracut=$(mktemp --suffix=.img)
-	trap 'rm -f "$log" "$dracut"' EXIT
-	./bench/dracut.sh "$dracut"
-fi
-dracut=$(realpath "$dracut") # the tests run in test/e2e
+# dracut's initramfs, built once into bin/ (bench/dracut.sh keeps it).
+./bench/dracut.sh bin/dracut.img
+dracut=$PWD/bin/dracut.img # the tests run in test/e2e
 if ! OCIBOOT_BENCH_FORMS=1 OCIBOOT_BENCH_DRACUT="$dracut" go test -count=1 -parallel 1 -timeout 40m -v -run 'TestBoot/root-systemd' ./test/e2e/ >"$log" 2>&1; then
 	tail -60 "$log" >&2
 	echo "bench/root.sh: the switch-root VM tests failed" >&2
