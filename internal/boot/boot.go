@@ -56,9 +56,14 @@ type state struct {
 	// the tree).
 	bootDrivers *kmod.Index
 	hotplug     *hotplug.Listener // loads the drivers of devices as they come; nil when off
-	// fsModules gets the outcome of loading the storage stage's
-	// filesystem modules, started early; nil when not started.
-	fsModules <-chan error
+	// storageDrivers is closed once the drivers of storage controllers,
+	// which coldplug loads in the background, are loaded; nil when
+	// coldplug is off.
+	storageDrivers <-chan struct{}
+	// fsModules waits for the filesystem modules of the storage stage
+	// or of the containers' layers, started early, and returns how their
+	// loading went; nil when not started.
+	fsModules func() error
 
 	network     *netconf.Result
 	stopNetwork func() *netconf.Result // ends the network's upkeep, gives its last state

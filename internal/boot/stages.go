@@ -83,8 +83,8 @@ func readCmdline() (string, error) {
 // inserts the module files asked for, then loads the modules
 // baked in at build time and those asked for on the command line, with
 // their dependencies, then those of the devices present (coldplug) and of
-// the devices that appear later (hotplug). The storage stage's filesystem
-// modules load meanwhile.
+// the devices that appear later (hotplug). The filesystem modules of the
+// storage stage or of the containers' layers load meanwhile.
 func loadModules(_ context.Context, s *state) error {
 	if err := s.mountImages(); err != nil {
 		return err
@@ -98,12 +98,10 @@ func loadModules(_ context.Context, s *state) error {
 	if err := s.loadModuleNames(append(append([]string(nil), s.input.baked.Modules...), s.plan.Modules...)); err != nil {
 		return err
 	}
-	if !noStorage(s) {
-		// No device needs them: they load while drivers probe their
-		// hardware and the network comes up.
-		if err := s.startFilesystemModules(); err != nil {
-			return err
-		}
+	// No device needs them: they load while drivers probe their
+	// hardware and the network comes up.
+	if err := s.startFilesystemModules(); err != nil {
+		return err
 	}
 	if !s.plan.NoColdplug {
 		s.plugDrivers()
@@ -151,7 +149,11 @@ func (s *state) mountImages() error {
 // machine's life or until switching root. The socket is opened first, so
 // that no device added in between is missed; the two share what they
 // tried. A driver that fails is said, and the boot goes on: the device it
-// would drive may not be needed. In switch-root mode, drivers load only
+// would drive may not be needed. The drivers of storage controllers,
+// slow to probe (QEMU's IDE 0.6–0.9 s under TCG), load in the background
+// while the network comes up and images are pulled; the storage stage,
+// the containers and the switch of root wait for them
+// (waitStorageDrivers). In switch-root mode, drivers load only
 // for the devices the boot may need (bootNeeds); the booted OS's udev
 // loads the others, from the handed-over tree: loading every driver of
 // the machine from the module tree took 1.56 s under TCG, QEMU's IDE
@@ -194,9 +196,9 @@ func (s *state) plugDrivers() {
 		}
 	}
 	drivers := ix.Drivers(skip, kmod.LoadOptions{})
-	coldplug := func(what string) {
+	coldplug := func(what string, only func(alias string) bool) {
 		start := time.Now()
-		mods, err := drivers.Coldplug("/sys")
+		mods, err := drivers.Coldplug("/sys", only)
 		if len(mods) > 0 {
 			s.say("modules: %s: loaded %s in %s", what, moduleNames(mods), time.Since(start).Round(time.Millisecond))
 		}
@@ -217,10 +219,24 @@ func (s *state) plugDrivers() {
 					s.say("modules: hotplug: WARNING: %v", err)
 				}
 			},
-			Lost: func() { coldplug("hotplug: events lost, looking again") },
+			Lost: func() { coldplug("hotplug: events lost, looking again", nil) },
 		})
 	}
-	coldplug("coldplug")
+	coldplug("coldplug", func(alias string) bool { return bootNeeds(alias) != neededStorage })
+	done := make(chan struct{})
+	s.storageDrivers = done
+	go func() {
+		defer close(done)
+		coldplug("coldplug, in the background", nil)
+	}()
+}
+
+// waitStorageDrivers waits for the drivers of storage controllers,
+// loaded in the background since the modules stage.
+func (s *state) waitStorageDrivers() {
+	if s.storageDrivers != nil {
+		<-s.storageDrivers
+	}
 }
 
 // need says whether a device's driver must load before switching root.
@@ -260,6 +276,7 @@ func bootNeeds(alias string) need {
 // stopHotplug stops loading drivers as devices come, and waits for those
 // being loaded.
 func (s *state) stopHotplug() {
+	s.waitStorageDrivers()
 	if s.hotplug != nil {
 		s.hotplug.Stop()
 		s.hotplug = nil
@@ -400,17 +417,18 @@ func runContainers(ctx context.Context, s *state) error {
 		return err
 	}
 	s.result = pipeline.Run(ctx, pipeline.Config{
-		Plan:        s.plan,
-		Puller:      s.puller,
-		Runtime:     runtime.Runtime{Path: s.input.baked.Runtime},
-		StateDir:    stateDir,
-		Layers:      layers,
-		ScratchDir:  s.scratch,
-		Volumes:     s.volumeSet(),
-		Hooks:       s.volumeHooks(),
-		Procs:       s.reaper,
-		Events:      s.events,
-		CmdlineFile: masked,
+		Plan:         s.plan,
+		Puller:       s.puller,
+		Runtime:      runtime.Runtime{Path: s.input.baked.Runtime},
+		StateDir:     stateDir,
+		Layers:       layers,
+		ScratchDir:   s.scratch,
+		Volumes:      s.volumeSet(),
+		Hooks:        s.volumeHooks(),
+		Procs:        s.reaper,
+		Events:       s.events,
+		CmdlineFile:  masked,
+		DevicesReady: s.waitStorageDrivers,
 	})
 	s.endVolumes()
 	s.evictImages()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -37,9 +38,10 @@ func (s *state) devicesAdded() func() <-chan struct{} {
 	return s.hotplug.Added
 }
 
-// prepareStorage loads the storage drivers, finds (or makes) the cache
-// and mounts it, adds the swap file, and puts the image store on the
-// cache. Without a disk the boot goes on without a cache, warned.
+// prepareStorage loads the storage drivers (or waits for coldplug's),
+// finds (or makes) the cache and mounts it, adds the swap file, and puts
+// the image store on the cache. Without a disk the boot goes on without a
+// cache, warned.
 func prepareStorage(ctx context.Context, s *state) error {
 	st, log := s.plan.Storage, s.log("storage")
 	fsMods, drivers, err := s.storageModules()
@@ -47,13 +49,14 @@ func prepareStorage(ctx context.Context, s *state) error {
 		return err
 	}
 	if s.fsModules != nil {
-		err = <-s.fsModules // started by the modules stage
+		err = s.fsModules() // started by the modules stage
 	} else {
 		err = s.loadModuleNames(fsMods)
 	}
 	if err != nil {
 		return err
 	}
+	s.waitStorageDrivers()
 	if s.hotplug == nil {
 		// Nothing loads disk drivers as disks come: load them all.
 		if err := s.loadModuleNames(drivers); err != nil {
@@ -125,17 +128,28 @@ func (s *state) storageModules() (fsMods, drivers []string, err error) {
 	return fsMods, drivers, nil
 }
 
-// startFilesystemModules starts loading the storage stage's filesystem
-// modules while the stages before it run; the storage stage waits for
-// them.
+// startFilesystemModules starts loading the filesystem modules the
+// storage stage will want (with a cache), or the containers' layer store
+// (overlay), while the stages before them run; those wait for them
+// (s.fsModules).
 func (s *state) startFilesystemModules() error {
-	fsMods, _, err := s.storageModules()
-	if err != nil {
-		return err
+	var mods []string
+	switch {
+	case !noStorage(s):
+		fsMods, _, err := s.storageModules()
+		if err != nil {
+			return err
+		}
+		mods = fsMods
+	case containerMode(s) && !hasFilesystem("overlay"):
+		mods = []string{"overlay"}
+	}
+	if len(mods) == 0 {
+		return nil
 	}
 	done := make(chan error, 1)
-	s.fsModules = done
-	go func() { done <- s.loadModuleNames(fsMods) }()
+	s.fsModules = sync.OnceValue(func() error { return <-done })
+	go func() { done <- s.loadModuleNames(mods) }()
 	return nil
 }
 
@@ -172,8 +186,10 @@ func (s *state) layerStore() (*store.Store, error) {
 	if s.layers != nil {
 		return s.layers, nil
 	}
-	if !hasFilesystem("overlay") {
-		// A failure shows below.
+	// A failure shows below.
+	if s.fsModules != nil {
+		_ = s.fsModules() // started by the modules stage
+	} else if !hasFilesystem("overlay") {
 		_ = s.loadModuleNames([]string{"overlay"})
 	}
 	if !hasFilesystem("overlay") {

@@ -176,14 +176,18 @@ func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error)
 // DeviceAliases), then those of the devices these drivers brought, round
 // after round until one finds nothing new. When it returns, the drivers
 // of the devices it saw are loaded, or failed to, though hotplug took
-// some of them. Errors are as Load's.
-func (d *Drivers) Coldplug(sysDir string) ([]Module, error) {
+// some of them. only, when set, picks the devices by their modalias: the
+// others are left for a later call. Errors are as Load's.
+func (d *Drivers) Coldplug(sysDir string, only func(alias string) bool) ([]Module, error) {
 	var loaded []Module
 	var errs []error
 	for range maxColdplugRounds {
 		aliases, err := DeviceAliases(sysDir)
 		if err != nil {
 			return loaded, errors.Join(append(errs, err)...)
+		}
+		if only != nil {
+			aliases = slices.DeleteFunc(aliases, func(a string) bool { return !only(a) })
 		}
 		fresh, mods, err := d.load(aliases)
 		loaded = append(loaded, mods...)

@@ -3,6 +3,7 @@ package kmod
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -479,7 +480,8 @@ func TestLookupPathLikeAlias(t *testing.T) {
 // (ENODEV) is no error, and one that fails does not stop the others.
 // Modules load in parallel, as the kernel allows: the stand-in answers
 // EEXIST to a second insertion as the kernel does. A Drivers shared with
-// hotplug does not try a module twice.
+// hotplug does not try a module twice, nor does a second coldplug, which
+// takes the devices the first one was told to leave out.
 func TestDriversColdplug(t *testing.T) {
 	ix := hostIndex(t)
 	sys := t.TempDir()
@@ -522,7 +524,17 @@ func TestDriversColdplug(t *testing.T) {
 		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
 	}}
 	drivers := ix.Drivers(func(_, n string) bool { return n == "e1000" }, opts)
-	loaded, err := drivers.Coldplug(sys)
+	// A first coldplug leaves the rtl8139 out; the second takes it.
+	notRealtek := func(alias string) bool { return !strings.HasPrefix(alias, "pci:v000010EC") }
+	first, err := drivers.Coldplug(sys, notRealtek)
+	if slices.Contains(names(first), "8139too") || slices.Contains(inserted, "8139cp") || !slices.Contains(names(first), "virtio_net") {
+		t.Errorf("coldplug of all but the rtl8139 loaded %v (inserted %v): want virtio_net, and neither 8139cp nor 8139too", names(first), inserted)
+	}
+	rest, restErr := drivers.Coldplug(sys, nil)
+	loaded, err := append(first, rest...), errors.Join(err, restErr)
+	if slices.Contains(names(rest), "virtio_net") {
+		t.Errorf("the second coldplug loaded %v again", names(rest))
+	}
 	if err == nil || !strings.Contains(err.Error(), "loading module virtio_balloon") || strings.Contains(err.Error(), "8139cp") {
 		t.Errorf("Coldplug error: %v, want virtio_balloon's alone (8139cp finding no device is no error)", err)
 	}

@@ -107,6 +107,10 @@ type Config struct {
 	// CmdlineFile, when set, is what containers see as /proc/cmdline (the
 	// command line with its secrets masked).
 	CmdlineFile string
+	// DevicesReady, when set, is called before a container's devices are
+	// listed, once its image is pulled: it returns when the drivers of
+	// the devices present are loaded.
+	DevicesReady func()
 	// InitBinary is the ociboot binary, the init of containers given
 	// --init; "" means this executable.
 	InitBinary string
@@ -434,6 +438,9 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 		if initBinary, err = os.Executable(); err != nil {
 			return fmt.Errorf("--init: %w", err)
 		}
+	}
+	if c.DevicesReady != nil {
+		c.DevicesReady()
 	}
 	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile, InitBinary: initBinary})
 	if err != nil {

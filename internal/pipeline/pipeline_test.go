@@ -37,6 +37,9 @@ type harness struct {
 	layers  *store.Store // the image store of unpacked layers; nil for none
 	volumes Volumes      // nil for none
 	hooks   Hooks        // nil for none
+	// devicesReady, when set, is Config.DevicesReady, given the events
+	// so far.
+	devicesReady func(soFar []event.Event)
 }
 
 func newHarness(t *testing.T) *harness {
@@ -93,18 +96,23 @@ func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan)
 	var log bytes.Buffer
 	var rec event.Recorder
 	state := t.TempDir()
+	var devicesReady func()
+	if h.devicesReady != nil {
+		devicesReady = func() { h.devicesReady(rec.Events()) }
+	}
 	res := Run(ctx, Config{
-		Plan:     plan,
-		Puller:   puller,
-		Runtime:  runtime.Runtime{Path: cruntest.Path},
-		StateDir: state,
-		Layers:   h.layers,
-		Volumes:  h.volumes,
-		Hooks:    h.hooks,
-		Procs:    h.reaper,
-		Events:   event.New(console.Sink{W: &log}, &rec),
-		Stdout:   out,
-		Stderr:   out,
+		Plan:         plan,
+		Puller:       puller,
+		Runtime:      runtime.Runtime{Path: cruntest.Path},
+		StateDir:     state,
+		Layers:       h.layers,
+		Volumes:      h.volumes,
+		Hooks:        h.hooks,
+		Procs:        h.reaper,
+		Events:       event.New(console.Sink{W: &log}, &rec),
+		DevicesReady: devicesReady,
+		Stdout:       out,
+		Stderr:       out,
 	})
 	checkEvents(t, rec.Events())
 	data, err := os.ReadFile(out.Name())
@@ -131,6 +139,34 @@ func TestPipeline(t *testing.T) {
 		}
 		if out != "one\ntwo\nthree\n" {
 			t.Errorf("output %q, want one, two, three in order", out)
+		}
+	})
+
+	t.Run("devices are waited for once the image is pulled", func(t *testing.T) {
+		// The boot's storage drivers load while images are pulled: a
+		// container's devices are listed after its pull, before it starts.
+		h := *h
+		var calls []string
+		h.devicesReady = func(soFar []event.Event) {
+			var pulled, started int
+			for _, e := range soFar {
+				switch e := e.(type) {
+				case event.Layer:
+					if e.State == image.LayerDone.String() {
+						pulled++
+					}
+				case event.ContainerStart:
+					started++
+				}
+			}
+			calls = append(calls, fmt.Sprintf("%d pulled, %d started", pulled, started))
+		}
+		status, out, _ := h.run(t, context.Background(), `busybox echo one`, `busybox echo two`)
+		if status != 0 || out != "one\ntwo\n" {
+			t.Errorf("status %d, output %q; want 0, one and two", status, out)
+		}
+		if want := []string{"1 pulled, 0 started", "2 pulled, 1 started"}; !slices.Equal(calls, want) {
+			t.Errorf("DevicesReady called when %q, want %q", calls, want)
 		}
 	})
 
