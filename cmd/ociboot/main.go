@@ -8,9 +8,6 @@ import (
 	"github.com/ociboot/ociboot/internal/boot"
 	"github.com/ociboot/ociboot/internal/cli"
 	"github.com/ociboot/ociboot/internal/containerinit"
-	// CA roots for TLS to registries when the machine has none of its
-	// own, as in the initramfs.
-	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {

@@ -2,7 +2,6 @@ package boot
 
 import (
 	"context"
-	"crypto/tls"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -71,12 +70,10 @@ func prepareVolumes(ctx context.Context, s *state) error {
 			return err
 		}
 	}
-	certs, err := fetch.Roots(s.plan.Registry.CACerts)
+	base, err := fetch.NewTransport(fetch.TransportOptions{CACerts: s.plan.Registry.CACerts, MaxIdleConnsPerHost: volume.Transfers})
 	if err != nil {
 		return err
 	}
-	base := fetch.NewHTTPTransport(&tls.Config{RootCAs: certs, MinVersion: tls.VersionTLS12}, nil)
-	base.MaxIdleConnsPerHost = volume.Transfers
 	tr := &fetch.RetryTransport{Inner: base}
 	set, err := volume.Open(dir, s.plan.Volumes, roots, volume.Options{Endpoints: s.plan.S3, Transport: tr, Log: s.log("volumes"),
 		InRAM: inRAM, PushTimeout: s.plan.PushTimeout})

@@ -184,7 +184,7 @@ func TestParseCACerts(t *testing.T) {
 	if _, err := fetch.ParseCACerts([]byte(key)); err == nil || !strings.Contains(err.Error(), `"PRIVATE KEY"`) {
 		t.Errorf("a key: %v", err)
 	}
-	if _, err := fetch.Roots([]byte("x")); err == nil || !strings.Contains(err.Error(), "extra CA certificates") {
-		t.Errorf("Roots: %v", err)
+	if _, err := fetch.NewTransport(fetch.TransportOptions{CACerts: []byte("x")}); err == nil || !strings.Contains(err.Error(), "extra CA certificates") {
+		t.Errorf("NewTransport: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,7 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 )
 
 // Network limits of every request: a connection that cannot be set up,
@@ -48,34 +53,104 @@ type Options struct {
 func New(o Options) (*http.Client, error) {
 	base := o.Base
 	if base == nil {
-		roots, err := Roots(o.CACerts)
-		if err != nil {
+		var err error
+		if base, err = NewTransport(TransportOptions{CACerts: o.CACerts}); err != nil {
 			return nil, err
 		}
-		base = NewHTTPTransport(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil)
 	}
 	retry := &RetryTransport{Inner: base, Retry: o.Retry, Log: o.Log}
 	return &http.Client{Transport: &ResumeTransport{Inner: retry, Stall: o.Stall}}, nil
 }
 
-// Roots returns the system's roots plus the PEM certificates in caCerts;
-// nil (the system's roots, or the embedded ones) when there are none.
-func Roots(caCerts []byte) (*x509.CertPool, error) {
-	if len(caCerts) == 0 {
-		return nil, nil
+// TransportOptions make a transport with NewTransport.
+type TransportOptions struct {
+	// CACerts holds PEM CA certificates trusted besides the roots.
+	CACerts []byte
+	// Insecure skips the certificate checks (insecure registries).
+	Insecure bool
+	// DialTimeout, when set, gives the connection timeout of a request's
+	// context (the DialTimeout constant otherwise).
+	DialTimeout func(context.Context) time.Duration
+	// MaxIdleConnsPerHost is how many idle connections a host keeps; 0
+	// means 8.
+	MaxIdleConnsPerHost int
+}
+
+// NewTransport returns an HTTP transport with bounded connection set-up
+// and response-header waits, verifying TLS (unless o.Insecure) against
+// the system's roots, or the embedded Mozilla roots where the system has
+// none (the initramfs), plus o.CACerts. The roots are read on the first
+// HTTPS request: parsing the embedded ones took 80 ms of a TCG boot's
+// start, in a boot that may never use TLS.
+func NewTransport(o TransportOptions) (http.RoundTripper, error) {
+	plain := newHTTPTransport(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.Insecure}, o)
+	if o.Insecure {
+		return plain, nil
 	}
-	certs, err := ParseCACerts(caCerts)
-	if err != nil {
-		return nil, fmt.Errorf("extra CA certificates: %w", err)
+	var extra []*x509.Certificate
+	if len(o.CACerts) > 0 {
+		var err error
+		if extra, err = ParseCACerts(o.CACerts); err != nil {
+			return nil, fmt.Errorf("extra CA certificates: %w", err)
+		}
 	}
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool()
+	return &verifiedTransport{plain: plain, verified: sync.OnceValue(func() *http.Transport {
+		return newHTTPTransport(&tls.Config{RootCAs: roots(extra), MinVersion: tls.VersionTLS12}, o)
+	})}, nil
+}
+
+// verifiedTransport sends plain HTTP requests through one transport and
+// those that use TLS (HTTPS, or through an HTTPS proxy) through another,
+// made with its roots on the first such request.
+type verifiedTransport struct {
+	plain    *http.Transport
+	verified func() *http.Transport
+	made     atomic.Bool // verified was called
+}
+
+func (t *verifiedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" {
+		if proxy, err := t.plain.Proxy(req); err != nil || proxy == nil || proxy.Scheme != "https" {
+			return t.plain.RoundTrip(req)
+		}
 	}
-	for _, c := range certs {
-		roots.AddCert(c)
+	t.made.Store(true)
+	return t.verified().RoundTrip(req)
+}
+
+// CloseIdleConnections closes the idle connections of both transports.
+func (t *verifiedTransport) CloseIdleConnections() {
+	t.plain.CloseIdleConnections()
+	if t.made.Load() {
+		t.verified().CloseIdleConnections()
 	}
-	return roots, nil
+}
+
+// embeddedRoots parses the embedded Mozilla roots, once: a constant made
+// on first use.
+var embeddedRoots = sync.OnceValue(func() *x509.CertPool {
+	pool := x509.NewCertPool()
+	for root := range bundle.Roots() {
+		cert, err := x509.ParseCertificate(root.Certificate)
+		if err != nil {
+			continue // not in a released bundle: its tests parse every root
+		}
+		pool.AddCertWithConstraint(cert, root.Constraint)
+	}
+	return pool
+})
+
+// roots returns the system's roots, or the embedded ones when the system
+// has none, plus extra.
+func roots(extra []*x509.Certificate) *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool.Equal(x509.NewCertPool()) {
+		pool = embeddedRoots().Clone()
+	}
+	for _, c := range extra {
+		pool.AddCert(c)
+	}
+	return pool
 }
 
 // ParseCACerts reads PEM-encoded CA certificates (text between the blocks
@@ -104,22 +179,21 @@ func ParseCACerts(data []byte) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// NewHTTPTransport returns an HTTP transport with bounded connection
-// set-up and response-header waits. dialTimeout, when set, gives the
-// connection timeout of a request's context (DialTimeout otherwise).
-func NewHTTPTransport(tc *tls.Config, dialTimeout func(context.Context) time.Duration) *http.Transport {
+// newHTTPTransport returns the HTTP transport of NewTransport, with TLS
+// configured by tc.
+func newHTTPTransport(tc *tls.Config, o TransportOptions) *http.Transport {
 	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			d := net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}
-			if dialTimeout != nil {
-				d.Timeout = dialTimeout(ctx)
+			if o.DialTimeout != nil {
+				d.Timeout = o.DialTimeout(ctx)
 			}
 			return d.DialContext(ctx, network, addr)
 		},
 		TLSClientConfig:       tc,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   8,
+		MaxIdleConnsPerHost:   cmp.Or(o.MaxIdleConnsPerHost, 8),
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   TLSHandshakeTimeout,
 		ResponseHeaderTimeout: ResponseHeaderTimeout,

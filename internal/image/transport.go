@@ -2,7 +2,6 @@ package image
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -36,16 +35,15 @@ var blobPath = regexp.MustCompile(`^/v2/.+/blobs/[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[
 // authentication on top, with keys; the resume transport uses them too
 // when a bearer token expires during a download.
 func newPullTransport(o PullOptions, keys keychain) (http.RoundTripper, error) {
-	roots, err := fetch.Roots(o.CACerts)
+	verified, err := fetch.NewTransport(fetch.TransportOptions{CACerts: o.CACerts, DialTimeout: dialTimeout})
 	if err != nil {
 		return nil, err
 	}
-	policy := &schemePolicy{
-		verified: fetch.NewHTTPTransport(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, dialTimeout),
-		insecure: map[string]bool{},
-	}
+	policy := &schemePolicy{verified: verified, insecure: map[string]bool{}}
 	if len(o.Insecure) > 0 {
-		policy.unverified = fetch.NewHTTPTransport(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, dialTimeout)
+		if policy.unverified, err = fetch.NewTransport(fetch.TransportOptions{Insecure: true, DialTimeout: dialTimeout}); err != nil {
+			return nil, err
+		}
 		for _, h := range o.Insecure {
 			policy.insecure[NormalizeRegistry(h)] = true
 		}
