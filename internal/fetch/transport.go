@@ -83,9 +83,8 @@ type TransportOptions struct {
 // HTTPS request: parsing the embedded ones took 80 ms of a TCG boot's
 // start, in a boot that may never use TLS.
 func NewTransport(o TransportOptions) (http.RoundTripper, error) {
-	plain := newHTTPTransport(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.Insecure}, o)
 	if o.Insecure {
-		return plain, nil
+		return newHTTPTransport(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, o), nil
 	}
 	var extra []*x509.Certificate
 	if len(o.CACerts) > 0 {
@@ -94,6 +93,8 @@ func NewTransport(o TransportOptions) (http.RoundTripper, error) {
 			return nil, fmt.Errorf("extra CA certificates: %w", err)
 		}
 	}
+	// The plain transport makes no TLS connection: no roots.
+	plain := newHTTPTransport(nil, o)
 	return &verifiedTransport{plain: plain, verified: sync.OnceValue(func() *http.Transport {
 		return newHTTPTransport(&tls.Config{RootCAs: roots(extra), MinVersion: tls.VersionTLS12}, o)
 	})}, nil

@@ -122,10 +122,11 @@ func (f *fixture) storageTests(t *testing.T) {
 		// stage, but the one blacklisted: the e1000 stays without a
 		// driver while the virtio NIC comes up. The NVMe controller's
 		// loads in the background, and the storage stage waits for it:
-		// the disk named as the cache is partitioned and formatted. Two consoles, as a
-		// machine with a screen and a serial line boots: /dev/console is
-		// the serial one, the last named, and ociboot's lines are on the
-		// screen too, as a container reading its text (/dev/vcs1) shows.
+		// the disk named as the cache is partitioned and formatted. Two
+		// consoles, as a machine with a screen and a serial line boots:
+		// /dev/console is the serial one, the last named, and ociboot's
+		// lines are on the screen too, as a container reading its text
+		// (/dev/vcs1) shows.
 		t.Parallel()
 		c := f.cacheProxy(t)
 		res, console := c.bootOn(t, "console=tty0 console=ttyS0 modprobe.blacklist=e1000 ociboot.cache_device=/dev/nvme0n1 ociboot.cache_wait=600 "+
