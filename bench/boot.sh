@@ -6,7 +6,10 @@
 # initramfs (--drivers=, the modules named by default alone). Prints, per
 # run, the host wall time of `ociboot vm`, the time from its start to the
 # first line that matters (the container's greeting; the trivial init's
-# line) and the guest's coldplug time, then the means and the ratios.
+# line) and the guest's coldplug time, then the means, the medians (the
+# figure to quote on a noisy host) and the ratios. With BASE set to
+# another ociboot binary (an older build, say), its default initramfs is
+# booted too in every round, beside this one's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -17,6 +20,7 @@ CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/trivialinit" ./bench
 $ociboot build -o "$work/trivial.img" --init-binary "$work/trivialinit" --runtime none --modules "" --storage-modules "" --fscrypt-modules "" --drivers "" --mkfs none >/dev/null
 $ociboot build -o "$work/ociboot.img" >"$work/build.log"
 $ociboot build -o "$work/virtio.img" --drivers "" >/dev/null
+[ -z "${BASE:-}" ] || "$BASE" build -o "$work/base.img" >/dev/null
 size=$(stat -c %s "$work/ociboot.img")
 vsize=$(stat -c %s "$work/virtio.img")
 start_example_registry
@@ -40,6 +44,16 @@ for r in $(seq "$rounds"); do
 	read -r w f c < <(demo "$work/virtio.img")
 	printf '%-6s %-28s %10s %14s %14s\n' "$r" "demo, virtio-only initramfs" "$w" "$f" "$c"
 	echo "virtio $w $f $c" >>"$results"
+	if [ -n "${BASE:-}" ]; then
+		read -r w f c < <(demo "$work/base.img")
+		printf '%-6s %-28s %10s %14s %14s\n' "$r" "demo, BASE's initramfs" "$w" "$f" "$c"
+		echo "base $w $f $c" >>"$results"
+	fi
+done
+for side in trivial ociboot virtio base; do
+	grep -q "^$side " "$results" || continue
+	printf 'median %s: first line %s s\n' "$side" "$(awk -v s="$side" '$1 == s { print $3 }' "$results" | sort -n |
+		awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
 done
 awk '
 	{ wall[$1] += $2; first[$1] += $3; cold[$1] += $4; n[$1]++ }
