@@ -57,8 +57,8 @@ type state struct {
 	bootDrivers *kmod.Index
 	hotplug     *hotplug.Listener // loads the drivers of devices as they come; nil when off
 	// storageDrivers is closed once the drivers of storage controllers,
-	// which coldplug loads in the background, are loaded; nil when
-	// coldplug is off.
+	// which coldplug loads in the background, are loaded; nil when it
+	// loads none.
 	storageDrivers <-chan struct{}
 	// fsModules waits for the filesystem modules of the storage stage
 	// or of the containers' layers, started early, and returns how their

@@ -222,7 +222,15 @@ func (s *state) plugDrivers() {
 			Lost: func() { coldplug("hotplug: events lost, looking again", nil) },
 		})
 	}
-	coldplug("coldplug", func(alias string) bool { return bootNeeds(alias) != neededStorage })
+	deferred := false // a storage controller was left for the background
+	coldplug("coldplug", func(alias string) bool {
+		storage := bootNeeds(alias) == neededStorage
+		deferred = deferred || storage
+		return !storage
+	})
+	if !deferred || (root && !disks) {
+		return // nothing for the background: no controller, or theirs wait for the booted OS
+	}
 	done := make(chan struct{})
 	s.storageDrivers = done
 	go func() {
