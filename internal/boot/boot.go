@@ -50,12 +50,11 @@ type state struct {
 	scratch string
 	volumes *volume.Set // nil without volumes
 	kmods   *kmod.Index // the initramfs's modules, once read (moduleIndex)
-	// bootDrivers, in switch-root mode with the module tree mounted, is
-	// the first segment's index: the drivers coldplug and hotplug may
-	// load for any device (bootNeeds says which devices get theirs from
-	// the tree).
-	bootDrivers *kmod.Index
-	hotplug     *hotplug.Listener // loads the drivers of devices as they come; nil when off
+	// tree, in switch-root mode with the module tree of `ociboot build
+	// --modules-all`, is that tree, mounted apart until the hand-over;
+	// nil otherwise.
+	tree    *stagedTree
+	hotplug *hotplug.Listener // loads the drivers of devices as they come; nil when off
 	// storageDrivers is closed once the drivers of storage controllers,
 	// which coldplug loads in the background, are loaded; nil when it
 	// loads none.

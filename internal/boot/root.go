@@ -53,6 +53,9 @@ func switchRoot(ctx context.Context, s *state) error {
 		return err
 	}
 	s.stopHotplug() // the new root's udev takes over
+	if err := s.unstageTree(); err != nil {
+		return err
+	}
 	keep, err := switchroot.HandOverModules("/", newRoot, kver, log)
 	if err != nil {
 		return err

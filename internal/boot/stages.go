@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -90,7 +91,7 @@ func loadModules(_ context.Context, s *state) error {
 		return err
 	}
 	for _, f := range s.plan.Insmods {
-		if err := kmod.InsertFile(filepath.Join("/", f)); err != nil {
+		if err := kmod.InsertFile(s.treeFile(filepath.Join("/", f))); err != nil {
 			return err
 		}
 		s.say("modules: inserted %s", f)
@@ -112,7 +113,11 @@ func loadModules(_ context.Context, s *state) error {
 // mountImages mounts the initramfs's filesystem images where they belong
 // (the module tree and firmware of `ociboot build --modules-all`), after
 // loading the modules that needs: from then on, modules are read from
-// the mounted tree.
+// the mounted tree. In switch-root mode the module tree is mounted apart
+// instead, until the hand-over (unstageTree): the first segment's modules
+// drive what they can, and the tree's index, 26,000 aliases read from the
+// image (0.27 s under TCG), is read only for what they cannot drive
+// (s.tree).
 func (s *state) mountImages() error {
 	if len(s.input.baked.Images) == 0 {
 		return nil
@@ -120,26 +125,75 @@ func (s *state) mountImages() error {
 	if err := s.loadModuleNames(s.input.baked.ImageModules); err != nil {
 		return err
 	}
-	if rootMode(s) {
-		// The booted OS's udev loads the tree's other drivers.
-		ix, err := s.moduleIndex()
-		if err != nil {
-			return err
-		}
-		s.bootDrivers = ix
-	}
 	for _, img := range s.input.baked.Images {
+		dir := img.Dir
+		staged := rootMode(s) && path.Dir(img.Dir) == "/lib/modules"
+		if staged {
+			dir = strings.TrimSuffix(img.File, path.Ext(img.File))
+		}
 		start := time.Now()
-		if err := os.MkdirAll(img.Dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("image %s: %w", img.File, err)
 		}
-		dev, err := loopdev.Mount(img.File, img.Dir, img.FSType)
+		dev, err := loopdev.Mount(img.File, dir, img.FSType)
 		if err != nil {
 			return err
 		}
-		s.say("modules: mounted %s at %s through %s in %s", img.File, img.Dir, dev, time.Since(start).Round(time.Millisecond))
+		s.say("modules: mounted %s at %s through %s in %s", img.File, dir, dev, time.Since(start).Round(time.Millisecond))
+		if staged {
+			s.tree = &stagedTree{dir: dir, dest: img.Dir, index: sync.OnceValues(func() (*kmod.Index, error) {
+				start := time.Now()
+				ix, err := kmod.LoadIndex(dir)
+				if err == nil {
+					s.say("modules: read the module tree's index in %s", time.Since(start).Round(time.Millisecond))
+				}
+				return ix, err
+			})}
+		}
 	}
-	s.kmods = nil // read again, from the mounted tree
+	if s.tree == nil {
+		s.kmods = nil // read again, from the mounted tree
+	}
+	return nil
+}
+
+// stagedTree is the module tree of `ociboot build --modules-all` in
+// switch-root mode, mounted apart until the hand-over.
+type stagedTree struct {
+	dir   string                      // where it is mounted
+	dest  string                      // where it belongs: /lib/modules/KVER
+	index func() (*kmod.Index, error) // its index, read once, on first need
+}
+
+// treeFile is where the module file f is: in the staged tree when the
+// first segment has no such file, else f.
+func (s *state) treeFile(f string) string {
+	if s.tree == nil {
+		return f
+	}
+	rel, err := filepath.Rel(s.tree.dest, f)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return f
+	}
+	if _, err := os.Stat(f); err == nil {
+		return f
+	}
+	return filepath.Join(s.tree.dir, rel)
+}
+
+// unstageTree moves the module tree mounted apart to where it belongs,
+// over the first segment's modules, for the hand-over to the new root.
+func (s *state) unstageTree() error {
+	if s.tree == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.tree.dest, 0o755); err != nil {
+		return fmt.Errorf("modules: %w", err)
+	}
+	if err := unix.Mount(s.tree.dir, s.tree.dest, "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("modules: moving the module tree from %s to %s: %w", s.tree.dir, s.tree.dest, err)
+	}
+	s.tree, s.kmods = nil, nil
 	return nil
 }
 
@@ -174,21 +228,14 @@ func (s *state) plugDrivers() {
 		if !root {
 			return false
 		}
-		switch bootNeeds(alias) {
-		case neededStorage:
-			return !disks
-		case neededMaybe:
-			// The first segment's drivers are there for them.
-			return s.bootDrivers != nil && !s.bootDrivers.Has(name)
-		}
-		return false
+		return bootNeeds(alias) == neededStorage && !disks
 	}
 	if root {
 		var waiting []string
 		if !disks {
 			waiting = append(waiting, "storage controllers (no cache disk)")
 		}
-		if s.bootDrivers != nil {
+		if s.tree != nil {
 			waiting = append(waiting, "the devices only the module tree has drivers for")
 		}
 		if len(waiting) > 0 {
@@ -196,6 +243,12 @@ func (s *state) plugDrivers() {
 		}
 	}
 	drivers := ix.Drivers(skip, kmod.LoadOptions{})
+	if s.tree != nil {
+		drivers.Fallback(s.tree.index, func(alias string) bool {
+			n := bootNeeds(alias)
+			return n == neededAlways || (n == neededStorage && disks)
+		})
+	}
 	coldplug := func(what string, only func(alias string) bool) {
 		start := time.Now()
 		mods, err := drivers.Coldplug("/sys", only)
@@ -334,6 +387,27 @@ func (s *state) loadModuleNames(names []string) error {
 		return fmt.Errorf("modules %s: the initramfs holds no modules", strings.Join(names, ","))
 	}
 	start := time.Now()
+	if s.tree != nil {
+		// The first segment's, then the tree's.
+		var own, tree []string
+		for _, n := range names {
+			if ix.Lookup(n) != nil {
+				own = append(own, n)
+			} else {
+				tree = append(tree, n)
+			}
+		}
+		if len(tree) > 0 {
+			tix, err := s.tree.index()
+			if err != nil {
+				return err
+			}
+			if _, err := tix.Load(tree, kmod.LoadOptions{}); err != nil {
+				return err
+			}
+		}
+		names = own
+	}
 	if _, err := ix.Load(names, kmod.LoadOptions{}); err != nil {
 		return err
 	}

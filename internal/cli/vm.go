@@ -104,7 +104,7 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 	f.IntVar(&cfg.MemoryMB, "memory", vm.DefaultMemoryMB, "guest memory in MiB (container roots live in RAM)")
 	f.IntVar(&cfg.SMP, "smp", vm.DefaultSMP, "virtual CPUs")
 	f.IntSliceVar(&forwards, "forward", nil, fmt.Sprintf("host port on 127.0.0.1 to make reachable in the guest at %s:PORT (repeatable)", vm.GuestHost))
-	f.StringArrayVar(&disks, "disk", nil, "PATH[,if=virtio|nvme|ahci|scsi|usb]: a raw disk image or block device to attach, on that bus (default virtio; repeatable)")
+	f.StringArrayVar(&disks, "disk", nil, "PATH[,if=virtio|nvme|ahci|scsi|lsi|usb]: a raw disk image or block device to attach, on that bus (default virtio; repeatable)")
 	f.StringArrayVar(&cfg.NICs, "nic", nil, "NIC model ("+vm.NICModels+"), repeatable; the first carries the network and the forwards (default: one virtio NIC)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, fmt.Sprintf("stop the VM after this long and exit %d (0: no limit)", vm.NoStatusExit))
 	f.StringVar(&cfg.Accel, "accel", vm.AccelAuto, "accelerator: auto (KVM if a probe shows it works, else TCG), tcg or kvm")

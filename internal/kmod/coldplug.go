@@ -93,6 +93,10 @@ type Drivers struct {
 	skip  func(alias, name string) bool
 	opts  LoadOptions
 	slots chan struct{}
+	// fallback, when set, is the index of the modaliases ix has no
+	// module for and want picks, read once, on first need.
+	fallback func() (*Index, error)
+	want     func(alias string) bool
 
 	mu    sync.Mutex
 	tried map[string]chan struct{} // closed once the module is loaded, or failed to
@@ -104,6 +108,16 @@ type Drivers struct {
 // module needs it, or for a device skip lets it drive).
 func (ix *Index) Drivers(skip func(alias, name string) bool, opts LoadOptions) *Drivers {
 	return &Drivers{ix: ix, skip: skip, opts: opts, slots: make(chan struct{}, parallelLoads), tried: map[string]chan struct{}{}}
+}
+
+// Fallback makes d look up the modaliases its index has no module for,
+// and that want picks, in the index fallback returns, which is read once,
+// on first need: a boot's own few modules drive the devices they can, a
+// whole module tree the rest, without reading the tree's index when
+// nothing needs it. It returns d; call it before any Load.
+func (d *Drivers) Fallback(fallback func() (*Index, error), want func(alias string) bool) *Drivers {
+	d.fallback, d.want = sync.OnceValues(fallback), want
+	return d
 }
 
 // Load loads the modules the modaliases match, but those left out, in
@@ -120,14 +134,28 @@ func (d *Drivers) Load(aliases []string) ([]Module, error) {
 // load is Load, which also says how many modules it tried.
 func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error) {
 	type job struct {
+		ix   *Index
 		name string
 		done chan struct{}
 	}
-	var fresh []job
-	var others []chan struct{}
+	var (
+		fresh  []job
+		others []chan struct{}
+		errs   []error
+	)
 	d.mu.Lock()
 	for _, alias := range aliases {
-		for _, n := range d.ix.ForAliases([]string{alias}) {
+		ix := d.ix
+		names := ix.ForAliases([]string{alias})
+		if len(names) == 0 && d.fallback != nil && d.want(alias) {
+			fix, err := d.fallback()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kmod: the drivers of %s: %w", alias, err))
+				continue
+			}
+			ix, names = fix, fix.ForAliases([]string{alias})
+		}
+		for _, n := range names {
 			if done, ok := d.tried[n]; ok {
 				if !slices.Contains(others, done) {
 					others = append(others, done)
@@ -137,7 +165,7 @@ func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error)
 			if d.skip != nil && d.skip(alias, n) {
 				continue
 			}
-			j := job{n, make(chan struct{})}
+			j := job{ix, n, make(chan struct{})}
 			d.tried[n] = j.done
 			fresh = append(fresh, j)
 		}
@@ -145,9 +173,8 @@ func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error)
 	d.mu.Unlock()
 
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+		wg sync.WaitGroup
+		mu sync.Mutex
 	)
 	for _, j := range fresh {
 		wg.Add(1)
@@ -156,7 +183,7 @@ func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error)
 			defer close(j.done)
 			d.slots <- struct{}{}
 			defer func() { <-d.slots }()
-			mods, err := d.ix.Load([]string{j.name}, d.opts)
+			mods, err := j.ix.Load([]string{j.name}, d.opts)
 			mu.Lock()
 			defer mu.Unlock()
 			loaded = append(loaded, mods...)

@@ -627,3 +627,75 @@ func TestDriversWaitsForOthers(t *testing.T) {
 		t.Error("the second Load returned before e1000, which the first was loading, was in, or loaded it again")
 	}
 }
+
+// TestDriversFallback checks that the modaliases the index has no
+// module for are looked up in the fallback index, read once and only
+// when needed, for the devices want picks; the modules come from the
+// index that matched.
+func TestDriversFallback(t *testing.T) {
+	host := hostIndex(t)
+	mods, err := host.Closure([]string{"virtio_pci", "virtio_net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := host.Subset(mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := LoadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	modules := t.TempDir() // /sys/module
+	var mu sync.Mutex
+	from := map[string]string{}
+	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		name := NormalizeName(filepath.Base(file))
+		if _, ok := from[name]; ok {
+			return false, nil // EEXIST: 8139cp and 8139too both need mii
+		}
+		from[name] = file
+		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
+	}}
+	reads := 0
+	d := first.Drivers(nil, opts).Fallback(func() (*Index, error) {
+		reads++
+		return host, nil
+	}, func(alias string) bool { return strings.Contains(alias, "bc02") })
+
+	virtio := "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"
+	if got, err := d.Load([]string{virtio}); err != nil || !slices.Contains(names(got), "virtio_pci") || reads != 0 {
+		t.Fatalf("Load of a device the index drives: %v, %v; the fallback read %d times, want 0", names(got), err, reads)
+	}
+	if !strings.HasPrefix(from["virtio_pci"], dir+"/") {
+		t.Errorf("virtio_pci came from %s, want the first index's %s", from["virtio_pci"], dir)
+	}
+	e1000 := "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00"
+	sound := "pci:v00008086d00002668sv00001AF4sd00001100bc04sc03i00" // QEMU's intel-hda
+	got, err := d.Load([]string{e1000, sound})
+	if err != nil || !slices.Equal(names(got), []string{"e1000"}) || reads != 1 {
+		t.Fatalf("Load of a NIC and a sound card only the fallback drives: %v, %v; the fallback read %d times, want [e1000] and 1", names(got), err, reads)
+	}
+	if !strings.HasPrefix(from["e1000"], hostModules+"/") {
+		t.Errorf("e1000 came from %s, want the fallback's %s", from["e1000"], hostModules)
+	}
+	rtl := "pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00"
+	if got, err := d.Load([]string{rtl}); err != nil || !slices.Contains(names(got), "8139too") || reads != 1 {
+		t.Errorf("a second NIC only the fallback drives: %v, %v; the fallback read %d times, want once in all", names(got), err, reads)
+	}
+
+	broken := first.Drivers(nil, opts).Fallback(func() (*Index, error) {
+		return nil, errors.New("no tree")
+	}, func(string) bool { return true })
+	if _, err := broken.Load([]string{sound}); err == nil || !strings.Contains(err.Error(), "no tree") || !strings.Contains(err.Error(), sound) {
+		t.Errorf("Load with an unreadable fallback: %v, want its error, naming the device", err)
+	}
+}

@@ -1,6 +1,7 @@
 package switchroot
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -151,8 +152,13 @@ func isEmptyDir(p string) bool {
 	return len(names) == 0
 }
 
-// countModules counts the module files under dir, for the log.
+// countModules counts the modules under dir, for the log: the lines of
+// its modules.dep, one per module, when it has one; walking a whole
+// tree's 4,000 files in its squashfs image took 0.2 s under TCG.
 func countModules(dir string) int {
+	if dep, err := os.ReadFile(filepath.Join(dir, "modules.dep")); err == nil {
+		return bytes.Count(dep, []byte("\n"))
+	}
 	n := 0
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && hasModuleSuffix(p) {

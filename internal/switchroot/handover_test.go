@@ -434,3 +434,19 @@ func logHas(t *testing.T, log string, wants ...string) {
 		}
 	}
 }
+
+// TestCountModules checks that the count comes from modules.dep, one
+// line per module, without walking the tree, and from the files without
+// it.
+func TestCountModules(t *testing.T) {
+	dir := t.TempDir()
+	tree{"kernel/a.ko": file("a", 0o644), "kernel/b.ko.xz": file("b", 0o644), "modules.order": file("x", 0o644)}.build(t, dir)
+	if n := countModules(dir); n != 2 {
+		t.Errorf("countModules without modules.dep = %d, want the 2 module files", n)
+	}
+	dep := "kernel/a.ko:\nkernel/b.ko.xz: kernel/a.ko\nkernel/c.ko:\n"
+	tree{"modules.dep": file(dep, 0o644)}.build(t, dir)
+	if n := countModules(dir); n != 3 {
+		t.Errorf("countModules = %d, want modules.dep's 3 lines", n)
+	}
+}

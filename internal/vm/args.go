@@ -70,7 +70,7 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 	if cfg.Monitor != "" {
 		args = append(args, "-monitor", "unix:"+optEscape(cfg.Monitor)+",server=on,wait=off")
 	}
-	ahci, scsi := 0, false
+	ahci, scsi, lsi := 0, false, false
 	for i, d := range cfg.Disks {
 		file := "file=" + optEscape(d.Path) + ",format=raw"
 		id := fmt.Sprintf("disk%d", i)
@@ -91,6 +91,12 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 				scsi = true
 			}
 			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("scsi-hd,drive=%s,bus=scsi.0", id))
+		case "lsi":
+			if !lsi {
+				args = append(args, "-device", "lsi53c895a,id=lsi")
+				lsi = true
+			}
+			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("scsi-hd,drive=%s,bus=lsi.0", id))
 		case "usb":
 			args = append(args, "-drive", file+",if=none,id="+id, "-device", fmt.Sprintf("usb-storage,drive=%s,bus=xhci.0", id))
 		}
@@ -126,15 +132,17 @@ func qemuArgs(cfg Config, accel, relay string) []string {
 type Disk struct {
 	Path string
 	// Bus is virtio ("" too), nvme, ahci (SATA, on an ICH9 controller),
-	// scsi (on a virtio-scsi controller) or usb (usb-storage on xHCI).
+	// scsi (on a virtio-scsi controller), lsi (SCSI on an LSI 53C895A,
+	// whose sym53c8xx is in no driver preset) or usb (usb-storage on
+	// xHCI).
 	Bus string
 }
 
 // diskBuses are the buses a Disk may be on.
-var diskBuses = map[string]bool{"": true, "virtio": true, "nvme": true, "ahci": true, "scsi": true, "usb": true}
+var diskBuses = map[string]bool{"": true, "virtio": true, "nvme": true, "ahci": true, "scsi": true, "lsi": true, "usb": true}
 
 // busWant says what a Disk's bus may be, for errors.
-const busWant = "virtio, nvme, ahci, scsi or usb"
+const busWant = "virtio, nvme, ahci, scsi, lsi or usb"
 
 // nicDevices are QEMU's device of each NIC model Config.NICs may name.
 var nicDevices = map[string]string{
@@ -149,7 +157,7 @@ var nicDevices = map[string]string{
 const NICModels = "virtio, e1000, e1000e, rtl8139, vmxnet3, e100 or usb"
 
 // ParseDisk reads PATH[,if=BUS], as ociboot vm --disk takes it: BUS is
-// virtio (the default), nvme, ahci, scsi or usb.
+// virtio (the default), nvme, ahci, scsi, lsi or usb.
 func ParseDisk(s string) (Disk, error) {
 	i := strings.LastIndex(s, ",if=")
 	if i < 0 {

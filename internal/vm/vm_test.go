@@ -48,10 +48,10 @@ func TestQEMUArgs(t *testing.T) {
 		t.Errorf("qemuArgs =\n%q\nwant\n%q", args, want)
 	}
 
-	// More NIC models, the first on the network; disks on virtio-scsi
-	// and USB, behind one xHCI controller with the USB NIC.
+	// More NIC models, the first on the network; disks on virtio-scsi,
+	// LSI and USB, behind one xHCI controller with the USB NIC.
 	cfg = Config{Kernel: "k", Initramfs: "i", MemoryMB: 1, SMP: 1, NICs: []string{"e1000", "usb", "vmxnet3", "e100"},
-		Disks: []Disk{{Path: "/a", Bus: "scsi"}, {Path: "/b", Bus: "usb"}, {Path: "/c", Bus: "scsi"}}}
+		Disks: []Disk{{Path: "/a", Bus: "scsi"}, {Path: "/b", Bus: "usb"}, {Path: "/c", Bus: "scsi"}, {Path: "/d", Bus: "lsi"}, {Path: "/e", Bus: "lsi"}}}
 	args = qemuArgs(cfg, AccelTCG, "")
 	i := slices.Index(args, "virtio-rng-pci,rng=rng0")
 	want = []string{
@@ -61,6 +61,9 @@ func TestQEMUArgs(t *testing.T) {
 		"-drive", "file=/a,format=raw,if=none,id=disk0", "-device", "scsi-hd,drive=disk0,bus=scsi.0",
 		"-drive", "file=/b,format=raw,if=none,id=disk1", "-device", "usb-storage,drive=disk1,bus=xhci.0",
 		"-drive", "file=/c,format=raw,if=none,id=disk2", "-device", "scsi-hd,drive=disk2,bus=scsi.0",
+		"-device", "lsi53c895a,id=lsi",
+		"-drive", "file=/d,format=raw,if=none,id=disk3", "-device", "scsi-hd,drive=disk3,bus=lsi.0",
+		"-drive", "file=/e,format=raw,if=none,id=disk4", "-device", "scsi-hd,drive=disk4,bus=lsi.0",
 		"-kernel",
 	}
 	if i < 0 || !slices.Equal(args[i+1:i+1+len(want)], want) {
@@ -290,7 +293,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"missing kernel", func(c *Config) { c.Kernel = dir + "/vmlinuz-nope" }, "vmlinuz-nope"},
 		{"missing disk", func(c *Config) { c.Disks = []Disk{{Path: dir + "/disk.img"}} }, "disk.img"},
 		{"directory disk", func(c *Config) { c.Disks = []Disk{{Path: dir}} }, "want a file or a block device"},
-		{"unknown bus", func(c *Config) { c.Disks = []Disk{{Path: dir + "/x", Bus: "floppy"}} }, `bus "floppy": want virtio, nvme, ahci, scsi or usb`},
+		{"unknown bus", func(c *Config) { c.Disks = []Disk{{Path: dir + "/x", Bus: "floppy"}} }, `bus "floppy": want virtio, nvme, ahci, scsi, lsi or usb`},
 		{"unknown NIC", func(c *Config) { c.NICs = []string{"e1000", "ne2k"} }, `NIC model "ne2k": want virtio, e1000`},
 		{"port 0", func(c *Config) { c.Forwards = []int{0} }, "forwarded port 0: want 1..65535"},
 		{"port too big", func(c *Config) { c.Forwards = []int{65536} }, "forwarded port 65536"},

@@ -394,6 +394,34 @@ func (f *fixture) cacheRootTests(t *testing.T, rootRepoTag string) {
 	})
 }
 
+// treeDriverTest checks a switch-root boot with the whole module tree
+// (the big initramfs) whose cache disk is on a controller no driver
+// preset drives, QEMU's LSI 53C895A (sym53c8xx): coldplug reads the
+// tree's index for it alone and loads its driver from the tree, mounted
+// apart until the hand-over moves it into the new root.
+func (f *fixture) treeDriverTest(t *testing.T, rootRepoTag string) {
+	t.Run("cache-root-tree-driver", func(t *testing.T) {
+		t.Parallel()
+		disk := cacheDisk(t, 64<<20)
+		root := fmt.Sprintf("%s:%d/%s", vm.GuestHost, f.reg.Port, rootRepoTag)
+		cmdline := "ociboot.root=" + root + " ociboot.cache_device=auto ociboot.cache_wait=1m"
+		res, console := f.bootRootOn(t, f.bigInitramfs(t), cmdline, machine{disks: []vm.Disk{{Path: disk, Bus: "lsi"}}})
+		inOrder(t, console,
+			"ociboot: modules: mounted /lib/ociboot/modules.squashfs at /lib/ociboot/modules through /dev/loop",
+			treeIndexRead,
+			`ociboot: storage: /dev/sda1 (ext4 "B2C_CACHE") mounted on /storage`,
+			"ociboot: root: modules: /lib/modules/"+kernelRelease(t)+" of the initramfs handed over (",
+			" modules, its image mount moved)",
+			"ociboot: root: starting /sbin/init", "ROOT-INIT-DONE")
+		if by := loadedBy(console, "sym53c8xx"); by != backgroundColdplug {
+			t.Errorf("sym53c8xx loaded by %q, want %q", by, backgroundColdplug)
+		}
+		if !res.HandedOver || vm.ExitStatus(res, nil) != 0 {
+			t.Errorf("hand-over seen %v, exit status %d", res.HandedOver, vm.ExitStatus(res, nil))
+		}
+	})
+}
+
 // cacheProxy is a registry proxy of a cache test's own: it counts blob
 // requests and can play a registry that is down.
 type cacheProxy struct {
