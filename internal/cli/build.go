@@ -264,8 +264,12 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 		fmt.Fprintf(w, "  shell: %s (busybox)\n", rep.Shell)
 	}
 	for _, img := range rep.Images {
-		fmt.Fprintf(w, "  image: %s, %s %s of %s (%d files, %s), mounted at %s\n",
-			img.File, humanBytes(img.Size), img.FSType, img.Source, img.Files, humanBytes(img.TreeSize), img.Dir)
+		left := ""
+		if len(img.Excluded) > 0 {
+			left = fmt.Sprintf("; %s/ left out: in the early microcode", strings.Join(img.Excluded, "/, "))
+		}
+		fmt.Fprintf(w, "  image: %s, %s %s of %s (%d files, %s%s), mounted at %s\n",
+			img.File, humanBytes(img.Size), img.FSType, img.Source, img.Files, humanBytes(img.TreeSize), left, img.Dir)
 	}
 	if rep.SecondSegment.Size > 0 {
 		fmt.Fprintf(w, "  segments: first %s, second (images, uncompressed) %s\n",

@@ -106,7 +106,8 @@ type Options struct {
 	// /lib/firmware): the files the image's modules declare are put into
 	// /lib/firmware, xz-compressed (addFirmware). With FirmwareAll or
 	// ModulesAll, all of it goes into a squashfs image of the second
-	// segment, mounted at /lib/firmware.
+	// segment, mounted at /lib/firmware, but for the vendor directories
+	// the early microcode is made of (earlyMicrocodeDirs).
 	Firmware    string
 	FirmwareAll bool
 	// Microcode, when set, is a directory holding the CPU vendors'

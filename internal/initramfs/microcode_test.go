@@ -104,3 +104,51 @@ func updates(list string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestEarlyMicrocodeLeftOutOfFirmware checks that the whole firmware
+// directory's image leaves out the vendor directories the early archive
+// was made of, and keeps them when the microcode came from elsewhere.
+func TestEarlyMicrocodeLeftOutOfFirmware(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{
+		"intel-ucode/06-5e-03":        "intel-a;",
+		"amd-ucode/microcode_amd.bin": "amd-a;",
+		"e100/d101m_ucode.bin":        "a NIC's",
+	} {
+		p := filepath.Join(dir, name)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, []byte(data), 0o644))
+	}
+	opts := Options{Output: filepath.Join(t.TempDir(), "i.img"), Compression: Zstd, InitBinary: smallInit(t), Runtime: "none",
+		Microcode: dir, Firmware: dir, FirmwareAll: true}
+	image := func(opts Options) (ImageReport, string) {
+		t.Helper()
+		rep, raw := build(t, opts)
+		if len(rep.Images) != 1 || len(rep.Microcode.Vendors) != 2 {
+			t.Fatalf("images %+v, microcode %+v: want the firmware's image and both vendors", rep.Images, rep.Microcode.Vendors)
+		}
+		second := readCPIO(t, bytes.TrimLeft(raw[rep.Microcode.Size+rep.FirstSegment:], "\x00"))
+		return rep.Images[0], unsquashfs(t, second.content["lib/ociboot/firmware.squashfs"])
+	}
+	ir, tree := image(opts)
+	if got, _ := os.ReadFile(filepath.Join(tree, "e100/d101m_ucode.bin")); string(got) != "a NIC's" {
+		t.Errorf("the NIC's firmware in the image: %q", got)
+	}
+	for _, d := range []string{"intel-ucode", "amd-ucode"} {
+		if _, err := os.Stat(filepath.Join(tree, d)); err == nil {
+			t.Errorf("%s/ is in the firmware image, and in the early archive", d)
+		}
+	}
+	if !slices.Equal(ir.Excluded, []string{"intel-ucode", "amd-ucode"}) || ir.Files != 1 {
+		t.Errorf("report: left out %q, %d files; want intel-ucode and amd-ucode, 1 file", ir.Excluded, ir.Files)
+	}
+
+	// Microcode from another directory: the firmware goes whole.
+	other := t.TempDir()
+	must(t, os.CopyFS(other, os.DirFS(dir)))
+	opts.Microcode, opts.Output = other, filepath.Join(t.TempDir(), "j.img")
+	ir, tree = image(opts)
+	if got, _ := os.ReadFile(filepath.Join(tree, "intel-ucode/06-5e-03")); string(got) != "intel-a;" || len(ir.Excluded) != 0 || ir.Files != 3 {
+		t.Errorf("microcode from elsewhere: intel-ucode/06-5e-03 %q, left out %q, %d files; want it kept, nothing left out, 3 files", got, ir.Excluded, ir.Files)
+	}
+}
