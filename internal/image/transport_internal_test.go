@@ -1,9 +1,17 @@
 package image
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/registrytest"
 )
 
 func TestEndpoints(t *testing.T) {
@@ -57,14 +65,17 @@ func TestSchemePolicy(t *testing.T) {
 			return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
 		})
 	}
-	p := &schemePolicy{verified: record("verified"), unverified: record("unverified"), insecure: map[string]bool{"10.0.2.100:5000": true}}
+	p := &schemePolicy{verified: record("verified"), unverified: record("unverified"), insecure: map[string]bool{"10.0.2.100:5000": true, "insecure.lan": true}}
 	for _, tc := range []struct{ url, want string }{
 		{"https://registry.lan/v2/", "verified https://registry.lan/v2/"},
 		{"http://127.0.0.1:5000/v2/", "verified http://127.0.0.1:5000/v2/"},
 		{"http://[::1]:5000/v2/", "verified http://[::1]:5000/v2/"},
 		{"http://localhost:5000/v2/", "verified http://localhost:5000/v2/"},
 		{"http://10.0.2.100:5000/v2/", "verified http://10.0.2.100:5000/v2/"},
-		{"https://10.0.2.100:5000/v2/", "unverified https://10.0.2.100:5000/v2/"},
+		{"https://10.0.2.100:5000/v2/a/manifests/1", "unverified https://10.0.2.100:5000/v2/a/manifests/1"},
+		// An insecure registry's ping with no port goes to TLS at once: its
+		// plain HTTP would be another server, on port 80.
+		{"https://insecure.lan/v2/", "unverified https://insecure.lan/v2/"},
 		{"http://10.0.2.100:5001/v2/", "refused"},
 		{"http://registry.lan/v2/", "refused"},
 		{"http://192.168.1.1:5000/v2/", "refused"},
@@ -112,5 +123,52 @@ func TestIsBlobRequest(t *testing.T) {
 	cdn.Response = &http.Response{StatusCode: 307, Request: orig}
 	if !isBlobRequest(cdn) {
 		t.Error("a redirected blob download is not seen as a blob download")
+	}
+}
+
+// TestInsecurePingPlainFirst pings insecure registries named with their
+// port through go-containerregistry, as a pull does: a plain-HTTP one
+// (the CNCF registry) is reached without any TLS try, a TLS one (its
+// certificate unknown here) over TLS after the plain try fails.
+func TestInsecurePingPlainFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		reg  *registrytest.Registry
+		tls  int // TLS requests wanted
+	}{
+		{"plain HTTP", registrytest.Start(t), 0},
+		{"TLS", registrytest.StartWith(t, registrytest.Options{TLS: registrytest.NewCA(t)}), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := registrytest.Push(t, tc.reg, "ping/x:1", registrytest.Image(t, v1.Config{}))
+			rt, err := newPullTransport(PullOptions{Insecure: []string{tc.reg.Addr}}, keychain{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			policy := rt.(*fetch.ResumeTransport).Inner.(*fetch.RetryTransport).Inner.(*schemePolicy)
+			var mu sync.Mutex
+			tlsRequests := 0
+			unverified := policy.unverified
+			policy.unverified = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				mu.Lock()
+				tlsRequests++
+				mu.Unlock()
+				return unverified.RoundTrip(r)
+			})
+			nref, err := name.ParseReference(ref, name.Insecure)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := remote.Image(nref, remote.WithTransport(rt), remote.WithContext(context.Background()))
+			if err == nil {
+				_, err = img.ConfigFile()
+			}
+			if err != nil {
+				t.Fatalf("pulling %s: %v", ref, err)
+			}
+			if tlsRequests != tc.tls {
+				t.Errorf("%d requests over TLS, want %d", tlsRequests, tc.tls)
+			}
+		})
 	}
 }
