@@ -27,13 +27,7 @@ func TestFirmware(t *testing.T) {
 		"rtl_nic/rtl8168d-1.fw": bytes.Repeat([]byte("rtl8168d-1 "), 300),
 		"unused/other.bin":      []byte("no module wants me"),
 	}
-	for name, data := range files {
-		p := filepath.Join(fw, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		must(t, os.WriteFile(p, data, 0o644))
-	}
+	writeFiles(t, fw, files)
 	zst, err := zstd.NewWriter(nil)
 	must(t, err)
 	src := filepath.Join(fw, "e100/d101s_ucode.bin")

@@ -133,6 +133,17 @@ func must(t testing.TB, err error) {
 	}
 }
 
+// writeFiles writes files (path under dir → content), making their
+// directories.
+func writeFiles[T string | []byte](t testing.TB, dir string, files map[string]T) {
+	t.Helper()
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, []byte(data), 0o644))
+	}
+}
+
 func TestBuildContents(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "initramfs.img")
 	initBin := smallInit(t)

@@ -19,18 +19,14 @@ import (
 // concatenated in name order, then the compressed image, whole.
 func TestEarlyMicrocode(t *testing.T) {
 	dir := t.TempDir()
-	for name, data := range map[string]string{
+	writeFiles(t, dir, map[string]string{
 		"intel-ucode/06-5e-03":               "intel-a;",
 		"intel-ucode/06-4e-03.initramfs":     "intel-early;",
 		"intel-ucode/.hidden":                "not me",
 		"amd-ucode/microcode_amd.bin":        "amd-a;",
 		"amd-ucode/microcode_amd.bin.asc":    "a signature",
 		"amd-ucode/microcode_amd_fam17h.bin": "amd-b;",
-	} {
-		p := filepath.Join(dir, name)
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, []byte(data), 0o644))
-	}
+	})
 	opts := Options{Output: filepath.Join(t.TempDir(), "i.img"), Compression: Zstd, InitBinary: smallInit(t), Runtime: "none", Microcode: dir}
 	rep, raw := build(t, opts)
 	want := []MicrocodeVendor{{"GenuineIntel.bin", 2, 20}, {"AuthenticAMD.bin", 2, 12}}
@@ -110,15 +106,11 @@ func updates(list string) []string {
 // was made of, and keeps them when the microcode came from elsewhere.
 func TestEarlyMicrocodeLeftOutOfFirmware(t *testing.T) {
 	dir := t.TempDir()
-	for name, data := range map[string]string{
+	writeFiles(t, dir, map[string]string{
 		"intel-ucode/06-5e-03":        "intel-a;",
 		"amd-ucode/microcode_amd.bin": "amd-a;",
 		"e100/d101m_ucode.bin":        "a NIC's",
-	} {
-		p := filepath.Join(dir, name)
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, []byte(data), 0o644))
-	}
+	})
 	opts := Options{Output: filepath.Join(t.TempDir(), "i.img"), Compression: Zstd, InitBinary: smallInit(t), Runtime: "none",
 		Microcode: dir, Firmware: dir, FirmwareAll: true}
 	image := func(opts Options) (ImageReport, string) {

@@ -324,9 +324,12 @@ func TestReadFile(t *testing.T) {
 	}
 }
 
-func TestSubsetHost(t *testing.T) {
-	ix := hostIndex(t)
-	mods, err := ix.Closure([]string{"virtio_pci", "virtio_net"})
+// writeSubset writes into a new directory the index of ix restricted to
+// the closure of names, and returns the directory, the closure and the
+// files.
+func writeSubset(t *testing.T, ix *Index, names ...string) (string, []Module, []IndexFile) {
+	t.Helper()
+	mods, err := ix.Closure(names)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,12 +338,20 @@ func TestSubsetHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	got := map[string]string{}
 	for _, f := range files {
-		got[f.Name] = string(f.Data)
 		if err := os.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	return dir, mods, files
+}
+
+func TestSubsetHost(t *testing.T) {
+	ix := hostIndex(t)
+	dir, mods, files := writeSubset(t, ix, "virtio_pci", "virtio_net")
+	got := map[string]string{}
+	for _, f := range files {
+		got[f.Name] = string(f.Data)
 	}
 	for _, name := range []string{"modules.dep", "modules.alias", "modules.softdep", "modules.order", "modules.builtin", "modules.builtin.modinfo"} {
 		if _, ok := got[name]; !ok {
@@ -634,20 +645,7 @@ func TestDriversWaitsForOthers(t *testing.T) {
 // index that matched.
 func TestDriversFallback(t *testing.T) {
 	host := hostIndex(t)
-	mods, err := host.Closure([]string{"virtio_pci", "virtio_net"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := host.Subset(mods)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, _, _ := writeSubset(t, host, "virtio_pci", "virtio_net")
 	first, err := LoadIndex(dir)
 	if err != nil {
 		t.Fatal(err)

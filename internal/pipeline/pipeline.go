@@ -107,7 +107,8 @@ type Config struct {
 	// CmdlineFile, when set, is what containers see as /proc/cmdline (the
 	// command line with its secrets masked).
 	CmdlineFile string
-	// DevicesReady, when set, is called before a container's devices are
+	// DevicesReady, when set, is called before the devices of a
+	// container that uses the machine's (runtime.UsesHostDevices) are
 	// listed, once its image is pulled: it returns when the drivers of
 	// the devices present are loaded.
 	DevicesReady func()
@@ -439,7 +440,7 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 			return fmt.Errorf("--init: %w", err)
 		}
 	}
-	if c.DevicesReady != nil {
+	if c.DevicesReady != nil && runtime.UsesHostDevices(ct) {
 		c.DevicesReady()
 	}
 	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile, InitBinary: initBinary})

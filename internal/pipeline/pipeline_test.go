@@ -143,8 +143,9 @@ func TestPipeline(t *testing.T) {
 	})
 
 	t.Run("devices are waited for once the image is pulled", func(t *testing.T) {
-		// The boot's storage drivers load while images are pulled: a
-		// container's devices are listed after its pull, before it starts.
+		// The boot's storage drivers load while images are pulled: the
+		// devices of a container that uses the machine's are listed
+		// after its pull, before it starts; another is not held.
 		h := *h
 		var calls []string
 		h.devicesReady = func(soFar []event.Event) {
@@ -161,11 +162,11 @@ func TestPipeline(t *testing.T) {
 			}
 			calls = append(calls, fmt.Sprintf("%d pulled, %d started", pulled, started))
 		}
-		status, out, _ := h.run(t, context.Background(), `busybox echo one`, `busybox echo two`)
-		if status != 0 || out != "one\ntwo\n" {
-			t.Errorf("status %d, output %q; want 0, one and two", status, out)
+		status, out, _ := h.run(t, context.Background(), `--privileged busybox echo one`, `busybox echo two`, `--device /dev/null:/dev/x busybox echo three`)
+		if status != 0 || out != "one\ntwo\nthree\n" {
+			t.Errorf("status %d, output %q; want 0, one, two and three", status, out)
 		}
-		if want := []string{"1 pulled, 0 started", "2 pulled, 1 started"}; !slices.Equal(calls, want) {
+		if want := []string{"1 pulled, 0 started", "3 pulled, 2 started"}; !slices.Equal(calls, want) {
 			t.Errorf("DevicesReady called when %q, want %q", calls, want)
 		}
 	})

@@ -37,6 +37,28 @@ func userMounts(c bootcfg.Container) ([]specs.Mount, error) {
 	return out, nil
 }
 
+// isPrivileged: boot2container's containers are all privileged; the
+// native dialect's only with --privileged, as with podman.
+func isPrivileged(c bootcfg.Container) bool {
+	return c.Privileged || c.Dialect == bootcfg.DialectB2C
+}
+
+// UsesHostDevices reports whether Spec reads the machine's device nodes
+// for c: a privileged container gets them all, --device and a bind mount
+// of a node under /dev name some. The drivers of the devices present
+// must be loaded before Spec for such a container, and only for it.
+func UsesHostDevices(c bootcfg.Container) bool {
+	if isPrivileged(c) || len(c.Devices) > 0 {
+		return true
+	}
+	for _, m := range c.Mounts {
+		if rel, ok := strings.CutPrefix(filepath.Clean(m.Source), "/dev/"); m.Type == "bind" && ok && rel != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // userDevices maps --device to device nodes made in the container.
 func userDevices(c bootcfg.Container) ([]specs.LinuxDevice, error) {
 	var out []specs.LinuxDevice

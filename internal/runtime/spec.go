@@ -112,9 +112,7 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	env = setDefault(env, "HOSTNAME", hostname)
 	env = setDefault(env, "HOME", user.home)
 
-	// boot2container's containers are all privileged; the native
-	// dialect's only with --privileged, as with podman.
-	privileged := c.Privileged || c.Dialect == bootcfg.DialectB2C
+	privileged := isPrivileged(c)
 	capSet := defaultCapabilities
 	if privileged {
 		capSet = boundingSet()

@@ -483,3 +483,31 @@ func TestImageLinksResolveInside(t *testing.T) {
 		t.Error("/data/app was made on the host")
 	}
 }
+
+// TestUsesHostDevices checks which containers read the machine's device
+// nodes: privileged ones (boot2container's all are), --device, and a
+// bind mount of a node under /dev; not a bind of /dev itself, which
+// shows nodes as they come.
+func TestUsesHostDevices(t *testing.T) {
+	for spec, want := range map[string]bool{
+		`busybox true`:                            false,
+		`-v /srv/data:/data busybox true`:         false,
+		`-v /dev:/dev busybox true`:               false,
+		`--tmpfs /dev/x busybox true`:             false,
+		`--privileged busybox true`:               true,
+		`--device /dev/sda busybox true`:          true,
+		`-v /dev/sda:/dev/xvda busybox true`:      true,
+		`-v /dev/disk/by-label/X:/x busybox true`: true,
+	} {
+		c, err := bootcfg.ParseContainer(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := UsesHostDevices(c); got != want {
+			t.Errorf("UsesHostDevices(%s) = %v, want %v", spec, got, want)
+		}
+	}
+	if !UsesHostDevices(bootcfg.Container{Image: "busybox", Dialect: bootcfg.DialectB2C}) {
+		t.Error("a boot2container container does not use the host's devices")
+	}
+}

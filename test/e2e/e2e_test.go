@@ -296,11 +296,12 @@ func TestBoot(t *testing.T) {
 			"Execution is over, pipeline status: 0",
 			"It's now safe to turn off your computer")
 		// The IDE controller's driver loads while the network comes up
-		// and the image is pulled; the first container waits for it.
+		// and the images are pulled; the second container, privileged
+		// (boot2container's), gets the machine's devices and waits for it.
 		if by := loadedBy(console, "ata_piix"); by != backgroundColdplug {
 			t.Errorf("ata_piix loaded by %q, want %s", by, backgroundColdplug)
 		}
-		inOrder(t, console, "ociboot: modules: "+backgroundColdplug+": loaded ", "starting container-1", `first container on "ociboot"`)
+		inOrder(t, console, "ociboot: modules: "+backgroundColdplug+": loaded ", "starting container-2", "second container says hello")
 		// The kernel echoes its command line: look for what only the
 		// container's shell can print.
 		if strings.Contains(console, "DELETED-42") {
