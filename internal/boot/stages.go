@@ -183,9 +183,14 @@ func (s *state) treeFile(f string) string {
 
 // unstageTree moves the module tree mounted apart to where it belongs,
 // over the first segment's modules, for the hand-over to the new root.
+// Nothing may be loading modules from either: call it once hotplug and
+// the background loads are over (stopHotplug).
 func (s *state) unstageTree() error {
 	if s.tree == nil {
 		return nil
+	}
+	if s.fsModules != nil {
+		_ = s.fsModules() // its outcome was the storage stage's to say
 	}
 	if err := os.MkdirAll(s.tree.dest, 0o755); err != nil {
 		return fmt.Errorf("modules: %w", err)
@@ -204,10 +209,11 @@ func (s *state) unstageTree() error {
 // that no device added in between is missed; the two share what they
 // tried. A driver that fails is said, and the boot goes on: the device it
 // would drive may not be needed. The drivers of storage controllers,
-// slow to probe (QEMU's IDE 0.6–0.9 s under TCG), load in the background
-// while the network comes up and images are pulled; the storage stage,
-// the containers and the switch of root wait for them
-// (waitStorageDrivers). In switch-root mode, drivers load only
+// slow to probe (QEMU's IDE 0.6–0.9 s under TCG), load in the background,
+// at the lowest CPU priority, while the network comes up and images are
+// pulled; the storage stage, the containers that use the machine's
+// devices and the switch of root wait for them (waitStorageDrivers). In
+// switch-root mode, drivers load only
 // for the devices the boot may need (bootNeeds); the booted OS's udev
 // loads the others, from the handed-over tree: loading every driver of
 // the machine from the module tree took 1.56 s under TCG, QEMU's IDE
@@ -249,9 +255,9 @@ func (s *state) plugDrivers() {
 			return n == neededAlways || (n == neededStorage && disks)
 		})
 	}
-	coldplug := func(what string, only func(alias string) bool) {
+	coldplug := func(what string, o kmod.ColdplugOptions) {
 		start := time.Now()
-		mods, err := drivers.Coldplug("/sys", only)
+		mods, err := drivers.Coldplug("/sys", o)
 		if len(mods) > 0 {
 			s.say("modules: %s: loaded %s in %s", what, moduleNames(mods), time.Since(start).Round(time.Millisecond))
 		}
@@ -272,15 +278,15 @@ func (s *state) plugDrivers() {
 					s.say("modules: hotplug: WARNING: %v", err)
 				}
 			},
-			Lost: func() { coldplug("hotplug: events lost, looking again", nil) },
+			Lost: func() { coldplug("hotplug: events lost, looking again", kmod.ColdplugOptions{}) },
 		})
 	}
 	deferred := false // a storage controller was left for the background
-	coldplug("coldplug", func(alias string) bool {
+	coldplug("coldplug", kmod.ColdplugOptions{Only: func(alias string) bool {
 		storage := bootNeeds(alias) == neededStorage
 		deferred = deferred || storage
 		return !storage
-	})
+	}})
 	if !deferred || (root && !disks) {
 		return // nothing for the background: no controller, or theirs wait for the booted OS
 	}
@@ -288,7 +294,7 @@ func (s *state) plugDrivers() {
 	s.storageDrivers = done
 	go func() {
 		defer close(done)
-		coldplug("coldplug, in the background", nil)
+		coldplug("coldplug, in the background", kmod.ColdplugOptions{Background: true})
 	}()
 }
 
@@ -386,7 +392,7 @@ func (s *state) loadModuleNames(names []string) error {
 	if ix == nil {
 		return fmt.Errorf("modules %s: the initramfs holds no modules", strings.Join(names, ","))
 	}
-	start := time.Now()
+	start, all := time.Now(), names
 	if s.tree != nil {
 		// The first segment's, then the tree's.
 		var own, tree []string
@@ -411,7 +417,7 @@ func (s *state) loadModuleNames(names []string) error {
 	if _, err := ix.Load(names, kmod.LoadOptions{}); err != nil {
 		return err
 	}
-	s.say("modules: loaded %s in %s", strings.Join(names, ","), time.Since(start).Round(time.Millisecond))
+	s.say("modules: loaded %s in %s", strings.Join(all, ","), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -127,12 +128,13 @@ func (d *Drivers) Fallback(fallback func() (*Index, error), want func(alias stri
 // but for ENODEV, which a module answers when it finds nothing to drive
 // (8139cp for most RTL8139s, one of the two modules their alias names).
 func (d *Drivers) Load(aliases []string) ([]Module, error) {
-	_, loaded, err := d.load(aliases)
+	_, loaded, err := d.load(aliases, false)
 	return loaded, err
 }
 
-// load is Load, which also says how many modules it tried.
-func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error) {
+// load is Load, which also says how many modules it tried; background
+// is ColdplugOptions.Background.
+func (d *Drivers) load(aliases []string, background bool) (tried int, loaded []Module, err error) {
 	type job struct {
 		ix   *Index
 		name string
@@ -179,6 +181,12 @@ func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error)
 	for _, j := range fresh {
 		wg.Add(1)
 		go func() {
+			if background {
+				// The thread ends with the goroutine, still locked:
+				// no other goroutine ever runs at this priority.
+				runtime.LockOSThread()
+				lowestPriority()
+			}
 			defer wg.Done()
 			defer close(j.done)
 			d.slots <- struct{}{}
@@ -199,13 +207,34 @@ func (d *Drivers) load(aliases []string) (tried int, loaded []Module, err error)
 	return len(fresh), loaded, errors.Join(errs...)
 }
 
+// ColdplugOptions adjust Coldplug; the zero value takes every device,
+// at normal priority.
+type ColdplugOptions struct {
+	// Only, when set, picks the devices by their modalias: the others are
+	// left for a later call.
+	Only func(alias string) bool
+	// Background loads the modules on threads of the lowest CPU priority
+	// (nice 19): a module's loading and its driver's probe, CPU the
+	// kernel spends in the loading thread, then take only what the rest
+	// of the machine leaves idle. Under TCG on one vCPU, QEMU's IDE
+	// driver loading beside the greeting demo's pull and container cost
+	// it 0.23 s at normal priority (bench/boot.sh, medians of 7). A Load
+	// that waits for such a module waits at that priority.
+	Background bool
+}
+
+// lowestPriority gives the calling thread the lowest CPU priority. It
+// may fail only without CAP_SYS_NICE, and then the thread keeps its own.
+func lowestPriority() {
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+}
+
 // Coldplug loads the modules of the devices under sysDir (see
 // DeviceAliases), then those of the devices these drivers brought, round
 // after round until one finds nothing new. When it returns, the drivers
 // of the devices it saw are loaded, or failed to, though hotplug took
-// some of them. only, when set, picks the devices by their modalias: the
-// others are left for a later call. Errors are as Load's.
-func (d *Drivers) Coldplug(sysDir string, only func(alias string) bool) ([]Module, error) {
+// some of them. Errors are as Load's.
+func (d *Drivers) Coldplug(sysDir string, o ColdplugOptions) ([]Module, error) {
 	var loaded []Module
 	var errs []error
 	for range maxColdplugRounds {
@@ -213,10 +242,10 @@ func (d *Drivers) Coldplug(sysDir string, only func(alias string) bool) ([]Modul
 		if err != nil {
 			return loaded, errors.Join(append(errs, err)...)
 		}
-		if only != nil {
-			aliases = slices.DeleteFunc(aliases, func(a string) bool { return !only(a) })
+		if o.Only != nil {
+			aliases = slices.DeleteFunc(aliases, func(a string) bool { return !o.Only(a) })
 		}
-		fresh, mods, err := d.load(aliases)
+		fresh, mods, err := d.load(aliases, o.Background)
 		loaded = append(loaded, mods...)
 		if err != nil {
 			errs = append(errs, err)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -537,11 +539,11 @@ func TestDriversColdplug(t *testing.T) {
 	drivers := ix.Drivers(func(_, n string) bool { return n == "e1000" }, opts)
 	// A first coldplug leaves the rtl8139 out; the second takes it.
 	notRealtek := func(alias string) bool { return !strings.HasPrefix(alias, "pci:v000010EC") }
-	first, err := drivers.Coldplug(sys, notRealtek)
+	first, err := drivers.Coldplug(sys, ColdplugOptions{Only: notRealtek})
 	if slices.Contains(names(first), "8139too") || slices.Contains(inserted, "8139cp") || !slices.Contains(names(first), "virtio_net") {
 		t.Errorf("coldplug of all but the rtl8139 loaded %v (inserted %v): want virtio_net, and neither 8139cp nor 8139too", names(first), inserted)
 	}
-	rest, restErr := drivers.Coldplug(sys, nil)
+	rest, restErr := drivers.Coldplug(sys, ColdplugOptions{})
 	loaded, err := append(first, rest...), errors.Join(err, restErr)
 	if slices.Contains(names(rest), "virtio_net") {
 		t.Errorf("the second coldplug loaded %v again", names(rest))
@@ -695,5 +697,70 @@ func TestDriversFallback(t *testing.T) {
 	}, func(string) bool { return true })
 	if _, err := broken.Load([]string{sound}); err == nil || !strings.Contains(err.Error(), "no tree") || !strings.Contains(err.Error(), sound) {
 		t.Errorf("Load with an unreadable fallback: %v, want its error, naming the device", err)
+	}
+}
+
+// TestColdplugBackground checks that a background coldplug inserts its
+// modules from threads at the lowest CPU priority, and that no thread of
+// that priority serves later loads.
+func TestColdplugBackground(t *testing.T) {
+	ix := hostIndex(t)
+	sys := t.TempDir()
+	for i, alias := range []string{
+		"pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", // e1000
+		"pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00", // rtl8139
+		"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", // ahci
+	} {
+		p := filepath.Join(sys, "bus/pci/devices", fmt.Sprintf("0000:00:%02d.0", i+3), "modalias")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(alias+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// getpriority(2) answers 20 - nice.
+	nice := func() int {
+		prio, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+		if err != nil {
+			t.Error(err)
+		}
+		return 20 - prio
+	}
+	runtime.LockOSThread()
+	own := nice()
+	runtime.UnlockOSThread()
+	var mu sync.Mutex
+	seen := map[string]int{} // module → its inserting thread's nice
+	modules := t.TempDir()   // /sys/module
+	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		name := NormalizeName(filepath.Base(file))
+		if _, ok := seen[name]; ok {
+			return false, nil // EEXIST: 8139cp and 8139too both need mii
+		}
+		seen[name] = nice()
+		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
+	}}
+	isAHCI := func(alias string) bool { return strings.Contains(alias, "bc01") }
+	d := ix.Drivers(nil, opts)
+	if _, err := d.Coldplug(sys, ColdplugOptions{Only: isAHCI, Background: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Coldplug(sys, ColdplugOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, n := range seen {
+		want := own
+		if slices.Contains([]string{"ahci", "libahci", "libata", "scsi_mod", "scsi_common"}, name) {
+			want = 19
+		}
+		if n != want {
+			t.Errorf("%s inserted at nice %d, want %d", name, n, want)
+		}
+	}
+	if seen["ahci"] != 19 || seen["e1000"] != own || own == 19 {
+		t.Errorf("inserted at %v (this test at nice %d): want ahci's at 19, e1000 at the test's own", seen, own)
 	}
 }
