@@ -641,6 +641,25 @@ func TestDriversWaitsForOthers(t *testing.T) {
 	}
 }
 
+// fakeKernel returns LoadOptions inserting modules into a kernel of the
+// test's own (its /sys/module a new directory): inserted is called once
+// per module, with its file, one call at a time; a module already in is
+// EEXIST, as the kernel answers.
+func fakeKernel(t *testing.T, inserted func(name, file string)) LoadOptions {
+	modules := t.TempDir()
+	var mu sync.Mutex
+	return LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		name := NormalizeName(filepath.Base(file))
+		if _, err := os.Stat(filepath.Join(modules, name)); err == nil {
+			return false, nil // 8139cp and 8139too both need mii
+		}
+		inserted(name, file)
+		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
+	}}
+}
+
 // TestDriversFallback checks that the modaliases the index has no
 // module for are looked up in the fallback index, read once and only
 // when needed, for the devices want picks; the modules come from the
@@ -652,19 +671,8 @@ func TestDriversFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	modules := t.TempDir() // /sys/module
-	var mu sync.Mutex
 	from := map[string]string{}
-	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		name := NormalizeName(filepath.Base(file))
-		if _, ok := from[name]; ok {
-			return false, nil // EEXIST: 8139cp and 8139too both need mii
-		}
-		from[name] = file
-		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
-	}}
+	opts := fakeKernel(t, func(name, file string) { from[name] = file })
 	reads := 0
 	d := first.Drivers(nil, opts).Fallback(func() (*Index, error) {
 		reads++
@@ -730,19 +738,8 @@ func TestColdplugBackground(t *testing.T) {
 	runtime.LockOSThread()
 	own := nice()
 	runtime.UnlockOSThread()
-	var mu sync.Mutex
 	seen := map[string]int{} // module → its inserting thread's nice
-	modules := t.TempDir()   // /sys/module
-	opts := LoadOptions{SysModuleDir: modules, insert: func(file, _ string) (bool, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		name := NormalizeName(filepath.Base(file))
-		if _, ok := seen[name]; ok {
-			return false, nil // EEXIST: 8139cp and 8139too both need mii
-		}
-		seen[name] = nice()
-		return true, os.Mkdir(filepath.Join(modules, name), 0o755)
-	}}
+	opts := fakeKernel(t, func(name, _ string) { seen[name] = nice() })
 	isAHCI := func(alias string) bool { return strings.Contains(alias, "bc01") }
 	d := ix.Drivers(nil, opts)
 	if _, err := d.Coldplug(sys, ColdplugOptions{Only: isAHCI, Background: true}); err != nil {
