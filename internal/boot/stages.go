@@ -127,7 +127,7 @@ func (s *state) mountImages() error {
 	}
 	for _, img := range s.input.baked.Images {
 		dir := img.Dir
-		staged := rootMode(s) && path.Dir(img.Dir) == "/lib/modules"
+		staged := rootMode(s) && path.Dir(img.Dir) == modulesDir
 		if staged {
 			dir = strings.TrimSuffix(img.File, path.Ext(img.File))
 		}
@@ -156,6 +156,9 @@ func (s *state) mountImages() error {
 	}
 	return nil
 }
+
+// modulesDir holds the module tree of each kernel release.
+const modulesDir = "/lib/modules"
 
 // stagedTree is the module tree of `ociboot build --modules-all` in
 // switch-root mode, mounted apart until the hand-over.
@@ -369,7 +372,7 @@ func (s *state) moduleIndex() (*kmod.Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := "/lib/modules/" + kver
+	dir := path.Join(modulesDir, kver)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
