@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,46 +15,12 @@ import (
 	"github.com/ociboot/ociboot/internal/switchroot"
 )
 
-// containerOption is one podman-run option that ParseContainer knows.
-type containerOption struct {
-	long  string // name without the leading "--"
-	alias string // another long name, or ""
-	short byte   // one-letter name, or 0
-	value bool   // the option takes a value
-	set   func(c *Container, v string) error
-}
+// credsValue is the password of a container's --creds USER:PASSWORD, as
+// written on the command line.
+var credsValue = regexp.MustCompile(`(--creds(?:=|\s+)['"]?[^:\s'"]+:)[^\s'"]*`)
 
-// containerOptions lists the supported podman-run options. Those that only
-// set what ociboot always does (every container is removed at its end and
-// shares the host's network) are accepted and change nothing.
-func containerOptions() []containerOption {
-	return []containerOption{
-		{long: "env", short: 'e', value: true, set: setEnv},
-		{long: "entrypoint", value: true, set: setEntrypoint},
-		{long: "workdir", short: 'w', value: true, set: setWorkdir},
-		{long: "user", short: 'u', value: true, set: setUser},
-		{long: "name", value: true, set: setName},
-		{long: "hostname", short: 'h', value: true, set: setHostname},
-		{long: "pull", value: true, set: setPull},
-		{long: "platform", value: true, set: setPlatform},
-		{long: "network", alias: "net", value: true, set: setNetwork},
-		{long: "init", set: setInit},
-		{long: "volume", short: 'v', value: true, set: setVolume},
-		{long: "mount", value: true, set: setMount},
-		{long: "tmpfs", value: true, set: setTmpfs},
-		{long: "device", value: true, set: setDevice},
-		{long: "env-file", value: true, set: setEnvFile},
-		{long: "shm-size", value: true, set: setShmSize},
-		{long: "ulimit", value: true, set: setUlimit},
-		{long: "security-opt", value: true, set: setSecurityOpt},
-		{long: "cap-add", value: true, set: setCapAdd},
-		{long: "cap-drop", value: true, set: setCapDrop},
-		{long: "rm", set: noEffect},
-		{long: "privileged", set: setPrivileged},
-		{long: "interactive", short: 'i', set: setInteractive},
-		{long: "tty", short: 't', set: setTTY},
-	}
-}
+// maskCreds masks the passwords of --creds in a container parameter.
+func maskCreds(s string) string { return credsValue.ReplaceAllString(s, "${1}***") }
 
 // ParseContainer parses a container parameter's value, written as podman-run
 // arguments: `[OPTIONS] IMAGE [COMMAND [ARG...]]`. Options come as `--opt
@@ -99,6 +66,10 @@ func ParseContainer(spec string) (Container, error) {
 	if len(c.Command) == 0 {
 		c.Command = nil
 	}
+	if err := c.check(); err != nil {
+		return Container{}, err
+	}
+	c.Spec = maskCreds(c.Spec)
 	return c, nil
 }
 
@@ -109,23 +80,21 @@ func parseLongOption(c *Container, opts []containerOption, args []string) (int, 
 	opt, ok := findOption(opts, func(o containerOption) bool {
 		return optName == o.long || (o.alias != "" && optName == o.alias)
 	})
-	if !ok {
-		return 0, unknownOption("--"+optName, opts)
-	}
 	flag := "--" + optName
-	if !opt.value {
-		if hasVal && val != "true" {
-			return 0, fmt.Errorf("option %s takes no value (got %q)", flag, val)
-		}
-		return 1, opt.set(c, "")
+	if !ok {
+		return 0, unknownOption(flag)
 	}
-	if hasVal {
-		return 1, wrapOption(flag, opt.set(c, val))
-	}
-	if len(args) < 2 {
+	switch {
+	case !opt.value && hasVal:
+		return 1, applyOption(c, opt, flag, val)
+	case !opt.value:
+		return 1, applyOption(c, opt, flag, "true")
+	case hasVal:
+		return 1, applyOption(c, opt, flag, val)
+	case len(args) < 2:
 		return 0, fmt.Errorf("option %s needs a value", flag)
 	}
-	return 2, wrapOption(flag, opt.set(c, args[1]))
+	return 2, applyOption(c, opt, flag, args[1])
 }
 
 // parseShortOptions applies the one-letter options combined in args[0]
@@ -134,26 +103,45 @@ func parseLongOption(c *Container, opts []containerOption, args []string) (int, 
 func parseShortOptions(c *Container, opts []containerOption, args []string) (int, error) {
 	a := args[0]
 	for j := 1; j < len(a); j++ {
+		flag := "-" + a[j:j+1]
 		opt, ok := findOption(opts, func(o containerOption) bool { return o.short != 0 && a[j] == o.short })
 		if !ok {
-			return 0, unknownOption("-"+a[j:j+1], opts)
+			return 0, unknownOption(flag)
 		}
-		flag := "-" + a[j:j+1]
 		if !opt.value {
-			if err := opt.set(c, ""); err != nil {
+			if err := applyOption(c, opt, flag, "true"); err != nil {
 				return 0, err
 			}
 			continue
 		}
 		if val := strings.TrimPrefix(a[j+1:], "="); val != "" {
-			return 1, wrapOption(flag, opt.set(c, val))
+			return 1, applyOption(c, opt, flag, val)
 		}
 		if len(args) < 2 {
 			return 0, fmt.Errorf("option %s needs a value", flag)
 		}
-		return 2, wrapOption(flag, opt.set(c, args[1]))
+		return 2, applyOption(c, opt, flag, args[1])
 	}
 	return 1, nil
+}
+
+// applyOption sets opt, written flag, to v; a flag's value is "true" or
+// "false" (from any spelling strconv.ParseBool takes).
+func applyOption(c *Container, opt containerOption, flag, v string) error {
+	if !opt.value {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("option %s: got %q, expected true or false", flag, v)
+		}
+		v = strconv.FormatBool(b)
+	}
+	if err := opt.set(c, v); err != nil {
+		return fmt.Errorf("option %s: %w", flag, err)
+	}
+	if opt.kind == warned {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s %s: %s", flag, v, opt.doc))
+	}
+	return nil
 }
 
 func findOption(opts []containerOption, match func(containerOption) bool) (containerOption, bool) {
@@ -165,33 +153,16 @@ func findOption(opts []containerOption, match func(containerOption) bool) (conta
 	return containerOption{}, false
 }
 
-func unknownOption(flag string, opts []containerOption) error {
-	names := make([]string, len(opts))
-	for i, o := range opts {
-		names[i] = "--" + o.long
-		if o.alias != "" {
-			names[i] += "/--" + o.alias
-		}
-		if o.short != 0 {
-			names[i] = "-" + string(o.short) + "/" + names[i]
-		}
-	}
-	return fmt.Errorf("unknown container option %s: supported options are %s", flag, strings.Join(names, ", "))
+func unknownOption(flag string) error {
+	return fmt.Errorf("unknown container option %s: not an option of podman run (docs/cmdline.md lists them all, with what ociboot does with each)", flag)
 }
 
-func wrapOption(flag string, err error) error {
-	if err != nil {
-		return fmt.Errorf("option %s: %w", flag, err)
-	}
-	return nil
-}
-
-func noEffect(*Container, string) error { return nil }
-
+// setEnv takes KEY=VALUE, KEY (ociboot's value, if it has one) or KEY*
+// (ociboot's variables starting with KEY), as podman does.
 func setEnv(c *Container, v string) error {
-	key, _, ok := strings.Cut(v, "=")
-	if !ok || key == "" {
-		return fmt.Errorf("got %q, expected KEY=VALUE", v)
+	key, _, _ := strings.Cut(v, "=")
+	if key == "" || key == "*" || strings.ContainsAny(strings.TrimSuffix(key, "*"), "* \t\n") {
+		return fmt.Errorf("got %q, expected KEY=VALUE, KEY or KEY*", v)
 	}
 	c.Env = append(c.Env, v)
 	return nil
@@ -278,6 +249,8 @@ func setNetwork(c *Container, v string) error {
 		c.NoNetwork = false
 	case "none":
 		c.NoNetwork = true
+	case "bridge", "private", "slirp4netns", "pasta":
+		return fmt.Errorf("got %q, expected host or none: %s", v, whyNetwork)
 	default:
 		return fmt.Errorf("got %q, expected host or none", v)
 	}
@@ -318,8 +291,10 @@ func setVolume(c *Container, v string) error {
 				m.ReadOnly = true
 			case "rw":
 				m.ReadOnly = false
+			case "z", "Z":
+				// No SELinux labels to set.
 			default:
-				return fmt.Errorf("volume option %q: expected ro or rw", o)
+				return fmt.Errorf("volume option %q: expected ro, rw, z or Z", o)
 			}
 		}
 	}
@@ -517,13 +492,35 @@ func setSecurityOpt(c *Container, v string) error {
 	case "label=disable", "apparmor=unconfined":
 		// No SELinux or AppArmor confinement is applied anyway.
 	default:
-		return fmt.Errorf("got %q, expected seccomp=unconfined, no-new-privileges, label=disable or apparmor=unconfined", v)
+		if paths, ok := strings.CutPrefix(v, "mask="); ok {
+			return maskPaths(&c.Mask, "mask", paths, false)
+		}
+		if paths, ok := strings.CutPrefix(v, "unmask="); ok {
+			return maskPaths(&c.Unmask, "unmask", paths, true)
+		}
+		return fmt.Errorf("got %q, expected seccomp=unconfined, no-new-privileges, mask=PATHS, unmask=PATHS, label=disable or apparmor=unconfined", v)
 	}
 	return nil
 }
 
-func setPrivileged(c *Container, _ string) error {
-	c.Privileged = true
+// maskPaths reads the ':'-separated paths of mask= or unmask= (which
+// takes ALL too).
+func maskPaths(to *[]string, what, paths string, all bool) error {
+	for _, p := range strings.Split(paths, ":") {
+		if all && p == "ALL" {
+			*to = append(*to, p)
+			continue
+		}
+		if err := absPath(what+" path", p); err != nil {
+			return err
+		}
+		*to = append(*to, p)
+	}
+	return nil
+}
+
+func setPrivileged(c *Container, v string) error {
+	c.Privileged = v == "true"
 	return nil
 }
 
@@ -557,17 +554,17 @@ func setCapDrop(c *Container, v string) error {
 	return err
 }
 
-func setInteractive(c *Container, _ string) error {
-	c.Interactive = true
+func setInteractive(c *Container, v string) error {
+	c.Interactive = v == "true"
 	return nil
 }
 
-func setTTY(c *Container, _ string) error {
-	c.TTY = true
+func setTTY(c *Container, v string) error {
+	c.TTY = v == "true"
 	return nil
 }
 
-func setInit(c *Container, _ string) error {
-	c.Init = true
+func setInit(c *Container, v string) error {
+	c.Init = v == "true"
 	return nil
 }

@@ -30,8 +30,9 @@ type paramDef struct {
 	key func(v Param) string
 	// secret parameters have their values left out of messages.
 	secret bool
-	// mask, for secret parameters, returns the value with its secret
-	// part replaced (see MaskSecrets).
+	// mask returns the value with its secret part replaced (see
+	// MaskSecrets); a parameter that is not secret as a whole is shown
+	// masked in messages.
 	mask func(string) string
 	// early parameters are applied before extra_args_url is fetched, so
 	// the extra args may not set them.
@@ -47,9 +48,9 @@ type paramDef struct {
 // namespaces. Adding a parameter means adding a row.
 func knownParams() []paramDef {
 	return []paramDef{
-		{names: []string{"ociboot.container", "ociboot.run", "b2c.container", "b2c.run"}, apply: applyContainer},
-		{names: []string{"ociboot.service", "b2c.service"}, apply: applyService},
-		{names: []string{"ociboot.post_container", "b2c.post_container"}, apply: applyPostContainer},
+		{names: []string{"ociboot.container", "ociboot.run", "b2c.container", "b2c.run"}, apply: applyContainer, mask: maskCreds},
+		{names: []string{"ociboot.service", "b2c.service"}, apply: applyService, mask: maskCreds},
+		{names: []string{"ociboot.post_container", "b2c.post_container"}, apply: applyPostContainer, mask: maskCreds},
 		{names: []string{"ociboot.pipefail", "b2c.pipefail"}, apply: applyPipefail},
 		{names: []string{"ociboot.shutdown_cmd", "b2c.shutdown_cmd"}, apply: applyShutdownCmd},
 		{names: []string{"ociboot.reboot_cmd", "b2c.reboot_cmd"}, apply: applyRebootCmd},
@@ -194,8 +195,11 @@ func (p *Plan) apply(defs []paramDef, byLayer [][][]source, failsafe bool) error
 			err := def.apply(p, v.Param)
 			if err != nil && !failsafe {
 				shown := v.Param.String()
-				if def.secret {
+				switch {
+				case def.secret:
 					shown = v.Key + " (value not shown: it holds a password)"
+				case def.mask != nil && v.HasValue:
+					shown = v.Key + `="` + def.mask(v.Value) + `"`
 				}
 				return fmt.Errorf("%s parameter %s: %w", v.origin, shown, err)
 			}

@@ -134,7 +134,7 @@ func TestParseErrors(t *testing.T) {
 		{"b2c.volumes=job", "", `unknown kernel parameter "b2c.volumes"`},
 		{"", "ociboot.bar", `unknown baked-in parameter "ociboot.bar"`},
 		{"ociboot.container", "", `kernel parameter ociboot.container: needs a value: [OPTIONS] IMAGE`},
-		{`b2c.container="--detach alpine"`, "", `kernel parameter b2c.container="--detach alpine": unknown container option --detach`},
+		{`b2c.container="--detach alpine"`, "", `kernel parameter b2c.container="--detach alpine": option --detach: not supported: a pipeline container runs in the foreground`},
 		{`ociboot.run=`, "", `kernel parameter ociboot.run="": no image`},
 		{"b2c.poweroff_delay=-1", "", `kernel parameter b2c.poweroff_delay="-1": got "-1", expected a whole number of seconds, 0 or more`},
 		{"ociboot.poweroff_delay=soon", "", `ociboot.poweroff_delay="soon": got "soon"`},

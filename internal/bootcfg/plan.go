@@ -285,6 +285,132 @@ type Container struct {
 	// seccomp filter; NoNewPrivileges (--security-opt no-new-privileges)
 	// sets the flag of that name.
 	SeccompUnconfined, NoNewPrivileges bool
+	// Mask and Unmask (--security-opt mask=, unmask=) add paths to the
+	// masked ones and take paths (or ALL) off the masked and read-only
+	// ones.
+	Mask, Unmask []string
+
+	// Registry holds how this container's image is pulled, besides the
+	// Plan's settings (--tls-verify, --creds, --authfile, --cert-dir,
+	// -q).
+	Registry PullFlags
+	// Resolv and hosts files: DNS (--dns), DNSNone (--dns=none: the
+	// image's own resolv.conf), DNSSearch, DNSOptions, AddHosts
+	// (HOST:IP lines of --add-host), NoHosts (--no-hosts: the image's
+	// own /etc/hosts).
+	DNS, DNSSearch, DNSOptions, AddHosts []string
+	DNSNone, NoHosts                     bool
+	// ReadOnly (--read-only) mounts the root read-only; then, unless
+	// NoReadOnlyTmpfs (--read-only-tmpfs=false), /run, /tmp and
+	// /var/tmp are tmpfs.
+	ReadOnly, NoReadOnlyTmpfs bool
+	// GroupAdd (--group-add) are more groups, names of the image's
+	// /etc/group or numbers.
+	GroupAdd []string
+	// Namespaces shared with the machine: PIDHost (--pid host), IPC
+	// (--ipc: "" or "private", "host", "none"), UTSHost (--uts host),
+	// CgroupNSHost (--cgroupns host; the default is a cgroup namespace
+	// of its own, as podman's on cgroup v2).
+	PIDHost, UTSHost, CgroupNSHost bool
+	IPC                            string
+	// Sysctls (--sysctl) are KEY=VALUE kernel parameters of the
+	// container's namespaces.
+	Sysctls []string
+	// Annotations (--annotation) and Labels (--label, --label-file) are
+	// KEY=VALUE pairs written in the bundle's annotations.
+	Annotations, Labels []string
+	// LabelFiles (--label-file) are files of KEY=VALUE lines, read when
+	// the container starts, as Labels.
+	LabelFiles []string
+	// StopSignal (--stop-signal) is the signal that stops the container;
+	// 0 means SIGTERM. StopTimeout (--stop-timeout) is how long it gets
+	// before SIGKILL, in seconds; -1 means the default (10).
+	StopSignal  int
+	StopTimeout int
+	// Timeout (--timeout) is how long the container may run, in seconds,
+	// before it is stopped; 0 means no limit.
+	Timeout int
+	// Resources are the cgroup limits (--memory, --cpus, --pids-limit,
+	// ...).
+	Resources Resources
+	// OOMScoreAdj (--oom-score-adj), when set, is the process's.
+	OOMScoreAdj *int
+	// TZ (--tz) is the container's time zone: "local", or a zone of the
+	// image's /usr/share/zoneinfo; "" leaves the image's.
+	TZ string
+	// Umask (--umask), when set, is the process's.
+	Umask *uint32
+	// Unsetenv (--unsetenv) are variables removed from the environment
+	// (the image's and ociboot's); UnsetenvAll (--unsetenv-all) removes
+	// all but those the options set.
+	Unsetenv    []string
+	UnsetenvAll bool
+	// EnvHost (--env-host) passes ociboot's own environment on; with
+	// NoHTTPProxy (--http-proxy=false) the proxy variables are not
+	// passed on (they are by default, as with podman).
+	EnvHost, NoHTTPProxy bool
+	// EnvMerge (--env-merge) are KEY=VALUE pairs whose ${KEY} is the
+	// value KEY had.
+	EnvMerge []string
+	// Attach (-a/--attach) are the streams the console is connected to,
+	// some of stdin, stdout and stderr; empty means all.
+	Attach []string
+	// LogNone (--log-driver=none) discards the container's output.
+	LogNone bool
+	// Rmi (--rmi) forgets the image once the container is over.
+	Rmi bool
+	// ImageVolumeTmpfs (--image-volume=tmpfs) mounts a tmpfs, holding a
+	// copy of the image's files, on each of its VOLUME paths.
+	ImageVolumeTmpfs bool
+	// CgroupParent (--cgroup-parent) is where the container's cgroup is
+	// made; "" is the root.
+	CgroupParent string
+	// Warnings are said when the container starts: options accepted that
+	// change nothing here (-p, --expose).
+	Warnings []string
+}
+
+// PullFlags are a container's own pull options.
+type PullFlags struct {
+	// TLSVerify (--tls-verify) is nil unless given: false reaches the
+	// image's registry over plain HTTP or unchecked TLS, true refuses
+	// that even for an insecure registry.
+	TLSVerify *bool
+	// Creds (--creds USER:PASSWORD) are used for the image's registry;
+	// AuthFile (--authfile) is a docker config.json file whose
+	// credentials are used instead of ociboot's.
+	Creds    *image.Credential
+	AuthFile string
+	// CertDir (--cert-dir) holds *.crt CA certificates trusted for this
+	// pull, and *.cert/*.key client certificate pairs.
+	CertDir string
+	// Quiet (-q) prints nothing about the pull.
+	Quiet bool
+}
+
+// Resources are a container's cgroup limits; zero values are no limit.
+type Resources struct {
+	// Memory (-m), MemoryReservation and MemorySwap (memory plus swap;
+	// -1 unlimited) in bytes; MemorySwappiness 0 to 100, or nil.
+	Memory, MemoryReservation, MemorySwap int64
+	MemorySwappiness                      *uint64
+	OOMKillDisable                        bool
+	// CPUShares (-c), CPUPeriod and CPUQuota (µs; --cpus sets both),
+	// CpusetCPUs and CpusetMems as in cpuset(7).
+	CPUShares             uint64
+	CPUPeriod             uint64
+	CPUQuota              int64
+	CpusetCPUs, CpusetMems string
+	// PidsLimit (--pids-limit), when set, caps the number of tasks; -1
+	// or 0 is no limit.
+	PidsLimit *int64
+	// BlkioWeight (10 to 1000) and the per-device weights and rates
+	// (PATH:N).
+	BlkioWeight                              uint16
+	BlkioWeightDevice                        []string
+	ReadBps, WriteBps, ReadIOps, WriteIOps   []string
+	// Unified (--cgroup-conf) are cgroup v2 files to write, KEY=VALUE.
+	Unified []string
 }
 
 // Mount is a bind mount of a host path or a tmpfs in a container.
