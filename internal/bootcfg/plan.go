@@ -397,18 +397,18 @@ type Resources struct {
 	OOMKillDisable                        bool
 	// CPUShares (-c), CPUPeriod and CPUQuota (µs; --cpus sets both),
 	// CpusetCPUs and CpusetMems as in cpuset(7).
-	CPUShares             uint64
-	CPUPeriod             uint64
-	CPUQuota              int64
+	CPUShares              uint64
+	CPUPeriod              uint64
+	CPUQuota               int64
 	CpusetCPUs, CpusetMems string
 	// PidsLimit (--pids-limit), when set, caps the number of tasks; -1
 	// or 0 is no limit.
 	PidsLimit *int64
 	// BlkioWeight (10 to 1000) and the per-device weights and rates
 	// (PATH:N).
-	BlkioWeight                              uint16
-	BlkioWeightDevice                        []string
-	ReadBps, WriteBps, ReadIOps, WriteIOps   []string
+	BlkioWeight                            uint16
+	BlkioWeightDevice                      []string
+	ReadBps, WriteBps, ReadIOps, WriteIOps []string
 	// Unified (--cgroup-conf) are cgroup v2 files to write, KEY=VALUE.
 	Unified []string
 }

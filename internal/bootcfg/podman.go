@@ -11,6 +11,7 @@ type optionKind int
 const (
 	// supported options have podman's meaning (some of their values may
 	// still be refused, each with its reason).
+	//lint:ignore U1000 the zero value, named for readers of the table
 	supported optionKind = iota
 	// noEffect options are accepted and change nothing: what they ask
 	// for is what ociboot does anyway.

@@ -247,11 +247,11 @@ func TestParseSignal(t *testing.T) {
 
 // The password of --creds never shows in messages or in the spec.
 func TestCredsMasked(t *testing.T) {
-	p, err := Parse(`ociboot.container="--creds ci:hunter2 alpine" ociboot.container="--creds=ci:hunter2 --bogus alpine"`, Baked{})
+	_, err := Parse(`ociboot.container="--creds ci:hunter2 alpine" ociboot.container="--creds=ci:hunter2 --bogus alpine"`, Baked{})
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "--creds=ci:***") {
 		t.Errorf("Parse: %v; want an error with the password masked", err)
 	}
-	p, err = Parse(`ociboot.container="--creds 'ci:hunter2' alpine"`, Baked{})
+	p, err := Parse(`ociboot.container="--creds 'ci:hunter2' alpine"`, Baked{})
 	if err != nil {
 		t.Fatal(err)
 	}
