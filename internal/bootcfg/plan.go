@@ -323,10 +323,10 @@ type Container struct {
 	// the container starts, as Labels.
 	LabelFiles []string
 	// StopSignal (--stop-signal) is the signal that stops the container;
-	// 0 means SIGTERM. StopTimeout (--stop-timeout) is how long it gets
-	// before SIGKILL, in seconds; -1 means the default (10).
+	// 0 means SIGTERM. StopTimeout (--stop-timeout), when set, is how
+	// long it gets before SIGKILL, in seconds (10 otherwise).
 	StopSignal  int
-	StopTimeout int
+	StopTimeout *int
 	// Timeout (--timeout) is how long the container may run, in seconds,
 	// before it is stopped; 0 means no limit.
 	Timeout int

@@ -115,7 +115,7 @@ func TestOptionsDocumented(t *testing.T) {
 
 func TestParsePodmanOptions(t *testing.T) {
 	yes, no := true, false
-	adj, umask, pids := -500, uint32(0o27), int64(64)
+	adj, umask, pids, five := -500, uint32(0o27), int64(64), 5
 	tests := []struct {
 		spec string
 		want Container
@@ -157,7 +157,7 @@ func TestParsePodmanOptions(t *testing.T) {
 		},
 		{
 			"--stop-signal RTMIN+3 --stop-timeout 5 --timeout 60 --oom-score-adj -500 --umask 027 --tz Europe/Paris alpine",
-			Container{Image: "alpine", StopSignal: 37, StopTimeout: 5, Timeout: 60, OOMScoreAdj: &adj, Umask: &umask, TZ: "Europe/Paris"},
+			Container{Image: "alpine", StopSignal: 37, StopTimeout: &five, Timeout: 60, OOMScoreAdj: &adj, Umask: &umask, TZ: "Europe/Paris"},
 		},
 		{
 			"-m 512m --memory-reservation 256m --memory-swap=-1 -c 512 --cpus 1.5 --cpuset-cpus 0-1 --cpuset-mems 0 --pids-limit 64 " +

@@ -403,7 +403,7 @@ func seconds(v string) (int, error) {
 
 func setStopTimeout(c *Container, v string) error {
 	n, err := seconds(v)
-	c.StopTimeout = n
+	c.StopTimeout = &n
 	return err
 }
 

@@ -68,6 +68,9 @@ type TransportOptions struct {
 	CACerts []byte
 	// Insecure skips the certificate checks (insecure registries).
 	Insecure bool
+	// ClientCerts are presented to servers that ask for a client
+	// certificate.
+	ClientCerts []tls.Certificate
 	// DialTimeout, when set, gives the connection timeout of a request's
 	// context (the DialTimeout constant otherwise).
 	DialTimeout func(context.Context) time.Duration
@@ -84,7 +87,7 @@ type TransportOptions struct {
 // start, in a boot that may never use TLS.
 func NewTransport(o TransportOptions) (http.RoundTripper, error) {
 	if o.Insecure {
-		return newHTTPTransport(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, o), nil
+		return newHTTPTransport(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, Certificates: o.ClientCerts}, o), nil
 	}
 	var extra []*x509.Certificate
 	if len(o.CACerts) > 0 {
@@ -96,7 +99,7 @@ func NewTransport(o TransportOptions) (http.RoundTripper, error) {
 	// The plain transport makes no TLS connection: no roots.
 	plain := newHTTPTransport(nil, o)
 	return &verifiedTransport{plain: plain, verified: sync.OnceValue(func() *http.Transport {
-		return newHTTPTransport(&tls.Config{RootCAs: roots(extra), MinVersion: tls.VersionTLS12}, o)
+		return newHTTPTransport(&tls.Config{RootCAs: roots(extra), MinVersion: tls.VersionTLS12, Certificates: o.ClientCerts}, o)
 	})}, nil
 }
 

@@ -1,10 +1,13 @@
 package image
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -205,4 +208,33 @@ func (k keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 		IdentityToken: c.IdentityToken,
 		RegistryToken: c.RegistryToken,
 	}), nil
+}
+
+// ReadCertDir reads a directory as podman's --cert-dir: its *.crt files
+// are CA certificates (PEM, returned together), each NAME.cert with its
+// NAME.key a client certificate.
+func ReadCertDir(dir string) (ca []byte, certs []tls.Certificate, err error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate directory: %w", err)
+	}
+	for _, e := range entries {
+		name := filepath.Join(dir, e.Name())
+		switch filepath.Ext(e.Name()) {
+		case ".crt":
+			data, err := os.ReadFile(name)
+			if err != nil {
+				return nil, nil, fmt.Errorf("certificate directory: %w", err)
+			}
+			ca = append(append(ca, data...), '\n')
+		case ".cert":
+			key := strings.TrimSuffix(name, ".cert") + ".key"
+			pair, err := tls.LoadX509KeyPair(name, key)
+			if err != nil {
+				return nil, nil, fmt.Errorf("certificate directory: client certificate %s with key %s: %w", name, key, err)
+			}
+			certs = append(certs, pair)
+		}
+	}
+	return ca, certs, nil
 }

@@ -13,10 +13,13 @@ package image
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -52,6 +55,8 @@ type PullOptions struct {
 	// CACerts holds PEM CA certificates trusted besides the system's (or,
 	// in the initramfs, the embedded) roots.
 	CACerts []byte
+	// ClientCerts are presented to registries that ask for one.
+	ClientCerts []tls.Certificate
 	// Timeout bounds the whole pull, including the layers fetched later
 	// through the returned image (by Unpack); 0 means DefaultPullTimeout.
 	Timeout time.Duration
@@ -121,6 +126,60 @@ type Request struct {
 	// Log gets a line per image and per mirror that failed; nil is the
 	// puller's.
 	Log io.Writer
+	// Registry changes the puller's settings for this pull only.
+	Registry RegistryOverrides
+}
+
+// RegistryOverrides are one pull's own registry settings, podman run's
+// --tls-verify, --creds, --authfile and --cert-dir.
+type RegistryOverrides struct {
+	// TLSVerify, when set, says whether the image's registry is reached
+	// with checked TLS only (true, even if it is insecure) or may be
+	// reached over plain HTTP or unchecked TLS (false).
+	TLSVerify *bool
+	// Auth, when set, replaces the puller's credentials (an auth file);
+	// Creds, when set, are the image's registry's.
+	Auth  map[string]Credential
+	Creds *Credential
+	// CACerts (PEM) are trusted besides the puller's; ClientCerts are
+	// presented to registries that ask.
+	CACerts     []byte
+	ClientCerts []tls.Certificate
+}
+
+// empty tells whether r changes nothing.
+func (r RegistryOverrides) empty() bool {
+	return r.TLSVerify == nil && r.Auth == nil && r.Creds == nil && len(r.CACerts) == 0 && len(r.ClientCerts) == 0
+}
+
+// with returns a puller of p's settings changed by rq.Registry for
+// pulls from registry (normalized); it shares p's store.
+func (p *Puller) with(rq RegistryOverrides, registry string) (*Puller, error) {
+	o := p.o
+	if rq.TLSVerify != nil {
+		o.Insecure = slices.DeleteFunc(slices.Clone(o.Insecure), func(h string) bool { return NormalizeRegistry(h) == registry })
+		if !*rq.TLSVerify {
+			o.Insecure = append(o.Insecure, registry)
+		}
+	}
+	if rq.Auth != nil {
+		o.Auth = rq.Auth
+	}
+	if rq.Creds != nil {
+		o.Auth = maps.Clone(o.Auth)
+		if o.Auth == nil {
+			o.Auth = map[string]Credential{}
+		}
+		for host := range o.Auth {
+			if NormalizeRegistry(host) == registry {
+				delete(o.Auth, host)
+			}
+		}
+		o.Auth[registry] = *rq.Creds
+	}
+	o.CACerts = append(slices.Clip(o.CACerts), rq.CACerts...)
+	o.ClientCerts = append(slices.Clip(o.ClientCerts), rq.ClientCerts...)
+	return NewPuller(o)
 }
 
 // Pull resolves ref (see ParseReference) to the image for rq.Platform,
@@ -152,6 +211,14 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, 
 	r, err := ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
+	}
+	if !rq.Registry.empty() {
+		own, err := p.with(rq.Registry, NormalizeRegistry(r.Registry))
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", r, err)
+		}
+		rq.Registry = RegistryOverrides{}
+		return own.Pull(ctx, ref, rq)
 	}
 	platform := o.platform()
 	cached, err := o.stored(r, platform, policy)
@@ -569,4 +636,25 @@ func (s *storingReader) Close() error {
 		s.w.Abort()
 	}
 	return s.rc.Close()
+}
+
+// Forget drops what ref, for platform (the zero value: the puller's), was
+// recorded as in the store, and the blobs and layers no other image
+// needs: podman's --rmi. Without a store there is nothing to forget.
+func (p *Puller) Forget(ref string, platform v1.Platform) error {
+	if p.o.Store == nil {
+		return nil
+	}
+	r, err := ParseReference(ref)
+	if err != nil {
+		return err
+	}
+	o := p.o
+	if platform.Architecture != "" || platform.OS != "" {
+		o.Platform = platform
+	}
+	if err := p.o.Store.Forget(refName(r, o.platform())); err != nil {
+		return fmt.Errorf("forgetting %s: %w", r, err)
+	}
+	return nil
 }

@@ -36,13 +36,13 @@ var blobPath = regexp.MustCompile(`^/v2/.+/blobs/[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[
 // authentication on top, with keys; the resume transport uses them too
 // when a bearer token expires during a download.
 func newPullTransport(o PullOptions, keys keychain) (http.RoundTripper, error) {
-	verified, err := fetch.NewTransport(fetch.TransportOptions{CACerts: o.CACerts, DialTimeout: dialTimeout})
+	verified, err := fetch.NewTransport(fetch.TransportOptions{CACerts: o.CACerts, ClientCerts: o.ClientCerts, DialTimeout: dialTimeout})
 	if err != nil {
 		return nil, err
 	}
 	policy := &schemePolicy{verified: verified, insecure: map[string]bool{}}
 	if len(o.Insecure) > 0 {
-		if policy.unverified, err = fetch.NewTransport(fetch.TransportOptions{Insecure: true, DialTimeout: dialTimeout}); err != nil {
+		if policy.unverified, err = fetch.NewTransport(fetch.TransportOptions{Insecure: true, ClientCerts: o.ClientCerts, DialTimeout: dialTimeout}); err != nil {
 			return nil, err
 		}
 		for _, h := range o.Insecure {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,8 +295,9 @@ func (c Config) hook(ctx context.Context, point string) error {
 
 // running is a started container.
 type running struct {
-	job  job
-	done chan int // gets the exit status
+	job    job
+	exited chan struct{} // closed when it is over, code set
+	code   int
 }
 
 // runJob runs one container to its end and returns its status, the
@@ -321,7 +323,8 @@ func (c Config) runContainer(ctx context.Context, j job, env []string) int {
 	}
 	var code int
 	select {
-	case code = <-r.done:
+	case <-r.exited:
+		code = r.code
 	case <-ctx.Done():
 		code = c.stop(r)
 	}
@@ -333,6 +336,9 @@ func (c Config) runContainer(ctx context.Context, j job, env []string) int {
 // when it ends.
 func (c Config) start(ctx context.Context, j job, env []string) (*running, error) {
 	bundle := filepath.Join(c.StateDir, "containers", j.id)
+	for _, w := range j.ct.Warnings {
+		c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: warning: %s", j, w)})
+	}
 	c.Events.Report(event.Pull{Job: j.String(), Image: j.ct.Image})
 	begin := time.Now()
 	if err := prepare(ctx, c, j, bundle, env); err != nil {
@@ -341,49 +347,96 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 	}
 	c.Events.Report(event.ContainerStart{Job: j.String(), ID: j.id, Prepared: time.Since(begin)})
 	cmd := c.Runtime.Command(bundle, j.id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr)
-	if !j.ct.Interactive && !j.ct.TTY {
-		// Only -i reads the console (with -t, the runtime needs it to be
-		// its stdin to set up the terminal).
-		devNull, err := os.Open(os.DevNull)
-		if err != nil {
-			c.removeBundle(j, bundle)
-			return nil, err
-		}
-		defer devNull.Close()
-		cmd.Stdin = devNull
+	devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		c.removeBundle(j, bundle)
+		return nil, err
 	}
+	defer devNull.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = attached(j.ct, devNull, stdio(c.Stdin, os.Stdin), stdio(c.Stdout, os.Stdout), stdio(c.Stderr, os.Stderr))
 	wait, err := c.Procs.Start(cmd)
 	if err != nil {
 		c.removeBundle(j, bundle)
 		return nil, err
 	}
-	r := &running{job: j, done: make(chan int, 1)}
+	r := &running{job: j, exited: make(chan struct{})}
 	go func() {
 		// `crun run` deletes the container's state when it ends.
-		code := wait()
+		r.code = wait()
 		c.removeBundle(j, bundle)
-		r.done <- code
+		if j.ct.Rmi {
+			if err := c.Puller.Forget(j.ct.Image, j.ct.Platform); err != nil {
+				c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: --rmi: %v", j, err)})
+			}
+		}
+		close(r.exited)
 	}()
+	if j.ct.Timeout > 0 {
+		go c.timeout(r, time.Duration(j.ct.Timeout)*time.Second)
+	}
 	return r, nil
 }
 
-// stop asks a running container to stop, then insists, and returns its
-// status.
+// attached returns the container's stdin, stdout and stderr: the
+// console's (in, out and errOut), or devNull for those it is not attached
+// to. Only -i reads the console (with -t, the runtime needs it as its
+// stdin to set up the terminal); --log-driver=none discards the output;
+// -a names the streams attached.
+func attached(ct bootcfg.Container, devNull, in, out, errOut *os.File) (*os.File, *os.File, *os.File) {
+	if !ct.Interactive && !ct.TTY {
+		in = devNull
+	}
+	if ct.LogNone {
+		out, errOut = devNull, devNull
+	}
+	if len(ct.Attach) > 0 {
+		streams := []**os.File{&in, &out, &errOut}
+		for i, name := range []string{"stdin", "stdout", "stderr"} {
+			if !slices.Contains(ct.Attach, name) && !(i == 0 && ct.TTY) {
+				*streams[i] = devNull
+			}
+		}
+	}
+	return in, out, errOut
+}
+
+// timeout stops r once it has run for d (--timeout).
+func (c Config) timeout(r *running, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.exited:
+	case <-t.C:
+		c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: ran for its --timeout of %s: stopping it", r.job, d)})
+		c.stop(r)
+	}
+}
+
+// stop asks a running container to stop with its stop signal, then
+// insists after its stop timeout with SIGKILL, and returns its status.
 func (c Config) stop(r *running) int {
 	select {
-	case code := <-r.done:
-		return code
+	case <-r.exited:
+		return r.code
 	default:
 	}
-	c.kill(r.job.id, "TERM")
-	select {
-	case code := <-r.done:
-		return code
-	case <-time.After(stopGrace):
+	sig := cmp.Or(r.job.ct.StopSignal, int(unix.SIGTERM))
+	grace := stopGrace
+	if t := r.job.ct.StopTimeout; t != nil {
+		grace = time.Duration(*t) * time.Second
 	}
-	c.kill(r.job.id, "KILL")
-	return <-r.done
+	c.kill(r.job.id, strconv.Itoa(sig))
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-r.exited:
+		return r.code
+	case <-t.C:
+	}
+	c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: still running %s after signal %d: killing it", r.job, grace, sig)})
+	c.kill(r.job.id, strconv.Itoa(int(unix.SIGKILL)))
+	<-r.exited
+	return r.code
 }
 
 // stdio returns f, or def when f is nil.
@@ -401,7 +454,14 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 	if err != nil {
 		return err
 	}
-	img, err := c.Puller.Pull(ctx, ct.Image, image.Request{Platform: ct.Platform, Policy: ct.Pull, Log: c.Events.Writer("image")})
+	rq := image.Request{Platform: ct.Platform, Policy: ct.Pull, Log: c.Events.Writer("image")}
+	if ct.Registry.Quiet {
+		rq.Log = io.Discard
+	}
+	if rq.Registry, err = registryOverrides(ct.Registry); err != nil {
+		return fmt.Errorf("image %s: %w", ct.Image, err)
+	}
+	img, err := c.Puller.Pull(ctx, ct.Image, rq)
 	if err != nil {
 		return err
 	}
@@ -420,7 +480,7 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 		c.Events.Report(event.Layer{Job: j.String(), Index: p.Index, Count: p.Count, Digest: p.Digest.String(), Size: p.Size,
 			Fetched: p.Fetched, Unpacked: p.Unpacked, State: p.State.String(), Err: p.Err})
 	}
-	opts := image.UnpackOptions{Log: c.Events.Writer("image"), Progress: progress, AllowDevices: true}
+	opts := image.UnpackOptions{Log: rq.Log, Progress: progress, AllowDevices: true}
 	mounted, err := c.assemble(ctx, j, img, rootfs, opts)
 	if err != nil {
 		return err
@@ -443,7 +503,8 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 	if c.DevicesReady != nil && runtime.UsesHostDevices(ct) {
 		c.DevicesReady()
 	}
-	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile, InitBinary: initBinary})
+	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile, InitBinary: initBinary,
+		ID: j.id, FilesDir: bundle})
 	if err != nil {
 		return err
 	}
@@ -510,4 +571,26 @@ func (c Config) kill(id, sig string) {
 	if wait, err := c.Procs.Start(cmd); err == nil {
 		wait()
 	}
+}
+
+// registryOverrides reads a container's own pull options: its auth file
+// and certificate directory.
+func registryOverrides(f bootcfg.PullFlags) (image.RegistryOverrides, error) {
+	o := image.RegistryOverrides{TLSVerify: f.TLSVerify, Creds: f.Creds}
+	if f.AuthFile != "" {
+		data, err := os.ReadFile(f.AuthFile)
+		if err != nil {
+			return o, fmt.Errorf("--authfile: %w", err)
+		}
+		if o.Auth, err = image.ParseDockerConfig(data); err != nil {
+			return o, fmt.Errorf("--authfile %s: %w", f.AuthFile, err)
+		}
+	}
+	if f.CertDir != "" {
+		var err error
+		if o.CACerts, o.ClientCerts, err = image.ReadCertDir(f.CertDir); err != nil {
+			return o, fmt.Errorf("--cert-dir: %w", err)
+		}
+	}
+	return o, nil
 }

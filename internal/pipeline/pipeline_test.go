@@ -521,3 +521,54 @@ func checkEvents(t *testing.T, events []event.Event) {
 		t.Errorf("%s started, but no exit was reported", job)
 	}
 }
+
+// TestPodmanRunOptions checks the options the pipeline itself acts on:
+// stop signals and timeouts, --timeout, -a, --log-driver, -p's warning,
+// -q and --rmi.
+func TestPodmanRunOptions(t *testing.T) {
+	h := newHarness(t)
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.layers = st
+	plan := &bootcfg.Plan{
+		// The service takes only SIGUSR1 as its stop signal, and gets all
+		// the time it needs.
+		Services: h.containers(t, `--stop-signal SIGUSR1 --stop-timeout 600 busybox sh -c 'trap "echo service got USR1; exit 0" USR1; trap "" TERM; while :; do sleep 0.1; done'`),
+		Containers: h.containers(t,
+			`--timeout 1 --stop-signal=HUP busybox sh -c 'trap "echo timed out; exit 7" HUP; while :; do sleep 0.1; done'`,
+			`--log-driver none busybox echo discarded`,
+			`-a stderr busybox sh -c 'echo out-discarded; echo err-kept >&2'`,
+			`-p 8080:80 -q --rmi busybox echo quiet`,
+		),
+	}
+	plan.Registry.Store = st
+	res, out, log := h.runPlan(t, context.Background(), plan)
+	if res.Status != 7 {
+		t.Errorf("status %d, want 7: the first container's, stopped by its --timeout with its stop signal", res.Status)
+	}
+	if want := "timed out\nerr-kept\nquiet\nservice got USR1\n"; out != want {
+		t.Errorf("output %q, want %q", out, want)
+	}
+	for _, line := range []string{
+		"container 1/4 (" + h.ref + "): ran for its --timeout of 1s: stopping it",
+		"container 4/4 (" + h.ref + "): warning: -p 8080:80: the container shares the machine's network",
+		"service 1/1 (" + h.ref + "): stopped, status 0",
+	} {
+		if !strings.Contains(log, line) {
+			t.Errorf("the log lacks %q:\n%s", line, log)
+		}
+	}
+	if strings.Count(log, "image: pulled "+h.ref) != 4 {
+		t.Errorf("want 4 pulls of %s in the log, the service's and the first three containers' (the fourth is quiet):\n%s", h.ref, log)
+	}
+	if strings.Contains(log, "killing it") {
+		t.Errorf("a container was killed; its stop signal should have stopped it:\n%s", log)
+	}
+	// --rmi forgot the image the last container used, and with it what
+	// no other image needs: everything here.
+	if refs, err := st.Refs(); err != nil || len(refs) != 0 {
+		t.Errorf("refs left after --rmi: %v, %v", refs, err)
+	}
+}

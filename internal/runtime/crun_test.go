@@ -75,6 +75,12 @@ func containerID(t *testing.T) string {
 func runContainer(t *testing.T, c bootcfg.Container, o Options, applets ...string) (stdout, stderr string, status int) {
 	t.Helper()
 	bundle, rootfs := busyboxRootfs(t, applets...)
+	return runIn(t, bundle, rootfs, c, o)
+}
+
+// runIn is runContainer in a bundle made by busyboxRootfs.
+func runIn(t *testing.T, bundle, rootfs string, c bootcfg.Container, o Options) (stdout, stderr string, status int) {
+	t.Helper()
 	o.RootfsDir = rootfs
 	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Env: []string{"PATH=/bin"}}}, c, o)
 	if err != nil {
@@ -429,5 +435,66 @@ func TestCrunInit(t *testing.T) {
 	}
 	if _, err := Spec(nil, bootcfg.Container{Image: "x", Command: []string{"sh"}, Init: true}, Options{RootfsDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "--init: no init binary") {
 		t.Errorf("--init without a binary: %v", err)
+	}
+}
+
+// TestCrunPodmanOptions checks from inside a container what the options
+// of the full podman table do, those that need no cgroup controller (the
+// VM tests check those).
+func TestCrunPodmanOptions(t *testing.T) {
+	etc := t.TempDir()
+	for name, content := range map[string]string{"resolv.conf": "nameserver 10.0.2.3\nsearch old.lan\n", "hosts": "127.0.0.1\tlocalhost\n"} {
+		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("OCIBOOT_TEST_ONE", "1")
+	t.Setenv("OCIBOOT_TEST_PAIR_A", "a")
+	t.Setenv("OCIBOOT_TEST_PAIR_B", "b")
+	t.Setenv("http_proxy", "http://proxy.lan:3128")
+	c, err := bootcfg.ParseContainer(`-e OCIBOOT_TEST_ONE -e 'OCIBOOT_TEST_PAIR_*' -e OCIBOOT_TEST_UNSET --env-merge PATH=/extra:${PATH} --unsetenv HOSTNAME ` +
+		`--dns 10.0.2.99 --dns-search lab --dns-option ndots:3 --add-host gw:10.0.2.2 --read-only --group-add wheel --group-add 1234 ` +
+		`--pid host --ipc none --uts host --sysctl kernel.shmmax=123456 --oom-score-adj 345 --umask 0027 --tz Europe/Paris ` +
+		`--security-opt mask=/proc/cpuinfo --security-opt unmask=/proc/sys busybox sh -c '` +
+		`env | grep -e ^OCIBOOT_TEST -e ^PATH= -e ^HOSTNAME= -e ^http_proxy= -e ^container= -e ^TZ= | sort; cat /etc/resolv.conf /etc/hosts; ` +
+		`touch /rootfs-file 2>/dev/null && echo root=writable; touch /tmp/x /run/x /var/tmp/x && echo tmp=writable; id -G; ` +
+		`echo pid=$$ uts=$(hostname) shm=$(ls -d /dev/shm 2>&1 | grep -c "No such"); cat /proc/self/cgroup; ` +
+		`echo shmmax=$(cat /proc/sys/kernel/shmmax) oom=$(cat /proc/self/oom_score_adj) umask=$(umask); ` +
+		`echo localtime=$(readlink /etc/localtime) cpuinfo=$(wc -c < /proc/cpuinfo) procsys=$(grep -c " /proc/sys " /proc/mounts)'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, rootfs := busyboxRootfs(t, "env", "sort", "touch", "ls", "readlink", "wc", "mkdir")
+	for _, dir := range []string{"usr/share/zoneinfo/Europe", "run", "var/tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "usr/share/zoneinfo/Europe/Paris"), []byte("TZif"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status := runIn(t, bundle, rootfs, c, Options{HostEtcDir: etc, FilesDir: t.TempDir()})
+	if status != 0 {
+		t.Fatalf("exit status %d; stdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	host, _ := os.Hostname()
+	want := "OCIBOOT_TEST_ONE=1\nOCIBOOT_TEST_PAIR_A=a\nOCIBOOT_TEST_PAIR_B=b\nPATH=/extra:/bin\nTZ=Europe/Paris\ncontainer=ociboot\nhttp_proxy=http://proxy.lan:3128\n" +
+		"nameserver 10.0.2.99\nsearch lab\noptions ndots:3\n" +
+		"10.0.2.2\tgw\n127.0.0.1\tlocalhost\n" +
+		"tmp=writable\n0 10 1234\n"
+	if !strings.HasPrefix(stdout, want) {
+		t.Errorf("output:\n%s\nwant it to start with:\n%s", stdout, want)
+	}
+	for _, line := range []string{
+		"uts=" + host + " shm=1\n", "0::/\n",
+		"shmmax=123456 oom=345 umask=0027\n",
+		"localtime=../usr/share/zoneinfo/Europe/Paris cpuinfo=0 procsys=0\n",
+	} {
+		if !strings.Contains(stdout, line) {
+			t.Errorf("output lacks %q:\n%s", line, stdout)
+		}
+	}
+	if strings.Contains(stdout, "pid=1 ") {
+		t.Errorf("--pid host: the shell is PID 1:\n%s", stdout)
 	}
 }

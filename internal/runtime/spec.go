@@ -15,10 +15,10 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -63,6 +63,12 @@ type Options struct {
 	// InitBinary is the ociboot binary, mounted into containers given
 	// --init to be their PID 1 (containerinit).
 	InitBinary string
+	// ID is the container's ID, its cgroup's name under --cgroup-parent.
+	ID string
+	// FilesDir is a directory of the container's own where Spec writes
+	// the files it mounts into it (its resolv.conf and hosts when its
+	// options change them).
+	FilesDir string
 }
 
 // Spec builds the runtime spec of container c of an image with config img
@@ -97,20 +103,24 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	if err != nil {
 		return nil, fmt.Errorf("user %q of image %s: %w", userSpec, c.Image, err)
 	}
+	added, err := extraGroups(root, c, user)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.Image, err)
+	}
+	user.groups = append(user.groups, added...)
 	cwd := firstNonEmpty(c.Workdir, cfg.WorkingDir, "/")
 	cwd = path.Clean("/" + cwd)
 	if err := makeWorkdir(root, cwd, user); err != nil {
 		return nil, fmt.Errorf("working directory %q of image %s: %w", cwd, c.Image, err)
 	}
 
-	fromFiles, err := envFiles(c)
+	env, err := processEnv(cfg, c, o, hostname, user.home)
 	if err != nil {
 		return nil, err
 	}
-	env := mergeEnv(cfg.Env, o.Env, fromFiles, c.Env)
-	env = setDefault(env, "PATH", DefaultPath)
-	env = setDefault(env, "HOSTNAME", hostname)
-	env = setDefault(env, "HOME", user.home)
+	if env, err = setTimeZone(root, c, env); err != nil {
+		return nil, err
+	}
 
 	privileged := isPrivileged(c)
 	capSet := defaultCapabilities
@@ -132,7 +142,8 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 			return nil, fmt.Errorf("listing host devices in %s: %w", devDir, err)
 		}
 	}
-	mounts, err := containerMounts(firstNonEmpty(o.HostEtcDir, "/etc"), privileged, c.ShmSize)
+	mounts := containerMounts(privileged, c)
+	resolver, err := resolverMounts(c, firstNonEmpty(o.HostEtcDir, "/etc"), o.FilesDir)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +151,7 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	if err != nil {
 		return nil, err
 	}
-	mounts = append(mounts, extra...)
+	mounts = slices.Concat(mounts, resolver, readOnlyTmpfs(c), imageVolumes(c, cfg), extra)
 	if c.Init {
 		if o.InitBinary == "" {
 			return nil, fmt.Errorf("container %s: --init: no init binary to mount", c.Image)
@@ -160,6 +171,15 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 		mounts = append(mounts, specs.Mount{Destination: "/proc/cmdline", Type: "bind", Source: o.CmdlineFile, Options: []string{"bind", "ro", "nosuid", "noexec", "nodev"}})
 	}
 
+	res, err := resources(c.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.Image, err)
+	}
+	notes, err := annotations(c)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.Image, err)
+	}
+
 	spec := &specs.Spec{
 		Version: SpecVersion,
 		Process: &specs.Process{
@@ -168,38 +188,39 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 				UID:            user.uid,
 				GID:            user.gid,
 				AdditionalGids: user.groups,
+				Umask:          c.Umask,
 			},
-			Args:         args,
-			Env:          env,
-			Cwd:          cwd,
-			Capabilities: capabilities(user.uid, capSet),
+			Args:            args,
+			Env:             env,
+			Cwd:             cwd,
+			Capabilities:    capabilities(user.uid, capSet),
+			NoNewPrivileges: c.NoNewPrivileges,
+			Rlimits:         rlimits(c),
+			OOMScoreAdj:     c.OOMScoreAdj,
 		},
-		Root:     &specs.Root{Path: o.RootfsDir},
-		Hostname: hostname,
-		Mounts:   mounts,
+		Root:        &specs.Root{Path: o.RootfsDir, Readonly: c.ReadOnly},
+		Hostname:    hostname,
+		Mounts:      mounts,
+		Annotations: notes,
 		Linux: &specs.Linux{
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace},
-				{Type: specs.MountNamespace},
-				{Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace},
-			},
-			Devices:   devices,
-			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}},
+			Namespaces: namespaces(c),
+			Devices:    devices,
+			Resources:  res,
+			Sysctl:     sysctls(c),
 		},
 	}
+	if c.UTSHost {
+		spec.Hostname = "" // the machine's, which the runtime may not set
+	}
+	if c.CgroupParent != "" {
+		spec.Linux.CgroupsPath = path.Join(c.CgroupParent, firstNonEmpty(o.ID, c.Name, "container"))
+	}
 	if !privileged {
-		spec.Linux.MaskedPaths = maskedPaths
-		spec.Linux.ReadonlyPaths = readonlyPaths
+		spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths = confinedPaths(c)
 		if !c.SeccompUnconfined {
 			spec.Linux.Seccomp = seccompProfile()
 		}
 	}
-	if c.NoNetwork {
-		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
-	}
-	spec.Process.NoNewPrivileges = c.NoNewPrivileges
-	spec.Process.Rlimits = rlimits(c)
 	return spec, nil
 }
 
@@ -286,17 +307,17 @@ func makeWorkdir(root int, dir string, u execUser) error {
 	return nil
 }
 
-// containerMounts lists the container's filesystems: what a privileged
-// podman container gets, plus the host's resolv.conf and hosts from etcDir
-// when they exist.
-func containerMounts(etcDir string, privileged bool, shmSize int64) ([]specs.Mount, error) {
+// containerMounts lists the container's filesystems: what a podman
+// container gets (a writable /sys when privileged); --ipc none leaves
+// out /dev/shm.
+func containerMounts(privileged bool, c bootcfg.Container) []specs.Mount {
 	sysMode := "ro"
 	if privileged {
 		sysMode = "rw"
 	}
 	shm := "size=65536k"
-	if shmSize > 0 {
-		shm = fmt.Sprintf("size=%d", shmSize)
+	if c.ShmSize > 0 {
+		shm = fmt.Sprintf("size=%d", c.ShmSize)
 	}
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -307,21 +328,10 @@ func containerMounts(etcDir string, privileged bool, shmSize int64) ([]specs.Mou
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", sysMode}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysMode}},
 	}
-	for _, name := range []string{"resolv.conf", "hosts"} {
-		src := filepath.Join(etcDir, name)
-		fi, err := os.Stat(src)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("host file to share with containers: %w", err)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("host file to share with containers %s: expected a regular file, found %s", src, fi.Mode().Type())
-		}
-		mounts = append(mounts, specs.Mount{Destination: "/etc/" + name, Type: "bind", Source: src, Options: []string{"rbind", "rprivate"}})
+	if c.IPC == "none" {
+		mounts = slices.DeleteFunc(mounts, func(m specs.Mount) bool { return m.Destination == "/dev/shm" })
 	}
-	return mounts, nil
+	return mounts
 }
 
 // boundingSet lists every capability the caller can grant: those in its

@@ -119,7 +119,7 @@ func TestEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"PATH=/opt/bin:/bin", "A=user", "B=user=2", "EMPTY=", "C=ociboot", "D=user", "HOSTNAME=ci-box", "HOME=/root"}
+	want := []string{"PATH=/opt/bin:/bin", "A=user", "B=user=2", "EMPTY=", "C=ociboot", "D=user", "HOSTNAME=ci-box", "HOME=/root", "container=ociboot"}
 	if !reflect.DeepEqual(s.Process.Env, want) {
 		t.Errorf("env = %q\nwant  %q", s.Process.Env, want)
 	}
@@ -129,7 +129,7 @@ func TestEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []string{"B=ociboot", "C=ociboot", "HOME=/srv", "HOSTNAME=mine", "PATH=" + DefaultPath}
+	want = []string{"B=ociboot", "C=ociboot", "HOME=/srv", "HOSTNAME=mine", "PATH=" + DefaultPath, "container=ociboot"}
 	if !reflect.DeepEqual(s.Process.Env, want) {
 		t.Errorf("env = %q\nwant  %q", s.Process.Env, want)
 	}
@@ -297,7 +297,7 @@ func TestSpecJSON(t *testing.T) {
 	for _, ns := range namespaces {
 		nsTypes = append(nsTypes, ns.Type)
 	}
-	if want := []string{"pid", "mount", "ipc", "uts"}; !reflect.DeepEqual(nsTypes, want) {
+	if want := []string{"mount", "pid", "ipc", "uts", "cgroup"}; !reflect.DeepEqual(nsTypes, want) {
 		t.Errorf("namespaces %q, want %q (no network, no user)", nsTypes, want)
 	}
 	for _, key := range []string{"seccomp", "maskedPaths", "readonlyPaths", "uidMappings", "gidMappings"} {
@@ -509,5 +509,62 @@ func TestUsesHostDevices(t *testing.T) {
 	}
 	if !UsesHostDevices(bootcfg.Container{Image: "busybox", Dialect: bootcfg.DialectB2C}) {
 		t.Error("a boot2container container does not use the host's devices")
+	}
+}
+
+// TestSpecPodmanOptions checks the spec fields of the options whose
+// effect needs the VM's cgroup controllers to be seen (the e2e tests
+// look from inside), and those that only write the spec.
+func TestSpecPodmanOptions(t *testing.T) {
+	labels := filepath.Join(t.TempDir(), "labels")
+	if err := os.WriteFile(labels, []byte("# lab\nrack=4\n\nrow=b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := bootcfg.ParseContainer("-m 512m --memory-reservation 256m -c 512 --cpus 1.5 --cpuset-cpus 0-1 --pids-limit 0 --cgroup-conf memory.high=400m " +
+		"--cgroup-parent /ci -l owner=ci --label-file " + labels + " --annotation io.x=y --image-volume tmpfs --read-only --read-only-tmpfs=false " +
+		"--unsetenv-all -e KEPT=1 --uts host --cgroupns host --security-opt unmask=ALL busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := &v1.ConfigFile{Config: v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin", "IMG=1"}, Volumes: map[string]struct{}{"/data": {}, "/cache/": {}}}}
+	s, err := Spec(img, c, Options{RootfsDir: withPasswd(t), ID: "job-1", Env: []string{"B2C_PIPELINE_STATUS=0"}, Hostname: "box"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Linux.Resources
+	if *r.Memory.Limit != 512<<20 || *r.Memory.Swap != 1<<30 || *r.Memory.Reservation != 256<<20 {
+		t.Errorf("memory %+v: want 512m, swap 1g (twice, podman's default), reservation 256m", r.Memory)
+	}
+	if *r.CPU.Shares != 512 || *r.CPU.Quota != 150000 || *r.CPU.Period != 100000 || r.CPU.Cpus != "0-1" {
+		t.Errorf("cpu %+v", r.CPU)
+	}
+	if *r.Pids.Limit != -1 || r.Unified["memory.high"] != "400m" {
+		t.Errorf("pids %+v, unified %v: want no limit (-1) and memory.high", r.Pids, r.Unified)
+	}
+	if s.Linux.CgroupsPath != "/ci/job-1" {
+		t.Errorf("cgroups path %q, want /ci/job-1", s.Linux.CgroupsPath)
+	}
+	if want := map[string]string{"owner": "ci", "rack": "4", "row": "b", "io.x": "y"}; !reflect.DeepEqual(s.Annotations, want) {
+		t.Errorf("annotations %v, want %v", s.Annotations, want)
+	}
+	var tmpfs []string
+	for _, m := range s.Mounts {
+		if m.Type == "tmpfs" && slices.Contains(m.Options, "tmpcopyup") {
+			tmpfs = append(tmpfs, m.Destination)
+		}
+	}
+	if want := []string{"/cache", "/data"}; !reflect.DeepEqual(tmpfs, want) || !s.Root.Readonly {
+		t.Errorf("tmpfs with the image's files on %q, want %q (and no /run, /tmp: --read-only-tmpfs=false); read-only root %v", tmpfs, want, s.Root.Readonly)
+	}
+	if want := []string{"KEPT=1"}; !reflect.DeepEqual(s.Process.Env, want) {
+		t.Errorf("env %q, want %q: --unsetenv-all leaves what the options set", s.Process.Env, want)
+	}
+	if s.Hostname != "" || len(s.Linux.MaskedPaths)+len(s.Linux.ReadonlyPaths) != 0 {
+		t.Errorf("hostname %q (want none: --uts host), masked %q, read-only %q (want none: unmask=ALL)", s.Hostname, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.UTSNamespace || ns.Type == specs.CgroupNamespace {
+			t.Errorf("namespace %s, which the options share with the machine", ns.Type)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -212,4 +213,17 @@ func diskUsage(path string) (int64, error) {
 		return 0, fmt.Errorf("store: %w", err)
 	}
 	return total, nil
+}
+
+// Forget removes the ref called name, then the blobs and layers no other
+// ref needs.
+func (s *Store) Forget(name string) error {
+	if err := os.Remove(s.refPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: forgetting %s: %w", name, err)
+	}
+	s.mu.Lock()
+	delete(s.inUse, name)
+	s.mu.Unlock()
+	_, _, err := s.Evict(math.MaxInt64)
+	return err
 }
