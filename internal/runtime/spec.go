@@ -9,7 +9,8 @@
 // get podman run's defaults: its default capability set, its masked and
 // read-only paths, a read-only /sys, the standard device nodes only, and a
 // seccomp filter. All share the host's network and get their own pid,
-// mount, ipc and uts namespaces (no user namespace).
+// mount, ipc, uts and cgroup namespaces (no user namespace), unless their
+// options say otherwise (podman.go maps the options of podman run).
 package runtime
 
 import (

@@ -164,6 +164,9 @@ type machine struct {
 	monitor string
 	// nics are the NIC models (vm.Config.NICs); none: one virtio NIC.
 	nics []string
+	// secure leaves out ociboot.insecure_registry for the test registry:
+	// containers reach it with --tls-verify=false.
+	secure bool
 }
 
 // bootWith is boot on a machine with more NICs, disks or forwards.
@@ -183,6 +186,9 @@ func (f *fixture) bootWith(t *testing.T, cmdline string, m machine) (vm.Result, 
 	}
 	if m.watch != nil {
 		cfg.Console = io.MultiWriter(cfg.Console, m.watch)
+	}
+	if m.secure {
+		cfg.Cmdline = cmdline
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -269,6 +275,7 @@ func TestBoot(t *testing.T) {
 	f.rootTests(t)
 	f.storageTests(t)
 	f.netbootTests(t)
+	f.podmanTests(t)
 
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"archive/tar"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ociboot/ociboot/internal/netnstest"
+	"github.com/ociboot/ociboot/internal/ntptest"
+	"github.com/ociboot/ociboot/internal/registrytest"
+	"github.com/ociboot/ociboot/internal/vm"
+)
+
+// scriptImage is the busybox image with files added (path → content):
+// those whose content starts with "#!" are executable.
+func scriptImage(t *testing.T, files map[string]string) v1.Image {
+	t.Helper()
+	var dirs, entries []registrytest.Entry
+	seen := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		for d := path.Dir(name); d != "." && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			dirs = append(dirs, registrytest.Entry{Name: d + "/", Typeflag: tar.TypeDir})
+		}
+		mode := int64(0o644)
+		if strings.HasPrefix(files[name], "#!") {
+			mode = 0o755
+		}
+		entries = append(entries, registrytest.Entry{Name: name, Mode: mode, Body: files[name]})
+	}
+	slices.SortFunc(dirs, func(a, b registrytest.Entry) int { return strings.Compare(a.Name, b.Name) })
+	return registrytest.BusyboxImage(t, registrytest.Layer(t, append(dirs, entries...)...))
+}
+
+// ntpNetwork gives the VM a second NIC, a tap in a network namespace of
+// the test's where dnsmasq leases addresses (and names the NTP server,
+// option 42) and an SNTP responder answers at 192.168.77.1, an hour ahead.
+func ntpNetwork(t *testing.T) (*os.File, *ntptest.Server) {
+	t.Helper()
+	ns := netnstest.New(t)
+	tap := ns.Tap(t, "tap0", "192.168.77.1/24")
+	var ntp *ntptest.Server
+	if err := ns.Do(func() error {
+		ntp = ntptest.Start(t, "192.168.77.1:123", time.Hour)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20", "--dhcp-option=42,192.168.77.1")
+	return tap, ntp
+}
+
+// podmanTests boots the command lines of public boot2container
+// deployments, with this project's registry and images, and checks from
+// inside containers the options whose effect needs the VM's cgroup
+// controllers. The registry is reached with their --tls-verify=false
+// only: the boots name no insecure registry.
+func (f *fixture) podmanTests(t *testing.T) {
+	reg := fmt.Sprintf("%s:%d", vm.GuestHost, f.reg.Port)
+	push := func(repoTag string, scripts map[string]string) {
+		registrytest.Push(t, f.reg, repoTag, scriptImage(t, scripts))
+	}
+	push("infra/machine_registration:latest", map[string]string{"usr/bin/register": "#!/bin/sh\n" + `[ -t 0 ] && tty=" on a terminal"; echo "registered $(hostname)$tty"`})
+	push("lab/gateway:1", map[string]string{
+		"etc/resolv.conf": "nameserver 192.0.2.53\n",
+		"bin/init": "#!/bin/sh\n" + `echo "gateway init: $(cat /etc/resolv.conf)"; echo kept > /mnt/permanent/f; ` +
+			`ls -d /mnt/tmp && echo "gateway init done"`,
+	})
+	push("lab/job:1", map[string]string{"entrypoint-dxvk": "#!/bin/sh\n" + `echo "dxvk in $(pwd)"; echo trace > /traces/t; cat /job/input 2>/dev/null; echo dxvk done`})
+
+	t.Run("lab-registration", func(t *testing.T) {
+		t.Parallel()
+		tap, ntp := ntpNetwork(t)
+		cmdline := fmt.Sprintf(`b2c.container="-ti --tls-verify=false docker://%s/infra/machine_registration:latest register" `+
+			`b2c.ntp_peer="192.168.77.1" b2c.cache_device=none loglevel=6`, reg)
+		res, console, err := f.bootWith(t, cmdline, machine{taps: []*os.File{tap}, secure: true})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 0 || ntp.Requests() == 0 {
+			t.Errorf("status %d, %d NTP requests: want 0 and some", res.Status, ntp.Requests())
+		}
+		inOrder(t, console, "clock: 192.168.77.1 stratum 2", "registered ociboot on a terminal", "Execution is over, pipeline status: 0")
+	})
+
+	t.Run("lab-gateway-job", func(t *testing.T) {
+		t.Parallel()
+		tap, ntp := ntpNetwork(t)
+		cgroups := `for f in memory.max memory.swap.max memory.high cpu.max cpuset.cpus pids.max io.max; do echo $f: $(cat /sys/fs/cgroup/$f); done`
+		cmdline := fmt.Sprintf(`b2c.container="--dns=none -v tmp:/mnt/tmp -v perm:/mnt/permanent --tls-verify=false --entrypoint=/bin/init docker://%[1]s/lab/gateway:1" `+
+			`b2c.ntp_peer=auto b2c.pipefail b2c.cache_device=auto net.ifnames=0 quiet `+
+			`b2c.container="-v JOB-job:/job -w /job -v traces:/traces --tls-verify=false -w /job docker://%[1]s/lab/job:1 /entrypoint-dxvk" `+
+			`ociboot.container="--tls-verify=false -m 64m --memory-swap 96m --cpus 0.5 --cpuset-cpus 0 --pids-limit 50 --cgroup-conf memory.high=48m `+
+			`--device-write-bps /dev/vda:1mb %[1]s/lab/job:1 sh -c '%[2]s'"`, reg, cgroups)
+		disk := blankDisk(t, 256<<20)
+		res, console, err := f.bootWith(t, cmdline, machine{taps: []*os.File{tap}, disks: []vm.Disk{{Path: disk}}, secure: true})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 0 || ntp.Requests() == 0 {
+			t.Errorf("status %d, %d NTP requests: want 0 and some", res.Status, ntp.Requests())
+		}
+		inOrder(t, console, `(ext4 "B2C_CACHE") mounted on /storage`,
+			// --dns=none: the image's own resolv.conf.
+			"gateway init: nameserver 192.0.2.53", "gateway init done",
+			"dxvk in /job", "dxvk done",
+			"memory.max: 67108864", "memory.swap.max: 33554432", "memory.high: 50331648", "cpu.max: 50000 100000",
+			"cpuset.cpus: 0", "pids.max: 50", " rbps=max wbps=1048576 riops=max wiops=max",
+			"Execution is over, pipeline status: 0")
+	})
+}
