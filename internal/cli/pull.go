@@ -99,12 +99,9 @@ type pullFlags struct {
 func (o pullFlags) pullOptions(plat v1.Platform, log io.Writer) (image.PullOptions, error) {
 	po := image.PullOptions{Insecure: o.insecure, Platform: plat, Log: log}
 	if o.authFile != "" {
-		data, err := os.ReadFile(o.authFile)
-		if err != nil {
+		var err error
+		if po.Auth, err = image.ReadDockerConfig(o.authFile); err != nil {
 			return po, fmt.Errorf("--registry-auth: %w", err)
-		}
-		if po.Auth, err = image.ParseDockerConfig(data); err != nil {
-			return po, fmt.Errorf("--registry-auth %s: %w", o.authFile, err)
 		}
 	}
 	for _, f := range o.caFiles {

@@ -238,3 +238,17 @@ func ReadCertDir(dir string) (ca []byte, certs []tls.Certificate, err error) {
 	}
 	return ca, certs, nil
 }
+
+// ReadDockerConfig reads the docker config.json file name (see
+// ParseDockerConfig); errors name the file.
+func ReadDockerConfig(name string) (map[string]Credential, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := ParseDockerConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return creds, nil
+}

@@ -577,17 +577,13 @@ func (c Config) kill(id, sig string) {
 // and certificate directory.
 func registryOverrides(f bootcfg.PullFlags) (image.RegistryOverrides, error) {
 	o := image.RegistryOverrides{TLSVerify: f.TLSVerify, Creds: f.Creds}
+	var err error
 	if f.AuthFile != "" {
-		data, err := os.ReadFile(f.AuthFile)
-		if err != nil {
+		if o.Auth, err = image.ReadDockerConfig(f.AuthFile); err != nil {
 			return o, fmt.Errorf("--authfile: %w", err)
-		}
-		if o.Auth, err = image.ParseDockerConfig(data); err != nil {
-			return o, fmt.Errorf("--authfile %s: %w", f.AuthFile, err)
 		}
 	}
 	if f.CertDir != "" {
-		var err error
 		if o.CACerts, o.ClientCerts, err = image.ReadCertDir(f.CertDir); err != nil {
 			return o, fmt.Errorf("--cert-dir: %w", err)
 		}

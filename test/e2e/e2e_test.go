@@ -22,7 +22,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/netnstest"
-	"github.com/ociboot/ociboot/internal/ntptest"
 	"github.com/ociboot/ociboot/internal/registrytest"
 	"github.com/ociboot/ociboot/internal/vm"
 )
@@ -469,18 +468,9 @@ func TestBoot(t *testing.T) {
 		// VM's second NIC is a tap in a network namespace of the test's,
 		// where dnsmasq gives it an address and an SNTP responder runs
 		// one hour ahead (see internal/netnstest).
-		ns := netnstest.New(t)
-		tap := ns.Tap(t, "tap0", "192.168.77.1/24")
-		var ntp *ntptest.Server
-		if err := ns.Do(func() error {
-			ntp = ntptest.Start(t, "192.168.77.1:123", time.Hour)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
 		// dnsmasq offers the responder as NTP server (option 42): auto
 		// takes it from the lease.
-		ns.DHCP(t, "tap0", "192.168.77.10", "192.168.77.20", "--dhcp-option=42,192.168.77.1")
+		tap, ntp := ntpNetwork(t)
 		cmdline := fmt.Sprintf(`b2c.ntp_peer=auto ociboot.container="%s sh -c 'echo guest time $(date +%%s)'"`, f.images["busybox"])
 		res, console, err := f.bootWith(t, cmdline, machine{taps: []*os.File{tap}})
 		if err != nil {
