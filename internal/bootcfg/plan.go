@@ -365,6 +365,9 @@ type Container struct {
 	// CgroupParent (--cgroup-parent) is where the container's cgroup is
 	// made; "" is the root.
 	CgroupParent string
+	// Systemd (--systemd) is "true" (as ""), "false" or "always": when
+	// the container runs in systemd mode (runtime.Systemd).
+	Systemd string
 	// Warnings are said when the container starts: options accepted that
 	// change nothing here (-p, --expose).
 	Warnings []string

@@ -191,6 +191,7 @@ func containerOptions() []containerOption {
 		{long: "subuidname", value: true, kind: refused, set: refuse(whyUserNS)},
 		{long: "sysctl", value: true, set: setSysctl, doc: "`NAME=VALUE` of the container's namespaces: `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*` (not with `--ipc host`), `net.*` (only with `--network none`)"},
 		{long: "timeout", value: true, set: setTimeout, doc: "seconds the container may run before it is stopped (status 137 if it must be killed)"},
+		{long: "systemd", value: true, set: setSystemd, doc: "`true` (the default: systemd mode when the command is `/sbin/init`, `/usr/sbin/init`, `/usr/local/sbin/init` or a `systemd`, after a `/bin/sh -c`), `false` or `always`. Systemd mode, as podman's: tmpfs on `/run`, `/run/lock`, `/tmp` and `/var/log/journal`; `/sys/fs/cgroup` writable (its own cgroup namespace); `container_uuid` set and `/etc/machine-id` written from it when the image has none; the machine's console as `/dev/console`; stop signal `SIGRTMIN+3`"},
 		{long: "tls-verify", set: setTLSVerify, doc: "`=false`: this image's registry is reached over plain HTTP or without checking its certificate; `=true`: with TLS, checked, even if `insecure_registry` names it"},
 		{long: "tmpfs", value: true, set: setTmpfs, doc: "`PATH[:size=…,mode=…,ro]`"},
 		{long: "tty", short: 't', set: setTTY, doc: "a terminal, relayed to the console, whose input the container then reads too"},

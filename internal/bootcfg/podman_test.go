@@ -32,7 +32,7 @@ var optionSamples = map[string]string{
 	"pids-limit": "100", "platform": "linux/arm64", "privileged": "", "publish": "8080:80", "publish-all": "",
 	"pull": "missing", "quiet": "", "read-only": "", "read-only-tmpfs": "false", "replace": "", "restart": "no",
 	"rm": "", "rmi": "", "sdnotify": "ignore", "seccomp-policy": "default", "security-opt": "unmask=ALL",
-	"shm-size": "1g", "sig-proxy": "", "stop-signal": "SIGRTMIN+3", "stop-timeout": "30", "sysctl": "kernel.shmmax=1000000",
+	"shm-size": "1g", "sig-proxy": "", "stop-signal": "SIGRTMIN+3", "stop-timeout": "30", "sysctl": "kernel.shmmax=1000000", "systemd": "always",
 	"timeout": "60", "tls-verify": "false", "tmpfs": "/t", "tty": "", "tz": "Europe/Paris", "ulimit": "nofile=10",
 	"umask": "0077", "unsetenv": "PATH", "unsetenv-all": "", "user": "1:1", "userns": "host", "uts": "host",
 	"variant": "v8", "volume": "/a:/b:z", "workdir": "/w",

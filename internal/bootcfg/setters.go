@@ -657,3 +657,12 @@ func (c *Container) check() error {
 	}
 	return nil
 }
+
+func setSystemd(c *Container, v string) error {
+	switch v {
+	case "true", "false", "always":
+		c.Systemd = v
+		return nil
+	}
+	return fmt.Errorf("got %q, expected true, false or always", v)
+}

@@ -295,9 +295,10 @@ func (c Config) hook(ctx context.Context, point string) error {
 
 // running is a started container.
 type running struct {
-	job    job
-	exited chan struct{} // closed when it is over, code set
-	code   int
+	job        job
+	exited     chan struct{} // closed when it is over, code set
+	code       int
+	stopSignal int // runtime.StopSignal
 }
 
 // runJob runs one container to its end and returns its status, the
@@ -341,7 +342,8 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 	}
 	c.Events.Report(event.Pull{Job: j.String(), Image: j.ct.Image})
 	begin := time.Now()
-	if err := prepare(ctx, c, j, bundle, env); err != nil {
+	stopSignal, err := prepare(ctx, c, j, bundle, env)
+	if err != nil {
 		c.removeBundle(j, bundle)
 		return nil, err
 	}
@@ -359,7 +361,7 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 		c.removeBundle(j, bundle)
 		return nil, err
 	}
-	r := &running{job: j, exited: make(chan struct{})}
+	r := &running{job: j, exited: make(chan struct{}), stopSignal: stopSignal}
 	go func() {
 		// `crun run` deletes the container's state when it ends.
 		r.code = wait()
@@ -420,7 +422,7 @@ func (c Config) stop(r *running) int {
 		return r.code
 	default:
 	}
-	sig := cmp.Or(r.job.ct.StopSignal, int(unix.SIGTERM))
+	sig := r.stopSignal
 	grace := stopGrace
 	if t := r.job.ct.StopTimeout; t != nil {
 		grace = time.Duration(*t) * time.Second
@@ -448,26 +450,27 @@ func stdio(f, def *os.File) *os.File {
 }
 
 // prepare pulls the image of job, unpacks it (or assembles its layers
-// from the store) and writes the bundle.
-func prepare(ctx context.Context, c Config, j job, bundle string, env []string) error {
+// from the store) and writes the bundle. It returns the container's stop
+// signal.
+func prepare(ctx context.Context, c Config, j job, bundle string, env []string) (int, error) {
 	ct, err := c.withVolumes(j.ct)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rq := image.Request{Platform: ct.Platform, Policy: ct.Pull, Log: c.Events.Writer("image")}
 	if ct.Registry.Quiet {
 		rq.Log = io.Discard
 	}
 	if rq.Registry, err = registryOverrides(ct.Registry); err != nil {
-		return fmt.Errorf("image %s: %w", ct.Image, err)
+		return 0, fmt.Errorf("image %s: %w", ct.Image, err)
 	}
 	img, err := c.Puller.Pull(ctx, ct.Image, rq)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", rootfs, err)
+		return 0, fmt.Errorf("creating %s: %w", rootfs, err)
 	}
 	// Each layer's state changes are reported; the progress lines stay
 	// the image package's own.
@@ -483,21 +486,21 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 	opts := image.UnpackOptions{Log: rq.Log, Progress: progress, AllowDevices: true}
 	mounted, err := c.assemble(ctx, j, img, rootfs, opts)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !mounted {
 		if err := image.UnpackWith(ctx, img, rootfs, opts); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		return fmt.Errorf("reading the image config of %s: %w", ct.Image, err)
+		return 0, fmt.Errorf("reading the image config of %s: %w", ct.Image, err)
 	}
 	initBinary := c.InitBinary
 	if initBinary == "" && ct.Init {
 		if initBinary, err = os.Executable(); err != nil {
-			return fmt.Errorf("--init: %w", err)
+			return 0, fmt.Errorf("--init: %w", err)
 		}
 	}
 	if c.DevicesReady != nil && runtime.UsesHostDevices(ct) {
@@ -506,9 +509,20 @@ func prepare(ctx context.Context, c Config, j job, bundle string, env []string) 
 	spec, err := runtime.Spec(cfg, ct, runtime.Options{RootfsDir: rootfs, Env: env, CmdlineFile: c.CmdlineFile, InitBinary: initBinary,
 		ID: j.id, FilesDir: bundle})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return runtime.WriteBundle(bundle, spec)
+	if err := runtime.WriteBundle(bundle, spec); err != nil {
+		return 0, err
+	}
+	var cfgValue v1.Config
+	if cfg != nil {
+		cfgValue = cfg.Config
+	}
+	stopSignal, err := runtime.StopSignal(cfgValue, ct)
+	if err == nil && runtime.SystemdMode(cfgValue, ct) {
+		c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: systemd mode: tmpfs on /run, /run/lock, /tmp and /var/log/journal, /sys/fs/cgroup writable, the console as /dev/console, stop signal %d", j, stopSignal)})
+	}
+	return stopSignal, err
 }
 
 // withVolumes returns ct with its volume mounts made bind mounts of the

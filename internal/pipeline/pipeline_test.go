@@ -532,12 +532,17 @@ func TestPodmanRunOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.layers = st
+	port := freePort(t)
 	plan := &bootcfg.Plan{
 		// The service takes only SIGUSR1 as its stop signal, and gets all
-		// the time it needs.
-		Services: h.containers(t, `--stop-signal SIGUSR1 --stop-timeout 600 busybox sh -c 'trap "echo service got USR1; exit 0" USR1; trap "" TERM; while :; do sleep 0.1; done'`),
+		// the time it needs; it serves a page once its trap is set, which
+		// the first container waits for.
+		Services: h.containers(t, fmt.Sprintf(`--stop-signal SIGUSR1 --stop-timeout 600 busybox sh -c 'trap "echo service got USR1; exit 0" USR1; trap "" TERM; `+
+			`mkdir -p /www && echo service-ready > /www/index.html && httpd -f -p 127.0.0.1:%d -h /www & wait'`, port)),
 		Containers: h.containers(t,
-			`--timeout 1 --stop-signal=HUP busybox sh -c 'trap "echo timed out; exit 7" HUP; while :; do sleep 0.1; done'`,
+			fmt.Sprintf(`busybox sh -c 'until wget -qO- http://127.0.0.1:%d/ 2>/dev/null; do sleep 0.1; done'`, port),
+			// Killed when its time is up, whatever it is doing.
+			`--timeout 1 --stop-signal=KILL busybox sleep 600`,
 			`--log-driver none busybox echo discarded`,
 			`-a stderr busybox sh -c 'echo out-discarded; echo err-kept >&2'`,
 			`-p 8080:80 -q --rmi busybox echo quiet`,
@@ -545,26 +550,26 @@ func TestPodmanRunOptions(t *testing.T) {
 	}
 	plan.Registry.Store = st
 	res, out, log := h.runPlan(t, context.Background(), plan)
-	if res.Status != 7 {
-		t.Errorf("status %d, want 7: the first container's, stopped by its --timeout with its stop signal", res.Status)
+	if res.Status != 137 {
+		t.Errorf("status %d, want 137: the second container's, killed by its --timeout with its stop signal", res.Status)
 	}
-	if want := "timed out\nerr-kept\nquiet\nservice got USR1\n"; out != want {
+	if want := "service-ready\nerr-kept\nquiet\nservice got USR1\n"; out != want {
 		t.Errorf("output %q, want %q", out, want)
 	}
 	for _, line := range []string{
-		"container 1/4 (" + h.ref + "): ran for its --timeout of 1s: stopping it",
-		"container 4/4 (" + h.ref + "): warning: -p 8080:80: the container shares the machine's network",
+		"container 2/5 (" + h.ref + "): ran for its --timeout of 1s: stopping it",
+		"container 5/5 (" + h.ref + "): warning: -p 8080:80: the container shares the machine's network",
 		"service 1/1 (" + h.ref + "): stopped, status 0",
 	} {
 		if !strings.Contains(log, line) {
 			t.Errorf("the log lacks %q:\n%s", line, log)
 		}
 	}
-	if strings.Count(log, "image: pulled "+h.ref) != 4 {
-		t.Errorf("want 4 pulls of %s in the log, the service's and the first three containers' (the fourth is quiet):\n%s", h.ref, log)
+	if strings.Count(log, "image: pulled "+h.ref) != 5 {
+		t.Errorf("want 5 pulls of %s in the log, the service's and the first four containers' (the fifth is quiet):\n%s", h.ref, log)
 	}
 	if strings.Contains(log, "killing it") {
-		t.Errorf("a container was killed; its stop signal should have stopped it:\n%s", log)
+		t.Errorf("a container was killed after its stop timeout; its stop signal should have stopped it:\n%s", log)
 	}
 	// --rmi forgot the image the last container used, and with it what
 	// no other image needs: everything here.

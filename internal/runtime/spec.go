@@ -14,6 +14,7 @@
 package runtime
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -70,6 +71,9 @@ type Options struct {
 	// the files it mounts into it (its resolv.conf and hosts when its
 	// options change them).
 	FilesDir string
+	// ConsolePath is the machine's console, a container's /dev/console in
+	// systemd mode; "" means /dev/console.
+	ConsolePath string
 }
 
 // Spec builds the runtime spec of container c of an image with config img
@@ -89,6 +93,7 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 	if err != nil {
 		return nil, err
 	}
+	systemd := Systemd(c, args)
 	hostname, err := pickHostname(c, o)
 	if err != nil {
 		return nil, err
@@ -222,6 +227,16 @@ func Spec(img *v1.ConfigFile, c bootcfg.Container, o Options) (*specs.Spec, erro
 			spec.Linux.Seccomp = seccompProfile()
 		}
 	}
+	if systemd {
+		if err := systemdMode(spec, root, c, firstNonEmpty(o.ConsolePath, "/dev/console")); err != nil {
+			return nil, fmt.Errorf("container %s: %w", c.Image, err)
+		}
+	}
+	// A mount goes after those of its parents, as podman orders them:
+	// the tmpfs on /run must not hide a volume on /run/x.
+	slices.SortStableFunc(spec.Mounts, func(a, b specs.Mount) int {
+		return cmp.Compare(strings.Count(path.Clean(a.Destination), "/"), strings.Count(path.Clean(b.Destination), "/"))
+	})
 	return spec, nil
 }
 

@@ -313,10 +313,10 @@ func TestSpecJSON(t *testing.T) {
 	for _, m := range doc.Mounts {
 		mounts = append(mounts, m.Destination+" "+m.Type+" "+m.Source)
 	}
+	// Parents first.
 	want := []string{
-		"/proc proc proc", "/dev tmpfs tmpfs", "/dev/pts devpts devpts", "/dev/shm tmpfs shm",
-		"/dev/mqueue mqueue mqueue", "/sys sysfs sysfs", "/sys/fs/cgroup cgroup cgroup",
-		"/etc/resolv.conf bind " + filepath.Join(etc, "resolv.conf"),
+		"/proc proc proc", "/dev tmpfs tmpfs", "/sys sysfs sysfs", "/dev/pts devpts devpts", "/dev/shm tmpfs shm",
+		"/dev/mqueue mqueue mqueue", "/etc/resolv.conf bind " + filepath.Join(etc, "resolv.conf"), "/sys/fs/cgroup cgroup cgroup",
 	}
 	if !reflect.DeepEqual(mounts, want) {
 		t.Errorf("mounts\n %q\nwant %q", mounts, want)

@@ -275,6 +275,7 @@ func TestBoot(t *testing.T) {
 	f.storageTests(t)
 	f.netbootTests(t)
 	f.podmanTests(t)
+	f.systemdContainerTests(t)
 
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()

@@ -16,6 +16,7 @@ import (
 	"github.com/ociboot/ociboot/internal/netnstest"
 	"github.com/ociboot/ociboot/internal/ntptest"
 	"github.com/ociboot/ociboot/internal/registrytest"
+	"github.com/ociboot/ociboot/internal/rootfstest"
 	"github.com/ociboot/ociboot/internal/vm"
 )
 
@@ -115,5 +116,74 @@ func (f *fixture) podmanTests(t *testing.T) {
 			"memory.max: 67108864", "memory.swap.max: 33554432", "memory.high: 50331648", "cpu.max: 50000 100000",
 			"cpuset.cpus: 0", "pids.max: 50", " rbps=max wbps=1048576 riops=max wiops=max",
 			"Execution is over, pipeline status: 0")
+	})
+}
+
+// containerMarkerUnit prints what the systemd-container test checks once
+// multi-user.target is reached, then, unless STAY=1 is in the manager's
+// environment (a service), ends the container with systemctl exit 7.
+const containerMarkerUnit = "[Unit]\nDescription=ociboot container test marker\nAfter=multi-user.target\n\n" +
+	"[Service]\nType=oneshot\nStandardOutput=journal+console\n" +
+	`ExecStart=/bin/sh -c 'echo "CONTAINER-MARKER target=$(systemctl is-active multi-user.target) pid1=$(cat /proc/1/comm) ` +
+	`container=$(cat /run/systemd/container) machine-id=$(cat /etc/machine-id) run=$(findmnt -no FSTYPE /run) ` +
+	`cgroup=$(findmnt -no OPTIONS /sys/fs/cgroup | cut -d, -f1) scope=$(cut -d: -f3 /proc/1/cgroup)"'` + "\n" +
+	"ExecStart=/bin/sh -c 'test \"$STAY\" = 1 || systemctl exit 7'\n" +
+	"PassEnvironment=STAY\n\n" +
+	"[Install]\nWantedBy=multi-user.target\n"
+
+// webUnit serves /srv/www on 127.0.0.1:8080 with busybox's httpd.
+const webUnit = "[Unit]\nDescription=ociboot test web server\n\n" +
+	"[Service]\nExecStart=/usr/local/bin/busybox httpd -f -p 127.0.0.1:8080 -h /srv/www\n\n" +
+	"[Install]\nWantedBy=multi-user.target\n"
+
+// systemdContainerTests runs the Debian systemd root the switch-root
+// tests boot, as an OCI image whose command is /sbin/init, as a
+// container: in systemd mode, as a pipeline container that ends with
+// systemctl exit 7, as a service a pipeline container talks to, stopped
+// cleanly at the end; and with --systemd=false.
+func (f *fixture) systemdContainerTests(t *testing.T) {
+	t.Run("systemd-container", func(t *testing.T) {
+		t.Parallel()
+		bb, err := os.ReadFile(registrytest.BusyboxPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := rootfstest.Debian(t, "bookworm", systemdPackages...)
+		tarPath := rootfstest.WithFiles(t, base,
+			rootfstest.File{Path: "etc/systemd/system/ociboot-marker.service", Body: containerMarkerUnit},
+			rootfstest.File{Path: "etc/systemd/system/multi-user.target.wants/ociboot-marker.service", Linkname: "/etc/systemd/system/ociboot-marker.service"},
+			rootfstest.File{Path: "etc/systemd/system/ociboot-web.service", Body: webUnit},
+			rootfstest.File{Path: "etc/systemd/system/multi-user.target.wants/ociboot-web.service", Linkname: "/etc/systemd/system/ociboot-web.service"},
+			rootfstest.File{Path: "usr/local/bin/busybox", Body: string(bb), Mode: 0o755},
+			rootfstest.File{Path: "srv/www/index.html", Body: "served by systemd in a container\n"},
+		)
+		img := registrytest.Image(t, v1.Config{Cmd: []string{"/sbin/init"}}, rootfstest.Layer(t, tarPath))
+		ref := guestRef(registrytest.Push(t, f.reg, "e2e/debian-systemd-container:12", img))
+		const marker = "CONTAINER-MARKER target=active"
+		stamps := newStamper(marker)
+		cmdline := fmt.Sprintf(`ociboot.container="%[1]s" `+
+			`ociboot.service="-e STAY=1 %[1]s" `+
+			`ociboot.container="%[2]s sh -c 'until wget -qO- http://127.0.0.1:8080/ 2>/dev/null; do sleep 0.5; done'" `+
+			`ociboot.post_container="--systemd=false --timeout 60 --stop-signal KILL %[1]s"`, ref, f.images["busybox"])
+		res, console, err := f.bootWith(t, cmdline, machine{watch: stamps})
+		if err != nil {
+			t.Fatalf("vm.Run: %v", err)
+		}
+		if res.Status != 7 {
+			t.Errorf("pipeline status %d, want 7: the systemd container's systemctl exit 7", res.Status)
+		}
+		// The container: systemd reaches multi-user.target, with what
+		// systemd mode gives it, and its systemctl exit 7 is its status.
+		inOrder(t, console, "container 1/2 ("+ref+"): systemd mode: ", marker+" pid1=systemd container=ociboot machine-id=",
+			" run=tmpfs cgroup=rw scope=/init.scope", "container 1/2 ("+ref+") exited with status 7")
+		// The service answers the pipeline container, and stops cleanly
+		// with SIGRTMIN+3, its stop signal, at the end; --systemd=false
+		// gives the old behaviour: systemd fails at once.
+		inOrder(t, console, "service 1/1 ("+ref+"): systemd mode: ", "served by systemd in a container",
+			"post container 1/1 ("+ref+") exited with status 255", "Halting system.", "service 1/1 ("+ref+"): stopped, status 0")
+		if strings.Contains(console, "post container 1/1 ("+ref+"): systemd mode") || strings.Contains(console, "killing it") {
+			t.Error("the --systemd=false container ran in systemd mode, or a container had to be killed")
+		}
+		t.Logf("FIGURE systemd container: VM start to the container's marker %.1f s", stamps.at(marker).Seconds())
 	})
 }
