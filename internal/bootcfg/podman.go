@@ -68,7 +68,7 @@ func containerOptions() []containerOption {
 		{long: "arch", value: true, set: setArch, doc: "the architecture of the image to pull (as `--platform`)"},
 		{long: "attach", short: 'a', value: true, set: setAttach, doc: "`stdin`, `stdout` or `stderr`, repeatable: only those are connected to the console (the others to `/dev/null`)"},
 		{long: "authfile", value: true, set: setAuthFile, doc: "a docker `config.json` in the initramfs (or a volume): its credentials are used for this image's pull"},
-		{long: "blkio-weight", value: true, set: setBlkioWeight, doc: "10 to 1000: the container's I/O weight (`io.bfq.weight`, which needs the BFQ scheduler)"},
+		{long: "blkio-weight", value: true, set: setBlkioWeight, doc: "10 to 1000: the container's I/O weight, converted to cgroup v2's `io.weight` (300 gives 2930)"},
 		{long: "blkio-weight-device", value: true, set: setBlkioWeightDevice, doc: "`DEVICE:WEIGHT`"},
 		{long: "cap-add", value: true, set: setCapAdd, doc: "capabilities added, comma-separated, or `ALL`"},
 		{long: "cap-drop", value: true, set: setCapDrop, doc: "capabilities dropped, comma-separated, or `ALL`"},

@@ -498,3 +498,38 @@ func TestCrunPodmanOptions(t *testing.T) {
 		t.Errorf("--pid host: the shell is PID 1:\n%s", stdout)
 	}
 }
+
+// TestCrunPodmanOptionsShared checks the options that share the
+// machine's namespaces or environment, and leave the image's files be.
+func TestCrunPodmanOptionsShared(t *testing.T) {
+	etc := t.TempDir()
+	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte("127.0.0.1\tmachine-hosts\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OCIBOOT_TEST_HOST_ONLY", "seen")
+	t.Setenv("https_proxy", "http://proxy.lan:3128")
+	c, err := bootcfg.ParseContainer(`--no-hosts --env-host --http-proxy=false --unsetenv https_proxy --cgroupns host --ipc host --read-only --read-only-tmpfs=false busybox sh -c '` +
+		`cat /etc/hosts; env | grep -e ^OCIBOOT_TEST_HOST_ONLY= -e _proxy=; echo cgroup=$(grep -c "^0::/$" /proc/self/cgroup); ` +
+		`echo ipc=$(readlink /proc/self/ns/ipc); touch /tmp/x 2>/dev/null || echo tmp=read-only'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, rootfs := busyboxRootfs(t, "env", "touch", "readlink")
+	if err := os.WriteFile(filepath.Join(rootfs, "etc/hosts"), []byte("10.9.9.9\timage-hosts\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status := runIn(t, bundle, rootfs, c, Options{HostEtcDir: etc, FilesDir: t.TempDir()})
+	if status != 0 {
+		t.Fatalf("exit status %d; stdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	hostIPC, err := os.Readlink("/proc/self/ns/ipc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// --env-host passes https_proxy on, whatever --http-proxy says, and
+	// --unsetenv takes it away; the cgroup seen is the machine's, not /.
+	want := "10.9.9.9\timage-hosts\nOCIBOOT_TEST_HOST_ONLY=seen\ncgroup=0\nipc=" + hostIPC + "\ntmp=read-only\n"
+	if stdout != want {
+		t.Errorf("output:\n%s\nwant:\n%s", stdout, want)
+	}
+}

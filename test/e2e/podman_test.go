@@ -95,12 +95,12 @@ func (f *fixture) podmanTests(t *testing.T) {
 	t.Run("lab-gateway-job", func(t *testing.T) {
 		t.Parallel()
 		tap, ntp := ntpNetwork(t)
-		cgroups := `for f in memory.max memory.swap.max memory.high cpu.max cpuset.cpus pids.max io.max; do echo $f: $(cat /sys/fs/cgroup/$f); done`
+		cgroups := `for f in memory.max memory.swap.max memory.high cpu.max cpuset.cpus pids.max io.max io.weight; do echo $f: $(cat /sys/fs/cgroup/$f); done`
 		cmdline := fmt.Sprintf(`b2c.container="--dns=none -v tmp:/mnt/tmp -v perm:/mnt/permanent --tls-verify=false --entrypoint=/bin/init docker://%[1]s/lab/gateway:1" `+
 			`b2c.ntp_peer=auto b2c.pipefail b2c.cache_device=auto net.ifnames=0 quiet `+
 			`b2c.container="-v JOB-job:/job -w /job -v traces:/traces --tls-verify=false -w /job docker://%[1]s/lab/job:1 /entrypoint-dxvk" `+
 			`ociboot.container="--tls-verify=false -m 64m --memory-swap 96m --cpus 0.5 --cpuset-cpus 0 --pids-limit 50 --cgroup-conf memory.high=48m `+
-			`--device-write-bps /dev/vda:1mb %[1]s/lab/job:1 sh -c '%[2]s'"`, reg, cgroups)
+			`--device-write-bps /dev/vda:1mb --blkio-weight 300 %[1]s/lab/job:1 sh -c '%[2]s'"`, reg, cgroups)
 		disk := blankDisk(t, 256<<20)
 		res, console, err := f.bootWith(t, cmdline, machine{taps: []*os.File{tap}, disks: []vm.Disk{{Path: disk}}, secure: true})
 		if err != nil {
@@ -115,6 +115,8 @@ func (f *fixture) podmanTests(t *testing.T) {
 			"dxvk in /job", "dxvk done",
 			"memory.max: 67108864", "memory.swap.max: 33554432", "memory.high: 50331648", "cpu.max: 50000 100000",
 			"cpuset.cpus: 0", "pids.max: 50", " rbps=max wbps=1048576 riops=max wiops=max",
+			// crun converts the blkio scale to io.weight's.
+			"io.weight: default 2930",
 			"Execution is over, pipeline status: 0")
 	})
 }
