@@ -121,7 +121,7 @@ func MaskSecrets(cmdline string) string {
 	var out []string
 	for _, tok := range rawArgs(cmdline) {
 		p, _ := nextArg(tok)
-		if i := findParam(defs, p.Key); i >= 0 && defs[i].mask != nil && p.HasValue {
+		if i := findParam(defs, p.Key); i >= 0 && defs[i].mask != nil && p.HasValue && (defs[i].secret || defs[i].mask(p.Value) != p.Value) {
 			// The kernel's quoting has no escapes: a value holding a
 			// quote is masked whole.
 			v := defs[i].mask(p.Value)

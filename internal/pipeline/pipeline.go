@@ -252,6 +252,7 @@ func Run(ctx context.Context, c Config) Result {
 			continue
 		}
 		code := c.runJob(ctx, j, s.env())
+		c.removeImage(j, services)
 		s.record(j.ct.Spec, code, true)
 		stopped = c.Plan.Pipefail && failed(code)
 	}
@@ -262,11 +263,15 @@ func Run(ctx context.Context, c Config) Result {
 			continue
 		}
 		s.record(j.ct.Spec, c.runJob(ctx, j, s.env()), false)
+		c.removeImage(j, services)
 	}
 
 	for _, r := range services {
 		code := c.stop(r)
 		c.Events.Report(event.ContainerExit{Job: r.job.String(), Status: code, Stopped: true})
+	}
+	for _, r := range services {
+		c.removeImage(r.job, nil)
 	}
 	return c.end(ctx, s.Result)
 }
@@ -366,17 +371,35 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 		// `crun run` deletes the container's state when it ends.
 		r.code = wait()
 		c.removeBundle(j, bundle)
-		if j.ct.Rmi {
-			if err := c.Puller.Forget(j.ct.Image, j.ct.Platform); err != nil {
-				c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: --rmi: %v", j, err)})
-			}
-		}
 		close(r.exited)
 	}()
 	if j.ct.Timeout > 0 {
 		go c.timeout(r, time.Duration(j.ct.Timeout)*time.Second)
 	}
 	return r, nil
+}
+
+// removeImage forgets the image of j, which is over, when it was given
+// --rmi, unless one of the services still running uses it (its layers
+// are its root), as podman keeps an image another container uses.
+func (c Config) removeImage(j job, running []*running) {
+	if !j.ct.Rmi {
+		return
+	}
+	for _, r := range running {
+		select {
+		case <-r.exited:
+			continue
+		default:
+		}
+		if r.job.ct.Image == j.ct.Image {
+			c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: --rmi: %s is kept, %s uses it", j, j.ct.Image, r.job)})
+			return
+		}
+	}
+	if err := c.Puller.Forget(j.ct.Image, j.ct.Platform); err != nil {
+		c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: --rmi: %v", j, err)})
+	}
 }
 
 // attached returns the container's stdin, stdout and stderr: the

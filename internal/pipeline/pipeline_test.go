@@ -537,7 +537,7 @@ func TestPodmanRunOptions(t *testing.T) {
 		// The service takes only SIGUSR1 as its stop signal, and gets all
 		// the time it needs; it serves a page once its trap is set, which
 		// the first container waits for.
-		Services: h.containers(t, fmt.Sprintf(`--stop-signal SIGUSR1 --stop-timeout 600 busybox sh -c 'trap "echo service got USR1; exit 0" USR1; trap "" TERM; `+
+		Services: h.containers(t, fmt.Sprintf(`--rmi --stop-signal SIGUSR1 --stop-timeout 600 busybox sh -c 'trap "echo service got USR1; exit 0" USR1; trap "" TERM; `+
 			`mkdir -p /www && echo service-ready > /www/index.html && httpd -f -p 127.0.0.1:%d -h /www & wait'`, port)),
 		Containers: h.containers(t,
 			fmt.Sprintf(`busybox sh -c 'until wget -qO- http://127.0.0.1:%d/ 2>/dev/null; do sleep 0.1; done'`, port),
@@ -560,6 +560,9 @@ func TestPodmanRunOptions(t *testing.T) {
 		"container 2/5 (" + h.ref + "): ran for its --timeout of 1s: stopping it",
 		"container 5/5 (" + h.ref + "): warning: -p 8080:80: the container shares the machine's network",
 		"service 1/1 (" + h.ref + "): stopped, status 0",
+		// The last container's --rmi waits for the service, which uses
+		// the same image, and whose own --rmi forgets it at the end.
+		"container 5/5 (" + h.ref + "): --rmi: " + h.ref + " is kept, service 1/1 (" + h.ref + ") uses it",
 	} {
 		if !strings.Contains(log, line) {
 			t.Errorf("the log lacks %q:\n%s", line, log)

@@ -44,11 +44,13 @@ func isPrivileged(c bootcfg.Container) bool {
 }
 
 // UsesHostDevices reports whether Spec reads the machine's device nodes
-// for c: a privileged container gets them all, --device and a bind mount
-// of a node under /dev name some. The drivers of the devices present
-// must be loaded before Spec for such a container, and only for it.
+// for c: a privileged container gets them all, --device, a bind mount of
+// a node under /dev and the per-device I/O limits name some. The drivers
+// of the devices present must be loaded before Spec for such a
+// container, and only for it.
 func UsesHostDevices(c bootcfg.Container) bool {
-	if isPrivileged(c) || len(c.Devices) > 0 {
+	r := c.Resources
+	if isPrivileged(c) || len(c.Devices)+len(r.BlkioWeightDevice)+len(r.ReadBps)+len(r.WriteBps)+len(r.ReadIOps)+len(r.WriteIOps) > 0 {
 		return true
 	}
 	for _, m := range c.Mounts {

@@ -490,14 +490,16 @@ func TestImageLinksResolveInside(t *testing.T) {
 // shows nodes as they come.
 func TestUsesHostDevices(t *testing.T) {
 	for spec, want := range map[string]bool{
-		`busybox true`:                            false,
-		`-v /srv/data:/data busybox true`:         false,
-		`-v /dev:/dev busybox true`:               false,
-		`--tmpfs /dev/x busybox true`:             false,
-		`--privileged busybox true`:               true,
-		`--device /dev/sda busybox true`:          true,
-		`-v /dev/sda:/dev/xvda busybox true`:      true,
-		`-v /dev/disk/by-label/X:/x busybox true`: true,
+		`busybox true`:                               false,
+		`-v /srv/data:/data busybox true`:            false,
+		`-v /dev:/dev busybox true`:                  false,
+		`--tmpfs /dev/x busybox true`:                false,
+		`--privileged busybox true`:                  true,
+		`--device /dev/sda busybox true`:             true,
+		`-v /dev/sda:/dev/xvda busybox true`:         true,
+		`-v /dev/disk/by-label/X:/x busybox true`:    true,
+		`--device-read-bps /dev/vda:1m busybox true`: true,
+		`--blkio-weight 300 busybox true`:            false,
 	} {
 		c, err := bootcfg.ParseContainer(spec)
 		if err != nil {
