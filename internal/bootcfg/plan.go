@@ -367,7 +367,10 @@ type Container struct {
 	CgroupParent string
 	// Systemd (--systemd) is "true" (as ""), "false" or "always": when
 	// the container runs in systemd mode (runtime.Systemd).
-	Systemd string
+	// ShmSizeSystemd (--shm-size-systemd) is the size of the tmpfs of that
+	// mode, in bytes; 0 is the kernel's default (half the memory).
+	Systemd        string
+	ShmSizeSystemd int64
 	// Warnings are said when the container starts: options accepted that
 	// change nothing here (-p, --expose).
 	Warnings []string
@@ -407,10 +410,8 @@ type Resources struct {
 	// PidsLimit (--pids-limit), when set, caps the number of tasks; -1
 	// or 0 is no limit.
 	PidsLimit *int64
-	// BlkioWeight (10 to 1000) and the per-device weights and rates
-	// (PATH:N).
+	// BlkioWeight (10 to 1000) and the per-device rates (PATH:N).
 	BlkioWeight                            uint16
-	BlkioWeightDevice                      []string
 	ReadBps, WriteBps, ReadIOps, WriteIOps []string
 	// Unified (--cgroup-conf) are cgroup v2 files to write, KEY=VALUE.
 	Unified []string

@@ -16,7 +16,7 @@ import (
 // row is parsed by a test.
 var optionSamples = map[string]string{
 	"add-host": "gw:10.0.2.2", "annotation": "a=b", "arch": "arm64", "attach": "stdout", "authfile": "/etc/auth.json",
-	"blkio-weight": "300", "blkio-weight-device": "/dev/vda:200", "cap-add": "NET_ADMIN", "cap-drop": "ALL",
+	"blkio-weight": "300", "cap-add": "NET_ADMIN", "cap-drop": "ALL",
 	"cert-dir": "/etc/certs", "cgroup-conf": "memory.high=1g", "cgroup-parent": "/ci", "cgroupns": "host",
 	"cgroups": "enabled", "cpu-period": "50000", "cpu-quota": "25000", "cpu-shares": "512", "cpus": "1.5",
 	"cpuset-cpus": "0-1,3", "cpuset-mems": "0", "creds": "u:p", "detach-keys": "ctrl-a", "device": "/dev/kvm",
@@ -32,7 +32,7 @@ var optionSamples = map[string]string{
 	"pids-limit": "100", "platform": "linux/arm64", "privileged": "", "publish": "8080:80", "publish-all": "",
 	"pull": "missing", "quiet": "", "read-only": "", "read-only-tmpfs": "false", "replace": "", "restart": "no",
 	"rm": "", "rmi": "", "sdnotify": "ignore", "seccomp-policy": "default", "security-opt": "unmask=ALL",
-	"shm-size": "1g", "sig-proxy": "", "stop-signal": "SIGRTMIN+3", "stop-timeout": "30", "sysctl": "kernel.shmmax=1000000", "systemd": "always",
+	"shm-size": "1g", "shm-size-systemd": "64m", "sig-proxy": "", "stop-signal": "SIGRTMIN+3", "stop-timeout": "30", "sysctl": "kernel.shmmax=1000000", "systemd": "always",
 	"timeout": "60", "tls-verify": "false", "tmpfs": "/t", "tty": "", "tz": "Europe/Paris", "ulimit": "nofile=10",
 	"umask": "0077", "unsetenv": "PATH", "unsetenv-all": "", "user": "1:1", "userns": "host", "uts": "host",
 	"variant": "v8", "volume": "/a:/b:z", "workdir": "/w",

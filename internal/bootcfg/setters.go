@@ -596,14 +596,6 @@ func deviceValue(v string, parse func(string) error) error {
 	return parse(n)
 }
 
-func setBlkioWeightDevice(c *Container, v string) error {
-	c.Resources.BlkioWeightDevice = append(c.Resources.BlkioWeightDevice, v)
-	return deviceValue(v, func(n string) error {
-		_, err := uintIn(n, 10, 1000)
-		return err
-	})
-}
-
 // setDeviceRate returns the setter of --device-KIND, KIND one of
 // read-bps, write-bps, read-iops and write-iops.
 func setDeviceRate(kind string) func(*Container, string) error {
@@ -665,4 +657,10 @@ func setSystemd(c *Container, v string) error {
 		return nil
 	}
 	return fmt.Errorf("got %q, expected true, false or always", v)
+}
+
+func setShmSizeSystemd(c *Container, v string) error {
+	n, err := switchroot.ParseBytes(v)
+	c.ShmSizeSystemd = n
+	return err
 }

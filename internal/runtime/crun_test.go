@@ -508,9 +508,10 @@ func TestCrunPodmanOptionsShared(t *testing.T) {
 	}
 	t.Setenv("OCIBOOT_TEST_HOST_ONLY", "seen")
 	t.Setenv("https_proxy", "http://proxy.lan:3128")
-	c, err := bootcfg.ParseContainer(`--no-hosts --env-host --http-proxy=false --unsetenv https_proxy --cgroupns host --ipc host --read-only --read-only-tmpfs=false busybox sh -c '` +
-		`cat /etc/hosts; env | grep -e ^OCIBOOT_TEST_HOST_ONLY= -e _proxy=; echo cgroup=$(grep -c "^0::/$" /proc/self/cgroup); ` +
-		`echo ipc=$(readlink /proc/self/ns/ipc); touch /tmp/x 2>/dev/null || echo tmp=read-only'`)
+	c, err := bootcfg.ParseContainer(`--no-hosts --env-host --http-proxy=false --unsetenv https_proxy --cgroupns host --cgroup-parent /ocibootci --ipc host ` +
+		`--read-only --read-only-tmpfs=false --network none --sysctl net.ipv4.ip_forward=1 busybox sh -c '` +
+		`cat /etc/hosts; env | grep -e ^OCIBOOT_TEST_HOST_ONLY= -e _proxy=; echo cgroup=$(grep "^0::" /proc/self/cgroup); ` +
+		`echo ipc=$(readlink /proc/self/ns/ipc); touch /tmp/x 2>/dev/null || echo tmp=read-only; echo forward=$(cat /proc/sys/net/ipv4/ip_forward)'`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +519,9 @@ func TestCrunPodmanOptionsShared(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rootfs, "etc/hosts"), []byte("10.9.9.9\timage-hosts\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, status := runIn(t, bundle, rootfs, c, Options{HostEtcDir: etc, FilesDir: t.TempDir()})
+	id := containerID(t)
+	t.Cleanup(func() { os.Remove("/sys/fs/cgroup/ocibootci") }) // crun leaves the parent
+	stdout, stderr, status := runIn(t, bundle, rootfs, c, Options{HostEtcDir: etc, FilesDir: t.TempDir(), ID: id})
 	if status != 0 {
 		t.Fatalf("exit status %d; stdout:\n%s\nstderr:\n%s", status, stdout, stderr)
 	}
@@ -527,8 +530,9 @@ func TestCrunPodmanOptionsShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	// --env-host passes https_proxy on, whatever --http-proxy says, and
-	// --unsetenv takes it away; the cgroup seen is the machine's, not /.
-	want := "10.9.9.9\timage-hosts\nOCIBOOT_TEST_HOST_ONLY=seen\ncgroup=0\nipc=" + hostIPC + "\ntmp=read-only\n"
+	// --unsetenv takes it away; the cgroup seen is the machine's tree,
+	// the container's under --cgroup-parent.
+	want := "10.9.9.9\timage-hosts\nOCIBOOT_TEST_HOST_ONLY=seen\ncgroup=0::/ocibootci/" + id + "\nipc=" + hostIPC + "\ntmp=read-only\nforward=1\n"
 	if stdout != want {
 		t.Errorf("output:\n%s\nwant:\n%s", stdout, want)
 	}

@@ -50,7 +50,7 @@ func isPrivileged(c bootcfg.Container) bool {
 // container, and only for it.
 func UsesHostDevices(c bootcfg.Container) bool {
 	r := c.Resources
-	if isPrivileged(c) || len(c.Devices)+len(r.BlkioWeightDevice)+len(r.ReadBps)+len(r.WriteBps)+len(r.ReadIOps)+len(r.WriteIOps) > 0 {
+	if isPrivileged(c) || len(c.Devices)+len(r.ReadBps)+len(r.WriteBps)+len(r.ReadIOps)+len(r.WriteIOps) > 0 {
 		return true
 	}
 	for _, m := range c.Mounts {

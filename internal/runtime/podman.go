@@ -283,24 +283,15 @@ func resources(r bootcfg.Resources) (*specs.LinuxResources, error) {
 	return out, nil
 }
 
-// blockIO maps --blkio-weight, --blkio-weight-device and the
-// --device-{read,write}-{bps,iops} rates.
+// blockIO maps --blkio-weight and the --device-{read,write}-{bps,iops}
+// rates.
 func blockIO(r bootcfg.Resources) (*specs.LinuxBlockIO, error) {
-	if r.BlkioWeight == 0 && len(r.BlkioWeightDevice)+len(r.ReadBps)+len(r.WriteBps)+len(r.ReadIOps)+len(r.WriteIOps) == 0 {
+	if r.BlkioWeight == 0 && len(r.ReadBps)+len(r.WriteBps)+len(r.ReadIOps)+len(r.WriteIOps) == 0 {
 		return nil, nil
 	}
 	io := &specs.LinuxBlockIO{}
 	if r.BlkioWeight != 0 {
 		io.Weight = &r.BlkioWeight
-	}
-	for _, v := range r.BlkioWeightDevice {
-		dev, w := bootcfg.DeviceRate(v)
-		major, minor, err := blockNumbers(dev, "--blkio-weight-device")
-		if err != nil {
-			return nil, err
-		}
-		weight := uint16(w)
-		io.WeightDevice = append(io.WeightDevice, specs.LinuxWeightDevice{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: major, Minor: minor}, Weight: &weight})
 	}
 	for _, t := range []struct {
 		flag   string

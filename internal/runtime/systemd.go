@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -76,7 +77,8 @@ func Systemd(c bootcfg.Container, args []string) bool {
 // /etc/machine-id when the image has none. Beyond podman, the machine's
 // console is the container's /dev/console unless it has a terminal of
 // its own (-t): systemd writes its status and journal+console units
-// there.
+// there. A privileged container gets none of the machine's virtual
+// consoles, as with podman, and --shm-size-systemd sizes the tmpfs.
 func systemdMode(spec *specs.Spec, root int, c bootcfg.Container, consolePath string) error {
 	uuid, err := containerUUID(spec.Process.Env)
 	if err != nil {
@@ -93,9 +95,16 @@ func systemdMode(spec *specs.Spec, root int, c bootcfg.Container, consolePath st
 		if mounted(dir) {
 			continue
 		}
+		options := []string{"rw", "rprivate", "nosuid", "nodev", "tmpcopyup"}
+		if c.ShmSizeSystemd > 0 {
+			options = append(options, fmt.Sprintf("size=%d", c.ShmSizeSystemd))
+		}
 		spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == dir })
-		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: dir, Type: "tmpfs", Source: "tmpfs", Options: []string{"rw", "rprivate", "nosuid", "nodev", "tmpcopyup"}})
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: dir, Type: "tmpfs", Source: "tmpfs", Options: options})
 	}
+	// The machine's virtual consoles stay its own: systemd would start a
+	// getty on each.
+	spec.Linux.Devices = slices.DeleteFunc(spec.Linux.Devices, func(d specs.LinuxDevice) bool { return virtualConsole.MatchString(d.Path) })
 	for i, m := range spec.Mounts {
 		if m.Destination != "/sys/fs/cgroup" {
 			continue
@@ -111,6 +120,10 @@ func systemdMode(spec *specs.Spec, root int, c bootcfg.Container, consolePath st
 	}
 	return nil
 }
+
+// virtualConsole matches the device nodes of the virtual consoles, which
+// a privileged container in systemd mode does not get, as with podman.
+var virtualConsole = regexp.MustCompile(`^/dev/tty[0-9]+$`)
 
 // containerUUID is the container_uuid env sets, or a new one: 32 hex
 // digits, as podman's (the first 32 of its container ID).

@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 )
@@ -124,6 +125,35 @@ func TestSpecSystemdMode(t *testing.T) {
 	for _, m := range s.Mounts {
 		if m.Destination == "/run" || m.Destination == "/dev/console" {
 			t.Errorf("--systemd=false: %s mounted", m.Destination)
+		}
+	}
+}
+
+// A privileged container in systemd mode gets the machine's devices but
+// its virtual consoles; --shm-size-systemd sizes the tmpfs.
+func TestSystemdPrivileged(t *testing.T) {
+	dev := t.TempDir()
+	for name, rdev := range map[string]uint64{"tty1": unix.Mkdev(4, 1), "tty": unix.Mkdev(5, 0), "ttyS0": unix.Mkdev(4, 64), "null": unix.Mkdev(1, 3)} {
+		if err := unix.Mknod(filepath.Join(dev, name), unix.S_IFCHR|0o620, int(rdev)); err != nil {
+			t.Fatalf("mknod (the test runs as root): %v", err)
+		}
+	}
+	c := bootcfg.Container{Image: "debian", Dialect: bootcfg.DialectB2C, ShmSizeSystemd: 1 << 20}
+	s, err := Spec(&v1.ConfigFile{Config: v1.Config{Cmd: []string{"/sbin/init"}}}, c, Options{RootfsDir: withPasswd(t), Hostname: "h", DevDir: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, d := range s.Linux.Devices {
+		paths = append(paths, d.Path)
+	}
+	slices.Sort(paths)
+	if want := []string{"/dev/null", "/dev/tty", "/dev/ttyS0"}; !slices.Equal(paths, want) {
+		t.Errorf("devices %q, want %q: no virtual console", paths, want)
+	}
+	for _, m := range s.Mounts {
+		if m.Destination == "/run" && !slices.Contains(m.Options, "size=1048576") {
+			t.Errorf("/run: %q, want size=1048576", m.Options)
 		}
 	}
 }

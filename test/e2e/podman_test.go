@@ -95,12 +95,13 @@ func (f *fixture) podmanTests(t *testing.T) {
 	t.Run("lab-gateway-job", func(t *testing.T) {
 		t.Parallel()
 		tap, ntp := ntpNetwork(t)
-		cgroups := `for f in memory.max memory.swap.max memory.high cpu.max cpuset.cpus pids.max io.max io.weight; do echo $f: $(cat /sys/fs/cgroup/$f); done`
+		cgroups := `for f in memory.max memory.swap.max memory.high memory.low cpu.max cpu.weight cpuset.cpus cpuset.mems pids.max io.max io.weight; do echo $f: $(cat /sys/fs/cgroup/$f); done`
 		cmdline := fmt.Sprintf(`b2c.container="--dns=none -v tmp:/mnt/tmp -v perm:/mnt/permanent --tls-verify=false --entrypoint=/bin/init docker://%[1]s/lab/gateway:1" `+
 			`b2c.ntp_peer=auto b2c.pipefail b2c.cache_device=auto net.ifnames=0 quiet `+
 			`b2c.container="-v JOB-job:/job -w /job -v traces:/traces --tls-verify=false -w /job docker://%[1]s/lab/job:1 /entrypoint-dxvk" `+
-			`ociboot.container="--tls-verify=false -m 64m --memory-swap 96m --cpus 0.5 --cpuset-cpus 0 --pids-limit 50 --cgroup-conf memory.high=48m `+
-			`--device-write-bps /dev/vda:1mb --blkio-weight 300 %[1]s/lab/job:1 sh -c '%[2]s'"`, reg, cgroups)
+			`ociboot.container="--tls-verify=false -m 64m --memory-swap 96m --memory-reservation 16m --cpus 0.5 -c 512 --cpuset-cpus 0 --cpuset-mems 0 `+
+			`--pids-limit 50 --cgroup-conf memory.high=48m --device-write-bps /dev/vda:1mb --blkio-weight 300 `+
+			`%[1]s/lab/job:1 sh -c '%[2]s'"`, reg, cgroups)
 		disk := blankDisk(t, 256<<20)
 		res, console, err := f.bootWith(t, cmdline, machine{taps: []*os.File{tap}, disks: []vm.Disk{{Path: disk}}, secure: true})
 		if err != nil {
@@ -113,24 +114,26 @@ func (f *fixture) podmanTests(t *testing.T) {
 			// --dns=none: the image's own resolv.conf.
 			"gateway init: nameserver 192.0.2.53", "gateway init done",
 			"dxvk in /job", "dxvk done",
-			"memory.max: 67108864", "memory.swap.max: 33554432", "memory.high: 50331648", "cpu.max: 50000 100000",
-			"cpuset.cpus: 0", "pids.max: 50", " rbps=max wbps=1048576 riops=max wiops=max",
-			// crun converts the blkio scale to io.weight's.
-			"io.weight: default 2930",
+			// crun converts cgroup v1's scales (cpu shares, blkio weights)
+			// to cgroup v2's.
+			"memory.max: 67108864", "memory.swap.max: 33554432", "memory.high: 50331648", "memory.low: 16777216",
+			"cpu.max: 50000 100000", "cpu.weight: 20", "cpuset.cpus: 0", "cpuset.mems: 0", "pids.max: 50",
+			" rbps=max wbps=1048576 riops=max wiops=max", "io.weight: default 2930",
 			"Execution is over, pipeline status: 0")
 	})
 }
 
 // containerMarkerUnit prints what the systemd-container test checks once
 // multi-user.target is reached, then, unless STAY=1 is in the manager's
-// environment (a service), ends the container with systemctl exit 7.
+// environment (a service), ends the container: with systemctl poweroff
+// when POWEROFF=1 is, else with systemctl exit 7.
 const containerMarkerUnit = "[Unit]\nDescription=ociboot container test marker\nAfter=multi-user.target\n\n" +
 	"[Service]\nType=oneshot\nStandardOutput=journal+console\n" +
 	`ExecStart=/bin/sh -c 'echo "CONTAINER-MARKER target=$(systemctl is-active multi-user.target) pid1=$(cat /proc/1/comm) ` +
 	`container=$(cat /run/systemd/container) machine-id=$(cat /etc/machine-id) run=$(findmnt -no FSTYPE /run) ` +
 	`cgroup=$(findmnt -no OPTIONS /sys/fs/cgroup | cut -d, -f1) scope=$(cut -d: -f3 /proc/1/cgroup)"'` + "\n" +
-	"ExecStart=/bin/sh -c 'test \"$STAY\" = 1 || systemctl exit 7'\n" +
-	"PassEnvironment=STAY\n\n" +
+	"ExecStart=/bin/sh -c 'test \"$STAY\" = 1 || if test \"$POWEROFF\" = 1; then systemctl poweroff; else systemctl exit 7; fi'\n" +
+	"PassEnvironment=STAY POWEROFF\n\n" +
 	"[Install]\nWantedBy=multi-user.target\n"
 
 // webUnit serves /srv/www on 127.0.0.1:8080 with busybox's httpd.
@@ -166,6 +169,7 @@ func (f *fixture) systemdContainerTests(t *testing.T) {
 		cmdline := fmt.Sprintf(`ociboot.container="%[1]s" `+
 			`ociboot.service="-e STAY=1 %[1]s" `+
 			`ociboot.container="%[2]s sh -c 'until wget -qO- http://127.0.0.1:8080/ 2>/dev/null; do sleep 0.5; done'" `+
+			`ociboot.container="-e POWEROFF=1 %[1]s" `+
 			`ociboot.post_container="--systemd=false --timeout 60 --stop-signal KILL %[1]s"`, ref, f.images["busybox"])
 		res, console, err := f.bootWith(t, cmdline, machine{watch: stamps})
 		if err != nil {
@@ -176,13 +180,15 @@ func (f *fixture) systemdContainerTests(t *testing.T) {
 		}
 		// The container: systemd reaches multi-user.target, with what
 		// systemd mode gives it, and its systemctl exit 7 is its status.
-		inOrder(t, console, "container 1/2 ("+ref+"): systemd mode: ", marker+" pid1=systemd container=ociboot machine-id=",
-			" run=tmpfs cgroup=rw scope=/init.scope", "container 1/2 ("+ref+") exited with status 7")
+		inOrder(t, console, "container 1/3 ("+ref+"): systemd mode: ", marker+" pid1=systemd container=ociboot machine-id=",
+			" run=tmpfs cgroup=rw scope=/init.scope", "container 1/3 ("+ref+") exited with status 7")
 		// The service answers the pipeline container, and stops cleanly
 		// with SIGRTMIN+3, its stop signal, at the end; --systemd=false
 		// gives the old behaviour: systemd fails at once.
 		inOrder(t, console, "service 1/1 ("+ref+"): systemd mode: ", "served by systemd in a container",
 			"post container 1/1 ("+ref+") exited with status 255", "Halting system.", "service 1/1 ("+ref+"): stopped, status 0")
+		// systemctl poweroff in the container gives 0.
+		inOrder(t, console, "container 3/3 ("+ref+"): systemd mode: ", "CONTAINER-MARKER", "container 3/3 ("+ref+") exited with status 0")
 		if strings.Contains(console, "post container 1/1 ("+ref+"): systemd mode") || strings.Contains(console, "killing it") {
 			t.Error("the --systemd=false container ran in systemd mode, or a container had to be killed")
 		}
