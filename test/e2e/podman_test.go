@@ -136,9 +136,11 @@ const containerMarkerUnit = "[Unit]\nDescription=ociboot container test marker\n
 	"PassEnvironment=STAY POWEROFF\n\n" +
 	"[Install]\nWantedBy=multi-user.target\n"
 
-// webUnit serves /srv/www on 127.0.0.1:8080 with busybox's httpd.
+// webUnit serves /srv/www on 127.0.0.1:8080 with busybox's httpd, in
+// the service only (STAY=1): the containers share the machine's network,
+// where one port has one server.
 const webUnit = "[Unit]\nDescription=ociboot test web server\n\n" +
-	"[Service]\nExecStart=/usr/local/bin/busybox httpd -f -p 127.0.0.1:8080 -h /srv/www\n\n" +
+	"[Service]\nPassEnvironment=STAY\nExecCondition=/bin/sh -c 'test \"$STAY\" = 1'\nExecStart=/usr/local/bin/busybox httpd -f -p 127.0.0.1:8080 -h /srv/www\n\n" +
 	"[Install]\nWantedBy=multi-user.target\n"
 
 // systemdContainerTests runs the Debian systemd root the switch-root
