@@ -56,9 +56,7 @@ func TestEveryOptionIsParsed(t *testing.T) {
 		case sample != "":
 			arg += "=" + sample
 		}
-		if o.long == "variant" {
-			arg += " --arch arm64"
-		}
+		arg += map[string]string{"variant": " --arch arm64", "memory-swap": " -m 1g"}[o.long] // what they need beside
 		c, err := ParseContainer(arg + " alpine")
 		switch {
 		case o.kind == refused:
@@ -205,6 +203,8 @@ func TestParsePodmanOptionErrors(t *testing.T) {
 		{"--network none --dns 1.1.1.1 alpine", "conflict with --network none"},
 		{"--no-hosts --add-host a:1.2.3.4 alpine", "--no-hosts and --add-host conflict"},
 		{"--variant v7 alpine", "option --variant needs --arch"},
+		{"--memory-swap 1g alpine", "option --memory-swap is memory plus swap: it needs --memory"},
+		{"-m 1g --memory-swap 512m alpine", "no less than it"},
 		{"--creds ci alpine", "option --creds: expected USER:PASSWORD"},
 		{"--tls-verify=maybe alpine", `option --tls-verify: got "maybe", expected true or false`},
 		{"--add-host gw alpine", "expected HOST:IP"},

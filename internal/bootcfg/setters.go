@@ -644,6 +644,9 @@ func (c *Container) check() error {
 	if c.NoHosts && len(c.AddHosts) > 0 {
 		return errors.New("options --no-hosts and --add-host conflict")
 	}
+	if r := c.Resources; r.MemorySwap != 0 && (r.Memory == 0 || r.MemorySwap > 0 && r.MemorySwap < r.Memory) {
+		return errors.New("option --memory-swap is memory plus swap: it needs --memory, and no less than it (or -1, unlimited swap)")
+	}
 	if c.Platform.Variant != "" && c.Platform.Architecture == "" {
 		return errors.New("option --variant needs --arch, or --platform OS/ARCH/VARIANT")
 	}

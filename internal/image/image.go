@@ -152,8 +152,8 @@ func (r RegistryOverrides) empty() bool {
 	return r.TLSVerify == nil && r.Auth == nil && r.Creds == nil && len(r.CACerts) == 0 && len(r.ClientCerts) == 0
 }
 
-// with returns a puller of p's settings changed by rq.Registry for
-// pulls from registry (normalized); it shares p's store.
+// with returns a puller of p's settings changed by rq for pulls from
+// registry (normalized); it shares p's store.
 func (p *Puller) with(rq RegistryOverrides, registry string) (*Puller, error) {
 	o := p.o
 	if rq.TLSVerify != nil {

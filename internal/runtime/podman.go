@@ -231,17 +231,15 @@ func namespaces(c bootcfg.Container) []specs.LinuxNamespace {
 // numbers.
 func resources(r bootcfg.Resources) (*specs.LinuxResources, error) {
 	out := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}}
-	if r.Memory != 0 || r.MemoryReservation != 0 || r.MemorySwap != 0 {
+	if r.Memory != 0 || r.MemoryReservation != 0 {
 		m := &specs.LinuxMemory{}
 		if r.Memory > 0 {
 			m.Limit = &r.Memory
 			swap := 2 * r.Memory // podman's default: as much swap as memory
-			if r.MemorySwap != 0 {
+			if r.MemorySwap != 0 { // bootcfg allows it only with --memory
 				swap = r.MemorySwap
 			}
 			m.Swap = &swap
-		} else if r.MemorySwap != 0 {
-			m.Swap = &r.MemorySwap
 		}
 		if r.MemoryReservation > 0 {
 			m.Reservation = &r.MemoryReservation
