@@ -235,7 +235,7 @@ func resources(r bootcfg.Resources) (*specs.LinuxResources, error) {
 		m := &specs.LinuxMemory{}
 		if r.Memory > 0 {
 			m.Limit = &r.Memory
-			swap := 2 * r.Memory // podman's default: as much swap as memory
+			swap := 2 * r.Memory   // podman's default: as much swap as memory
 			if r.MemorySwap != 0 { // bootcfg allows it only with --memory
 				swap = r.MemorySwap
 			}
