@@ -215,7 +215,10 @@ func (p *Plan) apply(defs []paramDef, byLayer [][][]source, failsafe bool) error
 	if err := p.checkStorage(); err != nil {
 		return err
 	}
-	return p.checkVolumes()
+	if err := p.checkVolumes(); err != nil {
+		return err
+	}
+	return p.checkNames()
 }
 
 // mergeByKey returns the baked-in values whose key the kernel does not

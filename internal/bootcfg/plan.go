@@ -359,6 +359,9 @@ type Container struct {
 	LogNone bool
 	// Rmi (--rmi) forgets the image once the container is over.
 	Rmi bool
+	// Replace (--replace) stops a running service of the same Name
+	// before the container starts.
+	Replace bool
 	// ImageVolumeTmpfs (--image-volume=tmpfs) mounts a tmpfs, holding a
 	// copy of the image's files, on each of its VOLUME paths.
 	ImageVolumeTmpfs bool

@@ -173,7 +173,7 @@ func containerOptions() []containerOption {
 		{long: "rdt-class", value: true, kind: refused, set: refuse("no resctrl filesystem is mounted")},
 		{long: "read-only", set: setReadOnly, doc: "the root is read-only; `/run`, `/tmp` and `/var/tmp` are tmpfs unless `--read-only-tmpfs=false`"},
 		{long: "read-only-tmpfs", set: setReadOnlyTmpfs, doc: "on by default, with `--read-only`"},
-		{long: "replace", kind: noEffect, set: ignore, doc: "no container of an earlier boot holds a name; two running at once may not share one"},
+		{long: "replace", set: setReplace, doc: "a container named as a service still running stops that service first (its stop signal, then SIGKILL); without it, two containers that would run at once with one `--name` are an error"},
 		{long: "requires", value: true, kind: refused, set: refuse("containers start in the order given: services, then the pipeline, then the post containers")},
 		{long: "restart", value: true, set: setRestart, doc: "`no` only: ociboot runs each container once"},
 		{long: "rm", set: ignore, kind: noEffect, doc: "every container is removed at its end"},

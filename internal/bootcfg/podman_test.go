@@ -266,3 +266,18 @@ func TestCredsMasked(t *testing.T) {
 		t.Errorf("MaskSecrets(%s) = %s", in, MaskSecrets(in))
 	}
 }
+
+func TestNamesOfContainersRunningAtOnce(t *testing.T) {
+	for _, tc := range []struct{ cmdline, want string }{
+		{`ociboot.service="--name db alpine" ociboot.container="--name db alpine"`, `container --name db alpine: the service --name db alpine is named "db" too and would still be running`},
+		{`ociboot.service="--name db alpine" ociboot.service="--name db busybox"`, `service --name db busybox: the service --name db alpine is named "db" too`},
+		{`ociboot.service="--name db alpine" ociboot.post_container="--name db alpine"`, `post container --name db alpine: the service`},
+		{`ociboot.service="--name db alpine" ociboot.container="--name db --replace alpine" ociboot.post_container="--name db alpine"`, ""},
+		{`ociboot.container="--name job alpine" ociboot.container="--name job alpine"`, ""}, // one after the other
+	} {
+		_, err := Parse(tc.cmdline, Baked{})
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Parse(%s): %v, want %q", tc.cmdline, err, tc.want)
+		}
+	}
+}

@@ -667,3 +667,45 @@ func setShmSizeSystemd(c *Container, v string) error {
 	c.ShmSizeSystemd = n
 	return err
 }
+
+func setReplace(c *Container, v string) error {
+	c.Replace = v == "true"
+	return nil
+}
+
+// checkNames refuses two containers with one --name that would run at
+// once: a service, and any container started after it while it runs,
+// unless the later one has --replace, which stops the service first.
+func (p *Plan) checkNames() error {
+	services := map[string]string{} // name → the spec of the service running under it
+	check := func(kind string, c Container) error {
+		spec, ok := services[c.Name]
+		switch {
+		case c.Name == "" || !ok:
+			return nil
+		case c.Replace:
+			delete(services, c.Name)
+			return nil
+		}
+		return fmt.Errorf("%s %s: the service %s is named %q too and would still be running: give another --name, or --replace to stop it first", kind, c.Spec, spec, c.Name)
+	}
+	for _, c := range p.Services {
+		if err := check("service", c); err != nil {
+			return err
+		}
+		if c.Name != "" {
+			services[c.Name] = c.Spec
+		}
+	}
+	for _, c := range p.Containers {
+		if err := check("container", c); err != nil {
+			return err
+		}
+	}
+	for _, c := range p.PostContainers {
+		if err := check("post container", c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -228,6 +228,7 @@ func Run(ctx context.Context, c Config) Result {
 		if ctx.Err() != nil || startFailed {
 			break
 		}
+		services = c.replace(j, services)
 		r, err := c.start(ctx, j, s.env())
 		if err != nil {
 			c.Events.Report(event.ContainerFailed{Job: j.String(), Err: err})
@@ -251,6 +252,7 @@ func Run(ctx context.Context, c Config) Result {
 			c.Events.Report(event.ContainerSkipped{Job: j.String(), Why: "pipefail, an earlier container failed"})
 			continue
 		}
+		services = c.replace(j, services)
 		code := c.runJob(ctx, j, s.env())
 		c.removeImage(j, services)
 		s.record(j.ct.Spec, code, true)
@@ -262,6 +264,7 @@ func Run(ctx context.Context, c Config) Result {
 			c.Events.Report(event.ContainerSkipped{Job: j.String(), Why: "shutting down"})
 			continue
 		}
+		services = c.replace(j, services)
 		s.record(j.ct.Spec, c.runJob(ctx, j, s.env()), false)
 		c.removeImage(j, services)
 	}
@@ -377,6 +380,24 @@ func (c Config) start(ctx context.Context, j job, env []string) (*running, error
 		go c.timeout(r, time.Duration(j.ct.Timeout)*time.Second)
 	}
 	return r, nil
+}
+
+// replace stops the service running under j's name, when j was given
+// --replace (bootcfg refuses the name otherwise), and returns the
+// services left.
+func (c Config) replace(j job, services []*running) []*running {
+	if !j.ct.Replace {
+		return services
+	}
+	return slices.DeleteFunc(services, func(r *running) bool {
+		if r.job.id != j.id {
+			return false
+		}
+		c.Events.Report(event.Message{Stage: "pipeline", Text: fmt.Sprintf("%s: --replace: stopping %s, which has its name", j, r.job)})
+		c.Events.Report(event.ContainerExit{Job: r.job.String(), Status: c.stop(r), Stopped: true})
+		c.removeImage(r.job, services) // r is over: only the others count
+		return true
+	})
 }
 
 // removeImage forgets the image of j, which is over, when it was given

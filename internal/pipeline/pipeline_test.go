@@ -580,3 +580,34 @@ func TestPodmanRunOptions(t *testing.T) {
 		t.Errorf("refs left after --rmi: %v, %v", refs, err)
 	}
 }
+
+// TestReplace: a container given --replace stops the service running
+// under its name before it starts, and the service is not stopped again
+// at the end.
+func TestReplace(t *testing.T) {
+	h := newHarness(t)
+	plan := &bootcfg.Plan{
+		Services:   h.containers(t, `--name web --stop-signal KILL busybox sleep 600`),
+		Containers: h.containers(t, `--name web --replace busybox echo replaced`),
+	}
+	res, out, log := h.runPlan(t, context.Background(), plan)
+	if res.Status != 0 || out != "replaced\n" {
+		t.Errorf("status %d, output %q: want 0 and the replacing container's line", res.Status, out)
+	}
+	inOrder := []string{
+		"container 1/1 (" + h.ref + "): --replace: stopping service 1/1 (" + h.ref + "), which has its name",
+		"service 1/1 (" + h.ref + "): stopped, status 137",
+		"container 1/1 (" + h.ref + "): starting web",
+	}
+	rest := log
+	for _, want := range inOrder {
+		i := strings.Index(rest, want)
+		if i < 0 {
+			t.Fatalf("the log lacks %q after the previous lines:\n%s", want, log)
+		}
+		rest = rest[i:]
+	}
+	if strings.Count(log, "service 1/1 ("+h.ref+"): stopped") != 1 {
+		t.Errorf("the service was stopped more than once:\n%s", log)
+	}
+}
