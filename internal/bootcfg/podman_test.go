@@ -40,10 +40,15 @@ var optionSamples = map[string]string{
 
 func TestEveryOptionIsParsed(t *testing.T) {
 	seen := map[string]bool{}
+	prev := ""
 	for _, o := range containerOptions() {
 		if seen[o.long] {
 			t.Errorf("--%s is in the table twice", o.long)
 		}
+		if o.long < prev {
+			t.Errorf("--%s comes after --%s: the table is in alphabetical order", o.long, prev)
+		}
+		prev = o.long
 		seen[o.long] = true
 		if o.kind != refused && o.kind != warned && o.doc == "" {
 			t.Errorf("--%s has no doc", o.long)
