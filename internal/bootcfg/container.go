@@ -519,11 +519,6 @@ func maskPaths(to *[]string, what, paths string, all bool) error {
 	return nil
 }
 
-func setPrivileged(c *Container, v string) error {
-	c.Privileged = v == "true"
-	return nil
-}
-
 // capNames checks a comma-separated list of capability names (with or
 // without CAP_, any case) or ALL.
 func capNames(v string) ([]string, error) {
@@ -552,19 +547,4 @@ func setCapDrop(c *Container, v string) error {
 	caps, err := capNames(v)
 	c.CapDrop = append(c.CapDrop, caps...)
 	return err
-}
-
-func setInteractive(c *Container, v string) error {
-	c.Interactive = v == "true"
-	return nil
-}
-
-func setTTY(c *Container, v string) error {
-	c.TTY = v == "true"
-	return nil
-}
-
-func setInit(c *Container, v string) error {
-	c.Init = v == "true"
-	return nil
 }

@@ -397,6 +397,13 @@ type PullFlags struct {
 	Quiet bool
 }
 
+// DeviceRate is an I/O limit on a block device: bytes or operations per
+// second.
+type DeviceRate struct {
+	Path string
+	Rate uint64
+}
+
 // Resources are a container's cgroup limits; zero values are no limit.
 type Resources struct {
 	// Memory (-m), MemoryReservation and MemorySwap (memory plus swap;
@@ -415,7 +422,7 @@ type Resources struct {
 	PidsLimit *int64
 	// BlkioWeight (10 to 1000) and the per-device rates (PATH:N).
 	BlkioWeight                            uint16
-	ReadBps, WriteBps, ReadIOps, WriteIOps []string
+	ReadBps, WriteBps, ReadIOps, WriteIOps []DeviceRate
 	// Unified (--cgroup-conf) are cgroup v2 files to write, KEY=VALUE.
 	Unified []string
 }

@@ -46,6 +46,22 @@ func refuse(why string) func(*Container, string) error {
 	return func(*Container, string) error { return fmt.Errorf("not supported: %s", why) }
 }
 
+// flag is the setter of a flag that sets the field field gives;
+// negated's clears it.
+func flag(field func(*Container) *bool) func(*Container, string) error {
+	return func(c *Container, v string) error {
+		*field(c) = v == "true"
+		return nil
+	}
+}
+
+func negated(field func(*Container) *bool) func(*Container, string) error {
+	return func(c *Container, v string) error {
+		*field(c) = v == "false"
+		return nil
+	}
+}
+
 // ignore is the setter of an option that changes nothing.
 func ignore(*Container, string) error { return nil }
 
@@ -105,7 +121,7 @@ func containerOptions() []containerOption {
 		{long: "entrypoint", value: true, set: setEntrypoint, doc: "the entrypoint: a string, or a JSON array"},
 		{long: "env", short: 'e', value: true, set: setEnv, doc: "`KEY=VALUE`; `KEY` alone takes ociboot's value, `KEY*` every variable of ociboot's starting with KEY"},
 		{long: "env-file", value: true, set: setEnvFile, doc: "a file of `KEY=VALUE` lines, in the initramfs"},
-		{long: "env-host", set: setEnvHost, doc: "ociboot's own environment (the kernel's variables) is passed on"},
+		{long: "env-host", set: flag(func(c *Container) *bool { return &c.EnvHost }), doc: "ociboot's own environment (the kernel's variables) is passed on"},
 		{long: "env-merge", value: true, set: setEnvMerge, doc: "`KEY=VALUE` where `${KEY}` is KEY's value before it (the image's, or one given), such as `PATH=/opt/bin:${PATH}`"},
 		{long: "expose", value: true, kind: warned, set: ignore, doc: "the container shares the machine's network: its ports are the machine's, nothing to publish"},
 		{long: "gidmap", value: true, kind: refused, set: refuse(whyUserNS)},
@@ -126,12 +142,12 @@ func containerOptions() []containerOption {
 		{long: "help", kind: refused, set: refuse("not a container option: docs/cmdline.md lists them")},
 		{long: "hostname", short: 'h', value: true, set: setHostname, doc: "the container's host name (otherwise the machine's)"},
 		{long: "hostuser", value: true, kind: refused, set: refuse("the machine has no users to copy")},
-		{long: "http-proxy", set: setHTTPProxy, doc: "on by default: ociboot's `http_proxy`, `https_proxy`, `ftp_proxy`, `no_proxy` (either case) are passed on; `=false` does not"},
+		{long: "http-proxy", set: negated(func(c *Container) *bool { return &c.NoHTTPProxy }), doc: "on by default: ociboot's `http_proxy`, `https_proxy`, `ftp_proxy`, `no_proxy` (either case) are passed on; `=false` does not"},
 		{long: "image-volume", value: true, set: setImageVolume, doc: "`bind` and `ignore` (the default: the image's VOLUME directories are writable parts of its root, gone at its end) or `tmpfs` (a tmpfs on each, holding a copy of the image's files)"},
-		{long: "init", set: setInit, doc: "ociboot itself, mounted into the container, is its PID 1: it passes signals on, reaps orphans and exits with the command's status"},
+		{long: "init", set: flag(func(c *Container) *bool { return &c.Init }), doc: "ociboot itself, mounted into the container, is its PID 1: it passes signals on, reaps orphans and exits with the command's status"},
 		{long: "init-ctr", value: true, kind: refused, set: refuse(whyNoPod)},
 		{long: "init-path", value: true, kind: refused, set: refuse("--init's init is ociboot itself")},
-		{long: "interactive", short: 'i', set: setInteractive, doc: "the container reads the console; otherwise its stdin is `/dev/null`"},
+		{long: "interactive", short: 'i', set: flag(func(c *Container) *bool { return &c.Interactive }), doc: "the container reads the console; otherwise its stdin is `/dev/null`"},
 		{long: "ip", value: true, kind: refused, set: refuse(whyNetwork)},
 		{long: "ip6", value: true, kind: refused, set: refuse(whyNetwork)},
 		{long: "ipc", value: true, set: setIPC, doc: "`private` (the default; also `shareable`), `host` or `none` (no `/dev/shm`)"},
@@ -150,7 +166,7 @@ func containerOptions() []containerOption {
 		{long: "network", alias: "net", value: true, set: setNetwork, doc: "`host` (the default) or `none` (a loopback link only); others are refused: there are no container networks"},
 		{long: "network-alias", value: true, kind: refused, set: refuse(whyNetwork)},
 		{long: "no-healthcheck", kind: noEffect, set: ignore, doc: "ociboot runs no health checks"},
-		{long: "no-hosts", set: setNoHosts, doc: "the image's own `/etc/hosts`, untouched"},
+		{long: "no-hosts", set: flag(func(c *Container) *bool { return &c.NoHosts }), doc: "the image's own `/etc/hosts`, untouched"},
 		{long: "oom-kill-disable", kind: warned, set: setOOMKillDisable, doc: "cgroup v2 has no switch to turn the OOM killer off: ignored, as podman does"},
 		{long: "oom-score-adj", value: true, set: setOOMScoreAdj, doc: "-1000 to 1000"},
 		{long: "os", value: true, set: setOS, doc: "the OS of the image to pull (as `--platform`)"},
@@ -165,19 +181,19 @@ func containerOptions() []containerOption {
 		{long: "pod-id-file", value: true, kind: refused, set: refuse(whyNoPod)},
 		{long: "preserve-fd", value: true, kind: refused, set: refuse("ociboot passes no file descriptor besides stdin, stdout and stderr")},
 		{long: "preserve-fds", value: true, kind: refused, set: refuse("ociboot passes no file descriptor besides stdin, stdout and stderr")},
-		{long: "privileged", set: setPrivileged, doc: "what `b2c.` containers get: every capability, the machine's devices, no seccomp filter, nothing masked"},
+		{long: "privileged", set: flag(func(c *Container) *bool { return &c.Privileged }), doc: "what `b2c.` containers get: every capability, the machine's devices, no seccomp filter, nothing masked"},
 		{long: "publish", short: 'p', value: true, kind: warned, set: ignore, doc: "the container shares the machine's network: its ports are the machine's, nothing to publish"},
 		{long: "publish-all", short: 'P', kind: warned, set: ignore, doc: "the container shares the machine's network: its ports are the machine's, nothing to publish"},
 		{long: "pull", value: true, set: setPull, doc: "`always` (the default), `missing` or `never`: see below"},
-		{long: "quiet", short: 'q', set: setQuiet, doc: "nothing printed about the pull"},
+		{long: "quiet", short: 'q', set: flag(func(c *Container) *bool { return &c.Registry.Quiet }), doc: "nothing printed about the pull"},
 		{long: "rdt-class", value: true, kind: refused, set: refuse("no resctrl filesystem is mounted")},
-		{long: "read-only", set: setReadOnly, doc: "the root is read-only; `/run`, `/tmp` and `/var/tmp` are tmpfs unless `--read-only-tmpfs=false`"},
-		{long: "read-only-tmpfs", set: setReadOnlyTmpfs, doc: "on by default, with `--read-only`"},
-		{long: "replace", set: setReplace, doc: "a container named as a service still running stops that service first (its stop signal, then SIGKILL); without it, two containers that would run at once with one `--name` are an error"},
+		{long: "read-only", set: flag(func(c *Container) *bool { return &c.ReadOnly }), doc: "the root is read-only; `/run`, `/tmp` and `/var/tmp` are tmpfs unless `--read-only-tmpfs=false`"},
+		{long: "read-only-tmpfs", set: negated(func(c *Container) *bool { return &c.NoReadOnlyTmpfs }), doc: "on by default, with `--read-only`"},
+		{long: "replace", set: flag(func(c *Container) *bool { return &c.Replace }), doc: "a container named as a service still running stops that service first (its stop signal, then SIGKILL); without it, two containers that would run at once with one `--name` are an error"},
 		{long: "requires", value: true, kind: refused, set: refuse("containers start in the order given: services, then the pipeline, then the post containers")},
 		{long: "restart", value: true, set: setRestart, doc: "`no` only: ociboot runs each container once"},
 		{long: "rm", set: ignore, kind: noEffect, doc: "every container is removed at its end"},
-		{long: "rmi", set: setRmi, doc: "the image is removed from the image store when the container is over, with the blobs and layers no other image needs (kept while a running service uses it); without a store nothing is kept anyway"},
+		{long: "rmi", set: flag(func(c *Container) *bool { return &c.Rmi }), doc: "the image is removed from the image store when the container is over, with the blobs and layers no other image needs (kept while a running service uses it); without a store nothing is kept anyway"},
 		{long: "rootfs", kind: refused, set: refuse("a container's root is an image")},
 		{long: "sdnotify", value: true, set: setSdnotify, doc: "`ignore` only (nothing listens for sd_notify)"},
 		{long: "seccomp-policy", value: true, set: setSeccompPolicy, doc: "`default` only"},
@@ -195,13 +211,13 @@ func containerOptions() []containerOption {
 		{long: "timeout", value: true, set: setTimeout, doc: "seconds the container may run before it is stopped, as at the end: its stop signal, then SIGKILL after its stop timeout"},
 		{long: "tls-verify", set: setTLSVerify, doc: "`=false`: this image's registry is reached over plain HTTP or without checking its certificate; `=true`: with TLS, checked, even if `insecure_registry` names it"},
 		{long: "tmpfs", value: true, set: setTmpfs, doc: "`PATH[:size=…,mode=…,ro]`"},
-		{long: "tty", short: 't', set: setTTY, doc: "a terminal, relayed to the console, whose input the container then reads too"},
+		{long: "tty", short: 't', set: flag(func(c *Container) *bool { return &c.TTY }), doc: "a terminal, relayed to the console, whose input the container then reads too"},
 		{long: "tz", value: true, set: setTZ, doc: "`local` (the machine's: UTC) or `AREA/CITY` from the image's `/usr/share/zoneinfo`, as `/etc/localtime` and `TZ`"},
 		{long: "uidmap", value: true, kind: refused, set: refuse(whyUserNS)},
 		{long: "ulimit", value: true, set: setUlimit, doc: "`NAME=SOFT[:HARD]`, `-1` unlimited"},
 		{long: "umask", value: true, set: setUmask, doc: "the process's umask, octal (0022)"},
 		{long: "unsetenv", value: true, set: setUnsetenv, doc: "a variable removed from the environment"},
-		{long: "unsetenv-all", set: setUnsetenvAll, doc: "only the variables the options set are left"},
+		{long: "unsetenv-all", set: flag(func(c *Container) *bool { return &c.UnsetenvAll }), doc: "only the variables the options set are left"},
 		{long: "user", short: 'u', value: true, set: setUser, doc: "`USER[:GROUP]`, names of the image's or numbers"},
 		{long: "userns", value: true, set: setUserNS, doc: "`host` (the default, also `\"\"`) only: " + whyUserNS},
 		{long: "uts", value: true, set: setUTS, doc: "`private` (the default) or `host`"},

@@ -167,7 +167,7 @@ func TestParsePodmanOptions(t *testing.T) {
 				"--blkio-weight 300 --device-read-bps /dev/vda:1mb --device-write-iops /dev/vda:100 --cgroup-conf memory.high=400m --cgroup-parent ci alpine",
 			Container{Image: "alpine", CgroupParent: "/ci", Resources: Resources{Memory: 512 << 20, MemoryReservation: 256 << 20, MemorySwap: -1,
 				CPUShares: 512, CPUPeriod: 100000, CPUQuota: 150000, CpusetCPUs: "0-1", CpusetMems: "0", PidsLimit: &pids, BlkioWeight: 300,
-				ReadBps: []string{"/dev/vda:1mb"}, WriteIOps: []string{"/dev/vda:100"}, Unified: []string{"memory.high=400m"}}},
+				ReadBps: []DeviceRate{{"/dev/vda", 1 << 20}}, WriteIOps: []DeviceRate{{"/dev/vda", 100}}, Unified: []string{"memory.high=400m"}}},
 		},
 		{
 			"--unsetenv PATH --unsetenv-all --env-host --http-proxy=false --env-merge PATH=/opt:${PATH} -e HOME -e 'CI_*' -a stdout -a STDERR --log-driver none --rmi --image-volume tmpfs alpine",

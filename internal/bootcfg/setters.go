@@ -126,46 +126,6 @@ func setTLSVerify(c *Container, v string) error {
 	return nil
 }
 
-func setQuiet(c *Container, v string) error {
-	c.Registry.Quiet = v == "true"
-	return nil
-}
-
-func setRmi(c *Container, v string) error {
-	c.Rmi = v == "true"
-	return nil
-}
-
-func setEnvHost(c *Container, v string) error {
-	c.EnvHost = v == "true"
-	return nil
-}
-
-func setHTTPProxy(c *Container, v string) error {
-	c.NoHTTPProxy = v == "false"
-	return nil
-}
-
-func setNoHosts(c *Container, v string) error {
-	c.NoHosts = v == "true"
-	return nil
-}
-
-func setReadOnly(c *Container, v string) error {
-	c.ReadOnly = v == "true"
-	return nil
-}
-
-func setReadOnlyTmpfs(c *Container, v string) error {
-	c.NoReadOnlyTmpfs = v == "false"
-	return nil
-}
-
-func setUnsetenvAll(c *Container, v string) error {
-	c.UnsetenvAll = v == "true"
-	return nil
-}
-
 // setOOMKillDisable accepts the flag as podman does on cgroup v2: the
 // warning of its kind says it has no effect.
 func setOOMKillDisable(*Container, string) error { return nil }
@@ -584,47 +544,34 @@ func setBlkioWeight(c *Container, v string) error {
 	return err
 }
 
-// deviceValue checks DEVICE:N, N read by parse.
-func deviceValue(v string, parse func(string) error) error {
-	dev, n, ok := strings.Cut(v, ":")
-	if !ok {
-		return fmt.Errorf("got %q, expected DEVICE:VALUE such as /dev/sda:100", v)
-	}
-	if err := absPath("device", dev); err != nil {
-		return err
-	}
-	return parse(n)
-}
-
 // setDeviceRate returns the setter of --device-KIND, KIND one of
-// read-bps, write-bps, read-iops and write-iops.
+// read-bps, write-bps, read-iops and write-iops: DEVICE:RATE, a size for
+// bytes per second.
 func setDeviceRate(kind string) func(*Container, string) error {
 	return func(c *Container, v string) error {
-		to := map[string]*[]string{
+		dev, n, ok := strings.Cut(v, ":")
+		if !ok {
+			return fmt.Errorf("got %q, expected DEVICE:RATE such as /dev/sda:100", v)
+		}
+		if err := absPath("device", dev); err != nil {
+			return err
+		}
+		var rate uint64
+		var err error
+		if strings.HasSuffix(kind, "bps") {
+			var b int64
+			b, err = switchroot.ParseBytes(n)
+			rate = uint64(b)
+		} else {
+			rate, err = uintIn(n, 1, 1<<40)
+		}
+		to := map[string]*[]DeviceRate{
 			"read-bps": &c.Resources.ReadBps, "write-bps": &c.Resources.WriteBps,
 			"read-iops": &c.Resources.ReadIOps, "write-iops": &c.Resources.WriteIOps,
 		}[kind]
-		*to = append(*to, v)
-		return deviceValue(v, func(n string) error {
-			if strings.HasSuffix(kind, "bps") {
-				_, err := switchroot.ParseBytes(n)
-				return err
-			}
-			_, err := uintIn(n, 1, 1<<40)
-			return err
-		})
+		*to = append(*to, DeviceRate{Path: dev, Rate: rate})
+		return err
 	}
-}
-
-// DeviceRate splits a --device-read-bps (or the like) value into the
-// device and its rate.
-func DeviceRate(v string) (dev string, rate uint64) {
-	dev, n, _ := strings.Cut(v, ":")
-	if b, err := switchroot.ParseBytes(n); err == nil {
-		return dev, uint64(b)
-	}
-	r, _ := strconv.ParseUint(n, 10, 64)
-	return dev, r
 }
 
 // check refuses what podman refuses in a whole container's options.
@@ -666,11 +613,6 @@ func setShmSizeSystemd(c *Container, v string) error {
 	n, err := switchroot.ParseBytes(v)
 	c.ShmSizeSystemd = n
 	return err
-}
-
-func setReplace(c *Container, v string) error {
-	c.Replace = v == "true"
-	return nil
 }
 
 // checkNames refuses two containers with one --name that would run at

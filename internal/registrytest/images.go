@@ -93,7 +93,8 @@ func Layer(t testing.TB, entries ...Entry) v1.Layer {
 }
 
 // LayerFromFiles returns a layer holding files (path → content, mode 0644,
-// parent directories 0755) and a whiteout for each deleted path; a
+// 0755 for a script, whose content starts with "#!"; parent directories
+// 0755) and a whiteout for each deleted path; a
 // deleted path ending in "/" gets an opaque marker instead.
 func LayerFromFiles(t testing.TB, files map[string]string, deleted ...string) v1.Layer {
 	t.Helper()
@@ -126,7 +127,11 @@ func LayerFromFiles(t testing.TB, files map[string]string, deleted ...string) v1
 	for _, n := range names {
 		p := strings.TrimPrefix(n, "/")
 		addDirs(p)
-		entries = append(entries, Entry{Name: p, Body: files[n]})
+		e := Entry{Name: p, Body: files[n]}
+		if strings.HasPrefix(e.Body, "#!") {
+			e.Mode = 0o755
+		}
+		entries = append(entries, e)
 	}
 	return Layer(t, entries...)
 }

@@ -61,13 +61,12 @@ func processEnv(cfg v1.Config, c bootcfg.Container, o Options, hostname, home st
 	env = mergeEnv(env, merged)
 	given = append(given, merged...)
 
-	defaults := []string{"PATH=" + DefaultPath, "HOSTNAME=" + hostname, "HOME=" + home, "container=" + ContainerName}
+	env = setDefault(env, "PATH", DefaultPath)
+	env = setDefault(env, "HOSTNAME", hostname)
+	env = setDefault(env, "HOME", home)
+	env = setDefault(env, "container", ContainerName)
 	if c.TTY {
-		defaults = append(defaults, "TERM=xterm")
-	}
-	for _, kv := range defaults {
-		k, v, _ := strings.Cut(kv, "=")
-		env = setDefault(env, k, v)
+		env = setDefault(env, "TERM", "xterm")
 	}
 	return slices.DeleteFunc(env, func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
@@ -132,19 +131,25 @@ func resolverMounts(c bootcfg.Container, etcDir, filesDir string) ([]specs.Mount
 			continue
 		}
 		src := filepath.Join(etcDir, f.name)
-		data, err := os.ReadFile(src)
+		fi, err := os.Stat(src)
+		missing := errors.Is(err, fs.ErrNotExist)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && f.edit == nil:
+		case missing && f.edit == nil:
 			continue
-		case err != nil && !errors.Is(err, fs.ErrNotExist):
+		case err != nil && !missing:
 			return nil, fmt.Errorf("host file to share with containers: %w", err)
-		}
-		if fi, err := os.Stat(src); err == nil && !fi.Mode().IsRegular() {
+		case !missing && !fi.Mode().IsRegular():
 			return nil, fmt.Errorf("host file to share with containers %s: expected a regular file, found %s", src, fi.Mode().Type())
 		}
 		if f.edit != nil {
 			if filesDir == "" {
 				return nil, fmt.Errorf("container %s: no directory for its own /etc/%s", c.Image, f.name)
+			}
+			var data []byte // the machine's file, when there is one
+			if !missing {
+				if data, err = os.ReadFile(src); err != nil {
+					return nil, fmt.Errorf("host file to share with containers: %w", err)
+				}
 			}
 			src = filepath.Join(filesDir, f.name)
 			if err := atomicfile.WriteFile(src, f.edit(data), 0o644); err != nil {
@@ -167,10 +172,8 @@ func editResolvConf(c bootcfg.Container) func([]byte) []byte {
 		var b bytes.Buffer
 		replaced := map[string][]string{"nameserver": c.DNS, "options": c.DNSOptions}
 		if len(c.DNSSearch) > 0 {
+			// Not nil, even when "." leaves it empty: no search domains.
 			replaced["search"] = slices.DeleteFunc(slices.Clone(c.DNSSearch), func(s string) bool { return s == "." })
-			if len(replaced["search"]) == 0 {
-				replaced["search"] = []string{} // "." : no search domains
-			}
 		}
 		sc := bufio.NewScanner(bytes.NewReader(host))
 		for sc.Scan() {
@@ -293,7 +296,7 @@ func blockIO(r bootcfg.Resources) (*specs.LinuxBlockIO, error) {
 	}
 	for _, t := range []struct {
 		flag   string
-		values []string
+		values []bootcfg.DeviceRate
 		to     *[]specs.LinuxThrottleDevice
 	}{
 		{"--device-read-bps", r.ReadBps, &io.ThrottleReadBpsDevice},
@@ -302,12 +305,11 @@ func blockIO(r bootcfg.Resources) (*specs.LinuxBlockIO, error) {
 		{"--device-write-iops", r.WriteIOps, &io.ThrottleWriteIOPSDevice},
 	} {
 		for _, v := range t.values {
-			dev, rate := bootcfg.DeviceRate(v)
-			major, minor, err := blockNumbers(dev, t.flag)
+			major, minor, err := blockNumbers(v.Path, t.flag)
 			if err != nil {
 				return nil, err
 			}
-			*t.to = append(*t.to, specs.LinuxThrottleDevice{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: major, Minor: minor}, Rate: rate})
+			*t.to = append(*t.to, specs.LinuxThrottleDevice{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: major, Minor: minor}, Rate: v.Rate})
 		}
 	}
 	return io, nil

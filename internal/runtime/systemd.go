@@ -112,7 +112,7 @@ func systemdMode(spec *specs.Spec, root int, c bootcfg.Container, consolePath st
 		if c.CgroupNSHost {
 			spec.Mounts[i] = specs.Mount{Destination: m.Destination, Type: "bind", Source: "/sys/fs/cgroup", Options: []string{"rbind", "rprivate", "rw"}}
 		} else {
-			spec.Mounts[i].Options = append(slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" }), "rw")
+			spec.Mounts[i].Options = append(slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" || o == "rw" }), "rw")
 		}
 	}
 	if !c.TTY && consolePath != "" {

@@ -1,12 +1,8 @@
 package e2e
 
 import (
-	"archive/tar"
 	"fmt"
-	"maps"
 	"os"
-	"path"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,27 +15,6 @@ import (
 	"github.com/ociboot/ociboot/internal/rootfstest"
 	"github.com/ociboot/ociboot/internal/vm"
 )
-
-// scriptImage is the busybox image with files added (path → content):
-// those whose content starts with "#!" are executable.
-func scriptImage(t *testing.T, files map[string]string) v1.Image {
-	t.Helper()
-	var dirs, entries []registrytest.Entry
-	seen := map[string]bool{}
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		for d := path.Dir(name); d != "." && !seen[d]; d = path.Dir(d) {
-			seen[d] = true
-			dirs = append(dirs, registrytest.Entry{Name: d + "/", Typeflag: tar.TypeDir})
-		}
-		mode := int64(0o644)
-		if strings.HasPrefix(files[name], "#!") {
-			mode = 0o755
-		}
-		entries = append(entries, registrytest.Entry{Name: name, Mode: mode, Body: files[name]})
-	}
-	slices.SortFunc(dirs, func(a, b registrytest.Entry) int { return strings.Compare(a.Name, b.Name) })
-	return registrytest.BusyboxImage(t, registrytest.Layer(t, append(dirs, entries...)...))
-}
 
 // ntpNetwork gives the VM a second NIC, a tap in a network namespace of
 // the test's where dnsmasq leases addresses (and names the NTP server,
@@ -67,7 +42,7 @@ func ntpNetwork(t *testing.T) (*os.File, *ntptest.Server) {
 func (f *fixture) podmanTests(t *testing.T) {
 	reg := fmt.Sprintf("%s:%d", vm.GuestHost, f.reg.Port)
 	push := func(repoTag string, scripts map[string]string) {
-		registrytest.Push(t, f.reg, repoTag, scriptImage(t, scripts))
+		registrytest.Push(t, f.reg, repoTag, registrytest.BusyboxImage(t, registrytest.LayerFromFiles(t, scripts)))
 	}
 	push("infra/machine_registration:latest", map[string]string{"usr/bin/register": "#!/bin/sh\n" + `[ -t 0 ] && tty=" on a terminal"; echo "registered $(hostname)$tty"`})
 	push("lab/gateway:1", map[string]string{
