@@ -48,6 +48,7 @@ test: deps lint
 	$(FUZZ) 20000x -fuzz '^FuzzArchive$$' ./internal/registry
 	$(FUZZ) 100000x -fuzz '^FuzzXZIndex$$' ./internal/image
 	$(FUZZ) 100000x -fuzz '^FuzzServe$$' ./internal/registry
+	$(FUZZ) 30000x -fuzz '^FuzzReceive$$' ./internal/fleet
 
 demo: deps build
 	./scripts/demo.sh

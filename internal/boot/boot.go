@@ -25,6 +25,7 @@ import (
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pid1"
 	"github.com/ociboot/ociboot/internal/pipeline"
+	"github.com/ociboot/ociboot/internal/report"
 	"github.com/ociboot/ociboot/internal/store"
 	"github.com/ociboot/ociboot/internal/volume"
 )
@@ -38,10 +39,14 @@ const failDelay = 5 * time.Second
 type state struct {
 	con    io.Writer // the console, for what is not an event (the shell, the safe line)
 	events *event.Reporter
-	reaper *pid1.Reaper
-	input  input         // the baked-in configuration and the command line
-	plan   *bootcfg.Plan // nil only when the baked-in configuration is unreadable
-	puller *image.Puller // the Plan's registry settings, one HTTP stack for every pull
+	sink   *console.Sink // the events' console lines
+	report *report.Sink  // the events sent to ociboot.report
+	// reportStarted is set once the plan has said where events go.
+	reportStarted bool
+	reaper        *pid1.Reaper
+	input         input         // the baked-in configuration and the command line
+	plan          *bootcfg.Plan // nil only when the baked-in configuration is unreadable
+	puller        *image.Puller // the Plan's registry settings, one HTTP stack for every pull
 
 	// layers is the image store of unpacked layers (the cache's, or one
 	// in RAM), scratch where containers' writable layers go ("" for the
@@ -103,7 +108,8 @@ func rootMode(s *state) bool      { return s.plan.Root != "" }
 // Main runs the init. It never returns.
 func Main() {
 	con := console.NewMirror(os.Stdout)
-	s := &state{con: con, events: event.New(console.Sink{W: con})}
+	s := &state{con: con, sink: console.NewSink(con), report: report.New(report.Options{Log: con})}
+	s.events = event.New(s.sink, s.report)
 	s.input = readInput()
 	s.plan = s.input.plan
 	s.freeEarlyMicrocode()
@@ -122,6 +128,7 @@ func Main() {
 	if err := pid1.MountAPI(); err != nil {
 		s.fail(&stageError{"mounts", err})
 	}
+	s.identify()
 	if err := pid1.SetupConsole(); err != nil {
 		s.say("console: %v (going on)", err)
 	}
@@ -218,6 +225,7 @@ func end(_ context.Context, s *state) error {
 	}
 	delay := time.Duration(max(s.plan.PoweroffDelay, 0)) * time.Second
 	s.events.Report(event.EndAction{Action: action.String(), Delay: delay})
+	s.flushReport()
 	time.Sleep(delay)
 	pid1.ShutdownWith(action, s.reaper, s.con, endCommand(s.plan, action))
 	return nil
@@ -257,6 +265,8 @@ func (s *state) fail(err error) {
 		}
 	}
 	s.events.Report(event.EndAction{Action: action.String(), Delay: wait})
+	s.startReport(true) // the failure may have come before the plan was final
+	s.flushReport()
 	time.Sleep(wait)
 	pid1.ShutdownWith(action, s.reaper, s.con, endCommand(plan, action))
 }
@@ -270,6 +280,8 @@ func configure(_ context.Context, s *state) error {
 	if err := s.usePlan(s.input.plan); err != nil {
 		return err
 	}
+	s.sink.SetSections(s.plan.ConsoleSections)
+	s.startReport(s.plan.ExtraArgsURL == "")
 	setIdentity(s, cmp.Or(hostname(s.plan), "ociboot"))
 	if s.plan.Keymap != "" {
 		if err := loadKeymap(s.plan.Keymap); err != nil {

@@ -51,7 +51,7 @@ func TestReadBaked(t *testing.T) {
 func TestRun(t *testing.T) {
 	var console bytes.Buffer
 	var rec event.Recorder
-	s := &state{events: event.New(consolepkg.Sink{W: &console}, &rec), plan: &bootcfg.Plan{}}
+	s := &state{events: event.New(consolepkg.NewSink(&console), &rec), plan: &bootcfg.Plan{}}
 	var ran []string
 	step := func(name string, err error) stage {
 		return stage{name: name, run: func(context.Context, *state) error {

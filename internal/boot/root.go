@@ -86,6 +86,7 @@ func switchRoot(ctx context.Context, s *state) error {
 		args = os.Args[1:] // what the kernel gave PID 1
 	}
 	fmt.Fprintf(log, "starting %s %s, %.2f s since boot\n", init, strings.Join(args, " "), console.SinceBoot().Seconds())
+	s.flushReport()
 	s.reaper.Stop()
 	return switchroot.Exec(newRoot, init, args, initEnv(os.Environ()), keep, log)
 }

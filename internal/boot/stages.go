@@ -18,6 +18,7 @@ import (
 
 	"github.com/ociboot/ociboot/internal/bootcfg"
 	"github.com/ociboot/ociboot/internal/clock"
+	"github.com/ociboot/ociboot/internal/event"
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/hotplug"
 	"github.com/ociboot/ociboot/internal/image"
@@ -443,6 +444,8 @@ func bringUpNetwork(ctx context.Context, s *state) error {
 	}
 	s.say("network: up in %s", time.Since(start).Round(time.Millisecond))
 	s.network = network
+	s.events.Report(event.Identity{MAC: bootMAC(network)})
+	s.startReport(s.plan.ExtraArgsURL == "")
 	upkeep, stop := context.WithCancel(ctx)
 	final := make(chan *netconf.Result, 1)
 	go func() {
@@ -471,6 +474,8 @@ func syncClock(ctx context.Context, s *state) error {
 		fmt.Fprintf(log, "%v (going on with the clock as it is)\n", err)
 	case res.Skipped:
 		fmt.Fprintln(log, res)
+	default:
+		s.events.Report(event.ClockSet{})
 	}
 	return nil
 }
@@ -489,6 +494,7 @@ func fetchExtraArgs(ctx context.Context, s *state) error {
 	if err := s.usePlan(next); err != nil {
 		return err
 	}
+	s.startReport(true)
 	s.say("extra_args_url: read %d bytes of parameters from %s", len(extra), s.plan.ExtraArgsURL)
 	return nil
 }
@@ -544,6 +550,7 @@ func loadKeymap(name string) error {
 // setIdentity gives the machine its host name and the files containers
 // expect.
 func setIdentity(s *state, name string) {
+	s.events.Report(event.Identity{Host: name})
 	if err := os.WriteFile("/proc/sys/kernel/hostname", []byte(name), 0); err != nil {
 		s.say("setting the hostname: %v (going on)", err)
 	}

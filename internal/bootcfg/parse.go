@@ -2,6 +2,7 @@ package bootcfg
 
 import (
 	"cmp"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -66,6 +67,8 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.link_wait"}, apply: applyLinkWait, early: true},
 		{names: []string{"ociboot.ntp_peer", "b2c.ntp_peer"}, apply: applyNTPPeer, early: true},
 		{names: []string{"ociboot.extra_args_url", "b2c.extra_args_url"}, apply: applyExtraArgsURL, early: true},
+		{names: []string{"ociboot.report"}, apply: applyReport, mask: maskURL},
+		{names: []string{"ociboot.console_sections"}, apply: applyConsoleSections, early: true},
 		{names: []string{"ociboot.insecure_registry"}, apply: applyInsecureRegistry},
 		{names: []string{"ociboot.registry_mirror"}, apply: applyRegistryMirror, key: mirrorKey},
 		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true, mask: maskPassword},
@@ -659,18 +662,91 @@ func applyNTPPeer(p *Plan, v Param) error {
 	return err
 }
 
-func applyExtraArgsURL(p *Plan, v Param) error {
+func applyExtraArgsURL(p *Plan, v Param) (err error) {
+	p.ExtraArgsURL, err = httpURL(v)
+	return err
+}
+
+func applyReport(p *Plan, v Param) (err error) {
+	p.Report, err = httpURL(v)
+	return err
+}
+
+// httpURL reads an http:// or https:// URL; messages show it masked.
+func httpURL(v Param) (string, error) {
 	const want = "an http:// or https:// URL"
 	s, err := value(v)
 	if err != nil {
-		return fmt.Errorf("%w: %s", err, want)
+		return "", fmt.Errorf("%w: %s", err, want)
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("got %q, expected %s", s, want)
+		return "", fmt.Errorf("got %q, expected %s", maskURL(s), want)
 	}
-	p.ExtraArgsURL = s
-	return nil
+	return s, nil
+}
+
+// maskURL hides a URL's password and query, where tokens travel.
+func maskURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "***")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "***"
+	}
+	return strings.Replace(u.String(), "%2A%2A%2A", "***", 1)
+}
+
+func applyConsoleSections(p *Plan, v Param) error {
+	s, err := value(v)
+	if err == nil && (s == "gitlab" || s == "none") {
+		p.ConsoleSections = s
+		if s == "none" {
+			p.ConsoleSections = ""
+		}
+		return nil
+	}
+	return fmt.Errorf("got %q, expected gitlab (GitLab CI's collapsible sections) or none", s)
+}
+
+// Secrets are the secret values the plan holds (registry passwords and
+// tokens, S3 keys, volume keys, credentials in URLs), for what must
+// never show them.
+func (p *Plan) Secrets() []string {
+	var out []string
+	cred := func(c image.Credential) {
+		out = append(out, c.Password, c.IdentityToken, c.RegistryToken)
+	}
+	for _, c := range p.Registry.Auth {
+		cred(c)
+	}
+	for _, list := range [][]Container{p.Containers, p.Services, p.PostContainers} {
+		for _, c := range list {
+			if c.Registry.Creds != nil {
+				cred(*c.Registry.Creds)
+			}
+		}
+	}
+	for _, e := range p.S3 {
+		out = append(out, e.SecretKey)
+	}
+	for _, v := range p.Volumes {
+		out = append(out, v.EncryptKey)
+		if v.FscryptKey != nil {
+			out = append(out, base64.StdEncoding.EncodeToString(v.FscryptKey))
+		}
+	}
+	for _, s := range []string{p.Report, p.ExtraArgsURL} {
+		if u, err := url.Parse(s); err == nil {
+			pw, _ := u.User.Password()
+			out = append(out, pw, u.RawQuery)
+		}
+	}
+	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
 }
 
 // maskPassword keeps the host and user of HOST,USER,PASSWORD.

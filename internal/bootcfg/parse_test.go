@@ -347,3 +347,41 @@ func TestLinkWait(t *testing.T) {
 		t.Errorf("a bad link_wait: %v", err)
 	}
 }
+
+func TestReportParameters(t *testing.T) {
+	cmdline := `ociboot.report=https://fleet:s3cret@lab.example:8443/v1/events?token=abc ociboot.console_sections=gitlab ociboot.registry_auth=r.example,ci,pw1 ociboot.container="--creds u:pw2 alpine"`
+	p, err := Parse(cmdline, Baked{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Report != "https://fleet:s3cret@lab.example:8443/v1/events?token=abc" || p.ConsoleSections != "gitlab" {
+		t.Errorf("report %q, sections %q", p.Report, p.ConsoleSections)
+	}
+	secrets := p.Secrets()
+	slices.Sort(secrets)
+	if want := []string{"pw1", "pw2", "s3cret", "token=abc"}; !slices.Equal(secrets, want) {
+		t.Errorf("Secrets() = %q, want %q", secrets, want)
+	}
+	masked := MaskSecrets(cmdline)
+	for _, s := range []string{"s3cret", "token=abc", "pw1"} {
+		if strings.Contains(masked, s) {
+			t.Errorf("MaskSecrets left %s: %s", s, masked)
+		}
+	}
+	if !strings.Contains(masked, `ociboot.report="https://fleet:***@lab.example:8443/v1/events?***"`) {
+		t.Errorf("MaskSecrets: %s", masked)
+	}
+	if p, err := Parse("ociboot.console_sections=none", Baked{}); err != nil || p.ConsoleSections != "" {
+		t.Errorf("console_sections=none: %q, %v", p.ConsoleSections, err)
+	}
+	for _, tt := range []struct{ cmdline, want string }{
+		{"ociboot.report=ftp://x/", `ociboot.report="ftp://x/": got "ftp://x/", expected an http:// or https:// URL`},
+		{"ociboot.report=http://u:pw@/x", `got "http://u:***@/x"`},
+		{"ociboot.report", `ociboot.report: needs a value`},
+		{"ociboot.console_sections=github", `ociboot.console_sections="github": got "github", expected gitlab (GitLab CI's collapsible sections) or none`},
+	} {
+		if _, err := Parse(tt.cmdline, Baked{}); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q): %v, want %q", tt.cmdline, err, tt.want)
+		}
+	}
+}

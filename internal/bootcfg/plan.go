@@ -129,6 +129,14 @@ type Plan struct {
 	// ExtraArgsURL, when set, is fetched once the network and the clock
 	// are up, and read as more command line (see ParseWithExtra).
 	ExtraArgsURL string
+	// Report, when set, is the URL the boot's events are POSTed to
+	// (ociboot.report=); it may hold credentials, which messages leave
+	// out.
+	Report string
+	// ConsoleSections is the kind of section markers printed around each
+	// stage and container on the console (ociboot.console_sections=):
+	// "gitlab", or "" for none.
+	ConsoleSections string
 	// Modules are extra kernel modules to load (ociboot.modules=).
 	Modules []string
 	// NoColdplug turns off loading the modules of the devices present

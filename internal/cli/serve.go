@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/fleet"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/netboot"
 	"github.com/ociboot/ociboot/internal/registry"
@@ -31,6 +32,7 @@ type serveOptions struct {
 	cmdArgs []string
 	boot    netboot.Config
 	logDir  string
+	state   string
 	tlsCert string
 	tlsKey  string
 
@@ -52,6 +54,9 @@ func newServeCmd() *cobra.Command {
   /extra_args/MAC       a machine's extra_args (secrets stay off its command line)
   /kernel /initramfs /uki.efi   the files given
   /v2/                  a read-only registry of the images given (and --upstream's)
+  /v1/events            where machines booted with ociboot.report=URL/v1/events
+                        send their events; /v1/machines and /v1/boots/ID[/events]
+                        say what they are doing (see docs/events.md)
 
 Each --image NAME[:TAG]=PATH serves PATH as repository NAME: an OCI image
 layout (tags from its index.json), a docker-archive tarball (tags from its
@@ -89,6 +94,7 @@ otherwise; ` + "`ociboot vm --netboot`" + ` boots a VM from it.`,
 	f.StringVar(&o.boot.BaseURL, "url", "", "this server's URL as machines reach it, for extra_args_url (default: from each request's Host)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; with --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	f.StringVar(&o.state, "state", "", "keep each boot's events (ociboot.report) in DIR/BOOT.jsonl, and read them back on start")
 	f.StringVar(&o.logDir, "access-log-dir", "", "also write each machine's requests to DIR/MAC.log (or DIR/ADDRESS.log)")
 	f.StringVar(&o.upstream, "upstream", "", "also be a pull-through cache of this registry (https://HOST[:PORT], http:// without TLS)")
 	f.StringVar(&o.upstreamDir, "upstream-dir", "", "where --upstream's blobs are kept (default: ociboot/upstream/HOST under the user's cache directory)")
@@ -170,7 +176,13 @@ func serve(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 			return fmt.Errorf("--access-log-dir: %w", err)
 		}
 	}
+	events, err := fleet.New(fleet.Options{Dir: o.state})
+	if err != nil {
+		return err
+	}
+	defer events.Close()
 	mux := http.NewServeMux()
+	mux.Handle("/v1/", events)
 	mux.Handle("/v2/", reg)
 	mux.Handle("/", boot)
 	handler := netboot.NewAccessLog(cmd.ErrOrStderr(), o.logDir).Wrap(mux)

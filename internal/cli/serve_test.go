@@ -58,7 +58,8 @@ func TestServeCommand(t *testing.T) {
 	root.SetArgs([]string{"serve", "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
 		"--image", "demo/hello=" + filepath.Join(dir, "root"), "--kernel", filepath.Join(dir, "vmlinuz"),
 		"--initramfs", filepath.Join(dir, "initramfs.img"), "--machines", filepath.Join(dir, "machines"),
-		"--upstream", "https://" + origin.Addr, "--upstream-ca-cert", caFile, "--upstream-auth", authFile, "--upstream-dir", upstreamDir})
+		"--upstream", "https://" + origin.Addr, "--upstream-ca-cert", caFile, "--upstream-auth", authFile, "--upstream-dir", upstreamDir,
+		"--state", filepath.Join(dir, "state")})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
 	var addr string
@@ -93,6 +94,19 @@ func TestServeCommand(t *testing.T) {
 	}
 	if got := get("/initramfs"); got != "INITRAMFS" {
 		t.Errorf("/initramfs: %q", got)
+	}
+	// Events, received and kept in --state.
+	resp, err := client.Post("https://"+addr+"/v1/events", "application/x-ndjson",
+		strings.NewReader(`{"boot":"b1","mac":"52:54:00:12:34:56","seq":1,"mono":2.5,"type":"stage_start","stage":"network"}`+"\n"))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /v1/events: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if got := get("/v1/machines"); !strings.Contains(got, `"stage": "network"`) {
+		t.Errorf("/v1/machines: %s", got)
+	}
+	if kept, err := os.ReadFile(filepath.Join(dir, "state", "b1.jsonl")); err != nil || !strings.Contains(string(kept), `"stage":"network"`) {
+		t.Errorf("--state: %q, %v", kept, err)
 	}
 	ref, err := name.ParseReference(addr + "/demo/hello:latest")
 	if err != nil {

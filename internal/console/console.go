@@ -1,7 +1,7 @@
 // Package console holds the console contract: the exact lines that
 // boot2container users' tooling matches on a machine's console, and the
 // sink that prints the boot's events as ociboot's progress lines between
-// them.
+// them (and, for CI logs, GitLab's section markers around them).
 package console
 
 import (
@@ -34,47 +34,113 @@ func SinceBoot() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-// Sink prints boot events on w as ociboot's console lines: a section
-// line per stage, "ociboot: STAGE: " before a stage's messages, a line per
+// Sink prints boot events as ociboot's console lines: a section line per
+// stage, "ociboot: STAGE: " before a stage's messages, a line per
 // container start and exit, and the status line boot2container users'
 // tooling matches. Stage ends print nothing: a failure is printed by who
-// handles it.
-type Sink struct{ W io.Writer }
+// handles it. With SetSections("gitlab"), GitLab CI's collapsible section
+// markers go around each stage (collapsed) and each container (open),
+// from its pull to its exit; the status line is outside them all.
+type Sink struct {
+	w   io.Writer
+	now func() time.Time
+
+	mu       sync.Mutex
+	sections bool
+	open     []string          // the open sections, innermost last
+	names    map[string]string // a container's section, by job
+}
+
+// NewSink returns a Sink printing on w.
+func NewSink(w io.Writer) *Sink { return &Sink{w: w, now: time.Now, names: map[string]string{}} }
+
+// SetSections turns section markers on ("gitlab") or off ("").
+func (s *Sink) SetSections(kind string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sections = kind == "gitlab"
+}
 
 // Handle prints e.
-func (s Sink) Handle(e event.Event) {
+func (s *Sink) Handle(e event.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	switch e := e.(type) {
 	case event.StageStart:
-		fmt.Fprintf(s.W, "ociboot: ==== %s ==== %.2f s since boot\n", e.Stage, e.SinceBoot.Seconds())
+		s.start("stage_"+e.Stage, true)
+		fmt.Fprintf(s.w, "ociboot: ==== %s ==== %.2f s since boot\n", e.Stage, e.SinceBoot.Seconds())
+	case event.StageEnd:
+		s.end("stage_" + e.Stage)
 	case event.Message:
 		if e.Stage == "" {
-			fmt.Fprintf(s.W, "ociboot: %s\n", e.Text)
+			fmt.Fprintf(s.w, "ociboot: %s\n", e.Text)
 		} else {
-			fmt.Fprintf(s.W, "ociboot: %s: %s\n", e.Stage, e.Text)
+			fmt.Fprintf(s.w, "ociboot: %s: %s\n", e.Stage, e.Text)
 		}
 	case event.Pull:
-		fmt.Fprintf(s.W, "ociboot: %s: pulling %s\n", e.Job, e.Image)
+		name := fmt.Sprintf("container_%d", len(s.names)+1)
+		s.names[e.Job] = name
+		s.start(name, false)
+		fmt.Fprintf(s.w, "ociboot: %s: pulling %s\n", e.Job, e.Image)
 	case event.ContainerStart:
-		fmt.Fprintf(s.W, "ociboot: %s: starting %s (pulled and unpacked in %s)\n", e.Job, e.ID, e.Prepared.Round(time.Millisecond))
+		fmt.Fprintf(s.w, "ociboot: %s: starting %s (pulled and unpacked in %s)\n", e.Job, e.ID, e.Prepared.Round(time.Millisecond))
 	case event.ContainerBackground:
-		fmt.Fprintf(s.W, "ociboot: %s: running in the background\n", e.Job)
+		fmt.Fprintf(s.w, "ociboot: %s: running in the background\n", e.Job)
+		s.end(s.names[e.Job]) // its section would straddle the others'
 	case event.ContainerSkipped:
-		fmt.Fprintf(s.W, "ociboot: %s: not started: %s\n", e.Job, e.Why)
+		fmt.Fprintf(s.w, "ociboot: %s: not started: %s\n", e.Job, e.Why)
 	case event.ContainerFailed:
-		fmt.Fprintf(s.W, "ociboot: %s: %v\n", e.Job, e.Err)
+		fmt.Fprintf(s.w, "ociboot: %s: %v\n", e.Job, e.Err)
+		s.end(s.names[e.Job])
 	case event.ContainerExit:
 		if e.Stopped {
-			fmt.Fprintf(s.W, "ociboot: %s: stopped, status %d\n", e.Job, e.Status)
+			fmt.Fprintf(s.w, "ociboot: %s: stopped, status %d\n", e.Job, e.Status)
 		} else {
-			fmt.Fprintf(s.W, "ociboot: %s exited with status %d\n", e.Job, e.Status)
+			fmt.Fprintf(s.w, "ociboot: %s exited with status %d\n", e.Job, e.Status)
 		}
+		s.end(s.names[e.Job])
 	case event.PipelineStatus:
-		fmt.Fprintf(s.W, "%s%d\n", StatusPrefix, e.Status)
+		s.closeFrom(0)
+		fmt.Fprintf(s.w, "%s%d\n", StatusPrefix, e.Status)
 	case event.EndAction:
+		s.closeFrom(0)
 		if e.Delay > 0 {
-			fmt.Fprintf(s.W, "ociboot: %s in %ds\n", e.Action, int64(e.Delay/time.Second))
+			fmt.Fprintf(s.w, "ociboot: %s in %ds\n", e.Action, int64(e.Delay/time.Second))
 		}
 	}
+}
+
+// start opens section name, when sections are on; the next line printed
+// is its header.
+func (s *Sink) start(name string, collapsed bool) {
+	if !s.sections {
+		return
+	}
+	opt := ""
+	if collapsed {
+		opt = "[collapsed=true]"
+	}
+	fmt.Fprintf(s.w, "\x1b[0Ksection_start:%d:%s%s\r\x1b[0K", s.now().Unix(), name, opt)
+	s.open = append(s.open, name)
+}
+
+// end closes section name and those opened inside it. A section not
+// open, or "", is left alone.
+func (s *Sink) end(name string) {
+	for i := len(s.open) - 1; name != "" && i >= 0; i-- {
+		if s.open[i] == name {
+			s.closeFrom(i)
+			return
+		}
+	}
+}
+
+// closeFrom closes the sections open from the i-th, innermost first.
+func (s *Sink) closeFrom(i int) {
+	for j := len(s.open) - 1; j >= i; j-- {
+		fmt.Fprintf(s.w, "\x1b[0Ksection_end:%d:%s\r\x1b[0K\n", s.now().Unix(), s.open[j])
+	}
+	s.open = s.open[:i]
 }
 
 // Mirror is the console the boot writes to: its primary writer

@@ -109,7 +109,7 @@ func (h *harness) runPlan(t *testing.T, ctx context.Context, plan *bootcfg.Plan)
 		Volumes:      h.volumes,
 		Hooks:        h.hooks,
 		Procs:        h.reaper,
-		Events:       event.New(console.Sink{W: &log}, &rec),
+		Events:       event.New(console.NewSink(&log), &rec),
 		DevicesReady: devicesReady,
 		Stdout:       out,
 		Stderr:       out,

@@ -166,6 +166,8 @@ type machine struct {
 	// secure leaves out ociboot.insecure_registry for the test registry:
 	// containers reach it with --tls-verify=false.
 	secure bool
+	// mac is the first NIC's MAC address (vm.Config.MAC).
+	mac string
 }
 
 // bootWith is boot on a machine with more NICs, disks or forwards.
@@ -180,6 +182,7 @@ func (f *fixture) bootWith(t *testing.T, cmdline string, m machine) (vm.Result, 
 		Disks:     m.disks,
 		Monitor:   m.monitor,
 		NICs:      m.nics,
+		MAC:       m.mac,
 		Timeout:   bootTimeout,
 		Console:   &lockedWriter{w: &console},
 	}
@@ -276,6 +279,7 @@ func TestBoot(t *testing.T) {
 	f.netbootTests(t)
 	f.podmanTests(t)
 	f.systemdContainerTests(t)
+	f.reportTests(t)
 
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()

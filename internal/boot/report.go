@@ -1,0 +1,92 @@
+package boot
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ociboot/ociboot/internal/event"
+	"github.com/ociboot/ociboot/internal/fetch"
+	"github.com/ociboot/ociboot/internal/netconf"
+	"github.com/ociboot/ociboot/internal/report"
+)
+
+// reportWait bounds the wait for the endpoint of ociboot.report to have
+// every event before the machine powers off, reboots or hands over.
+const reportWait = 10 * time.Second
+
+// identify reports the kernel's boot ID, which names the boot in its
+// events.
+func (s *state) identify() {
+	id, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		s.say("reading the boot ID: %v (going on)", err)
+		return
+	}
+	s.events.Report(event.Identity{BootID: strings.TrimSpace(string(id))})
+}
+
+// startReport starts sending the boot's events to ociboot.report once
+// the plan is final (extra_args_url may still set it) and the network is
+// up; a final plan without it stops keeping them.
+func (s *state) startReport(final bool) {
+	if !final || s.plan == nil || s.reportStarted {
+		return
+	}
+	if s.plan.Report == "" {
+		s.reportStarted = true
+		s.report.Discard()
+		return
+	}
+	if s.network == nil {
+		return
+	}
+	s.reportStarted = true
+	client, err := fetch.New(fetch.Options{CACerts: s.plan.Registry.CACerts, Retry: fetch.Retry{Attempts: 1}})
+	if err != nil {
+		s.say("report: %v: events are not sent", err)
+		s.report.Discard()
+		return
+	}
+	// The sender outlives the stages' context, which ends when a
+	// power-off is asked: the events of the shutdown go too.
+	s.report.Start(context.Background(), report.Endpoint{URL: s.plan.Report, Client: client, Secrets: s.plan.Secrets()})
+}
+
+// flushReport waits, a bounded time, until ociboot.report's endpoint has
+// every event so far.
+func (s *state) flushReport() {
+	ctx, cancel := context.WithTimeout(context.Background(), reportWait)
+	defer cancel()
+	if err := s.report.Flush(ctx); err != nil {
+		s.say("report: %v", err)
+		return
+	}
+	if st := s.report.Stats(); st.Requests > 0 {
+		s.say("report: %d events sent in %d requests, %d bytes (%d before compression)", st.Events, st.Requests, st.Bytes, st.Raw)
+	}
+}
+
+// bootMAC is the MAC address of the link the machine booted from: the
+// first to get a DHCP lease, else the first configured statically; ""
+// when there is none.
+func bootMAC(n *netconf.Result) string {
+	var name string
+	switch {
+	case n == nil:
+	case len(n.Leases) > 0:
+		name = n.Leases[0].Interface
+	case len(n.Static) > 0:
+		name = n.Static[0].Name
+	}
+	if name == "" {
+		return ""
+	}
+	link, err := net.InterfaceByName(name)
+	if err != nil {
+		return ""
+	}
+	return link.HardwareAddr.String()
+}
