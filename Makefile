@@ -63,7 +63,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench Decode ./internal/xz
 	$(GO) test -run '^$$' -bench Blob100MiB ./internal/registry
 	TMPDIR=/dev/shm $(GO) test -run '^$$' -bench MirrorVsRclone -benchtime 1x -timeout 30m ./internal/volume
-	$(GO) test -run '^$$' -bench 'CacheBoot|BootStorm|SystemdContainer' -benchtime 3x -timeout 60m ./test/e2e
+	$(GO) test -run '^$$' -bench 'CacheBoot|BootStorm|SystemdContainer|Report' -benchtime 3x -timeout 60m ./test/e2e
 
 clean:
 	rm -rf bin

@@ -34,6 +34,7 @@ packages=(
 	intel-microcode   # ociboot build --early-microcode's Intel microcode (non-free-firmware)
 	amd64-microcode   # and AMD's
 	ca-certificates   # system roots, which TLS on the host uses before the embedded ones
+	chromium          # the fleet page's browser test, driven by chromedp
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
 VERSITYGW_VERSION=1.8.0   # the S3 server of the volume tests

@@ -186,7 +186,8 @@ func (s *state) run(ctx context.Context, stages []stage) error {
 		start := console.SinceBoot()
 		s.events.Report(event.StageStart{Stage: st.name, SinceBoot: start})
 		err := st.run(ctx, s)
-		s.events.Report(event.StageEnd{Stage: st.name, Took: console.SinceBoot() - start, Err: err})
+		end := console.SinceBoot()
+		s.events.Report(event.StageEnd{Stage: st.name, SinceBoot: end, Took: end - start, Err: err})
 		if err != nil {
 			return &stageError{st.name, err}
 		}

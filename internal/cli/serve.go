@@ -57,6 +57,7 @@ func newServeCmd() *cobra.Command {
   /v1/events            where machines booted with ociboot.report=URL/v1/events
                         send their events; /v1/machines and /v1/boots/ID[/events]
                         say what they are doing (see docs/events.md)
+  /fleet/               the fleet page: every machine, its stage and status, live
 
 Each --image NAME[:TAG]=PATH serves PATH as repository NAME: an OCI image
 layout (tags from its index.json), a docker-archive tarball (tags from its
@@ -183,11 +184,14 @@ func serve(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	defer events.Close()
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", events)
+	mux.Handle("/fleet", events)
+	mux.Handle("/fleet/", events)
 	mux.Handle("/v2/", reg)
 	mux.Handle("/", boot)
 	handler := netboot.NewAccessLog(cmd.ErrOrStderr(), o.logDir).Wrap(mux)
 
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	srv.RegisterOnShutdown(events.EndStreams) // the fleet page's streams would hold Shutdown up
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}

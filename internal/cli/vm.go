@@ -1,14 +1,22 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ociboot/ociboot/internal/atomicfile"
+	"github.com/ociboot/ociboot/internal/fleet"
 	"github.com/ociboot/ociboot/internal/vm"
 )
 
@@ -18,6 +26,7 @@ func newVMCmd() *cobra.Command {
 		forwards []int
 		disks    []string
 		usbImage string
+		report   string
 	)
 	cmd := &cobra.Command{
 		Use:   "vm",
@@ -73,6 +82,20 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 				return fmt.Errorf("--initramfs: %w (build one with `ociboot build`)", err)
 			}
 			cfg.Forwards = forwards
+			if report != "" {
+				if cfg.Netboot != "" || usbImage != "" || cfg.UKI != "" && cfg.Cmdline == "" {
+					return fmt.Errorf("--report adds ociboot.report= to --cmdline: give --initramfs, or --uki with --cmdline")
+				}
+				stop, err := receiveEvents(&cfg, report)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					if err := stop(); err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "ociboot: --report: %v\n", err)
+					}
+				}()
+			}
 			cfg.Console = cmd.OutOrStdout()
 			cfg.Stdin = os.Stdin
 			cfg.Log = cmd.ErrOrStderr()
@@ -105,8 +128,48 @@ early, timed out or was interrupted).`, vm.GuestHost, vm.NoStatusExit),
 	f.IntVar(&cfg.SMP, "smp", vm.DefaultSMP, "virtual CPUs")
 	f.IntSliceVar(&forwards, "forward", nil, fmt.Sprintf("host port on 127.0.0.1 to make reachable in the guest at %s:PORT (repeatable)", vm.GuestHost))
 	f.StringArrayVar(&disks, "disk", nil, "PATH[,if=virtio|nvme|ahci|scsi|lsi|usb]: a raw disk image or block device to attach, on that bus (default virtio; repeatable)")
+	f.StringVar(&report, "report", "", "have the boot send its events (ociboot.report) to this command, and write them to this file (JSON lines, for ociboot analyze) when the VM stops")
 	f.StringArrayVar(&cfg.NICs, "nic", nil, "NIC model ("+vm.NICModels+"), repeatable; the first carries the network and the forwards (default: one virtio NIC)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, fmt.Sprintf("stop the VM after this long and exit %d (0: no limit)", vm.NoStatusExit))
 	f.StringVar(&cfg.Accel, "accel", vm.AccelAuto, "accelerator: auto (KVM if a probe shows it works, else TCG), tcg or kvm")
 	return cmd
+}
+
+// receiveEvents makes the VM's boot report its events to a receiver of
+// this process's, on 127.0.0.1 and forwarded, and returns the function
+// that, once the VM has stopped, writes them to file and stops the
+// receiver.
+func receiveEvents(cfg *vm.Config, file string) (func() error, error) {
+	events, err := fleet.New(fleet.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("--report: %w", err)
+	}
+	srv := &http.Server{Handler: events, ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	port := ln.Addr().(*net.TCPAddr).Port
+	cfg.Forwards = append(cfg.Forwards, port)
+	cfg.Cmdline = strings.TrimSpace(fmt.Sprintf("%s ociboot.report=http://%s:%d/v1/events", cfg.Cmdline, vm.GuestHost, port))
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		return atomicfile.Write(file, 0o644, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			for _, m := range events.Machines() {
+				for i := len(m.Boots) - 1; i >= 0; i-- { // oldest first
+					_, recs, _ := events.Events(m.Boots[i].ID)
+					for _, r := range recs {
+						if err := enc.Encode(r); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		})
+	}, nil
 }

@@ -24,9 +24,10 @@ type StageStart struct {
 
 // StageEnd closes a stage; Err is nil when it succeeded.
 type StageEnd struct {
-	Stage string
-	Took  time.Duration
-	Err   error
+	Stage     string
+	SinceBoot time.Duration // when it ended, CLOCK_BOOTTIME
+	Took      time.Duration
+	Err       error
 }
 
 // Message is a progress line of a stage, without its newline.

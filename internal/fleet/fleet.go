@@ -3,8 +3,10 @@
 // not), keeps each machine's recent boots in memory and, given a state
 // directory, every boot's events in a JSON-lines file of its own, read
 // back when the server starts again. It answers what the events say: the
-// machines, each with its current boot's stage and last status, and each
-// boot's events in order.
+// machines, each with its current boot's stage and last status, each
+// boot's events in order and its timeline, and the events as they come
+// (server-sent events); and it serves the fleet page, which shows them to
+// people.
 //
 // A boot's events are kept once each and in order: a batch sent again
 // (its answer was lost) adds nothing, and events a machine had to drop
@@ -15,6 +17,7 @@ import (
 	"bufio"
 	"cmp"
 	"compress/gzip"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +33,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/event"
+	"github.com/ociboot/ociboot/internal/timeline"
 )
 
 // Limits of what is kept and received.
@@ -57,6 +61,7 @@ type Fleet struct {
 	mu       sync.Mutex
 	boots    map[string]*boot
 	arrivals int
+	subs     map[chan event.Record]struct{}
 }
 
 // boot is one boot of a machine, as its events tell it.
@@ -103,7 +108,7 @@ func New(o Options) (*Fleet, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	f := &Fleet{o: o, boots: map[string]*boot{}}
+	f := &Fleet{o: o, boots: map[string]*boot{}, subs: map[chan event.Record]struct{}{}}
 	if o.Dir == "" {
 		return f, nil
 	}
@@ -189,6 +194,12 @@ func (f *Fleet) add(recs []event.Record, now time.Time, write bool) error {
 		b.apply(r, now)
 		if len(b.events) < maxBootEvents {
 			b.events = append(b.events, r)
+		}
+		for c := range f.subs {
+			select {
+			case c <- r:
+			default: // a reader that falls behind misses records; the fleet goes on
+			}
 		}
 		if write {
 			line, err := json.Marshal(r)
@@ -319,6 +330,34 @@ func (f *Fleet) Events(id string) (Boot, []event.Record, bool) {
 	return b.Boot, slices.Clone(b.events), true
 }
 
+// Subscribe returns a channel of the records received from now on, and
+// the function that ends the subscription. A reader that falls behind
+// misses records. EndStreams closes every channel.
+func (f *Fleet) Subscribe() (<-chan event.Record, func()) {
+	c := make(chan event.Record, 4096)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subs[c] = struct{}{}
+	return c, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := f.subs[c]; ok {
+			delete(f.subs, c)
+			close(c)
+		}
+	}
+}
+
+// EndStreams ends the subscriptions, so that the server can stop.
+func (f *Fleet) EndStreams() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.subs {
+		delete(f.subs, c)
+		close(c)
+	}
+}
+
 // Close closes the boots' files.
 func (f *Fleet) Close() error {
 	f.mu.Lock()
@@ -335,12 +374,19 @@ func (f *Fleet) Close() error {
 
 // ServeHTTP answers:
 //
-//	POST /v1/events              a batch of events (JSON lines, gzip or not)
-//	GET  /v1/machines            the machines and their boots (JSON)
-//	GET  /v1/boots/ID            a boot's summary (JSON)
-//	GET  /v1/boots/ID/events     its events (JSON lines)
+//	POST /v1/events                  a batch of events (JSON lines, gzip or not)
+//	GET  /v1/machines                the machines and their boots (JSON)
+//	GET  /v1/boots/ID                a boot's summary (JSON)
+//	GET  /v1/boots/ID/events         its events (JSON lines)
+//	GET  /v1/boots/ID/timeline.svg   its timeline (see package timeline)
+//	GET  /v1/stream                  every event from now on, as server-sent events
+//	GET  /fleet/, /fleet/boots/ID    the fleet page, and a boot's page
 func (f *Fleet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	if p != "/v1/events" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "only GET and HEAD", http.StatusMethodNotAllowed)
+		return
+	}
 	switch {
 	case p == "/v1/events":
 		if r.Method != http.MethodPost {
@@ -350,6 +396,8 @@ func (f *Fleet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.receive(w, r)
 	case p == "/v1/machines":
 		writeJSON(w, f.Machines())
+	case p == "/v1/stream":
+		f.stream(w, r)
 	case strings.HasPrefix(p, "/v1/boots/"):
 		id, rest, _ := strings.Cut(strings.TrimPrefix(p, "/v1/boots/"), "/")
 		b, recs, ok := f.Events(id)
@@ -360,15 +408,77 @@ func (f *Fleet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, b)
 		case rest == "events":
 			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.Header().Set("Cache-Control", "no-store")
 			enc := json.NewEncoder(w)
 			for _, r := range recs {
 				_ = enc.Encode(r)
 			}
+		case rest == "timeline.svg":
+			tl, err := timeline.FromEvents(recs)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Content-Type", "image/svg+xml")
+			w.Header().Set("Cache-Control", "no-store")
+			_ = tl.SVG(w)
 		default:
 			http.NotFound(w, r)
 		}
+	case p == "/fleet":
+		http.Redirect(w, r, "/fleet/", http.StatusMovedPermanently)
+	case p == "/fleet/" || strings.HasPrefix(p, "/fleet/boots/"):
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = io.WriteString(w, page)
 	default:
 		http.NotFound(w, r)
+	}
+}
+
+// page is the fleet page: plain HTML and a little JavaScript, which
+// reads the API above.
+//
+//go:embed page.html
+var page string
+
+// keepAlive is how often an idle stream gets a comment, so that proxies
+// keep it open.
+const keepAlive = 15 * time.Second
+
+// stream sends every record received, as it comes, as server-sent events.
+func (f *Fleet) stream(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	recs, stop := f.Subscribe()
+	defer stop()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return // a writer that cannot stream: the page falls back to polling
+	}
+	tick := time.NewTicker(keepAlive)
+	defer tick.Stop()
+	for {
+		var err error
+		select {
+		case rec, ok := <-recs:
+			if !ok {
+				return
+			}
+			data, merr := json.Marshal(rec)
+			if merr != nil {
+				return
+			}
+			_, err = fmt.Fprintf(w, "data: %s\n\n", data)
+		case <-tick.C:
+			_, err = io.WriteString(w, ": keep-alive\n\n")
+		case <-r.Context().Done():
+			return
+		}
+		if err != nil || rc.Flush() != nil {
+			return
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package fleet_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -176,5 +177,61 @@ func TestFleet(t *testing.T) {
 	}
 	if _, err := fleet.New(fleet.Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "c-1.jsonl line 1: not a JSON event") {
 		t.Errorf("a bad line: %v", err)
+	}
+}
+
+// TestStream reads the server-sent events, and the pages.
+func TestStream(t *testing.T) {
+	f, err := fleet.New(fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	boot(t, srv.URL+"/v1/events", "s-1", "52:54:00:00:00:03", 4)
+	sc := bufio.NewScanner(resp.Body)
+	var types []string
+	for sc.Scan() && len(types) < 10 {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		r, err := event.ParseRecord([]byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, r.Type)
+	}
+	if len(types) != 10 || types[0] != "identity" || types[9] != "end_action" {
+		t.Errorf("streamed %q", types)
+	}
+	f.EndStreams() // the stream ends, as when serve stops
+	for sc.Scan() {
+	}
+
+	for path, want := range map[string]string{
+		"/fleet/":                     "<title>ociboot fleet</title>",
+		"/fleet/boots/s-1":            "<title>ociboot fleet</title>",
+		"/v1/boots/s-1/timeline.svg":  `data-kind="stage" data-name="containers"`,
+		"/v1/boots/none/timeline.svg": "no boot none is kept",
+		"/v1/nothing":                 "404 page not found",
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %s %.200s, want %q", path, resp.Status, body, want)
+		}
 	}
 }

@@ -110,6 +110,10 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Unwrap gives http.ResponseController the writer underneath, for
+// flushes (the fleet page's event stream).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 // ReadFrom keeps io.Copy's sendfile path for files served.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	n, err := io.Copy(r.ResponseWriter, src)

@@ -147,6 +147,10 @@ func (s *Sink) Handle(e event.Event) {
 	}
 	mono := s.o.Mono()
 	switch e := e.(type) {
+	case event.StageStart:
+		mono = cmp.Or(e.SinceBoot, mono) // the time the console line shows
+	case event.StageEnd:
+		mono = cmp.Or(e.SinceBoot, mono)
 	case event.Identity:
 		s.id.BootID = cmp.Or(e.BootID, s.id.BootID)
 		s.id.MAC = cmp.Or(e.MAC, s.id.MAC)

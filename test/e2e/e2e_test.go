@@ -334,8 +334,9 @@ func TestBoot(t *testing.T) {
 			`root=/dev/nonexistent ociboot.insecure_registry=%s:%d `+
 				`ociboot.container="%s sh -c 'echo hi; exit 3'" ociboot.container="%s sh -c 'exit 4'"`,
 			vm.GuestHost, f.reg.Port, f.images["busybox"], f.images["busybox"])
+		events := filepath.Join(t.TempDir(), "boot.jsonl")
 		cmd := exec.Command(f.bin, "vm", "--initramfs", f.initramfs, "--timeout", bootTimeout.String(),
-			"--forward", fmt.Sprint(f.reg.Port), "--cmdline", cmdline)
+			"--forward", fmt.Sprint(f.reg.Port), "--cmdline", cmdline, "--report", events)
 		out, err := cmd.CombinedOutput()
 		t.Logf("ociboot vm:\n%s", out)
 		var ee *exec.ExitError
@@ -344,6 +345,10 @@ func TestBoot(t *testing.T) {
 		}
 		inOrder(t, string(out), "ociboot: root: the kernel made the initramfs a ramfs (root= was given), so it was moved into a tmpfs",
 			"hi", "Execution is over, pipeline status: 3", "It's now safe to turn off your computer")
+		// `ociboot vm --report` wrote the boot's events; `ociboot
+		// analyze` tells where its time went, from them and from the
+		// console.
+		checkAnalyze(t, f.bin, events, string(out))
 	})
 
 	t.Run("uki", func(t *testing.T) {
