@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"crypto/rand"
 	"net"
 	"os"
 	"strings"
@@ -18,12 +19,12 @@ import (
 const reportWait = 10 * time.Second
 
 // identify reports the kernel's boot ID, which names the boot in its
-// events.
+// events (a random one when the kernel's cannot be read).
 func (s *state) identify() {
 	id, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
-		s.say("reading the boot ID: %v (going on)", err)
-		return
+		s.say("reading the boot ID: %v (going on with a random one)", err)
+		id = []byte(rand.Text())
 	}
 	s.events.Report(event.Identity{BootID: strings.TrimSpace(string(id))})
 }

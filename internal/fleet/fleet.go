@@ -148,7 +148,9 @@ func (f *Fleet) load() error {
 		if err != nil {
 			return err
 		}
-		f.add(recs, st.ModTime(), false)
+		if err := f.add(recs, st.ModTime(), false); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	f.prune()
 	return nil
