@@ -3,14 +3,12 @@ package boot
 import (
 	"context"
 	"crypto/rand"
-	"net"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/ociboot/ociboot/internal/event"
 	"github.com/ociboot/ociboot/internal/fetch"
-	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/report"
 )
 
@@ -68,26 +66,4 @@ func (s *state) flushReport() {
 	if st := s.report.Stats(); st.Requests > 0 {
 		s.say("report: %d events sent in %d requests, %d bytes (%d before compression)", st.Events, st.Requests, st.Bytes, st.Raw)
 	}
-}
-
-// bootMAC is the MAC address of the link the machine booted from: the
-// first to get a DHCP lease, else the first configured statically; ""
-// when there is none.
-func bootMAC(n *netconf.Result) string {
-	var name string
-	switch {
-	case n == nil:
-	case len(n.Leases) > 0:
-		name = n.Leases[0].Interface
-	case len(n.Static) > 0:
-		name = n.Static[0].Name
-	}
-	if name == "" {
-		return ""
-	}
-	link, err := net.InterfaceByName(name)
-	if err != nil {
-		return ""
-	}
-	return link.HardwareAddr.String()
 }

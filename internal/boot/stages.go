@@ -444,7 +444,7 @@ func bringUpNetwork(ctx context.Context, s *state) error {
 	}
 	s.say("network: up in %s", time.Since(start).Round(time.Millisecond))
 	s.network = network
-	s.events.Report(event.Identity{MAC: bootMAC(network)})
+	s.events.Report(event.Identity{MAC: network.BootMAC()})
 	s.startReport(s.plan.ExtraArgsURL == "")
 	upkeep, stop := context.WithCancel(ctx)
 	final := make(chan *netconf.Result, 1)

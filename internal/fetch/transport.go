@@ -270,6 +270,17 @@ func describe(resp *http.Response, err error) string {
 	return "server answered " + resp.Status
 }
 
+// StripURL returns err without the URL that net/url's and net/http's
+// errors repeat in their messages, whole, credentials and tokens
+// included: callers name the URL themselves, redacted.
+func StripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
 // Redact writes u without its query and user info, which may hold
 // signatures or credentials (blob redirects to a CDN carry them).
 func Redact(u *url.URL) string {

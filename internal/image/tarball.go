@@ -116,11 +116,7 @@ func parseTarballURL(s string) (tarballSource, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil {
-		var ue *url.Error // its message repeats the whole URL, credentials too
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return src, fmt.Errorf("invalid URL: %w", err)
+		return src, fmt.Errorf("invalid URL: %w", fetch.StripURL(err))
 	}
 	switch u.Scheme {
 	case "http", "https":
@@ -282,11 +278,7 @@ func (s tarballSource) do(ctx context.Context, client *http.Client, rng string) 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, err
+		return nil, fetch.StripURL(err)
 	}
 	return resp, nil
 }

@@ -54,6 +54,29 @@ type HandoverLease struct {
 	LeaseSeconds int64      `json:"lease_seconds"`
 }
 
+// linkMAC is the MAC address of link name, "" when it has none.
+func linkMAC(name string) string {
+	if nl, err := netlink.LinkByName(name); err == nil && len(nl.Attrs().HardwareAddr) > 0 {
+		return nl.Attrs().HardwareAddr.String()
+	}
+	return ""
+}
+
+// BootMAC is the MAC address of the link the machine booted from: the
+// first to get a DHCP lease, else the first configured statically; ""
+// when there is none.
+func (r *Result) BootMAC() string {
+	switch {
+	case r == nil:
+		return ""
+	case len(r.Leases) > 0:
+		return linkMAC(r.Leases[0].Interface)
+	case len(r.Static) > 0:
+		return linkMAC(r.Static[0].Name)
+	}
+	return ""
+}
+
 // Handover describes r, with hostname, for the OS.
 func (r *Result) Handover(hostname string) Handover {
 	h := Handover{Hostname: hostname}
@@ -66,10 +89,7 @@ func (r *Result) Handover(hostname string) Handover {
 		if l, ok := links[name]; ok {
 			return l
 		}
-		l := &HandoverLink{Name: name, Addresses: []string{}}
-		if nl, err := netlink.LinkByName(name); err == nil && len(nl.Attrs().HardwareAddr) > 0 {
-			l.MAC = nl.Attrs().HardwareAddr.String()
-		}
+		l := &HandoverLink{Name: name, Addresses: []string{}, MAC: linkMAC(name)}
 		links[name] = l
 		order = append(order, name)
 		return l

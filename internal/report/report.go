@@ -17,11 +17,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -103,8 +101,8 @@ type Sink struct {
 	acked   uint64 // every event up to it has been sent or dropped
 	ackCh   chan struct{}
 	id      event.Identity
-	offset  *time.Duration // time of day minus Mono, once the clock is set
-	ended   bool           // Discard or Close: nothing more is kept
+	bootAt  time.Time // the time of day the boot started, once the clock is set
+	ended   bool      // Discard or Close: nothing more is kept
 	started bool
 	failing bool // the last try failed (said once)
 	full    bool // events were dropped (said once)
@@ -156,8 +154,7 @@ func (s *Sink) Handle(e event.Event) {
 		s.id.MAC = cmp.Or(e.MAC, s.id.MAC)
 		s.id.Host = cmp.Or(e.Host, s.id.Host)
 	case event.ClockSet:
-		off := s.o.Now().Sub(time.Unix(0, 0)) - mono
-		s.offset = &off
+		s.bootAt = s.o.Now().UTC().Add(-mono)
 	}
 	s.seq++
 	r := event.NewRecord(e)
@@ -302,13 +299,13 @@ func (s *Sink) send(ctx context.Context, ep Endpoint, secrets *strings.Replacer)
 			fmt.Fprintf(s.o.Log, "ociboot: report: %v: %d events dropped\n", err, len(batch))
 			continue
 		}
-		after, err := post(ctx, ep, body)
+		after, permanent, err := post(ctx, ep, body)
 		switch {
 		case err == nil:
 			s.ack(last, len(batch), len(body), raw, true)
 			wait = firstWait
 			continue
-		case after < 0: // refused for good: retrying cannot help
+		case permanent: // retrying cannot help
 			s.ack(last, len(batch), 0, 0, false)
 			fmt.Fprintf(s.o.Log, "ociboot: report: %v: %d events dropped\n", err, len(batch))
 			continue
@@ -360,8 +357,8 @@ func (s *Sink) next(ctx context.Context) (batch []event.Record, last uint64, ok 
 // of day.
 func (s *Sink) stamp(r *event.Record) {
 	r.Boot, r.MAC, r.Host = s.id.BootID, s.id.MAC, s.id.Host
-	if s.offset != nil {
-		w := time.Unix(0, 0).Add(*s.offset + time.Duration(r.Mono*float64(time.Second))).UTC()
+	if !s.bootAt.IsZero() {
+		w := s.bootAt.Add(time.Duration(r.Mono * float64(time.Second)))
 		r.Wall = &w
 	}
 }
@@ -433,42 +430,32 @@ func encode(batch []event.Record, secrets *strings.Replacer) (body []byte, raw i
 }
 
 // post sends one batch. A failure says how long to wait at least before
-// the next try (what Retry-After asked), or after < 0 when the endpoint
-// refused the batch for good.
-func post(ctx context.Context, ep Endpoint, body []byte) (after time.Duration, err error) {
+// the next try (what Retry-After asked), or that the endpoint refused the
+// batch for good.
+func post(ctx context.Context, ep Endpoint, body []byte) (after time.Duration, permanent bool, err error) {
 	rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, ep.URL, bytes.NewReader(body))
 	if err != nil {
-		return -1, err
+		return 0, true, err
 	}
 	req.Header.Set("Content-Type", ContentType)
 	req.Header.Set("Content-Encoding", "gzip")
 	u := fetch.Redact(req.URL)
 	resp, err := ep.Client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("POST %s: %w", u, unwrapURLError(err))
+		return 0, false, fmt.Errorf("POST %s: %w", u, fetch.StripURL(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
-		return 0, nil
+		return 0, false, nil
 	}
 	err = fmt.Errorf("POST %s: the endpoint answered %s", u, resp.Status)
 	switch resp.StatusCode {
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
-		return -1, err
+		return 0, true, err
 	}
 	after, _ = fetch.Retry{}.Retryable(resp, nil)
-	return after, err
-}
-
-// unwrapURLError leaves out the URL the http client repeats, which may
-// hold credentials.
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
+	return after, false, err
 }

@@ -111,6 +111,14 @@ func newSink(t *testing.T, o report.Options) (*report.Sink, *endpoint, report.En
 	return report.New(o), ep, report.Endpoint{URL: srv.URL + "/v1/events", Client: srv.Client()}
 }
 
+// start starts s sending to target until the test ends.
+func start(t *testing.T, s *report.Sink, target report.Endpoint) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s.Start(ctx, target)
+}
+
 func flush(t *testing.T, s *report.Sink) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -133,9 +141,7 @@ func TestSendsInOrderWithIdentity(t *testing.T) {
 	s.Handle(event.Identity{MAC: "52:54:00:12:34:56"})
 	s.Handle(event.StageEnd{Stage: "network", Took: 2 * time.Second})
 	s.Handle(event.ClockSet{}) // at mono 6 s, 12:00:10
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx, target)
+	start(t, s, target)
 	s.Handle(event.ContainerExit{Job: "container 1", Status: 3})
 	s.Handle(event.PipelineStatus{Status: 3})
 	flush(t, s)
@@ -173,10 +179,8 @@ func TestEndpointDown(t *testing.T) {
 	var log bytes.Buffer
 	s, ep, target := newSink(t, report.Options{Log: &log})
 	ep.set(http.StatusServiceUnavailable)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	s.Handle(event.Identity{BootID: "b2"})
-	s.Start(ctx, target)
+	start(t, s, target)
 	for i := range 50 {
 		s.Handle(event.Message{Text: strings.Repeat("x", i)})
 	}
@@ -219,9 +223,7 @@ func TestBufferFull(t *testing.T) {
 		}
 	}
 	s.Handle(event.PipelineStatus{Status: 1})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx, target)
+	start(t, s, target)
 	flush(t, s)
 	recs, _ := ep.got()
 	var types []string
@@ -251,9 +253,7 @@ func TestBufferFull(t *testing.T) {
 func TestSecretsMasked(t *testing.T) {
 	s, ep, target := newSink(t, report.Options{})
 	target.Secrets = []string{"hunter2", ""}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx, target)
+	start(t, s, target)
 	s.Handle(event.Identity{BootID: "b4"})
 	s.Handle(event.Message{Text: `login with "hunter2"`})
 	s.Handle(event.ContainerFailed{Job: "container 1", Err: errors.New("bad password hunter2")})
@@ -269,10 +269,8 @@ func TestRefusedBatch(t *testing.T) {
 	var log bytes.Buffer
 	s, ep, target := newSink(t, report.Options{Log: &log})
 	ep.set(http.StatusBadRequest)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	s.Handle(event.Identity{BootID: "b5"})
-	s.Start(ctx, target)
+	start(t, s, target)
 	flush(t, s)
 	ep.set(0)
 	s.Handle(event.PipelineStatus{Status: 0})
