@@ -4,7 +4,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 BIN     := bin/ociboot
 GOFILES := $(shell find cmd internal test bench -name '*.go')
 # Brief fuzz runs of the parsers of outside input: layers, gzip, xz, the command
-# line, network and NTP parameters, keymaps. Each gets a number of
+# line, network and NTP parameters, keymaps, signatures. Each gets a number of
 # executions (a few seconds' worth), not a duration: Go 1.26's fuzz
 # coordinator can fail a duration-bound run with "context deadline
 # exceeded" when it ends (golang/go#75804, fixed in Go 1.27). New inputs
@@ -49,6 +49,8 @@ test: deps lint
 	$(FUZZ) 100000x -fuzz '^FuzzXZIndex$$' ./internal/image
 	$(FUZZ) 100000x -fuzz '^FuzzServe$$' ./internal/registry
 	$(FUZZ) 30000x -fuzz '^FuzzReceive$$' ./internal/fleet
+	$(FUZZ) 100000x -fuzz '^FuzzPayload$$' ./internal/signature
+	$(FUZZ) 20000x -fuzz '^FuzzBundle$$' ./internal/signature
 
 demo: deps build
 	./scripts/demo.sh

@@ -38,6 +38,7 @@ packages=(
 )
 STATICCHECK_VERSION=0.8.2 # honnef.co/go/tools v0.8.2 = staticcheck 2026.2.2
 VERSITYGW_VERSION=1.8.0   # the S3 server of the volume tests
+COSIGN_VERSION=3.1.3      # signs the images and tarballs of the signature tests (both of its formats)
 # The OCI distribution-spec conformance suite, run against serve's registry.
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 
@@ -71,6 +72,12 @@ if [ ! -x "$gobin/versitygw" ] || [ ! -f "$gobin/.versitygw-$VERSITYGW_VERSION" 
 	echo "installing versitygw $VERSITYGW_VERSION"
 	go install "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
 	touch "$gobin/.versitygw-$VERSITYGW_VERSION"
+fi
+# The real cosign CLI, which the signature tests hold ociboot's verifier to.
+# It builds some 300 modules: a few minutes on a fresh machine, once.
+if ! "$gobin/cosign" version 2>/dev/null | grep -q "GitVersion: *v$COSIGN_VERSION\$"; then
+	echo "installing cosign $COSIGN_VERSION"
+	go install "github.com/sigstore/cosign/v3/cmd/cosign@v$COSIGN_VERSION"
 fi
 # conformance names no version either.
 if [ ! -x "$gobin/conformance" ] || [ ! -f "$gobin/.conformance-$CONFORMANCE_VERSION" ]; then

@@ -28,6 +28,7 @@ import (
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/pipeline"
 	"github.com/ociboot/ociboot/internal/runtime"
+	"github.com/ociboot/ociboot/internal/trust"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +52,9 @@ func readInput() input {
 	in.baked, in.err = readBaked(bootcfg.BakedPath)
 	if in.err == nil {
 		in.err = readBakedRegistry(&in.baked, bootcfg.AuthPath, bootcfg.CAPath)
+	}
+	if in.err == nil {
+		in.baked.Trust, in.err = trust.ReadDir(trust.Dir)
 	}
 	if in.err != nil {
 		return in

@@ -15,6 +15,7 @@ import (
 	"github.com/ociboot/ociboot/internal/clock"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/netconf"
+	"github.com/ociboot/ociboot/internal/trust"
 )
 
 // paramDef is one parameter ociboot knows, under all its spellings.
@@ -74,6 +75,7 @@ func knownParams() []paramDef {
 		{names: []string{"ociboot.registry_auth"}, apply: applyRegistryAuth, key: authKey, secret: true, mask: maskPassword},
 		{names: []string{"ociboot.platform"}, apply: applyPlatform},
 		{names: []string{"ociboot.pull_timeout"}, apply: applyPullTimeout},
+		{names: []string{"ociboot.verify"}, apply: applyVerify},
 		{names: []string{"ociboot.cache_device", "b2c.cache_device"}, apply: applyCacheDevice},
 		{names: []string{"ociboot.cache_wait"}, apply: applyCacheWait},
 		{names: []string{"ociboot.cache_quota"}, apply: applyCacheQuota},
@@ -167,7 +169,10 @@ func parse(baked Baked, layers []layer) (*Plan, error) {
 // baked in.
 func newPlan(baked Baked) *Plan {
 	p := &Plan{PoweroffDelay: -1, PushTimeout: DefaultPushTimeout, LinkWait: netconf.DefaultLinkWait, Registry: image.PullOptions{Timeout: image.DefaultPullTimeout, CACerts: baked.CACerts},
-		shell: baked.Shell, keymaps: baked.Keymaps}
+		shell: baked.Shell, keymaps: baked.Keymaps, Trust: baked.Trust}
+	if p.Trust != nil && len(p.Trust.Keys()) > 0 {
+		p.Registry.Verify = p.Trust.Verification
+	}
 	for host, c := range baked.RegistryAuth {
 		if p.Registry.Auth == nil {
 			p.Registry.Auth = map[string]image.Credential{}
@@ -598,6 +603,24 @@ func applyPullTimeout(p *Plan, v Param) error {
 	d, err := durationValue(v, time.Second, "a duration such as 10m, 90s or 1h30m, or a number of seconds, at least 1s")
 	p.Registry.Timeout = d
 	return err
+}
+
+func applyVerify(p *Plan, v Param) error {
+	s, err := value(v)
+	if err != nil {
+		return fmt.Errorf("%w: require or warn", err)
+	}
+	t := p.Trust
+	if t == nil {
+		t, _ = trust.New(nil, trust.Policy{}) // checks nothing
+	}
+	if t, err = t.WithMode(trust.Mode(s)); err != nil {
+		return err
+	}
+	if len(t.Keys()) > 0 {
+		p.Trust, p.Registry.Verify = t, t.Verification
+	}
+	return nil
 }
 
 // durationValue reads a duration (10m, 90s, 1h30m) or a whole number of

@@ -11,6 +11,7 @@ import (
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/netconf"
 	"github.com/ociboot/ociboot/internal/switchroot"
+	"github.com/ociboot/ociboot/internal/trust"
 )
 
 // Where `ociboot build` writes the baked configuration inside the
@@ -70,6 +71,8 @@ type Baked struct {
 	RegistryAuth map[string]image.Credential `json:"-"`
 	// CACerts holds the PEM certificates read from CAPath.
 	CACerts []byte `json:"-"`
+	// Trust holds the keys and policy read from trust.Dir (nil: none).
+	Trust *trust.Trust `json:"-"`
 }
 
 // Image is a read-only filesystem image of the initramfs and where PID 1
@@ -160,6 +163,10 @@ type Plan struct {
 	// machine's) and the timeout of each pull, layers included
 	// (ociboot.pull_timeout=). Its Log and tuning fields are unset.
 	Registry image.PullOptions
+	// Trust is what signatures images and rootfs tarballs must carry:
+	// the keys and policy baked in, with ociboot.verify= applied; nil
+	// checks nothing. Registry.Verify is its Verification.
+	Trust *trust.Trust
 	// Storage is the local storage: the cache, swap, named filesystems.
 	Storage Storage
 	// S3 are the S3-compatible endpoints (minio=, ociboot.s3=), by alias;

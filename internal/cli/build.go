@@ -19,6 +19,7 @@ import (
 	"github.com/ociboot/ociboot/internal/initramfs"
 	"github.com/ociboot/ociboot/internal/storage"
 	"github.com/ociboot/ociboot/internal/switchroot"
+	"github.com/ociboot/ociboot/internal/trust"
 	"github.com/ociboot/ociboot/internal/uki"
 	"github.com/ociboot/ociboot/internal/usbimage"
 	"github.com/ociboot/ociboot/internal/vm"
@@ -36,6 +37,8 @@ func newBuildCmd() *cobra.Command {
 		includes    []string
 		authFile    string
 		caFiles     []string
+		verifyKeys  []string
+		verifyPol   string
 		mirrors     []string
 		shell       bool
 		keymaps     string
@@ -83,6 +86,11 @@ modification time of every file; the same inputs give the same bytes.`,
 			}
 			if err := registryOptions(&opts, authFile, caFiles, mirrors); err != nil {
 				return err
+			}
+			if len(verifyKeys) > 0 || verifyPol != "" {
+				if opts.Trust, err = trust.Load(verifyKeys, verifyPol); err != nil {
+					return err
+				}
 			}
 			if shell {
 				if opts.Shell, err = exec.LookPath("busybox"); err != nil {
@@ -136,6 +144,7 @@ modification time of every file; the same inputs give the same bytes.`,
 	f.StringVar(&opts.Cmdline, "cmdline", "", "default kernel parameters baked into the image")
 	f.StringVar(&authFile, "registry-auth", "", "docker config.json with registry credentials to bake in (stored mode 0600)")
 	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates to trust besides the embedded roots (repeatable)")
+	verifyFlags(f, &verifyKeys, &verifyPol)
 	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 	f.BoolVar(&shell, "shell", false, "include busybox (found on PATH) as /bin/sh, for ociboot.on_failure=shell")
 	f.StringArrayVar(&opts.Programs, "include-program", nil, "add a host program (a path, or a name found on PATH) at its host path, with the shared libraries it needs (repeatable)")
@@ -259,6 +268,9 @@ func printBuildReport(w io.Writer, rep *initramfs.Report, took time.Duration) {
 	}
 	if len(rep.AuthRegistries) > 0 {
 		fmt.Fprintf(w, "  registry credentials for: %s\n", strings.Join(rep.AuthRegistries, ", "))
+	}
+	for _, l := range rep.Verify {
+		fmt.Fprintf(w, "  verify: %s\n", l)
 	}
 	if rep.Shell != "" {
 		fmt.Fprintf(w, "  shell: %s (busybox)\n", rep.Shell)

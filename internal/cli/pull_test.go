@@ -18,13 +18,20 @@ import (
 // runCLI runs ociboot with args and returns its stderr and error.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	_, stderr, err := runCLIOut(t, args...)
+	return stderr, err
+}
+
+// runCLIOut runs the CLI with args and returns its stdout and stderr.
+func runCLIOut(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	root := NewRoot()
-	var stdout, stderr bytes.Buffer
-	root.SetOut(&stdout)
-	root.SetErr(&stderr)
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
 	root.SetArgs(args)
-	err := root.Execute()
-	return stderr.String(), err
+	err = root.Execute()
+	return out.String(), errOut.String(), err
 }
 
 func TestPullCommand(t *testing.T) {

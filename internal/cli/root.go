@@ -29,7 +29,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBuildCmd(), newVMCmd(), newServeCmd(), newPullCmd(), newAnalyzeCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newVMCmd(), newServeCmd(), newPullCmd(), newAnalyzeCmd(), newVerifyCmd(), newVersionCmd())
 	return root
 }
 

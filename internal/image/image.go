@@ -70,6 +70,10 @@ type PullOptions struct {
 	// Retry is the retry policy of every request; the zero value is
 	// fetch's default.
 	Retry fetch.Retry
+	// Verify, when set, says which signatures the image of repository
+	// at registry (as ParseReference normalizes them) must carry; nil,
+	// or a nil Verification, checks none.
+	Verify func(registry, repository string) *Verification
 	// Store, when set, keeps what is pulled: manifests, configs and
 	// layer blobs, and what each reference stood for. A blob already
 	// there is read from it (verified) instead of downloaded, and one
@@ -196,7 +200,7 @@ func (p *Puller) with(rq RegistryOverrides, registry string) (*Puller, error) {
 // when the registry is out of reach (down, unreachable, failing with
 // 5xx) a stored copy is returned, with a warning in the log naming the
 // image and its age.
-func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, err error) {
+func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (img v1.Image, err error) {
 	o := p.o
 	if rq.Platform.Architecture != "" || rq.Platform.OS != "" {
 		o.Platform = rq.Platform
@@ -222,6 +226,22 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (_ v1.Image, 
 	}
 	platform := o.platform()
 	cached, err := o.stored(r, platform, policy)
+	v := o.verification(r)
+	if v != nil && !v.Warn && (cached != nil || err != nil) {
+		// The store keeps no signatures: a stored copy cannot be
+		// checked, so the registry is asked.
+		if policy == PullNever {
+			return nil, fmt.Errorf("pull %s: --pull never, but the signatures of a stored copy are not kept, so it cannot be verified (%s)", r, v.Policy)
+		}
+		cached, err = nil, nil
+	}
+	if v != nil && cached != nil && o.Log != nil {
+		defer func() {
+			if err == nil && img == cached {
+				fmt.Fprintf(o.Log, "WARNING: the stored copy of %s is not verified: its signatures are not kept (%s); using it all the same\n", r, v.Policy)
+			}
+		}()
+	}
 	// What a digest stands for never changes: its stored copy needs no
 	// registry, whatever the policy.
 	if err != nil || (cached != nil && (policy != PullAlways || r.Digest != "")) {
@@ -425,6 +445,11 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 			}
 		}()
 		ctx = mctx
+	}
+	if v := o.verification(r); v != nil {
+		if nref, err = o.verifyAt(r, nref, v, remoteOptions(ctx, tr, keys)); err != nil {
+			return nil, err
+		}
 	}
 	img, cf, err := resolve(ctx, nref, platform, tr, keys, o.Store)
 	if err != nil {

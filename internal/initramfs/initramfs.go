@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -28,6 +29,7 @@ import (
 	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/kmod"
+	"github.com/ociboot/ociboot/internal/trust"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -80,6 +82,10 @@ type Options struct {
 	// CACerts holds PEM CA certificates trusted at boot besides the
 	// embedded roots, stored as bootcfg.CAPath.
 	CACerts []byte
+	// Trust holds the keys and the policy images and rootfs tarballs are
+	// verified with at boot, stored in trust.Dir with mode 0644; nil for
+	// none.
+	Trust *trust.Trust
 	// SourceDateEpoch is the modification time of every entry, in seconds
 	// since 1970 (SOURCE_DATE_EPOCH); default 0.
 	SourceDateEpoch int64
@@ -181,6 +187,8 @@ type Report struct {
 	AuthRegistries []string
 	// CACerts is how many certificates CACerts holds.
 	CACerts int
+	// Verify describes Trust, a line each (trust.Trust.Describe).
+	Verify []string
 	// Shell is the shell's path in the image ("" for none).
 	Shell string
 	// Mkfs is mke2fs's path in the image ("" for none).
@@ -399,6 +407,18 @@ func addRegistryFiles(t *tree, opts Options, rep *Report) error {
 		if err := t.addData(bootcfg.CAPath, opts.CACerts, 0o644, "the CA certificates"); err != nil {
 			return fmt.Errorf("initramfs: %w", err)
 		}
+	}
+	if opts.Trust != nil {
+		files, err := opts.Trust.Files()
+		if err != nil {
+			return fmt.Errorf("initramfs: the verification policy: %w", err)
+		}
+		for _, name := range slices.Sorted(maps.Keys(files)) {
+			if err := t.addData(path.Join(trust.Dir, name), files[name], 0o644, "the verification keys and policy"); err != nil {
+				return fmt.Errorf("initramfs: %w", err)
+			}
+		}
+		rep.Verify = opts.Trust.Describe()
 	}
 	return nil
 }

@@ -1,0 +1,376 @@
+package image_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/ociboot/ociboot/internal/cosigntest"
+	"github.com/ociboot/ociboot/internal/image"
+	"github.com/ociboot/ociboot/internal/registry"
+	"github.com/ociboot/ociboot/internal/registrytest"
+	"github.com/ociboot/ociboot/internal/signature"
+	"github.com/ociboot/ociboot/internal/store"
+)
+
+// TestVerifySignatures signs images in the CNCF registry with the real
+// cosign CLI, in both of its formats, and holds the puller's verdict on
+// each to cosign verify's: signed images pass, and each way of being
+// wrongly signed is refused with its reason.
+func TestVerifySignatures(t *testing.T) {
+	cosign := cosigntest.New(t)
+	reg := registrytest.Start(t)
+	dir := t.TempDir()
+	release := cosign.GenerateKeyPair(t, dir, "release")
+	other := cosign.GenerateKeyPair(t, dir, "other")
+	push := func(tag, marker string) (string, v1.Hash) {
+		img := registrytest.Image(t, v1.Config{Cmd: []string{marker}}, registrytest.Layer(t, registrytest.Entry{Name: "marker", Body: marker}))
+		ref := registrytest.Push(t, reg, "lab/app:"+tag, img)
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref, d
+	}
+	byDigest := func(ref string, d v1.Hash) string { return ref[:strings.LastIndexByte(ref, ':')] + "@" + d.String() }
+	ctx := context.Background()
+
+	legacy, legacyD := push("legacy", "legacy")
+	cosign.Sign(t, byDigest(legacy, legacyD), release, cosigntest.SigTag)
+	bundled, bundledD := push("bundle", "bundle")
+	cosign.Sign(t, byDigest(bundled, bundledD), release, cosigntest.Bundle)
+	unsigned, _ := push("unsigned", "unsigned")
+	otherKey, otherKeyD := push("other-key", "other-key")
+	cosign.Sign(t, byDigest(otherKey, otherKeyD), other, cosigntest.Bundle)
+	// A signature copied from another image: the legacy image's .sig
+	// manifest under the copied image's .sig tag.
+	copied, copiedD := push("copied", "copied")
+	copyManifest(t, sigTag(legacy, legacyD), sigTag(copied, copiedD))
+	// A tag moved to an unsigned manifest after it was signed.
+	moved, movedD := push("moved", "moved-signed")
+	cosign.Sign(t, byDigest(moved, movedD), release, cosigntest.Bundle)
+	push("moved", "moved-unsigned")
+	// A truncated bundle, attached as cosign attaches them.
+	truncated, truncatedD := push("truncated", "truncated")
+	bundle := fetchBundle(t, bundled, bundledD)
+	attachBundle(t, truncated, truncatedD, bundle[:len(bundle)/2])
+	// A multi-platform index, signed as a whole.
+	idx := registrytest.PlatformIndex(t, func(p v1.Platform) v1.Image {
+		return registrytest.Image(t, v1.Config{Cmd: []string{p.Architecture}}, registrytest.Layer(t, registrytest.Entry{Name: "arch", Body: p.Architecture}))
+	}, v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"})
+	multi := registrytest.PushIndex(t, reg, "lab/multi:v1", idx)
+	idxD, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosign.Sign(t, byDigest(multi, idxD), release, cosigntest.SigTag)
+
+	key := parseKey(t, release.Pub)
+	for _, c := range []struct {
+		name, ref string
+		format    cosigntest.Format
+		want      string // "" for verified, else the refusal's reason
+	}{
+		{"cosign 2.x signature", legacy, cosigntest.SigTag, ""},
+		{"cosign 3.x bundle", bundled, cosigntest.Bundle, ""},
+		{"signed index", multi, cosigntest.SigTag, ""},
+		{"by digest", byDigest(bundled, bundledD), cosigntest.Bundle, ""},
+		{"unsigned", unsigned, cosigntest.Bundle, "no signature: neither a sha256-"},
+		{"another key", otherKey, cosigntest.Bundle, "not signed by any of the keys: release.pub"},
+		{"copied signature", copied, cosigntest.SigTag, "signed by release.pub (ECDSA P-256 " + key.Hint()[:12] + ") for another manifest, " + legacyD.String()},
+		{"moved tag", moved, cosigntest.Bundle, "no signature"},
+		{"truncated bundle", truncated, cosigntest.Bundle, "malformed bundle: unexpected end of JSON input"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var log bytes.Buffer
+			p, err := image.NewPuller(image.PullOptions{Log: &log, Verify: verifyWith(&image.Verification{Keys: []signature.Key{key}, Policy: "policy default: require (release.pub)"})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := p.Pull(ctx, c.ref, image.Request{})
+			cosignOK, cosignOut := cosign.Verify(c.ref, release.Pub, c.format)
+			if (err == nil) != cosignOK {
+				t.Errorf("ociboot says %v, cosign verify says %v:\n%s", err, cosignOK, cosignOut)
+			}
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(log.String(), "signed by release.pub (ECDSA P-256 ") {
+					t.Errorf("log: %s", log.String())
+				}
+				if _, err := img.ConfigFile(); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "refused by the policy default: require (release.pub): manifest sha256:") ||
+				!strings.Contains(err.Error(), c.want) || !errors.Is(err, image.ErrRefused) {
+				t.Errorf("Pull: %v, want a refusal for %q", err, c.want)
+			}
+		})
+	}
+
+	t.Run("warn", func(t *testing.T) {
+		var log bytes.Buffer
+		p, err := image.NewPuller(image.PullOptions{Log: &log, Verify: verifyWith(&image.Verification{Keys: []signature.Key{key}, Warn: true, Policy: "policy scope lab: warn (release.pub)"})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Pull(ctx, otherKey, image.Request{}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(log.String(), "WARNING: "+otherKey[:strings.LastIndexByte(otherKey, ':')]) ||
+			!strings.Contains(log.String(), "is not verified (the policy scope lab: warn (release.pub)): referrer sha256:") ||
+			!strings.Contains(log.String(), "not signed by any of the keys: release.pub") || !strings.Contains(log.String(), "; using it all the same") {
+			t.Errorf("log: %s", log.String())
+		}
+	})
+
+	// The store keeps no signatures: under require a stored copy is not
+	// used without asking the registry; under warn it is, with a warning.
+	t.Run("store", func(t *testing.T) {
+		st, err := store.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pull := func(v *image.Verification, policy image.PullPolicy) (string, error) {
+			var log bytes.Buffer
+			p, err := image.NewPuller(image.PullOptions{Log: &log, Store: st, Verify: verifyWith(v)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := p.Pull(ctx, legacy, image.Request{Policy: policy})
+			if err == nil {
+				err = image.Unpack(ctx, img, t.TempDir(), nil)
+			}
+			return log.String(), err
+		}
+		require := &image.Verification{Keys: []signature.Key{key}, Policy: "test: require"}
+		warn := &image.Verification{Keys: []signature.Key{key}, Warn: true, Policy: "test: warn"}
+		for _, policy := range []image.PullPolicy{image.PullAlways, image.PullMissing} {
+			if log, err := pull(require, policy); err != nil || !strings.Contains(log, "verified "+legacy) {
+				t.Errorf("--pull %s: %v\n%s", policy, err, log)
+			}
+		}
+		if _, err := pull(require, image.PullNever); err == nil || !strings.Contains(err.Error(), "--pull never, but the signatures of a stored copy are not kept, so it cannot be verified (test: require)") {
+			t.Errorf("--pull never under require: %v", err)
+		}
+		if log, err := pull(warn, image.PullNever); err != nil || !strings.Contains(log, "WARNING: the stored copy of "+legacy+" is not verified: its signatures are not kept (test: warn)") {
+			t.Errorf("--pull never under warn: %v\n%s", err, log)
+		}
+	})
+
+	// The referrers API, where a registry has one: ociboot's own
+	// registry serves the bundled image and its bundle, without the
+	// referrers tag.
+	t.Run("referrers API", func(t *testing.T) {
+		lay := filepath.Join(t.TempDir(), "layout")
+		l, err := layout.Write(lay, empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := remoteImage(t, byDigest(bundled, bundledD))
+		if err := l.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "bundle"})); err != nil {
+			t.Fatal(err)
+		}
+		refs, err := remote.Referrers(mustDigest(t, byDigest(bundled, bundledD)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := refs.IndexManifest()
+		if err != nil || len(im.Manifests) != 1 {
+			t.Fatalf("referrers: %v, %v", im, err)
+		}
+		if err := l.AppendImage(remoteImage(t, byDigest(bundled, im.Manifests[0].Digest))); err != nil {
+			t.Fatal(err)
+		}
+		r := registry.New()
+		if err := r.AddLayout("lab/app", "", lay); err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(r)
+		defer srv.Close()
+		host := strings.TrimPrefix(srv.URL, "http://")
+		if tags := r.Tags("lab/app"); len(tags) != 1 {
+			t.Fatalf("the layout has tags %v, want only bundle (no referrers tag)", tags)
+		}
+		var log bytes.Buffer
+		p, err := image.NewPuller(image.PullOptions{Log: &log, Verify: verifyWith(&image.Verification{Keys: []signature.Key{key}, Policy: "test"})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Pull(ctx, host+"/lab/app:bundle", image.Request{}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(log.String(), "signed by release.pub") {
+			t.Errorf("log: %s", log.String())
+		}
+	})
+}
+
+// verifyWith is a PullOptions.Verify that asks v of every image.
+func verifyWith(v *image.Verification) func(string, string) *image.Verification {
+	return func(string, string) *image.Verification { return v }
+}
+
+func parseKey(t *testing.T, file string) signature.Key {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := signature.ParseKey(filepath.Base(file), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func mustDigest(t *testing.T, ref string) name.Digest {
+	t.Helper()
+	d, err := name.NewDigest(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func remoteImage(t *testing.T, ref string) v1.Image {
+	t.Helper()
+	img, err := remote.Image(mustDigest(t, ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// sigTag is the reference of the .sig tag of the image d pushed as ref.
+func sigTag(ref string, d v1.Hash) string {
+	return ref[:strings.LastIndexByte(ref, ':')] + ":" + strings.Replace(d.String(), ":", "-", 1) + ".sig"
+}
+
+// copyManifest puts the manifest of from under the tag of to, as is.
+func copyManifest(t *testing.T, from, to string) {
+	t.Helper()
+	src, err := name.NewTag(from, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := name.NewTag(to, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := desc.Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(dst, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fetchBundle returns the bundle cosign attached to the image d pushed as
+// ref.
+func fetchBundle(t *testing.T, ref string, d v1.Hash) []byte {
+	t.Helper()
+	refs, err := remote.Referrers(mustDigest(t, ref[:strings.LastIndexByte(ref, ':')]+"@"+d.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := refs.IndexManifest()
+	if err != nil || len(im.Manifests) == 0 {
+		t.Fatalf("referrers of %s: %v, %v", ref, im, err)
+	}
+	img := remoteImage(t, ref[:strings.LastIndexByte(ref, ':')]+"@"+im.Manifests[0].Digest.String())
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("bundle layers: %v, %v", layers, err)
+	}
+	rc, err := layers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(rc); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// attachBundle attaches data as a Sigstore bundle to the image d pushed
+// as ref, the way cosign 3.x does on a registry without the referrers
+// API: an artifact manifest whose subject is the image, listed in the
+// referrers tag.
+func attachBundle(t *testing.T, ref string, d v1.Hash, data []byte) {
+	t.Helper()
+	repo := ref[:strings.LastIndexByte(ref, ':')]
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), static.NewLayer(data, signature.BundleType))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(img, types.MediaType("application/vnd.oci.empty.v1+json"))
+	subject := remoteImage(t, repo+"@"+d.String())
+	sd, err := partialDescriptor(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.Subject(img, sd).(v1.Image)
+	att := mutate.Annotations(img, map[string]string{"dev.sigstore.bundle.content": "dsse-envelope"}).(v1.Image)
+	ad, err := att.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(mustDigest(t, repo+"@"+ad.String()), att); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := att.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{
+		Add: att, Descriptor: v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: int64(len(raw)), Digest: ad, ArtifactType: signature.BundleType},
+	})
+	tag, err := name.NewTag(repo+":"+strings.Replace(d.String(), ":", "-", 1), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(tag, index); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// partialDescriptor is img's descriptor.
+func partialDescriptor(img v1.Image) (v1.Descriptor, error) {
+	d, err := img.Digest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	size, err := img.Size()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{MediaType: mt, Size: size, Digest: d}, nil
+}

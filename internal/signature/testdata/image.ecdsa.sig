@@ -1,0 +1,1 @@
+MEUCIQCfmlYSdzhy4bgq0vH5KHGaLiofQ7mki8omsdeJj7pDmwIgWMS6Fq0Bf4kIpCuxoDneuD3HsSmCozRdhC7J3sfa9AI=
