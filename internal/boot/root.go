@@ -35,7 +35,7 @@ func switchRoot(ctx context.Context, s *state) error {
 		Size:      plan.RootSize,
 		SizeParam: plan.RootSizeParam,
 		Puller:    s.puller,
-		Tarball:   image.TarballOptions{Fetch: fetch.Options{CACerts: plan.Registry.CACerts}},
+		Tarball:   image.TarballOptions{Fetch: fetch.Options{CACerts: plan.Registry.CACerts}, Verify: plan.TarballVerification()},
 		Log:       log,
 	})
 	if err != nil {

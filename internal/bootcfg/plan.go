@@ -465,3 +465,12 @@ type Ulimit struct {
 	Name       string
 	Soft, Hard uint64
 }
+
+// TarballVerification is what the download of the root's tarball checks
+// of its signature, nil for nothing.
+func (p *Plan) TarballVerification() *image.Verification {
+	if p.Trust == nil {
+		return nil
+	}
+	return p.Trust.TarballVerification(p.Root)
+}

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/ociboot/ociboot/internal/fetch"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/trust"
 	"github.com/spf13/cobra"
@@ -22,8 +24,8 @@ func newVerifyCmd() *cobra.Command {
 		registry pullFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "verify IMAGE",
-		Short: "Check an image's cosign signatures as the init would",
+		Use:   "verify IMAGE|URL",
+		Short: "Check the cosign signature of an image or a rootfs tarball as the init would",
 		Long: `verify checks the cosign signatures of IMAGE with the keys of --verify-key
 and the policy of --verify-policy, the flags ` + "`ociboot build`" + ` bakes in, with
 the init's own code: it resolves IMAGE to its manifest (or index) digest,
@@ -32,7 +34,13 @@ tag of cosign 2.x, the Sigstore bundle referrers of cosign 3.x), and checks
 them. It says which key signed; a refusal says why (no signature, another
 key, a signature of another manifest, a malformed bundle) and exits 1.
 Under a warn scope it prints the warning and exits 0, as the boot goes on.
-Registries are reached as by ` + "`ociboot pull`" + `.`,
+Registries are reached as by ` + "`ociboot pull`" + `.
+
+A URL (http://, https:// or file://) names a rootfs tarball, as
+ociboot.root= does: its signature, URL.sig or else URL.sigstore.json (what
+cosign sign-blob writes with --output-signature or --bundle), is fetched
+and the whole file is read and checked against it, and against its
+#sha256= pin when it has one; nothing is unpacked.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM)
@@ -51,6 +59,12 @@ Registries are reached as by ` + "`ociboot pull`" + `.`,
 				}
 			}
 			out := cmd.OutOrStdout()
+			if isTarballURL(args[0]) {
+				if registry.platform != "" || registry.authFile != "" || len(registry.mirrors) > 0 || len(registry.insecure) > 0 {
+					return errors.New("--platform, --registry-auth, --registry-mirror and --insecure-registry do not apply to a rootfs tarball URL")
+				}
+				return verifyTarball(ctx, out, args[0], t, registry.caFiles)
+			}
 			po, err := registry.pullOptions(plat, out)
 			if err != nil {
 				return err
@@ -94,4 +108,19 @@ func verifyImage(ctx context.Context, out io.Writer, ref string, t *trust.Trust,
 	}
 	_, err = p.Pull(ctx, ref, image.Request{})
 	return err
+}
+
+// verifyTarball reads the rootfs tarball at rawURL through its signature
+// check as t says, and tells what it found.
+func verifyTarball(ctx context.Context, out io.Writer, rawURL string, t *trust.Trust, caFiles []string) error {
+	v := t.TarballVerification(rawURL)
+	if v == nil {
+		fmt.Fprintf(out, "%s is not checked: %s\n", rawURL, t.URLDecision(rawURL))
+		return nil
+	}
+	po, err := pullFlags{caFiles: caFiles}.pullOptions(v1.Platform{}, out)
+	if err != nil {
+		return err
+	}
+	return image.VerifyTarball(ctx, rawURL, image.TarballOptions{Log: out, Verify: v, Fetch: fetch.Options{CACerts: po.CACerts}})
 }

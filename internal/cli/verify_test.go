@@ -138,4 +138,22 @@ func TestVerifyCommand(t *testing.T) {
 	if _, _, err := runCLIOut(t, "verify", unsigned); err == nil || !strings.Contains(err.Error(), "no key: give the keys with --verify-key") {
 		t.Errorf("verify without a key: %v", err)
 	}
+
+	// A rootfs tarball, by file:// URL, and its detached signature.
+	tarball := filepath.Join(dir, "rootfs.tar")
+	if err := os.WriteFile(tarball, registrytest.Tar(t, registrytest.Entry{Name: "etc/os-release", Body: "ID=test\n"}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = runCLIOut(t, "verify", "--verify-key", k.Pub, "file://"+tarball)
+	if err == nil || !strings.Contains(err.Error(), "rootfs tarball file://"+tarball+": refused by the policy default: require (release.pub): no signature: neither file://"+tarball+".sig nor") {
+		t.Errorf("verify an unsigned tarball: %v", err)
+	}
+	cosign.SignBlob(t, tarball, k, cosigntest.SigTag, tarball+".sig")
+	out, errOut, err = runCLIOut(t, "verify", "--verify-key", k.Pub, "file://"+tarball)
+	if err != nil || !strings.Contains(out, "rootfs tarball file://"+tarball+": signed by release.pub (ECDSA P-256 ") {
+		t.Errorf("verify a signed tarball: %v\n%s%s", err, out, errOut)
+	}
+	if _, _, err := runCLIOut(t, "verify", "--verify-key", k.Pub, "--platform", "linux/arm64", "file://"+tarball); err == nil || !strings.Contains(err.Error(), "do not apply to a rootfs tarball URL") {
+		t.Errorf("verify a tarball with --platform: %v", err)
+	}
 }

@@ -43,6 +43,12 @@ type TarballOptions struct {
 	// sizes, before anything is written; an error from it stops the
 	// unpack and is returned.
 	Check func(TarballSize) error
+	// Verify, when set, is the signature the tarball must carry: its
+	// detached signature, URL.sig (a base64 signature or a bundle) or
+	// else URL.sigstore.json (a bundle), as `cosign sign-blob` writes
+	// them, is fetched first, and the file is checked against it as it
+	// streams in, in the same pass as the pin.
+	Verify *Verification
 }
 
 // UnpackTarball streams the rootfs tarball at rawURL into the existing
@@ -159,39 +165,51 @@ func redactTarballURL(s string) string {
 	return u.String()
 }
 
-// unpack opens the source and streams it into dir.
-func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions) error {
-	start := time.Now()
-
-	var body io.ReadCloser
-	var size int64
-	var tail func(n int64) ([]byte, error)
-	var err error
+// open opens the source: the file, or the body of a GET through the
+// client; size is -1 when unknown, and tail reads the file's last n
+// bytes.
+func (s tarballSource) open(ctx context.Context, client *http.Client) (body io.ReadCloser, size int64, tail func(n int64) ([]byte, error), err error) {
 	if s.u.Scheme == "file" {
-		var f *os.File
-		f, size, err = openTarballFile(s.u.Path)
-		body = f
-		tail = func(n int64) ([]byte, error) {
+		f, size, err := openTarballFile(s.u.Path)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		return f, size, func(n int64) ([]byte, error) {
 			b := make([]byte, n)
 			_, err := f.ReadAt(b, size-n)
 			return b, err
-		}
-	} else {
-		client := o.Client
-		if client == nil {
-			if client, err = fetch.New(o.Fetch); err != nil {
-				return err
-			}
-		}
-		body, size, err = s.get(ctx, client)
-		tail = func(n int64) ([]byte, error) { return s.tail(ctx, client, size, n) }
+		}, nil
 	}
+	body, size, err = s.get(ctx, client)
+	return body, size, func(n int64) ([]byte, error) { return s.tail(ctx, client, size, n) }, err
+}
+
+// client is o's HTTP client for s (nil for a file).
+func (s tarballSource) client(o TarballOptions) (*http.Client, error) {
+	if s.u.Scheme == "file" || o.Client != nil {
+		return o.Client, nil
+	}
+	return fetch.New(o.Fetch)
+}
+
+// unpack opens the source and streams it into dir.
+func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions) error {
+	start := time.Now()
+	client, err := s.client(o)
+	if err != nil {
+		return err
+	}
+	check, err := s.checker(ctx, client, o)
+	if err != nil {
+		return err
+	}
+	body, size, tail, err := s.open(ctx, client)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
 
-	raw := &tarballMeter{ctx: ctx, r: body, h: sha256.New()}
+	raw := &tarballMeter{ctx: ctx, r: body, h: sha256.New(), also: check.writer()}
 	rawBuf := bufio.NewReaderSize(raw, 1<<20)
 	head, _ := rawBuf.Peek(maxZstdHeader)
 	head = bytes.Clone(head)
@@ -223,23 +241,76 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	if _, err := io.Copy(io.Discard, rawBuf); err != nil {
 		return fmt.Errorf("read the file after the %s stream's end: %w", kind, err)
 	}
-
-	sum := raw.h.Sum(nil)
-	if s.sha256 != nil && !bytes.Equal(sum, s.sha256) {
-		return fmt.Errorf("sha256 mismatch: #sha256= wants %x, the %s downloaded have %x; the root in %s must not be used", s.sha256, formatSize(raw.n), sum, dir)
-	}
-	verdict := "(not pinned)"
-	if s.sha256 != nil {
-		verdict = "verified"
+	sum, err := s.verdict(raw, check, o.Log)
+	if err != nil {
+		return fmt.Errorf("%w; the root in %s must not be used", err, dir)
 	}
 	tar := formatSize(tarStream.n) + " tar"
 	if xr, ok := plain.(*xz.Reader); ok && xr.ParallelBlocks() > 0 {
 		tar += fmt.Sprintf(", %d xz blocks decoded in parallel", xr.ParallelBlocks())
 	}
 	took := time.Since(start)
-	fmt.Fprintf(o.Log, "rootfs tarball %s: applied %s (%s) in %.1fs, %s/s, sha256:%x %s\n",
+	fmt.Fprintf(o.Log, "rootfs tarball %s: applied %s (%s) in %.1fs, %s/s, %s\n",
 		s.name, formatSize(raw.n), tar, took.Seconds(),
-		formatSize(int64(float64(raw.n)/max(took.Seconds(), 1e-3))), sum, verdict)
+		formatSize(int64(float64(raw.n)/max(took.Seconds(), 1e-3))), sum)
+	return nil
+}
+
+// verdict checks the whole file read through raw against the pin and the
+// signature, and says how it was checked: "sha256:HEX verified" or
+// "sha256:HEX (not pinned)".
+func (s tarballSource) verdict(raw *tarballMeter, check *tarballCheck, log io.Writer) (string, error) {
+	sum := raw.h.Sum(nil)
+	if s.sha256 != nil && !bytes.Equal(sum, s.sha256) {
+		return "", fmt.Errorf("sha256 mismatch: #sha256= wants %x, the %s downloaded have %x", s.sha256, formatSize(raw.n), sum)
+	}
+	if err := check.done(s.name, log); err != nil {
+		return "", err
+	}
+	if s.sha256 != nil {
+		return fmt.Sprintf("sha256:%x verified", sum), nil
+	}
+	return fmt.Sprintf("sha256:%x (not pinned)", sum), nil
+}
+
+// VerifyTarball checks the rootfs tarball at rawURL as UnpackTarball
+// does, its #sha256= pin and its signature (o.Verify), reading it to the
+// end without unpacking it: ociboot verify URL.
+func VerifyTarball(ctx context.Context, rawURL string, o TarballOptions) error {
+	src, err := parseTarballURL(rawURL)
+	if err != nil {
+		return fmt.Errorf("rootfs tarball %s: %w", redactTarballURL(rawURL), err)
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	err = func() error {
+		client, err := src.client(o)
+		if err != nil {
+			return err
+		}
+		check, err := src.checker(ctx, client, o)
+		if err != nil {
+			return err
+		}
+		body, _, _, err := src.open(ctx, client)
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		raw := &tarballMeter{ctx: ctx, r: body, h: sha256.New(), also: check.writer()}
+		if _, err := io.Copy(io.Discard, raw); err != nil {
+			return err
+		}
+		sum, err := src.verdict(raw, check, o.Log)
+		if err == nil {
+			fmt.Fprintf(o.Log, "rootfs tarball %s: %s, %s\n", src.name, formatSize(raw.n), sum)
+		}
+		return err
+	}()
+	if err != nil {
+		return fmt.Errorf("rootfs tarball %s: %w", src.name, err)
+	}
 	return nil
 }
 
@@ -324,10 +395,11 @@ func (s tarballSource) tail(ctx context.Context, client *http.Client, size, n in
 // tarballMeter counts (and, with h set, hashes) what is read through it,
 // and stops with ctx's cause once ctx is done.
 type tarballMeter struct {
-	ctx context.Context
-	r   io.Reader
-	h   hash.Hash
-	n   int64
+	ctx  context.Context
+	r    io.Reader
+	h    hash.Hash
+	also io.Writer // nil: none
+	n    int64
 }
 
 func (m *tarballMeter) Read(p []byte) (int, error) {
@@ -338,6 +410,9 @@ func (m *tarballMeter) Read(p []byte) (int, error) {
 	m.n += int64(n)
 	if m.h != nil {
 		m.h.Write(p[:n])
+	}
+	if m.also != nil {
+		m.also.Write(p[:n])
 	}
 	if err != nil && err != io.EOF && m.ctx.Err() != nil {
 		err = context.Cause(m.ctx) // say why the read was cut short

@@ -14,10 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ociboot/ociboot/internal/cosigntest"
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/registry"
@@ -45,7 +42,7 @@ func TestVerifySignatures(t *testing.T) {
 		}
 		return ref, d
 	}
-	byDigest := func(ref string, d v1.Hash) string { return ref[:strings.LastIndexByte(ref, ':')] + "@" + d.String() }
+	byDigest := cosigntest.ByDigest
 	ctx := context.Background()
 
 	legacy, legacyD := push("legacy", "legacy")
@@ -58,15 +55,15 @@ func TestVerifySignatures(t *testing.T) {
 	// A signature copied from another image: the legacy image's .sig
 	// manifest under the copied image's .sig tag.
 	copied, copiedD := push("copied", "copied")
-	copyManifest(t, sigTag(legacy, legacyD), sigTag(copied, copiedD))
+	cosigntest.CopySignature(t, legacy, legacyD, copied, copiedD)
 	// A tag moved to an unsigned manifest after it was signed.
 	moved, movedD := push("moved", "moved-signed")
 	cosign.Sign(t, byDigest(moved, movedD), release, cosigntest.Bundle)
 	push("moved", "moved-unsigned")
 	// A truncated bundle, attached as cosign attaches them.
 	truncated, truncatedD := push("truncated", "truncated")
-	bundle := fetchBundle(t, bundled, bundledD)
-	attachBundle(t, truncated, truncatedD, bundle[:len(bundle)/2])
+	bundle := cosigntest.FetchBundle(t, bundled, bundledD)
+	cosigntest.AttachBundle(t, truncated, truncatedD, bundle[:len(bundle)/2])
 	// A multi-platform index, signed as a whole.
 	idx := registrytest.PlatformIndex(t, func(p v1.Platform) v1.Image {
 		return registrytest.Image(t, v1.Config{Cmd: []string{p.Architecture}}, registrytest.Layer(t, registrytest.Entry{Name: "arch", Body: p.Architecture}))
@@ -138,6 +135,25 @@ func TestVerifySignatures(t *testing.T) {
 			!strings.Contains(log.String(), "not signed by any of the keys: release.pub") || !strings.Contains(log.String(), "; using it all the same") {
 			t.Errorf("log: %s", log.String())
 		}
+	})
+
+	// A mirror holding the image but not its signatures is passed over
+	// for the registry, which has them.
+	t.Run("mirror", func(t *testing.T) {
+		mirror := registrytest.Start(t)
+		img := remoteImage(t, byDigest(legacy, legacyD))
+		registrytest.Push(t, mirror, "lab/app:legacy", img)
+		var log bytes.Buffer
+		p, err := image.NewPuller(image.PullOptions{Log: &log, Verify: verifyWith(&image.Verification{Keys: []signature.Key{key}, Policy: "test"}),
+			Mirrors: []image.Mirror{{Registry: reg.Addr, Mirrors: []string{mirror.Addr}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Pull(ctx, legacy, image.Request{}); err != nil {
+			t.Fatal(err)
+		}
+		inOrderLog(t, log.String(), "from mirror "+mirror.Addr, "refused by the test: manifest "+legacyD.String()+": no signature", "trying the next source",
+			"verified "+legacy+" "+legacyD.String()+": signed by release.pub")
 	})
 
 	// The store keeps no signatures: under require a stored copy is not
@@ -258,119 +274,15 @@ func remoteImage(t *testing.T, ref string) v1.Image {
 	return img
 }
 
-// sigTag is the reference of the .sig tag of the image d pushed as ref.
-func sigTag(ref string, d v1.Hash) string {
-	return ref[:strings.LastIndexByte(ref, ':')] + ":" + strings.Replace(d.String(), ":", "-", 1) + ".sig"
-}
-
-// copyManifest puts the manifest of from under the tag of to, as is.
-func copyManifest(t *testing.T, from, to string) {
+// inOrderLog checks that log holds wants, in that order.
+func inOrderLog(t *testing.T, log string, wants ...string) {
 	t.Helper()
-	src, err := name.NewTag(from, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
+	rest := log
+	for _, w := range wants {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("the log lacks %q after what came before:\n%s", w, log)
+		}
+		rest = rest[i+len(w):]
 	}
-	desc, err := remote.Get(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := name.NewTag(to, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := desc.Image()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(dst, img); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// fetchBundle returns the bundle cosign attached to the image d pushed as
-// ref.
-func fetchBundle(t *testing.T, ref string, d v1.Hash) []byte {
-	t.Helper()
-	refs, err := remote.Referrers(mustDigest(t, ref[:strings.LastIndexByte(ref, ':')]+"@"+d.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := refs.IndexManifest()
-	if err != nil || len(im.Manifests) == 0 {
-		t.Fatalf("referrers of %s: %v, %v", ref, im, err)
-	}
-	img := remoteImage(t, ref[:strings.LastIndexByte(ref, ':')]+"@"+im.Manifests[0].Digest.String())
-	layers, err := img.Layers()
-	if err != nil || len(layers) != 1 {
-		t.Fatalf("bundle layers: %v, %v", layers, err)
-	}
-	rc, err := layers[0].Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(rc); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// attachBundle attaches data as a Sigstore bundle to the image d pushed
-// as ref, the way cosign 3.x does on a registry without the referrers
-// API: an artifact manifest whose subject is the image, listed in the
-// referrers tag.
-func attachBundle(t *testing.T, ref string, d v1.Hash, data []byte) {
-	t.Helper()
-	repo := ref[:strings.LastIndexByte(ref, ':')]
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), static.NewLayer(data, signature.BundleType))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(img, types.MediaType("application/vnd.oci.empty.v1+json"))
-	subject := remoteImage(t, repo+"@"+d.String())
-	sd, err := partialDescriptor(subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.Subject(img, sd).(v1.Image)
-	att := mutate.Annotations(img, map[string]string{"dev.sigstore.bundle.content": "dsse-envelope"}).(v1.Image)
-	ad, err := att.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(mustDigest(t, repo+"@"+ad.String()), att); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := att.RawManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	index := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{
-		Add: att, Descriptor: v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: int64(len(raw)), Digest: ad, ArtifactType: signature.BundleType},
-	})
-	tag, err := name.NewTag(repo+":"+strings.Replace(d.String(), ":", "-", 1), name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(tag, index); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// partialDescriptor is img's descriptor.
-func partialDescriptor(img v1.Image) (v1.Descriptor, error) {
-	d, err := img.Digest()
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	size, err := img.Size()
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	return v1.Descriptor{MediaType: mt, Size: size, Digest: d}, nil
 }

@@ -281,9 +281,31 @@ func (t *Trust) Policy() Policy { return t.policy }
 // Verification is what a pull of the image of repository at registry
 // checks, nil when the policy accepts it unsigned.
 func (t *Trust) Verification(registry, repository string) *image.Verification {
-	d := t.Image(registry, repository)
+	return t.Image(registry, repository).verification()
+}
+
+// verification is what a pull checks under d, nil for nothing.
+func (d Decision) verification() *image.Verification {
 	if d.Mode == Accept {
 		return nil
 	}
 	return &image.Verification{Keys: d.Keys, Warn: d.Mode == Warn, Policy: d.String()}
+}
+
+// URLDecision is what applies to the tarball at rawURL (its #sha256= pin
+// apart); a URL that does not parse gets the default.
+func (t *Trust) URLDecision(rawURL string) Decision {
+	base, _, _ := strings.Cut(rawURL, "#")
+	u, err := url.Parse(base)
+	if err != nil {
+		return t.decide(func(scope) bool { return false })
+	}
+	return t.URL(u)
+}
+
+// TarballVerification is what the download of the rootfs tarball at
+// rawURL (its #sha256= pin apart) checks, nil when the policy accepts it
+// unsigned.
+func (t *Trust) TarballVerification(rawURL string) *image.Verification {
+	return t.URLDecision(rawURL).verification()
 }

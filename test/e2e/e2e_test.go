@@ -280,6 +280,7 @@ func TestBoot(t *testing.T) {
 	f.podmanTests(t)
 	f.systemdContainerTests(t)
 	f.reportTests(t)
+	f.verifyTests(t)
 
 	t.Run("pipeline", func(t *testing.T) {
 		t.Parallel()
