@@ -61,6 +61,7 @@ bench: deps build
 	./bench/root.sh
 	./bench/modules.sh
 	./bench/netboot.sh
+	./bench/verify.sh
 	$(GO) test -run '^$$' -bench Gunzip ./internal/inflate
 	$(GO) test -run '^$$' -bench Decode ./internal/xz
 	$(GO) test -run '^$$' -bench Blob100MiB ./internal/registry

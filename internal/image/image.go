@@ -226,21 +226,31 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (img v1.Image
 	}
 	platform := o.platform()
 	cached, err := o.stored(r, platform, policy)
-	v := o.verification(r)
-	if v != nil && !v.Warn && (cached != nil || err != nil) {
-		// The store keeps no signatures: a stored copy cannot be
-		// checked, so the registry is asked.
-		if policy == PullNever {
-			return nil, fmt.Errorf("pull %s: --pull never, but the signatures of a stored copy are not kept, so it cannot be verified (%s)", r, v.Policy)
-		}
-		cached, err = nil, nil
-	}
-	if v != nil && cached != nil && o.Log != nil {
-		defer func() {
-			if err == nil && img == cached {
-				fmt.Fprintf(o.Log, "WARNING: the stored copy of %s is not verified: its signatures are not kept (%s); using it all the same\n", r, v.Policy)
+	if v := o.verification(r); v != nil && cached != nil {
+		// The stored copy is checked with the signature kept with it,
+		// under today's keys.
+		var note string
+		k, verr := o.verifyStored(r, platform, v)
+		switch {
+		case verr == nil:
+			note = fmt.Sprintf("verified the stored copy of %s: signed by %s\n", r, k)
+		case v.Warn:
+			note = fmt.Sprintf("WARNING: the stored copy of %s is not verified (the %s): %v; using it all the same\n", r, v.Policy, verr)
+		case policy == PullNever:
+			return nil, fmt.Errorf("pull %s: --pull never, but its stored copy cannot be verified (the %s): %v", r, v.Policy, verr)
+		default:
+			if o.Log != nil {
+				fmt.Fprintf(o.Log, "the stored copy of %s cannot be verified (the %s): %v; asking the registry\n", r, v.Policy, verr)
 			}
-		}()
+			cached = nil
+		}
+		if note != "" && o.Log != nil {
+			defer func() {
+				if err == nil && img == cached {
+					fmt.Fprint(o.Log, note)
+				}
+			}()
+		}
 	}
 	// What a digest stands for never changes: its stored copy needs no
 	// registry, whatever the policy.
@@ -263,12 +273,12 @@ func (p *Puller) Pull(ctx context.Context, ref string, rq Request) (img v1.Image
 	var failures []error
 	eps := endpoints(r, o.Mirrors)
 	for i, ep := range eps {
-		img, err := o.pullFrom(ctx, r, ep, p.tr, p.keys)
+		img, kept, err := o.pullFrom(ctx, r, ep, p.tr, p.keys)
 		if err == nil {
 			if ep.mirror {
 				img = o.withBlobFallback(ctx, img, r, ep, eps[i+1:], p.tr, p.keys)
 			}
-			pending, err := o.pendingRef(r, platform, img)
+			pending, err := o.pendingRef(r, platform, img, kept)
 			if err == nil {
 				err = pending.record()
 			}
@@ -358,8 +368,8 @@ func (o PullOptions) stored(r Reference, platform v1.Platform, policy PullPolicy
 
 // pendingRef is the ref to record in the store for r on platform, now
 // that img was pulled, once the store holds all of img (nil without a
-// store).
-func (o PullOptions) pendingRef(r Reference, platform v1.Platform, img v1.Image) (*pendingRef, error) {
+// store), with the signature it was verified with (kept, nil for none).
+func (o PullOptions) pendingRef(r Reference, platform v1.Platform, img v1.Image, kept *keptSignature) (*pendingRef, error) {
 	if o.Store == nil {
 		return nil, nil
 	}
@@ -375,7 +385,13 @@ func (o PullOptions) pendingRef(r Reference, platform v1.Platform, img v1.Image)
 	if err != nil {
 		return nil, err
 	}
-	return &pendingRef{img: si, ref: store.Ref{Name: refName(r, platform), Digest: d, Pulled: o.now()}}, nil
+	ref := store.Ref{Name: refName(r, platform), Digest: d, Pulled: o.now()}
+	if kept != nil {
+		if ref.Signature, err = kept.keep(o.Store); err != nil {
+			return nil, err
+		}
+	}
+	return &pendingRef{img: si, ref: ref}, nil
 }
 
 // used notes in the store that its copy of r for platform is used now,
@@ -407,7 +423,7 @@ func (o PullOptions) now() time.Time {
 
 // pullFrom resolves r at one endpoint; a mirror gets o.MirrorTimeout to
 // serve the manifest and config.
-func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr http.RoundTripper, keys keychain) (img v1.Image, err error) {
+func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr http.RoundTripper, keys keychain) (img v1.Image, kept *keptSignature, err error) {
 	platform := o.platform()
 	where := "registry " + ep.host
 	if ep.mirror {
@@ -415,12 +431,12 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 	}
 	defer func() {
 		if err != nil {
-			img, err = nil, fmt.Errorf("pull %s (%s) from %s: %w", r, platform.String(), where, err)
+			img, kept, err = nil, nil, fmt.Errorf("pull %s (%s) from %s: %w", r, platform.String(), where, err)
 		}
 	}()
 	nref, err := r.nameAtPath(ep.host, ep.repository, o.insecure(ep.host))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if ep.mirror {
 		// A mirror gets little time and few retries to serve the
@@ -447,23 +463,23 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 		ctx = mctx
 	}
 	if v := o.verification(r); v != nil {
-		if nref, err = o.verifyAt(r, nref, v, remoteOptions(ctx, tr, keys)); err != nil {
-			return nil, err
+		if nref, kept, err = o.verifyAt(r, nref, v, remoteOptions(ctx, tr, keys)); err != nil {
+			return nil, nil, err
 		}
 	}
 	img, cf, err := resolve(ctx, nref, platform, tr, keys, o.Store)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if (cf.OS != "" && cf.OS != platform.OS) || (cf.Architecture != "" && cf.Architecture != platform.Architecture) ||
 		(cf.Variant != "" && platform.Variant != "" && cf.Variant != platform.Variant) {
 		got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
-		return nil, fmt.Errorf("image is for %s, want %s", got.String(), platform.String())
+		return nil, nil, fmt.Errorf("image is for %s, want %s", got.String(), platform.String())
 	}
 	if o.Log != nil {
 		d, err := img.Digest()
 		if err != nil {
-			return nil, fmt.Errorf("manifest digest: %w", err)
+			return nil, nil, fmt.Errorf("manifest digest: %w", err)
 		}
 		from := ""
 		if ep.mirror {
@@ -471,7 +487,7 @@ func (o PullOptions) pullFrom(ctx context.Context, r Reference, ep endpoint, tr 
 		}
 		fmt.Fprintf(o.Log, "pulled %s %s (%s)%s\n", r, d, platform.String(), from)
 	}
-	return img, nil
+	return img, kept, nil
 }
 
 // insecure tells whether host (normalized) is one of o.Insecure.

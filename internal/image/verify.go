@@ -51,31 +51,27 @@ var ErrRefused = errors.New("refused")
 // repository: its sha256-HEX.sig tag (cosign 2.x) and its Sigstore bundle
 // referrers (cosign 3.x; the referrers tag where the registry has no
 // referrers API). Under v.Warn, a missing or invalid signature is a
-// warning in the log.
-func (o PullOptions) verifyAt(r Reference, nref name.Reference, v *Verification, opts []remote.Option) (name.Reference, error) {
-	var d v1.Hash
-	if dig, ok := nref.(name.Digest); ok {
-		h, err := v1.NewHash(dig.DigestStr())
-		if err != nil {
-			return nil, err
-		}
-		d = h
-	} else {
-		desc, err := remote.Head(nref, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("manifest: %w", err)
-		}
-		d = desc.Digest
+// warning in the log. The signature that verified is returned too (nil
+// under Warn without one), for the store to keep.
+func (o PullOptions) verifyAt(r Reference, nref name.Reference, v *Verification, opts []remote.Option) (name.Reference, *keptSignature, error) {
+	desc, err := remote.Get(nref, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("manifest: %w", err)
 	}
+	d := desc.Digest
 	byDigest := nref.Context().Digest(d.String())
 	sigs, err := signaturesAt(nref.Context(), d, opts)
 	if err == nil {
-		var k signature.Key
-		if k, err = signature.VerifyImage(d, sigs, v.Keys); err == nil {
+		var ok signature.Verified
+		if ok, err = signature.VerifyImage(d, sigs, v.Keys); err == nil {
 			if o.Log != nil {
-				fmt.Fprintf(o.Log, "verified %s %s: signed by %s\n", r, d, k)
+				fmt.Fprintf(o.Log, "verified %s %s: signed by %s\n", r, d, ok.Key)
 			}
-			return byDigest, nil
+			kept := &keptSignature{Signed: d, Signature: ok.Signature}
+			if desc.MediaType.IsIndex() {
+				kept.Index = desc.Manifest
+			}
+			return byDigest, kept, nil
 		}
 		if errors.Is(err, signature.ErrUnsigned) {
 			err = fmt.Errorf("no signature: neither a %s.sig tag nor a Sigstore bundle referrer", strings.Replace(d.String(), ":", "-", 1))
@@ -87,9 +83,9 @@ func (o PullOptions) verifyAt(r Reference, nref name.Reference, v *Verification,
 		if o.Log != nil {
 			fmt.Fprintf(o.Log, "WARNING: %s %s is not verified (the %s): %v; using it all the same\n", r, d, v.Policy, err)
 		}
-		return byDigest, nil
+		return byDigest, nil, nil
 	}
-	return nil, fmt.Errorf("%w by the %s: manifest %s: %w", ErrRefused, v.Policy, d, err)
+	return nil, nil, fmt.Errorf("%w by the %s: manifest %s: %w", ErrRefused, v.Policy, d, err)
 }
 
 // signaturesAt fetches the signatures of manifest d in repo.

@@ -156,37 +156,63 @@ func TestVerifySignatures(t *testing.T) {
 			"verified "+legacy+" "+legacyD.String()+": signed by release.pub")
 	})
 
-	// The store keeps no signatures: under require a stored copy is not
-	// used without asking the registry; under warn it is, with a warning.
+	// The store keeps the signature an image was verified with: its
+	// stored copy is checked again, with the keys of the day, without the
+	// registry.
 	t.Run("store", func(t *testing.T) {
 		st, err := store.Open(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		pull := func(v *image.Verification, policy image.PullPolicy) (string, error) {
+		pull := func(ref string, v *image.Verification, policy image.PullPolicy) (string, error) {
 			var log bytes.Buffer
-			p, err := image.NewPuller(image.PullOptions{Log: &log, Store: st, Verify: verifyWith(v)})
+			o := image.PullOptions{Log: &log, Store: st}
+			if v != nil {
+				o.Verify = verifyWith(v)
+			}
+			p, err := image.NewPuller(o)
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, err := p.Pull(ctx, legacy, image.Request{Policy: policy})
+			img, err := p.Pull(ctx, ref, image.Request{Policy: policy})
 			if err == nil {
 				err = image.Unpack(ctx, img, t.TempDir(), nil)
 			}
 			return log.String(), err
 		}
-		require := &image.Verification{Keys: []signature.Key{key}, Policy: "test: require"}
-		warn := &image.Verification{Keys: []signature.Key{key}, Warn: true, Policy: "test: warn"}
-		for _, policy := range []image.PullPolicy{image.PullAlways, image.PullMissing} {
-			if log, err := pull(require, policy); err != nil || !strings.Contains(log, "verified "+legacy) {
-				t.Errorf("--pull %s: %v\n%s", policy, err, log)
+		release := &image.Verification{Keys: []signature.Key{key}, Policy: "test: require"}
+		otherKey := &image.Verification{Keys: []signature.Key{parseKey(t, other.Pub)}, Policy: "test: require other"}
+		warnOther := &image.Verification{Keys: otherKey.Keys, Warn: true, Policy: "test: warn other"}
+		for _, ref := range []string{legacy, multi} {
+			if log, err := pull(ref, release, image.PullAlways); err != nil || !strings.Contains(log, "verified "+ref) {
+				t.Errorf("%s, --pull always: %v\n%s", ref, err, log)
+			}
+			for _, policy := range []image.PullPolicy{image.PullMissing, image.PullNever} {
+				if log, err := pull(ref, release, policy); err != nil || !strings.Contains(log, "verified the stored copy of "+ref+": signed by release.pub (ECDSA P-256 ") {
+					t.Errorf("%s, --pull %s: %v\n%s", ref, policy, err, log)
+				}
 			}
 		}
-		if _, err := pull(require, image.PullNever); err == nil || !strings.Contains(err.Error(), "--pull never, but the signatures of a stored copy are not kept, so it cannot be verified (test: require)") {
-			t.Errorf("--pull never under require: %v", err)
+		if _, err := pull(legacy, otherKey, image.PullNever); err == nil ||
+			!strings.Contains(err.Error(), "--pull never, but its stored copy cannot be verified (the test: require other): its kept signature (the sha256-") ||
+			!strings.Contains(err.Error(), "not signed by any of the keys: other.pub") {
+			t.Errorf("--pull never, another key: %v", err)
 		}
-		if log, err := pull(warn, image.PullNever); err != nil || !strings.Contains(log, "WARNING: the stored copy of "+legacy+" is not verified: its signatures are not kept (test: warn)") {
-			t.Errorf("--pull never under warn: %v\n%s", err, log)
+		if log, err := pull(legacy, warnOther, image.PullNever); err != nil || !strings.Contains(log, "WARNING: the stored copy of "+legacy+" is not verified (the test: warn other): its kept signature") {
+			t.Errorf("--pull never, another key, warn: %v\n%s", err, log)
+		}
+		// Under require, a stored copy that cannot be verified sends the
+		// pull to the registry, which verifies it there.
+		if log, err := pull(legacy, otherKey, image.PullMissing); err == nil || !strings.Contains(log, "the stored copy of "+legacy+" cannot be verified (the test: require other)") ||
+			!strings.Contains(log, "; asking the registry") || !errors.Is(err, image.ErrRefused) {
+			t.Errorf("--pull missing, another key: %v\n%s", err, log)
+		}
+		// An image pulled unchecked has no signature kept.
+		if _, err := pull(unsigned, nil, image.PullAlways); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pull(unsigned, release, image.PullNever); err == nil || !strings.Contains(err.Error(), "no signature was kept with it (it was pulled unverified)") {
+			t.Errorf("--pull never, pulled unchecked: %v", err)
 		}
 	})
 

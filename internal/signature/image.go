@@ -14,26 +14,32 @@ import (
 type ImageSignature struct {
 	// Where says where it was found, in messages, such as "the
 	// sha256-….sig tag" or "referrer sha256:…".
-	Where string
+	Where string `json:"where"`
 	// Payload is a simple-signing payload, Sig its base64 signature (the
 	// layer's SigAnnotation).
-	Payload []byte
-	Sig     string
+	Payload []byte `json:"payload,omitempty"`
+	Sig     string `json:"sig,omitempty"`
 	// Bundle is a Sigstore bundle.
-	Bundle []byte
+	Bundle []byte `json:"bundle,omitempty"`
 }
 
 // ErrUnsigned is returned by VerifyImage when there is no signature at
 // all.
 var ErrUnsigned = errors.New("no signature")
 
+// Verified is a signature that VerifyImage accepted, and its key.
+type Verified struct {
+	Key       Key
+	Signature ImageSignature
+}
+
 // VerifyImage checks that one of sigs is a signature of the manifest
-// digest d by one of keys, and returns that key. When none is, the error
-// says why each one failed: not signed by any of the keys, signed for
-// another digest, malformed; ErrUnsigned when sigs is empty.
-func VerifyImage(d v1.Hash, sigs []ImageSignature, keys []Key) (Key, error) {
+// digest d by one of keys, and returns it with its key. When none is,
+// the error says why each one failed: not signed by any of the keys,
+// signed for another digest, malformed; ErrUnsigned when sigs is empty.
+func VerifyImage(d v1.Hash, sigs []ImageSignature, keys []Key) (Verified, error) {
 	if len(sigs) == 0 {
-		return Key{}, ErrUnsigned
+		return Verified{}, ErrUnsigned
 	}
 	var why []string
 	for _, s := range sigs {
@@ -45,14 +51,14 @@ func VerifyImage(d v1.Hash, sigs []ImageSignature, keys []Key) (Key, error) {
 			k, err = verifySimple(d, s.Payload, s.Sig, keys)
 		}
 		if err == nil {
-			return k, nil
+			return Verified{Key: k, Signature: s}, nil
 		}
 		why = append(why, fmt.Sprintf("%s: %v", s.Where, err))
 	}
 	if len(why) == 1 {
-		return Key{}, errors.New(why[0])
+		return Verified{}, errors.New(why[0])
 	}
-	return Key{}, fmt.Errorf("none of its %d signatures is valid: %s", len(sigs), strings.Join(why, "; "))
+	return Verified{}, fmt.Errorf("none of its %d signatures is valid: %s", len(sigs), strings.Join(why, "; "))
 }
 
 // verifySimple checks a simple-signing payload and its signature.

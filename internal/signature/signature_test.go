@@ -104,7 +104,7 @@ func TestVerifyImage(t *testing.T) {
 				{Where: "a referrer", Bundle: read(t, "image."+kind+".bundle")},
 			} {
 				got, err := signature.VerifyImage(d, []signature.ImageSignature{s}, append(wrong, k))
-				if err != nil || got.Hint() != k.Hint() {
+				if err != nil || got.Key.Hint() != k.Hint() || got.Signature.Where != s.Where {
 					t.Fatalf("%s: VerifyImage = %v, %v; want %s", s.Where, got, err, k)
 				}
 				_, err = signature.VerifyImage(d, []signature.ImageSignature{s}, wrong)

@@ -39,7 +39,7 @@ func (s *Store) Evict(limit int64) (evicted []string, used int64, err error) {
 	needs := make([][]entry, len(refs))
 	count := map[entry]int{}
 	for i, r := range refs {
-		needs[i] = s.needs(r.Digest)
+		needs[i] = s.needs(r)
 		for _, e := range needs[i] {
 			count[e]++
 		}
@@ -115,12 +115,15 @@ func (s *Store) Refs() ([]Ref, error) {
 	return refs, nil
 }
 
-// needs lists what the image whose manifest is the blob m needs: the
+// needs lists what the image of ref r needs: its signature, its
 // manifest, its config, its layers' blobs and their unpacked trees. An
-// image the store cannot read needs its manifest only.
-func (s *Store) needs(m v1.Hash) []entry {
-	out := []entry{{d: m}}
-	raw, err := s.ReadBlob(m)
+// image the store cannot read needs its signature and manifest only.
+func (s *Store) needs(r Ref) []entry {
+	out := []entry{{d: r.Digest}}
+	if r.Signature != (v1.Hash{}) {
+		out = append(out, entry{d: r.Signature})
+	}
+	raw, err := s.ReadBlob(r.Digest)
 	if err != nil {
 		return out
 	}

@@ -72,6 +72,15 @@ func TestEvict(t *testing.T) {
 	s := open(t, dir)
 	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	putImage(t, s, "old", day, "base", "old")
+	// old was verified: the signature kept with it is one of its blobs.
+	r, err := s.Ref("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Signature = putBlob(t, s, []byte(`{"signed":"sha256:…"}`))
+	if err := s.SetRef(r); err != nil {
+		t.Fatal(err)
+	}
 	putImage(t, s, "mid", day.Add(time.Hour), "base", "mid")
 	putImage(t, s, "new", day.Add(2*time.Hour), "base", "new")
 	orphan := putBlob(t, s, bytes.Repeat([]byte("orphan"), 10000))
@@ -100,15 +109,15 @@ func TestEvict(t *testing.T) {
 	if err != nil || !slices.Equal(evicted, []string{"new"}) {
 		t.Fatalf("Evict(0) = %q, %v; want new, and old kept as this boot's", evicted, err)
 	}
-	// What is left is old's: base and old, blobs and trees, its config
-	// and manifest.
+	// What is left is old's: base and old, blobs and trees, its config,
+	// manifest and signature.
 	if _, err := s.Ref("old"); err != nil {
 		t.Errorf("old's ref: %v", err)
 	}
 	layers, _ := filepath.Glob(filepath.Join(dir, "layers/sha256/*"))
 	blobs, _ := filepath.Glob(filepath.Join(dir, "blobs/sha256/*"))
-	if len(layers) != 2 || len(blobs) != 4 {
-		t.Errorf("left: %d layers, %d blobs; want old's 2 and 4", len(layers), len(blobs))
+	if len(layers) != 2 || len(blobs) != 5 || !s.Has(r.Signature) {
+		t.Errorf("left: %d layers, %d blobs (its signature: %v); want old's 2 and 5, its signature among them", len(layers), len(blobs), s.Has(r.Signature))
 	}
 	if now, _ := s.Usage(); now != last || last <= 0 {
 		t.Errorf("Usage %d, Evict said %d", now, last)

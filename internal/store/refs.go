@@ -18,12 +18,15 @@ import (
 // Ref is what a name (an image reference and a platform) stood for when
 // it was last pulled: the digest of a manifest kept in the store, when
 // the registry said so, and when the image was last used (eviction takes
-// the least recently used first).
+// the least recently used first). Signature, when set, is a blob of the
+// store holding the signature the image was verified with, which the
+// image needs as it needs its layers.
 type Ref struct {
-	Name   string    `json:"name"`
-	Digest v1.Hash   `json:"digest"`
-	Pulled time.Time `json:"pulled"`
-	Used   time.Time `json:"used,omitzero"`
+	Name      string    `json:"name"`
+	Digest    v1.Hash   `json:"digest"`
+	Pulled    time.Time `json:"pulled"`
+	Used      time.Time `json:"used,omitzero"`
+	Signature v1.Hash   `json:"signature,omitzero"`
 }
 
 // lastUsed is when r was last used, or pulled.
