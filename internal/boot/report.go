@@ -55,10 +55,12 @@ func (s *state) startReport(final bool) {
 }
 
 // flushReport waits, a bounded time, until ociboot.report's endpoint has
-// every event so far.
+// every event so far, then stops the sending: the boot is about to power
+// off, reboot or hand over, and nothing may be sent while it does.
 func (s *state) flushReport() {
 	ctx, cancel := context.WithTimeout(context.Background(), reportWait)
 	defer cancel()
+	defer s.report.Stop()
 	if err := s.report.Flush(ctx); err != nil {
 		s.say("report: %v", err)
 		return

@@ -3,6 +3,7 @@ package pid1
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ociboot/ociboot/internal/console"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,11 +83,30 @@ func ShutdownWith(a Action, r *Reaper, log io.Writer, command []string) {
 	if a == Reboot {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART
 	}
+	downLinks()
 	err := unix.Reboot(cmd)
 	// Only reached when the kernel refused; PID 1 must not exit.
 	fmt.Fprintf(log, "ociboot: %s failed: %v; halting here\n", a, err)
 	for {
 		time.Sleep(time.Hour)
+	}
+}
+
+// downLinks sets every network link but the loopback down, so that
+// nothing transmits while the kernel shuts the devices down: a packet
+// sent then (a TCP retransmission, a socket closed late) can make a virtio
+// NIC's transmit path spin forever on the queue the shutdown broke, and
+// the machine never powers off. Best effort: a link that stays up is
+// what there was before.
+func downLinks() {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return
+	}
+	for _, l := range links {
+		if l.Attrs().Flags&net.FlagLoopback == 0 && l.Attrs().Flags&net.FlagUp != 0 {
+			_ = netlink.LinkSetDown(l)
+		}
 	}
 }
 

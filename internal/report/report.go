@@ -102,10 +102,11 @@ type Sink struct {
 	ackCh   chan struct{}
 	id      event.Identity
 	bootAt  time.Time // the time of day the boot started, once the clock is set
-	ended   bool      // Discard or Close: nothing more is kept
+	ended   bool      // Discard or Stop: nothing more is kept
 	started bool
-	failing bool // the last try failed (said once)
-	full    bool // events were dropped (said once)
+	cancel  context.CancelFunc // ends the sender (Stop)
+	failing bool               // the last try failed (said once)
+	full    bool               // events were dropped (said once)
 	stats   Stats
 
 	wake chan struct{} // events are pending
@@ -220,11 +221,12 @@ func (s *Sink) trim() {
 	}
 }
 
-// Start sends the events kept, and those to come, to ep, until ctx ends.
-// It is called once.
+// Start sends the events kept, and those to come, to ep, until ctx ends
+// or Stop. It is called once.
 func (s *Sink) Start(ctx context.Context, ep Endpoint) {
+	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
-	s.started = true
+	s.started, s.cancel = true, cancel
 	s.mu.Unlock()
 	var pairs []string
 	for _, secret := range ep.Secrets {
@@ -241,6 +243,22 @@ func (s *Sink) Discard() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ended, s.pending, s.size = true, nil, 0
+}
+
+// Stop ends the sending, a request under way too, and returns once the
+// sender has: nothing is sent after it, and events handled later are
+// dropped. The boot stops it before it powers off: nothing may write to
+// the network while the kernel shuts its devices down (a virtio NIC's
+// transmit path spins forever on a queue the shutdown broke).
+func (s *Sink) Stop() {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.ended, s.pending, s.size = true, nil, 0
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-s.done
+	}
 }
 
 // Flush waits until every event handled so far has been sent, or ctx

@@ -294,3 +294,28 @@ func TestDiscard(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestStop: once Stop returns, the sender has returned, a request under
+// way included, and nothing handled later is sent.
+func TestStop(t *testing.T) {
+	s, ep, target := newSink(t, report.Options{})
+	s.Handle(event.Identity{BootID: "b1", Host: "node1"})
+	s.Handle(event.Message{Text: "before"})
+	start(t, s, target)
+	flush(t, s)
+	s.Stop()
+	s.Handle(event.Message{Text: "after"})
+	if err := s.Flush(context.Background()); err != nil {
+		t.Errorf("Flush after Stop: %v", err)
+	}
+	s.Stop() // twice is harmless
+	recs, _ := ep.got()
+	for _, r := range recs {
+		if r.Text == "after" {
+			t.Errorf("an event handled after Stop was sent: %+v", r)
+		}
+	}
+	if len(recs) == 0 || recs[len(recs)-1].Text != "before" {
+		t.Errorf("sent %+v, want the event before Stop last", recs)
+	}
+}
