@@ -165,51 +165,81 @@ func redactTarballURL(s string) string {
 	return u.String()
 }
 
-// open opens the source: the file, or the body of a GET through the
-// client; size is -1 when unknown, and tail reads the file's last n
-// bytes.
-func (s tarballSource) open(ctx context.Context, client *http.Client) (body io.ReadCloser, size int64, tail func(n int64) ([]byte, error), err error) {
+// tarballStream is an opened tarball: the file as it comes in, through
+// a meter that hashes it, and checks it against its signature.
+type tarballStream struct {
+	raw   *tarballMeter
+	body  io.Closer
+	size  int64                         // -1 when unknown
+	tail  func(n int64) ([]byte, error) // reads the file's last n bytes
+	check *tarballCheck                 // nil: no signature to check
+}
+
+// open fetches the tarball's signature, when o.Verify asks for one, then
+// opens the file, or the body of a GET through o's client.
+func (s tarballSource) open(ctx context.Context, o TarballOptions) (*tarballStream, error) {
+	client := o.Client
+	if client == nil && s.u.Scheme != "file" {
+		var err error
+		if client, err = fetch.New(o.Fetch); err != nil {
+			return nil, err
+		}
+	}
+	check, err := s.checker(ctx, client, o)
+	if err != nil {
+		return nil, err
+	}
+	st := &tarballStream{check: check}
+	var body io.ReadCloser
 	if s.u.Scheme == "file" {
 		f, size, err := openTarballFile(s.u.Path)
 		if err != nil {
-			return nil, 0, nil, err
+			return nil, err
 		}
-		return f, size, func(n int64) ([]byte, error) {
+		body, st.size = f, size
+		st.tail = func(n int64) ([]byte, error) {
 			b := make([]byte, n)
 			_, err := f.ReadAt(b, size-n)
 			return b, err
-		}, nil
+		}
+	} else {
+		if body, st.size, err = s.get(ctx, client); err != nil {
+			return nil, err
+		}
+		st.tail = func(n int64) ([]byte, error) { return s.tail(ctx, client, st.size, n) }
 	}
-	body, size, err = s.get(ctx, client)
-	return body, size, func(n int64) ([]byte, error) { return s.tail(ctx, client, size, n) }, err
+	st.body = body
+	st.raw = &tarballMeter{ctx: ctx, r: body, h: sha256.New(), also: check.writer()}
+	return st, nil
 }
 
-// client is o's HTTP client for s (nil for a file).
-func (s tarballSource) client(o TarballOptions) (*http.Client, error) {
-	if s.u.Scheme == "file" || o.Client != nil {
-		return o.Client, nil
+// verdict checks the whole file read through st against the pin and the
+// signature, and says how it was checked: "sha256:HEX verified" or
+// "sha256:HEX (not pinned)".
+func (st *tarballStream) verdict(s tarballSource, log io.Writer) (string, error) {
+	sum := st.raw.h.Sum(nil)
+	if s.sha256 != nil && !bytes.Equal(sum, s.sha256) {
+		return "", fmt.Errorf("sha256 mismatch: #sha256= wants %x, the %s downloaded have %x", s.sha256, formatSize(st.raw.n), sum)
 	}
-	return fetch.New(o.Fetch)
+	if err := st.check.done(s.name, log); err != nil {
+		return "", err
+	}
+	if s.sha256 != nil {
+		return fmt.Sprintf("sha256:%x verified", sum), nil
+	}
+	return fmt.Sprintf("sha256:%x (not pinned)", sum), nil
 }
 
 // unpack opens the source and streams it into dir.
 func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions) error {
 	start := time.Now()
-	client, err := s.client(o)
+	st, err := s.open(ctx, o)
 	if err != nil {
 		return err
 	}
-	check, err := s.checker(ctx, client, o)
-	if err != nil {
-		return err
-	}
-	body, size, tail, err := s.open(ctx, client)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
+	defer st.body.Close()
 
-	raw := &tarballMeter{ctx: ctx, r: body, h: sha256.New(), also: check.writer()}
+	raw := st.raw
 	rawBuf := bufio.NewReaderSize(raw, 1<<20)
 	head, _ := rawBuf.Peek(maxZstdHeader)
 	head = bytes.Clone(head)
@@ -224,14 +254,14 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 		return err
 	}
 	if o.Check != nil {
-		if err := o.Check(TarballSize{Compression: kind, File: size, Tar: tarSize(kind, head, size, tail)}); err != nil {
+		if err := o.Check(TarballSize{Compression: kind, File: st.size, Tar: tarSize(kind, head, st.size, st.tail)}); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(o.Log, "rootfs tarball %s: %s %s into %s\n", s.name, formatSize(size), kind, dir)
+	fmt.Fprintf(o.Log, "rootfs tarball %s: %s %s into %s\n", s.name, formatSize(st.size), kind, dir)
 
 	if err := layer.Apply(tarBuf, dir); err != nil {
-		return fmt.Errorf("after %s of %s: %w", formatSize(raw.n), formatSize(size), err)
+		return fmt.Errorf("after %s of %s: %w", formatSize(raw.n), formatSize(st.size), err)
 	}
 	// Reading the decompressed stream to its end checks the compressor's
 	// own checksums; reading the file to its end completes the hash.
@@ -241,7 +271,7 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	if _, err := io.Copy(io.Discard, rawBuf); err != nil {
 		return fmt.Errorf("read the file after the %s stream's end: %w", kind, err)
 	}
-	sum, err := s.verdict(raw, check, o.Log)
+	sum, err := st.verdict(s, o.Log)
 	if err != nil {
 		return fmt.Errorf("%w; the root in %s must not be used", err, dir)
 	}
@@ -256,23 +286,6 @@ func (s tarballSource) unpack(ctx context.Context, dir string, o TarballOptions)
 	return nil
 }
 
-// verdict checks the whole file read through raw against the pin and the
-// signature, and says how it was checked: "sha256:HEX verified" or
-// "sha256:HEX (not pinned)".
-func (s tarballSource) verdict(raw *tarballMeter, check *tarballCheck, log io.Writer) (string, error) {
-	sum := raw.h.Sum(nil)
-	if s.sha256 != nil && !bytes.Equal(sum, s.sha256) {
-		return "", fmt.Errorf("sha256 mismatch: #sha256= wants %x, the %s downloaded have %x", s.sha256, formatSize(raw.n), sum)
-	}
-	if err := check.done(s.name, log); err != nil {
-		return "", err
-	}
-	if s.sha256 != nil {
-		return fmt.Sprintf("sha256:%x verified", sum), nil
-	}
-	return fmt.Sprintf("sha256:%x (not pinned)", sum), nil
-}
-
 // VerifyTarball checks the rootfs tarball at rawURL as UnpackTarball
 // does, its #sha256= pin and its signature (o.Verify), reading it to the
 // end without unpacking it: ociboot verify URL.
@@ -285,26 +298,17 @@ func VerifyTarball(ctx context.Context, rawURL string, o TarballOptions) error {
 		o.Log = io.Discard
 	}
 	err = func() error {
-		client, err := src.client(o)
+		st, err := src.open(ctx, o)
 		if err != nil {
 			return err
 		}
-		check, err := src.checker(ctx, client, o)
-		if err != nil {
+		defer st.body.Close()
+		if _, err := io.Copy(io.Discard, st.raw); err != nil {
 			return err
 		}
-		body, _, _, err := src.open(ctx, client)
-		if err != nil {
-			return err
-		}
-		defer body.Close()
-		raw := &tarballMeter{ctx: ctx, r: body, h: sha256.New(), also: check.writer()}
-		if _, err := io.Copy(io.Discard, raw); err != nil {
-			return err
-		}
-		sum, err := src.verdict(raw, check, o.Log)
+		sum, err := st.verdict(src, o.Log)
 		if err == nil {
-			fmt.Fprintf(o.Log, "rootfs tarball %s: %s, %s\n", src.name, formatSize(raw.n), sum)
+			fmt.Fprintf(o.Log, "rootfs tarball %s: %s, %s\n", src.name, formatSize(st.raw.n), sum)
 		}
 		return err
 	}()

@@ -54,9 +54,16 @@ var ErrRefused = errors.New("refused")
 // warning in the log. The signature that verified is returned too (nil
 // under Warn without one), for the store to keep.
 func (o PullOptions) verifyAt(r Reference, nref name.Reference, v *Verification, opts []remote.Option) (name.Reference, *keptSignature, error) {
-	desc, err := remote.Get(nref, opts...)
+	// A HEAD, which Docker Hub does not count as a pull: the digest it
+	// gives is checked when the image is pulled by it.
+	desc, err := remote.Head(nref, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("manifest: %w", err)
+		// Some registries answer HEAD badly; a GET says why it fails.
+		full, gerr := remote.Get(nref, opts...)
+		if gerr != nil {
+			return nil, nil, fmt.Errorf("manifest: %w", gerr)
+		}
+		desc = &full.Descriptor
 	}
 	d := desc.Digest
 	byDigest := nref.Context().Digest(d.String())
@@ -68,8 +75,14 @@ func (o PullOptions) verifyAt(r Reference, nref name.Reference, v *Verification,
 				fmt.Fprintf(o.Log, "verified %s %s: signed by %s\n", r, d, ok.Key)
 			}
 			kept := &keptSignature{Signed: d, Signature: ok.Signature}
-			if desc.MediaType.IsIndex() {
-				kept.Index = desc.Manifest
+			if o.Store != nil && desc.MediaType.IsIndex() {
+				// The store keeps the index, which leads from the signed
+				// digest to the platform's manifest it holds.
+				full, err := remote.Get(byDigest, opts...)
+				if err != nil {
+					return nil, nil, fmt.Errorf("index %s: %w", d, err)
+				}
+				kept.Index = full.Manifest
 			}
 			return byDigest, kept, nil
 		}
@@ -115,6 +128,9 @@ func signaturesAt(repo name.Repository, d v1.Hash, opts []remote.Option) ([]sign
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, fmt.Errorf("referrers: %w", err)
+	}
+	if len(im.Manifests) > maxSignatures {
+		return nil, fmt.Errorf("%d signature referrers, more than the %d ociboot checks", len(im.Manifests), maxSignatures)
 	}
 	for _, desc := range im.Manifests {
 		if desc.ArtifactType != signature.BundleType {
