@@ -75,7 +75,8 @@ func (t *Trust) Files() (map[string][]byte, error) {
 }
 
 // ReadDir reads the keys and policy Files wrote in dir; a dir that does
-// not exist checks nothing. Errors name the file.
+// not exist checks nothing, keys without a policy file require a
+// signature everywhere. Errors name the file.
 func ReadDir(dir string) (*Trust, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -85,7 +86,7 @@ func ReadDir(dir string) (*Trust, error) {
 		return nil, err
 	}
 	var keys []signature.Key
-	p := Policy{}
+	p, havePolicy := Policy{}, false
 	for _, e := range entries {
 		file := filepath.Join(dir, e.Name())
 		data, err := os.ReadFile(file)
@@ -96,6 +97,7 @@ func ReadDir(dir string) (*Trust, error) {
 			if p, err = ParsePolicy(file, data); err != nil {
 				return nil, err
 			}
+			havePolicy = true
 			continue
 		}
 		k, err := signature.ParseKey(e.Name(), data)
@@ -103,6 +105,9 @@ func ReadDir(dir string) (*Trust, error) {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 		keys = append(keys, k)
+	}
+	if !havePolicy && len(keys) > 0 {
+		p = DefaultPolicy() // keys alone: as ociboot build --verify-key writes it
 	}
 	t, err := New(keys, p)
 	if err != nil {

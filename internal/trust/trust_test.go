@@ -3,6 +3,7 @@ package trust_test
 import (
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -180,5 +181,32 @@ func TestErrors(t *testing.T) {
 	tr, _ := trust.New(ks, trust.DefaultPolicy())
 	if _, err := tr.WithMode("accept"); err == nil || !strings.Contains(err.Error(), `mode "accept": want require or warn`) {
 		t.Errorf("ociboot.verify=accept: %v", err)
+	}
+}
+
+func TestReadDir(t *testing.T) {
+	none, err := trust.ReadDir(filepath.Join(t.TempDir(), "none"))
+	if err != nil || none.Image("registry.lan", "app").Mode != trust.Accept {
+		t.Errorf("no directory: %v", err)
+	}
+	// Keys put there without a policy (by --include, say) require a
+	// signature, as --verify-key alone does.
+	dir := t.TempDir()
+	data, err := os.ReadFile("../signature/testdata/ecdsa.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "release.pub"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keysOnly, err := trust.ReadDir(dir)
+	if err != nil || keysOnly.Image("registry.lan", "app").String() != "policy default: require (release.pub)" {
+		t.Errorf("keys alone: %v, %v", keysOnly.Image("registry.lan", "app"), err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad.pub"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trust.ReadDir(dir); err == nil || !strings.Contains(err.Error(), dir+"/bad.pub: key bad.pub: no PEM block") {
+		t.Errorf("a bad key: %v", err)
 	}
 }

@@ -6,7 +6,8 @@
 # cosign's formats (the simple-signing payload of the .sig tag, and the
 # Sigstore bundle of the referrers tag) and one blob (a detached
 # signature, and a bundle). No transparency log, no network beyond
-# 127.0.0.1: any other address goes to a dead proxy.
+# 127.0.0.1: any other address goes to a dead proxy. Needs cosign,
+# docker-registry, umoci, skopeo, openssl, curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")"
 export HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY= COSIGN_PASSWORD=
