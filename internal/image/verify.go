@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -54,6 +55,14 @@ var ErrRefused = errors.New("refused")
 // warning in the log. The signature that verified is returned too (nil
 // under Warn without one), for the store to keep.
 func (o PullOptions) verifyAt(r Reference, nref name.Reference, v *Verification, opts []remote.Option) (name.Reference, *keptSignature, error) {
+	// One go-containerregistry puller for the check's requests: the
+	// registry is pinged, and a token fetched, once rather than per
+	// request.
+	shared, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(slices.Clip(opts), remote.Reuse(shared))
 	// A HEAD, which Docker Hub does not count as a pull: the digest it
 	// gives is checked when the image is pulled by it.
 	desc, err := remote.Head(nref, opts...)
