@@ -25,7 +25,8 @@ import (
 // the puller's pull and unpack of it, unchecked and checked; in the VM,
 // the init's time from its first stage to its end stage by the guest's
 // clock, with an initramfs without keys and one built with --verify-key;
-// and the size the keys add to the initramfs archive: go test -run '^$' -bench
+// `ociboot verify` and its peer `cosign verify` timed as commands; and
+// the size the keys add to the initramfs archive: go test -run '^$' -bench
 // Verify -benchtime 9x ./test/e2e.
 func BenchmarkVerify(b *testing.B) {
 	dir := b.TempDir()
@@ -76,6 +77,9 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	forms := []form{{"unchecked", refs["bundle"], false}, {"sig-tag", refs["sig-tag"], true}, {"bundle", refs["bundle"], true}}
 	host := make([][]float64, len(forms))
+	// The peer: `cosign verify` beside `ociboot verify`, both as the
+	// command a pipeline runs.
+	cli := map[string][]float64{}
 	guest := make([][]float64, len(forms))
 	const marker = "VERIFY-BENCH-MARKER"
 	i := 0
@@ -102,6 +106,20 @@ func BenchmarkVerify(b *testing.B) {
 				b.Fatalf("%s: %v", fm.name, err)
 			}
 			host[n] = append(host[n], time.Since(start).Seconds())
+			if fm.verify {
+				format := cosigntest.SigTag
+				if fm.name == "bundle" {
+					format = cosigntest.Bundle
+				}
+				start = time.Now()
+				if ok, out := cosign.Verify(fm.ref, k.Pub, format); !ok {
+					b.Fatalf("cosign verify %s:\n%s", fm.ref, out)
+				}
+				cli["cosign-"+fm.name] = append(cli["cosign-"+fm.name], time.Since(start).Seconds())
+				start = time.Now()
+				run(b, bin, "verify", "--verify-key", k.Pub, fm.ref)
+				cli["ociboot-"+fm.name] = append(cli["ociboot-"+fm.name], time.Since(start).Seconds())
+			}
 
 			initramfs := plain
 			if fm.verify {
@@ -139,6 +157,11 @@ func BenchmarkVerify(b *testing.B) {
 			b.ReportMetric(median(diffs(host[n], host[0]))*1e3, "host-"+fm.name+"-added-paired-median-ms")
 			b.ReportMetric(median(diffs(guest[n], guest[0])), "vm-"+fm.name+"-added-paired-median-s")
 		}
+	}
+	for _, f := range []string{"sig-tag", "bundle"} {
+		b.Logf("verify %s: ociboot %.3f s; cosign %.3f s", f, cli["ociboot-"+f], cli["cosign-"+f])
+		b.ReportMetric(median(cli["ociboot-"+f])*1e3, "cli-ociboot-verify-"+f+"-median-ms")
+		b.ReportMetric(median(cli["cosign-"+f])*1e3, "cli-cosign-verify-"+f+"-median-ms")
 	}
 	b.ReportMetric(float64(sizes[1]-sizes[0]), "initramfs-key-uncompressed-bytes")
 }
