@@ -15,21 +15,15 @@ import (
 	"github.com/ociboot/ociboot/internal/image"
 	"github.com/ociboot/ociboot/internal/store"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
 func newPullCmd() *cobra.Command {
 	var (
-		insecure     []string
-		platform     string
-		allowDevices bool
-		progress     string
-		budgetMiB    int64
-		authFile     string
-		caFiles      []string
-		mirrors      []string
-		storeDir     string
-		policy       string
+		o         pullFlags
+		progress  string
+		budgetMiB int64
 	)
 	cmd := &cobra.Command{
 		Use:   "pull IMAGE DIR",
@@ -61,24 +55,28 @@ when each layer starts and one when it is done.`,
 			if err != nil {
 				return err
 			}
-			return pull(ctx, cmd.ErrOrStderr(), args[0], args[1], pullFlags{
-				insecure: insecure, platform: platform, allowDevices: allowDevices, progress: mode,
-				memoryBudget: budgetMiB << 20, authFile: authFile, caFiles: caFiles, mirrors: mirrors, store: storeDir, policy: policy,
-			})
+			o.progress, o.memoryBudget = mode, budgetMiB<<20
+			return pull(ctx, cmd.ErrOrStderr(), args[0], args[1], o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&insecure, "insecure-registry", nil, "HOST:PORT: reach this registry over plain HTTP (repeatable)")
-	f.StringVar(&platform, "platform", "", "OS/ARCH[/VARIANT] to pull from a multi-platform image (default: linux and this machine's architecture)")
-	f.BoolVar(&allowDevices, "allow-devices", true, "create the device nodes that layers hold (--allow-devices=false refuses such layers)")
+	registryFlags(f, &o)
+	f.BoolVar(&o.allowDevices, "allow-devices", true, "create the device nodes that layers hold (--allow-devices=false refuses such layers)")
 	f.StringVar(&progress, "progress", "auto", "progress output: auto (bars on a terminal, else lines), bars, lines or none")
-	f.StringVar(&authFile, "registry-auth", "", "docker config.json with registry credentials")
-	f.StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates trusted besides the system's (repeatable)")
-	f.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
-	f.StringVar(&storeDir, "store", "", "keep what is pulled in this store directory, and use what is already there")
-	f.StringVar(&policy, "pull", "always", "with --store: always, missing or never (when to ask the registry)")
+	f.StringVar(&o.store, "store", "", "keep what is pulled in this store directory, and use what is already there")
+	f.StringVar(&o.policy, "pull", "always", "with --store: always, missing or never (when to ask the registry)")
 	f.Int64Var(&budgetMiB, "memory-budget", image.DefaultMemoryBudget>>20, "MiB of memory for layer data downloaded and decompressed ahead of the applier")
 	return cmd
+}
+
+// registryFlags adds the flags that say how registries are reached, as
+// pull and verify take them, into o.
+func registryFlags(f *pflag.FlagSet, o *pullFlags) {
+	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "HOST:PORT: reach this registry over plain HTTP (repeatable)")
+	f.StringVar(&o.platform, "platform", "", "OS/ARCH[/VARIANT] to take from a multi-platform image (default: linux and this machine's architecture)")
+	f.StringVar(&o.authFile, "registry-auth", "", "docker config.json with registry credentials")
+	f.StringArrayVar(&o.caFiles, "ca-file", nil, "PEM file of CA certificates trusted besides the system's (repeatable)")
+	f.StringArrayVar(&o.mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
 }
 
 // pullFlags are the options of `ociboot pull`.

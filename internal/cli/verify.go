@@ -74,11 +74,7 @@ and the whole file is read and checked against it, and against its
 	}
 	f := cmd.Flags()
 	verifyFlags(f, &keys, &policy)
-	f.StringArrayVar(&registry.insecure, "insecure-registry", nil, "HOST:PORT: reach this registry over plain HTTP (repeatable)")
-	f.StringVar(&registry.platform, "platform", "", "OS/ARCH[/VARIANT] to resolve in a multi-platform image (default: linux and this machine's architecture)")
-	f.StringVar(&registry.authFile, "registry-auth", "", "docker config.json with registry credentials")
-	f.StringArrayVar(&registry.caFiles, "ca-file", nil, "PEM file of CA certificates trusted besides the system's (repeatable)")
-	f.StringArrayVar(&registry.mirrors, "registry-mirror", nil, "REGISTRY=MIRROR[|MIRROR…]: mirrors tried in order before REGISTRY (repeatable)")
+	registryFlags(f, &registry)
 	return cmd
 }
 

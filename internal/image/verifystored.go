@@ -2,7 +2,6 @@ package image
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,8 +65,7 @@ func (o PullOptions) verifyStored(r Reference, platform v1.Platform, v *Verifica
 	if k.Signed == rec.Digest {
 		return ok.Key, nil
 	}
-	sum := sha256.Sum256(k.Index)
-	if k.Index == nil || fmt.Sprintf("%x", sum) != k.Signed.Hex || k.Signed.Algorithm != "sha256" {
+	if h, _, err := v1.SHA256(bytes.NewReader(k.Index)); k.Index == nil || err != nil || h != k.Signed {
 		return signature.Key{}, fmt.Errorf("its kept signature signs %s, which is not the stored manifest %s", k.Signed, rec.Digest)
 	}
 	idx, err := v1.ParseIndexManifest(bytes.NewReader(k.Index))
